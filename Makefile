@@ -1,0 +1,35 @@
+# Undertone: `make run` labels the bundled samples, `make test` runs the test suite.
+# Both create or refresh .venv from pinned dependencies (requirements.lock) first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUTPUT ?= out
+DATE ?= $(shell date -u +%Y-%m-%d)
+
+.PHONY: run test lint samples clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned dependencies into $(VENV) (first time: a few minutes)"
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/undertone run samples --output $(OUTPUT) --date $(DATE)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+samples: $(STAMP)
+	$(BIN)/python samples/_make_samples.py
+
+clean:
+	rm -rf $(VENV) $(OUTPUT) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over the Beam pipeline and the model recipes."""

@@ -1,0 +1,190 @@
+"""A shared encoder with one head per task: one transformer pass labels every task.
+
+``Classifier.load(folder)`` reads a bundle (see :mod:`models.bundle`), merges its LoRA
+adapter into the encoder weights and returns an object that labels one text or many.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import overload
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from models.bundle import (
+    ADAPTER_DIR,
+    BUNDLE_FILE,
+    HEADS_FILE,
+    BundleSpec,
+    TaskSpec,
+    UnsafeModelError,
+    check_hf_folder,
+    read_bundle_spec,
+    resolve_base_path,
+    sha256_file,
+)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One task's answer for one text: the label and its calibrated probability."""
+
+    label: str
+    score: float
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average token vectors over real tokens (how all-MiniLM-L6-v2 was trained to embed)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class MultiTaskModel(nn.Module):
+    """Encoder + mean pooling + a linear head per task."""
+
+    def __init__(self, encoder: nn.Module, tasks: dict[str, TaskSpec], dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({task: nn.Linear(hidden, len(spec.labels)) for task, spec in tasks.items()})
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return mean_pool(output.last_hidden_state, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw (uncalibrated) logits per task."""
+        pooled = self.dropout(self.embed(input_ids, attention_mask))
+        return {task: head(pooled) for task, head in self.heads.items()}
+
+
+def load_encoder(spec: BundleSpec, verify_hash: bool = True) -> nn.Module:
+    """Load the base encoder from a local folder, safetensors only, no remote code."""
+    path = resolve_base_path(spec.base)
+    check_hf_folder(path)
+    if verify_hash and spec.base.sha256:
+        actual = sha256_file(path / "model.safetensors")
+        if actual != spec.base.sha256:
+            raise UnsafeModelError(
+                f"base model at {path} has sha256 {actual[:12]}…, bundle expects {spec.base.sha256[:12]}…"
+            )
+    return AutoModel.from_pretrained(path, trust_remote_code=False, use_safetensors=True, local_files_only=True)
+
+
+def load_tokenizer(spec: BundleSpec) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(resolve_base_path(spec.base), trust_remote_code=False, local_files_only=True)
+
+
+class Classifier:
+    """Labels texts with every task of a bundle in one encoder pass."""
+
+    def __init__(self, spec: BundleSpec, model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.spec = spec
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+
+    @property
+    def model_version(self) -> str:
+        return self.spec.model_version
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.spec.tasks)
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "cpu", tasks: Sequence[str] | None = None) -> Classifier:
+        """Load a bundle for inference: adapter merged into the encoder, heads restricted to ``tasks``."""
+        folder = Path(folder)
+        spec = read_bundle_spec(folder)
+        if tasks is not None:
+            unknown = sorted(set(tasks) - set(spec.tasks))
+            if unknown:
+                raise ValueError(f"bundle {spec.model_version} has no task {unknown}; it has {sorted(spec.tasks)}")
+            spec = replace(spec, tasks={task: spec.tasks[task] for task in tasks})
+        encoder = load_encoder(spec)
+        if (folder / ADAPTER_DIR).exists():
+            from peft import PeftModel
+
+            encoder = PeftModel.from_pretrained(encoder, folder / ADAPTER_DIR, is_trainable=False).merge_and_unload()
+        model = MultiTaskModel(encoder, spec.tasks)
+        heads = load_file(folder / HEADS_FILE)
+        for task, head in model.heads.items():
+            head.load_state_dict({"weight": heads[f"{task}.weight"], "bias": heads[f"{task}.bias"]})
+        return cls(spec, model.to(device), load_tokenizer(spec))
+
+    def encode(self, texts: Sequence[str]) -> tuple[dict[str, torch.Tensor], list[bool]]:
+        """Tokenise once: padded tensors, and per text whether it was cut to the model window."""
+        limit = self.spec.max_length
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=limit + 1)
+        truncated = [len(ids) > limit for ids in encoded["input_ids"]]
+        features = []
+        for ids, cut in zip(encoded["input_ids"], truncated, strict=True):
+            kept = ids[: limit - 1] + ids[-1:] if cut else ids
+            features.append({"input_ids": kept, "attention_mask": [1] * len(kept)})
+        return self.tokenizer.pad(features, return_tensors="pt").to(self.device), truncated
+
+    def logits_for(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Calibrated logits per task for an encoded batch: one encoder pass, every head."""
+        with torch.inference_mode():
+            raw = self.model(batch["input_ids"], batch["attention_mask"])
+        return {task: raw[task].float() / self.spec.tasks[task].temperature for task in self.tasks}
+
+    def logits(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.logits_for(self.encode(texts)[0])
+
+    def label(self, texts: Sequence[str]) -> tuple[list[dict[str, Prediction]], list[bool]]:
+        """Predictions for many texts and whether each was truncated, from one tokenisation."""
+        batch, truncated = self.encode(texts)
+        return self._decode(self.logits_for(batch)), truncated
+
+    def _decode(self, logits: dict[str, torch.Tensor]) -> list[dict[str, Prediction]]:
+        probabilities = {task: torch.softmax(logit, dim=-1) for task, logit in logits.items()}
+        scores = {task: probs.max(dim=-1) for task, probs in probabilities.items()}
+        rows = len(next(iter(probabilities.values()))) if probabilities else 0
+        return [
+            {task: Prediction(self.spec.tasks[task].labels[int(best.indices[row])], float(best.values[row]))
+             for task, best in scores.items()}
+            for row in range(rows)
+        ]
+
+    @overload
+    def predict(self, texts: str) -> dict[str, Prediction]: ...
+    @overload
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Prediction]]: ...
+
+    def predict(self, texts: str | Sequence[str]) -> dict[str, Prediction] | list[dict[str, Prediction]]:
+        """Label one text (returns one dict) or many (returns a list of dicts, in order)."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        if not batch:
+            return []
+        results = self._decode(self.logits(batch))
+        return results[0] if single else results
+
+
+def save_bundle(folder: str | Path, spec: BundleSpec, model: MultiTaskModel) -> Path:
+    """Write a bundle: metadata, heads, and the LoRA adapter when the encoder carries one."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    heads = {}
+    for task, head in model.heads.items():
+        heads[f"{task}.weight"] = head.weight.detach().cpu().contiguous()
+        heads[f"{task}.bias"] = head.bias.detach().cpu().contiguous()
+    save_file(heads, folder / HEADS_FILE)
+    if hasattr(model.encoder, "peft_config"):
+        model.encoder.save_pretrained(folder / ADAPTER_DIR, safe_serialization=True)
+        # peft records the training machine's absolute base path; keep the portable name instead.
+        config_path = folder / ADAPTER_DIR / "adapter_config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = spec.base.name
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
+    return folder

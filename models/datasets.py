@@ -1,0 +1,92 @@
+"""Readers for the labeled public datasets in ``../shared/data`` (see its README for the traps)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from transforms.clean import normalise_social, normalise_text
+
+#: SemEval-2016 test: held out from sentiment training, the figure quoted in the model card.
+SEMEVAL_TEST_FILE = "twitter-2016test-A.tsv"
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_PTB = [
+    (re.compile(r"-lrb-", re.I), "("),
+    (re.compile(r"-rrb-", re.I), ")"),
+    (re.compile(r"\s+(n't|'s|'re|'ve|'ll|'d|'m)\b"), r"\1"),
+    (re.compile(r"\s+([.,!?;:%)])"), r"\1"),
+    (re.compile(r"([($])\s+"), r"\1"),
+    (re.compile(r"``\s*|\s*''"), '"'),
+]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labeled text."""
+
+    text: str
+    label: str
+
+
+def default_data_dir() -> Path:
+    """``../shared/data`` next to the repository root."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def read_semeval(path: Path) -> list[tuple[str, Example]]:
+    """(tweet id, example) pairs from one SemEval-2017 Task 4A file, text normalised like social posts."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3 or parts[1] not in SENTIMENT_LABELS:
+            continue
+        text = _ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), parts[2])
+        if len(text) > 1 and text.startswith('"') and text.endswith('"'):
+            text = text[1:-1]
+        rows.append((parts[0], Example(normalise_social(text), parts[1])))
+    return rows
+
+
+def semeval_examples(data_dir: Path, include_test: bool = False) -> list[Example]:
+    """All SemEval tweets, deduplicated by id; the 2016 test file only when ``include_test``."""
+    folder = data_dir / "sentiment" / "semeval2017"
+    seen: set[str] = set()
+    examples = []
+    for path in sorted(folder.glob("twitter-*.tsv")):
+        if path.name == SEMEVAL_TEST_FILE and not include_test:
+            continue
+        for tweet_id, example in read_semeval(path):
+            if tweet_id not in seen and example.text:
+                seen.add(tweet_id)
+                examples.append(example)
+    return examples
+
+
+def semeval_test(data_dir: Path) -> list[Example]:
+    return [example for _, example in read_semeval(data_dir / "sentiment" / "semeval2017" / SEMEVAL_TEST_FILE)]
+
+
+def detokenize_ptb(text: str) -> str:
+    """Undo SST's Penn-Treebank tokenisation (``it 's`` → ``it's``) so it reads like a review."""
+    for pattern, replacement in _PTB:
+        text = pattern.sub(replacement, text)
+    return text.strip()
+
+
+def read_sst2(path: Path, min_words: int = 1) -> list[Example]:
+    """SST-2 rows as negative/positive examples (no quoting in these TSVs)."""
+    examples = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for row in reader:
+            text = normalise_text(detokenize_ptb(row["sentence"]))
+            if len(text.split()) < min_words or text in seen:
+                continue
+            seen.add(text)
+            examples.append(Example(text, "positive" if row["label"].strip() == "1" else "negative"))
+    return examples

@@ -1,0 +1,45 @@
+"""The labeling flow under Prefect's test harness, and the CLI that runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from prefect.client.orchestration import get_client
+
+from flows.run import run_flow
+from tests.conftest import REPO, SAMPLES
+
+
+def test_flow_returns_run_id_inputs_and_counts(prefect_harness, tiny_bundle: Path, tmp_path: Path) -> None:
+    state = run_flow(inputs=[str(SAMPLES / "reviews"), str(SAMPLES / "social")], output=str(tmp_path),
+                     date="2026-11-19", model_dir=str(tiny_bundle), return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    assert result["counts"]["review"] == {"input": 36, "labeled": 36, "dead_letter": 0}
+    assert result["reconciled"] is True and len(result["inputs"]) == 2
+    assert Path(result["manifest_path"]).name == f"{result['run_id']}.json"
+    assert len(pd.read_parquet(tmp_path / "labeled")) == 72
+
+    async def flow_run_name() -> str:
+        async with get_client() as client:
+            return (await client.read_flow_run(state.state_details.flow_run_id)).name
+
+    import asyncio
+
+    assert asyncio.run(flow_run_name())
+
+
+def test_cli_run_prints_summary_and_json(tiny_bundle: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    command = [sys.executable, "-m", "undertone.cli", "run", str(SAMPLES / "social" / "*.jsonl"), "--output",
+               str(tmp_path / "out"), "--date", "2026-11-18", "--model", str(tiny_bundle), "--json"]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["counts"] == {"social": {"input": 38, "labeled": 36, "dead_letter": 2}}
+    assert result["logical_date"] == "2026-11-18"

@@ -1,0 +1,103 @@
+"""Bundle save/load, refusal of unsafe folders, and a training loop on a tiny random model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.bundle import UnsafeModelError, read_bundle_spec
+from models.classifier import Classifier, save_bundle
+from models.datasets import Example
+from models.training import TaskData, TrainingArguments, length_grouped_batches, train_bundle
+from tests.conftest import SENTIMENT, build_tiny_bundle
+
+TEXTS = ["I love this phone", "worst delivery ever", "the parcel came on Monday", "meh"]
+
+
+def test_predict_accepts_one_text_or_many(tiny_bundle: Path) -> None:
+    classifier = Classifier.load(tiny_bundle)
+    one = classifier.predict(TEXTS[0])
+    many = classifier.predict(TEXTS)
+    assert isinstance(one, dict) and isinstance(many, list) and len(many) == len(TEXTS)
+    assert one["sentiment"] == many[0]["sentiment"]
+    assert classifier.predict([]) == []
+
+
+def test_training_then_save_and_load_give_identical_outputs(tiny_bundle: Path, tmp_path: Path) -> None:
+    spec = read_bundle_spec(tiny_bundle)
+    train = [Example(text, label) for text, label in zip(TEXTS * 8, SENTIMENT * 11, strict=False)]
+    data = {"sentiment": TaskData(SENTIMENT, train, dev=train[:12])}
+    args = TrainingArguments(epochs=1, batch_size=8, lora_rank=4, max_length=32, log_every=1000)
+    trained_spec, model, stats = train_bundle(spec, data, args)
+    assert stats["steps"] == 4 and trained_spec.tasks["sentiment"].temperature > 0
+    save_bundle(tmp_path / "trained", trained_spec, model)
+    assert (tmp_path / "trained" / "adapter" / "adapter_model.safetensors").is_file()
+    config = json.loads((tmp_path / "trained" / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny-random-bert"
+    in_memory = Classifier(trained_spec, model.eval(), Classifier.load(tiny_bundle).tokenizer).logits(TEXTS)
+    reloaded = Classifier.load(tmp_path / "trained").logits(TEXTS)
+    torch.testing.assert_close(in_memory["sentiment"], reloaded["sentiment"], rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_weights(tiny_bundle: Path) -> None:
+    spec = read_bundle_spec(tiny_bundle)
+    data = {"sentiment": TaskData(SENTIMENT, [Example(t, "neutral") for t in TEXTS * 4])}
+    args = TrainingArguments(epochs=1, batch_size=4, lora_rank=0, log_every=1000)
+    first = train_bundle(spec, data, args)[1].heads["sentiment"].weight
+    second = train_bundle(spec, data, args)[1].heads["sentiment"].weight
+    torch.testing.assert_close(first, second)
+
+
+def test_length_grouped_batches_cover_every_index_once() -> None:
+    import random
+
+    lengths = [random.Random(1).randint(1, 300) for _ in range(1000)]
+    batches = length_grouped_batches(lengths, 32, random.Random(0))
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    assert max(len(batch) for batch in batches) == 32
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
+def test_pickle_only_heads_are_refused(bundle_copy: Path) -> None:
+    (bundle_copy / "heads.safetensors").rename(bundle_copy / "heads.bin")
+    with pytest.raises(UnsafeModelError, match="pickled"):
+        Classifier.load(bundle_copy)
+
+
+def test_missing_metadata_is_refused(bundle_copy: Path) -> None:
+    (bundle_copy / "bundle.json").unlink()
+    with pytest.raises(UnsafeModelError, match=r"bundle\.json is missing"):
+        Classifier.load(bundle_copy)
+
+
+def test_remote_code_in_base_config_is_refused(tiny_encoder: Path, tmp_path: Path) -> None:
+    encoder = Path(shutil.copytree(tiny_encoder, tmp_path / "encoder"))
+    config = json.loads((encoder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (encoder / "config.json").write_text(json.dumps(config))
+    bundle = build_tiny_bundle(tmp_path / "b", tiny_encoder)
+    spec_file = bundle / "bundle.json"
+    spec_file.write_text(spec_file.read_text().replace(str(tiny_encoder), str(encoder)))
+    with pytest.raises(UnsafeModelError, match="remote code"):
+        Classifier.load(bundle)
+
+
+def test_pickled_base_weights_and_wrong_hash_are_refused(tiny_encoder: Path, tmp_path: Path) -> None:
+    encoder = Path(shutil.copytree(tiny_encoder, tmp_path / "encoder"))
+    bundle = build_tiny_bundle(tmp_path / "b", encoder)
+    spec = json.loads((bundle / "bundle.json").read_text())
+    spec["base"]["sha256"] = "0" * 64
+    (bundle / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(UnsafeModelError, match="sha256"):
+        Classifier.load(bundle)
+    (encoder / "model.safetensors").rename(encoder / "pytorch_model.bin")
+    with pytest.raises(UnsafeModelError, match="only pickled weights"):
+        Classifier.load(bundle)

@@ -1,0 +1,28 @@
+"""The contracts are documented field by field and the README shows exactly them."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA, LABELED_SCHEMA, describe, file_schema, labeled_schema
+from tests.conftest import REPO
+
+
+def test_every_field_has_a_description_and_every_schema_a_version() -> None:
+    for schema in (DOCUMENT_SCHEMA, LABELED_SCHEMA, DEAD_LETTER_SCHEMA):
+        assert schema.metadata[b"undertone.version"]
+        for field in schema:
+            assert field.metadata and field.metadata[b"description"].strip(), field.name
+
+
+def test_labeled_schema_adds_two_columns_per_task() -> None:
+    schema = labeled_schema({"sentiment": ("negative", "positive"), "spam": ("ham", "spam")})
+    assert {"sentiment", "sentiment_score", "spam", "spam_score"} <= set(schema.names)
+    assert schema.field("spam_score").type == pa.float32()
+    assert "source" not in file_schema(schema, ("source", "date")).names
+
+
+def test_readme_lists_the_current_fields() -> None:
+    readme = (REPO / "schemas" / "README.md").read_text(encoding="utf-8")
+    for schema in (DOCUMENT_SCHEMA, LABELED_SCHEMA, DEAD_LETTER_SCHEMA):
+        assert describe(schema) in readme, "run `python -m schemas` and paste its output into schemas/README.md"

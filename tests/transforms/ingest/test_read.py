@@ -1,0 +1,56 @@
+"""File discovery and format detection over the real samples."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLES
+from transforms.ingest.read import detect_format, expand_inputs, read_path
+from transforms.records import Failure
+
+
+def test_folder_expansion_skips_private_files_and_glob_must_match() -> None:
+    files = expand_inputs([str(SAMPLES)])
+    assert len(files) == 12
+    assert not any(Path(f).name.startswith("_") for f in files)
+    assert expand_inputs([str(SAMPLES / "social" / "*.jsonl")]) == [str(SAMPLES / "social" / "posts.jsonl")]
+    with pytest.raises(FileNotFoundError):
+        expand_inputs([str(SAMPLES / "nope-*.csv")])
+
+
+@pytest.mark.parametrize(("name", "head", "expected"), [
+    ("mail/00001.7c53", b"From alice@x Thu Aug 22 12:36:23 2002\n", "email"),
+    ("msg", b"Return-Path: <a@b>\nReceived: x\n", "email"),
+    ("data.bin", b"PAR1\x15\x04", "parquet"),
+    ("export", b'  [{"text": "x"}]', "json"),
+    ("dump.txt", b'{"text": "x"}\n', "jsonl"),
+    ("reviews.csv.gz", b"\x1f\x8b", "csv"),
+    ("garbage", b"\x00\x01\x02\x03binary", None),
+    ("notes.txt", b"hello world, no headers", None),
+])
+def test_detect_format(name: str, head: bytes, expected: str | None) -> None:
+    assert detect_format(name, head) == expected
+
+
+def test_every_sample_record_is_a_document_or_a_failure() -> None:
+    outcomes = [record for path in expand_inputs([str(SAMPLES)]) for record in read_path(path)]
+    kinds = Counter((r.source if isinstance(r, Failure) else r["source"], isinstance(r, Failure)) for r in outcomes)
+    assert kinds == {("email", False): 11, ("email", True): 1, ("review", False): 36, ("social", False): 37,
+                     ("social", True): 1}
+
+
+def test_forced_source_and_unreadable_files(tmp_path: Path) -> None:
+    table = tmp_path / "export.csv"
+    table.write_text("id,text\n1,loving the new update\n", encoding="utf-8")
+    assert next(read_path(str(table), source="social"))["source"] == "social"
+    unknown = tmp_path / "notes.txt"
+    unknown.write_text("a plain text file\n", encoding="utf-8")
+    (failure,) = read_path(str(unknown))
+    assert failure.error_type == "unknown_format" and failure.stage == "read"
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 this is not really parquet")
+    (failure,) = read_path(str(broken))
+    assert failure.error_type == "corrupt_file" and "before any record" in failure.error

@@ -1,0 +1,32 @@
+"""Text clean-up and the clean stage's refusals."""
+
+from __future__ import annotations
+
+from transforms.clean import clean_document, detect_language, normalise_social, normalise_text
+from transforms.records import Failure, new_document
+
+
+def test_social_posts_keep_hashtags_and_emoji_but_hide_handles_and_links() -> None:
+    text = normalise_social("@Delta worst flight ever &amp; no refund 😡 #neveragain https://t.co/abc123")
+    assert text == "@user worst flight ever & no refund 😡 #neveragain http"
+
+
+def test_mojibake_is_repaired_and_whitespace_collapsed() -> None:
+    assert normalise_text("CafÃ©   au lait\r\n\r\n\r\n\r\nnext  line ") == "Café au lait\n\nnext line"
+
+
+def test_clean_document_refuses_empty_huge_and_binary_text() -> None:
+    def outcome(text: str, limit: int = 1000):
+        result = clean_document(new_document("review", "f:1", text), limit)
+        return result.error_type if isinstance(result, Failure) else result
+
+    assert outcome(" \n\t ") == "empty_text"
+    assert outcome("x" * 1001) == "text_too_large"
+    assert outcome("ok\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f" * 5) == "binary"
+    cleaned = outcome("This phone is absolutely wonderful, I love it")
+    assert cleaned["language"] == "en" and cleaned["text"].startswith("This phone")
+
+
+def test_language_detection_is_offline_and_abstains_on_tiny_text() -> None:
+    assert detect_language("Das ist ein sehr schönes Hotel mit freundlichem Personal") == "de"
+    assert detect_language("ok") is None

@@ -1,0 +1,112 @@
+"""The whole Beam job on the real samples with a tiny model: layout, reconciliation, idempotency."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from tests.conftest import SAMPLES
+from transforms.pipeline import PipelineConfig, run_pipeline, runner_options
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> tuple[Path, dict]:
+    output = tmp_path_factory.mktemp("out")
+    config = PipelineConfig(inputs=(str(SAMPLES),), output=str(output), logical_date="2026-11-20",
+                            model_dir=str(tiny_bundle))
+    return output, run_pipeline(config)
+
+
+def test_layout_and_manifest_reconcile(first_run: tuple[Path, dict]) -> None:
+    output, manifest = first_run
+    for source in ("email", "review", "social"):
+        assert list((output / "labeled" / f"source={source}" / "date=2026-11-20").glob("*.parquet"))
+    assert list((output / "dead_letter" / "date=2026-11-20").glob("*.parquet"))
+    assert not (output / "_staging" / manifest["run_id"]).exists()
+    saved = json.loads((output / "_runs" / f"{manifest['run_id']}.json").read_text())
+    assert saved["counts"] == {
+        "email": {"input": 12, "labeled": 11, "dead_letter": 1},
+        "review": {"input": 36, "labeled": 36, "dead_letter": 0},
+        "social": {"input": 38, "labeled": 36, "dead_letter": 2},
+    }
+    assert saved["reconciled"] is True and saved["totals"]["input"] == 86
+
+
+def test_output_reads_back_with_pyarrow_and_pandas(first_run: tuple[Path, dict]) -> None:
+    output, manifest = first_run
+    table = ds.dataset(output / "labeled", partitioning="hive").to_table()
+    assert table.num_rows == 83
+    for column in ("doc_id", "source", "source_id", "created_at", "text", "sentiment", "sentiment_score",
+                   "model_version", "run_id", "date"):
+        assert column in table.column_names
+    frame = pd.read_parquet(output / "labeled")
+    assert set(frame["source"].astype(str)) == {"email", "review", "social"}
+    assert frame["doc_id"].is_unique
+    assert set(frame["sentiment"]) <= {"negative", "neutral", "positive"}
+    assert (frame["model_version"] == "tiny-test@0.0.1").all() and (frame["run_id"] == manifest["run_id"]).all()
+    assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
+    social = frame[frame["source"] == "social"]
+    assert set(social["source_id"]) >= {"619950566786113536"}
+
+
+def test_dead_letter_rows_say_where_and_why(first_run: tuple[Path, dict]) -> None:
+    output, _ = first_run
+    dead = pd.read_parquet(output / "dead_letter").sort_values("input_ref")
+    reasons = {(Path(r.input_ref).name, r.stage, r.error_type) for r in dead.itertuples()}
+    assert reasons == {("forwarded-by-mistake.eml", "parse", "binary"), ("posts.jsonl:12", "parse", "invalid_json"),
+                       ("posts.jsonl:23", "clean", "empty_text")}
+    assert dead["raw_excerpt"].str.len().gt(0).all()
+
+
+def test_rerun_replaces_the_partition_and_ids_are_stable(first_run: tuple[Path, dict], tiny_bundle: Path,
+                                                         tmp_path: Path) -> None:
+    output, manifest = first_run
+    copy = tmp_path / "out"
+    shutil.copytree(output, copy)
+    before = pd.read_parquet(copy / "labeled")
+    second = run_pipeline(PipelineConfig(inputs=(str(SAMPLES),), output=str(copy), logical_date="2026-11-20",
+                                         model_dir=str(tiny_bundle)))
+    after = pd.read_parquet(copy / "labeled")
+    assert len(after) == len(before) == 83
+    assert set(after["run_id"]) == {second["run_id"]} != {manifest["run_id"]}
+    assert sorted(after["doc_id"]) == sorted(before["doc_id"])
+    assert len(pd.read_parquet(copy / "dead_letter")) == 3
+    assert len(list((copy / "_runs").glob("*.json"))) == 2
+
+
+def test_a_run_replaces_only_the_sources_it_read(first_run: tuple[Path, dict], tiny_bundle: Path,
+                                                 tmp_path: Path) -> None:
+    output, _ = first_run
+    copy = tmp_path / "out"
+    shutil.copytree(output, copy)
+    social_only = run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "social"),), output=str(copy),
+                                              logical_date="2026-11-20", model_dir=str(tiny_bundle)))
+    frame = pd.read_parquet(copy / "labeled")
+    runs = frame.groupby(frame["source"].astype(str))["run_id"].unique().map(list).to_dict()
+    assert runs["social"] == [social_only["run_id"]]
+    assert runs["email"] != [social_only["run_id"]] and runs["review"] != [social_only["run_id"]]
+    assert len(frame) == 83
+    dead = pd.read_parquet(copy / "dead_letter")
+    assert sorted(dead["source"]) == ["email", "social", "social"]
+    assert set(dead.loc[dead["source"] == "social", "run_id"]) == {social_only["run_id"]}
+
+
+def test_forced_source_and_task_validation(tmp_path: Path, tiny_bundle: Path) -> None:
+    manifest = run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "reviews"),), output=str(tmp_path),
+                                           logical_date="2026-11-21", source="social", model_dir=str(tiny_bundle)))
+    assert manifest["counts"] == {"social": {"input": 36, "labeled": 36, "dead_letter": 0}}
+    with pytest.raises(ValueError, match="no task"):
+        run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "reviews"),), output=str(tmp_path),
+                                    model_dir=str(tiny_bundle), tasks=("spam",)))
+
+
+def test_runner_option_sets() -> None:
+    assert runner_options("local") == ["--runner=FnApiRunner"]
+    assert "--runner=PortableRunner" in runner_options("portable")
+    with pytest.raises(ValueError, match="option sets"):
+        runner_options("nonexistent")

@@ -1,0 +1,86 @@
+"""Label documents with every task of a model bundle, through Beam's ``RunInference``.
+
+``DocumentModelHandler`` is the framework glue (load once per worker process, label a
+batch); ``Classify`` wires it into ``RunInference`` with exception handling, so a batch
+that fails to classify becomes dead-letter rows rather than a failed run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+
+from transforms.records import Document, Failure
+
+
+class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
+    """Loads a model bundle and labels batches of documents with all of its tasks in one pass."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        tasks: Sequence[str] | None = None,
+        device: str = "cpu",
+        min_batch_size: int = 1,
+        max_batch_size: int = 64,
+    ) -> None:
+        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        self.model_dir = model_dir
+        self.tasks = tuple(tasks) if tasks else None
+        self.device = device
+
+    def load_model(self) -> Any:
+        """The classifier object itself (Beam keeps a weak reference to it, so not a tuple)."""
+        from models.classifier import Classifier
+
+        return Classifier.load(self.model_dir, device=self.device, tasks=self.tasks)
+
+    def run_inference(
+        self, batch: Sequence[Document], model: Any, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[PredictionResult]:
+        predictions, truncated = model.label([document["text"] for document in batch])
+        for document, answer, cut in zip(batch, predictions, truncated, strict=True):
+            labels = {task: (p.label, p.score) for task, p in answer.items()}
+            yield PredictionResult({**document, "truncated": cut}, labels, model.model_version)
+
+    def get_num_bytes(self, batch: Sequence[Document]) -> int:
+        return sum(len(document["text"].encode("utf-8", errors="replace")) for document in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "undertone_classify"
+
+
+def labeled_row(result: PredictionResult, run_id: str) -> dict[str, Any]:
+    """A labeled-output row: the document, one label and score column per task, run columns."""
+    row = dict(result.example)
+    for task, (label, score) in result.inference.items():
+        row[task], row[f"{task}_score"] = label, score
+    row.update(model_version=result.model_id, run_id=run_id, processed_at=datetime.now(UTC))
+    return row
+
+
+def failed_batch_rows(failed: tuple[Sequence[Document], tuple[type, str, list[str]]]) -> Iterable[Failure]:
+    """A batch that raised in the model (Beam gives ``(batch, (type, repr, traceback))``): one failure per document."""
+    batch, (error_type, error_repr, _traceback) = failed
+    for document in batch:
+        yield Failure(document["source"], document["input_ref"], "classify", "inference_error",
+                      f"{error_type.__name__}: {error_repr}", document["text"][:500], document["doc_id"])
+
+
+class Classify(beam.PTransform):
+    """Documents in; ``labeled`` rows and ``failed`` :class:`Failure` records out."""
+
+    def __init__(self, handler: DocumentModelHandler, run_id: str) -> None:
+        super().__init__()
+        self.handler = handler
+        self.run_id = run_id
+
+    def expand(self, documents: beam.PCollection) -> dict[str, beam.PCollection]:
+        main, other = documents | "RunInference" >> RunInference(self.handler).with_exception_handling()
+        labeled = main | "ToLabeledRow" >> beam.Map(labeled_row, run_id=self.run_id)
+        failed = other.failed_inferences | "FailedBatchRows" >> beam.FlatMap(failed_batch_rows)
+        return {"labeled": labeled, "failed": failed}

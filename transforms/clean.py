@@ -1,0 +1,89 @@
+"""Text clean-up shared by ingest, training and inference.
+
+The same functions run when a model is trained and when it labels documents, so the
+classifiers always see text normalised the same way.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+import ftfy
+import py3langid
+
+from transforms.records import Document, Failure, excerpt
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_MENTION = re.compile(r"(?<![\w@])@\w{1,30}")
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
+_BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def normalise_text(text: str) -> str:
+    """Repair mojibake, normalise Unicode (NFC) and collapse whitespace.
+
+    Keeps line breaks (paragraphs matter for emails) but drops control characters and
+    runs of blank lines.
+    """
+    text = ftfy.fix_text(text, normalization="NFC", uncurl_quotes=False)
+    text = unicodedata.normalize("NFC", text)
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _SPACES.sub(" ", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def normalise_social(text: str) -> str:
+    """Normalise a social post: entities decoded, URLs to ``http``, handles to ``@user``.
+
+    Hashtags and emoji are kept: they carry sentiment. The placeholders match the usual
+    SemEval preprocessing, so the sentiment model sees what it was trained on.
+    """
+    text = html.unescape(text)
+    text = _URL.sub("http", text)
+    text = _MENTION.sub("@user", text)
+    return normalise_text(text)
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code from py3langid (its model ships in the package, no download); None if unsure."""
+    sample = text[:2000]
+    if len(sample.split()) < 3:
+        return None
+    language, _ = py3langid.classify(sample)
+    return language
+
+
+def clean_document(document: Document, max_chars: int) -> Document | Failure:
+    """Normalise a document's text; empty, oversized or binary text becomes a failure.
+
+    ``max_chars`` guards workers against pathological records (a 20 MB "review"): longer raw
+    text is refused with a reason rather than half-processed.
+    """
+    source, ref = document["source"], document["input_ref"]
+    raw = document["text"] or ""
+    if len(raw) > max_chars:
+        return Failure(source, ref, "clean", "text_too_large",
+                       f"text has {len(raw):,} characters, limit is {max_chars:,}", excerpt(raw), document["doc_id"])
+    if "\x00" in raw or len(_CONTROL.findall(raw[:4096])) > 0.1 * min(len(raw), 4096):
+        return Failure(source, ref, "clean", "binary", "text is mostly control characters (binary content)",
+                       excerpt(raw), document["doc_id"])
+    text = normalise_social(raw) if source == "social" else normalise_text(raw)
+    if not text:
+        return Failure(source, ref, "clean", "empty_text", "no text left after clean-up", excerpt(raw),
+                       document["doc_id"])
+    notes = list(document["ingest_notes"] or [])
+    if ftfy.fix_encoding(raw) != raw:
+        notes.append("mojibake or unicode repaired")
+    full_text = document.get("full_text")
+    return {
+        **document,
+        "text": text,
+        "full_text": normalise_text(full_text) if full_text else None,
+        "subject": normalise_text(document["subject"]) if document.get("subject") else document.get("subject"),
+        "language": detect_language(text),
+        "ingest_notes": notes,
+    }

@@ -1,0 +1,1 @@
+"""Ingest: find input files, detect their source, parse records into documents."""

@@ -1,0 +1,128 @@
+"""Find input files, tell what each holds, and turn every record in it into a document or a failure.
+
+Nothing is dropped: a record that cannot be read is a :class:`Failure`, and a file that
+cannot be opened or recognised is one failure for the whole file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import PurePosixPath
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.ingest.email import is_mbox, looks_binary, parse_email, split_mbox
+from transforms.ingest.tabular import TABLE_READERS, ColumnMap, guess_source, row_to_document
+from transforms.records import Document, Failure, excerpt
+
+SOURCE_CHOICES = ("auto", "email", "review", "social")
+_EXTENSIONS = {
+    ".eml": "email", ".msg": "email", ".mbox": "email", ".mbx": "email",
+    ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
+    ".parquet": "parquet", ".pq": "parquet",
+}
+_COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".lzma")
+_HEADER_LINE = re.compile(rb"^(From |[A-Za-z][A-Za-z0-9-]{1,60}:[ \t])")
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Files, folders (walked recursively, Maildir included) and globs to a sorted list of files.
+
+    Hidden files and ``_``-prefixed files (``_SUCCESS``, manifests) are skipped. A pattern that
+    matches nothing raises, so a typo in a schedule fails loudly instead of writing nothing.
+    """
+    found: set[str] = set()
+    for item in inputs:
+        if os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.update(os.path.join(root, f) for f in files if not f.startswith((".", "_")))
+            continue
+        matches = [m.path for result in FileSystems.match([item]) for m in result.metadata_list]
+        if not matches:
+            raise FileNotFoundError(f"input {item!r} matches no file")
+        found.update(m for m in matches if not PurePosixPath(m).name.startswith((".", "_")))
+    return sorted(found)
+
+
+def detect_format(path: str, head: bytes) -> str | None:
+    """email | csv | jsonl | json | parquet from the extension, else from the first bytes."""
+    name = path.lower()
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    by_extension = _EXTENSIONS.get(PurePosixPath(name).suffix)
+    if by_extension:
+        return by_extension
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    stripped = head.lstrip()
+    if stripped.startswith(b"["):
+        return "json"
+    if stripped.startswith(b"{"):
+        return "jsonl"
+    if looks_binary(head):
+        return None
+    if _HEADER_LINE.match(head):
+        return "email"
+    return None
+
+
+def read_path(
+    path: str, source: str = "auto", columns: ColumnMap | None = None, hash_addresses: bool = True
+) -> Iterator[Document | Failure]:
+    """Every record of one file as a document or a failure; never raises for bad content."""
+    forced = None if source == "auto" else source
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            head = handle.read(8192)
+    except Exception as error:  # noqa: BLE001 - any I/O problem becomes one failure for the file
+        yield Failure(forced, path, "read", "unreadable_file", f"cannot open: {error}")
+        return
+    kind = "email" if forced == "email" else detect_format(path, head)
+    if forced in ("review", "social") and kind == "email":
+        kind = None
+    if kind is None:
+        yield Failure(forced, path, "read", "unknown_format",
+                      "not a recognised email, CSV, JSON(L) or Parquet file", excerpt(head))
+        return
+    count = 0
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+            records = _read_emails(handle, path, hash_addresses, head) if kind == "email" else \
+                _read_table(handle, path, kind, forced, columns or ColumnMap())
+            for record in records:
+                count += 1
+                yield record
+    except Exception as error:  # noqa: BLE001 - a file that breaks mid-way keeps what was read
+        where = f"after {count} records" if count else "before any record"
+        yield Failure(forced or ("email" if kind == "email" else None), path, "read", "corrupt_file",
+                      f"{kind} file unreadable {where}: {type(error).__name__}: {error}")
+
+
+def _read_emails(handle, path: str, hash_addresses: bool, head: bytes) -> Iterator[Document | Failure]:
+    if is_mbox(head):
+        for ref, raw in split_mbox(handle, path):
+            yield parse_email(raw, ref, hash_addresses)
+    else:
+        yield parse_email(handle.read(), path, hash_addresses)
+
+
+def _read_table(handle, path: str, kind: str, forced: str | None, columns: ColumnMap
+                ) -> Iterator[Document | Failure]:
+    source = forced
+    resolved: dict[tuple[str, ...], ColumnMap] = {}
+    for ref, row in TABLE_READERS[kind](handle, path):
+        if isinstance(row, Failure):
+            yield Failure(source, row.input_ref, row.stage, row.error_type, row.error, row.raw_excerpt)
+            continue
+        if source is None:
+            source = guess_source(row.keys(), PurePosixPath(path).name)
+            if source is None:
+                source = "review"
+        keys = tuple(row)
+        if keys not in resolved:
+            resolved[keys] = columns.resolve(keys)
+        yield row_to_document(row, resolved[keys], source, ref)

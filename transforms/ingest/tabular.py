@@ -1,0 +1,229 @@
+"""Review and social-post rows from CSV, JSONL, JSON arrays and Parquet.
+
+Columns are found by name (``ColumnMap`` auto-detection) unless mapped explicitly. Bytes are
+decoded as UTF-8 with ``surrogateescape`` so one bad row becomes one dead-letter record
+instead of failing the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+from typing import Any, BinaryIO
+
+import pyarrow.parquet as pq
+
+from transforms.records import Document, Failure, excerpt, new_document
+
+TEXT_COLUMNS = ("text", "review_text", "review", "body", "content", "full_text", "tweet", "post", "message",
+                "comment", "reviewText")
+ID_COLUMNS = ("id", "review_id", "tweet_id", "post_id", "message_id", "uuid")
+CREATED_COLUMNS = ("created_at", "date", "timestamp", "time", "published_at", "review_date", "posted_at")
+AUTHOR_COLUMNS = ("author", "user", "username", "user_name", "screen_name", "reviewer", "reviewer_id", "handle")
+RATING_COLUMNS = ("rating", "stars", "star_rating", "score", "overall")
+PRODUCT_COLUMNS = ("product", "product_id", "product_title", "brand", "airline", "asin", "app", "business")
+TITLE_COLUMNS = ("title", "summary", "review_title", "subject", "headline")
+
+#: Column names that mark a table as reviews or as social posts (auto source detection).
+REVIEW_HINTS = frozenset({"rating", "stars", "star_rating", "overall", "review", "review_text", "review_id",
+                          "product", "product_id", "asin", "reviewer", "reviewText", "helpful"})
+SOCIAL_HINTS = frozenset({"tweet", "tweet_id", "post_id", "retweets", "retweet_count", "likes", "like_count",
+                          "hashtags", "screen_name", "handle", "mentions", "reply_count", "followers", "airline"})
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which input column feeds which document field; None means auto-detect from the names above."""
+
+    text: str | None = None
+    """Column holding the text to classify."""
+    id: str | None = None
+    """The record's own id (becomes ``source_id``)."""
+    created_at: str | None = None
+    """When it was written: ISO-8601 string, epoch seconds/ms, or a timestamp column."""
+    author: str | None = None
+    """Author or user handle."""
+    rating: str | None = None
+    """Star rating or score."""
+    product: str | None = None
+    """Product, brand or account the text is about."""
+    title: str | None = None
+    """Review title or post subject."""
+
+    def resolve(self, columns: Sequence[str]) -> ColumnMap:
+        """Fill unmapped fields from the first matching column name (case-insensitive)."""
+        lowered = {column.lower(): column for column in columns}
+        candidates = {"text": TEXT_COLUMNS, "id": ID_COLUMNS, "created_at": CREATED_COLUMNS,
+                      "author": AUTHOR_COLUMNS, "rating": RATING_COLUMNS, "product": PRODUCT_COLUMNS,
+                      "title": TITLE_COLUMNS}
+        chosen = {}
+        for item in fields(self):
+            explicit = getattr(self, item.name)
+            if explicit is not None:
+                chosen[item.name] = explicit if explicit in columns else None
+            else:
+                chosen[item.name] = next((lowered[c.lower()] for c in candidates[item.name] if c.lower() in lowered),
+                                         None)
+        return ColumnMap(**chosen)
+
+
+def guess_source(columns: Iterable[str], file_name: str) -> str | None:
+    """review or social from the column names, then from the file name; None when undecided."""
+    names = {column.lower() for column in columns}
+    review = len(names & {h.lower() for h in REVIEW_HINTS})
+    social = len(names & {h.lower() for h in SOCIAL_HINTS})
+    if review != social:
+        return "review" if review > social else "social"
+    lowered = file_name.lower()
+    if any(word in lowered for word in ("tweet", "social", "post", "twitter", "mastodon", "reddit")):
+        return "social"
+    if "review" in lowered:
+        return "review"
+    return None
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """ISO-8601 text, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        number = float(value)
+        parsed = datetime.fromtimestamp(number / 1000 if abs(number) > 1e11 else number, tz=UTC)
+    else:
+        text = str(value).strip().replace("Z", "+00:00")
+        parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, input_ref: str) -> Document | Failure:
+    """One table row to a document; a missing or non-text text cell, or a bad value, is a failure."""
+    raw = json.dumps(row, default=str, ensure_ascii=False)
+    if columns.text is None:
+        return Failure(source, input_ref, "parse", "no_text_column",
+                       f"no text column among {sorted(row)[:12]}; map one with --text-column", excerpt(raw))
+    text = row.get(columns.text)
+    if not isinstance(text, str):
+        kind = "missing" if text is None else type(text).__name__
+        return Failure(source, input_ref, "parse", "no_text", f"text column {columns.text!r} is {kind}", excerpt(raw))
+    cells = [text] + [str(v) for v in row.values() if isinstance(v, str)]
+    if any(_has_surrogates(cell) for cell in cells):
+        return Failure(source, input_ref, "read", "invalid_utf8", "row is not valid UTF-8", excerpt(raw))
+    notes: list[str] = []
+    try:
+        created_at = parse_timestamp(row.get(columns.created_at)) if columns.created_at else None
+    except (ValueError, OverflowError, OSError):
+        created_at = None
+        notes.append(f"unparseable {columns.created_at}: {str(row.get(columns.created_at))[:40]}")
+    rating = row.get(columns.rating) if columns.rating else None
+    try:
+        rating = float(rating) if rating not in (None, "") else None
+    except (TypeError, ValueError):
+        notes.append(f"non-numeric rating: {str(rating)[:20]}")
+        rating = None
+    source_id = row.get(columns.id) if columns.id else None
+    return new_document(
+        source,
+        input_ref,
+        text,
+        source_id=str(source_id) if source_id not in (None, "") else None,
+        created_at=created_at,
+        author=_text_or_none(row.get(columns.author)) if columns.author else None,
+        rating=rating,
+        product=_text_or_none(row.get(columns.product)) if columns.product else None,
+        subject=_text_or_none(row.get(columns.title)) if columns.title else None,
+        ingest_notes=notes,
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    """(input_ref, row) pairs; the dialect is sniffed, the first line is the header."""
+    text = io.TextIOWrapper(handle, encoding="utf-8", errors="surrogateescape", newline="")
+    sample = text.read(64 * 1024)
+    text.seek(0)
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(text, dialect=dialect)
+    line = 1
+    try:
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                extra = row.pop(None)
+                yield f"{name}:{line}", Failure(None, f"{name}:{line}", "parse", "csv_extra_cells",
+                                                f"row has {len(extra)} more cells than the header", excerpt(str(extra)))
+                continue
+            yield f"{name}:{line}", row
+    except csv.Error as error:
+        yield f"{name}:{line + 1}", Failure(None, f"{name}:{line + 1}", "parse", "invalid_csv", str(error))
+
+
+def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    for number, raw in enumerate(handle, start=1):
+        ref = f"{name}:{number}"
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            yield ref, Failure(None, ref, "read", "invalid_utf8", f"line is not valid UTF-8: {error}", excerpt(raw))
+            continue
+        except json.JSONDecodeError as error:
+            yield ref, Failure(None, ref, "parse", "invalid_json", f"invalid JSON: {error}", excerpt(raw))
+            continue
+        if not isinstance(row, dict):
+            yield ref, Failure(None, ref, "parse", "not_an_object", f"JSON line is a {type(row).__name__}",
+                               excerpt(raw))
+            continue
+        yield ref, row
+
+
+def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    raw = handle.read()
+    try:
+        rows = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document: {error}", excerpt(raw))
+        return
+    if isinstance(rows, dict):
+        rows = next((v for v in rows.values() if isinstance(v, list)), [rows])
+    if not isinstance(rows, list):
+        yield name, Failure(None, name, "parse", "not_an_array", "JSON file holds no array of records", excerpt(raw))
+        return
+    for index, row in enumerate(rows):
+        ref = f"{name}[{index}]"
+        if isinstance(row, dict):
+            yield ref, row
+        else:
+            yield ref, Failure(None, ref, "parse", "not_an_object", f"array item is a {type(row).__name__}",
+                               excerpt(json.dumps(row, default=str)))
+
+
+def read_parquet(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    parquet = pq.ParquetFile(handle)
+    index = 0
+    for batch in parquet.iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            yield f"{name}#row={index}", row
+            index += 1
+
+
+TABLE_READERS = {"csv": read_csv, "jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet}

@@ -1,0 +1,250 @@
+"""The Beam pipeline: read → clean → classify → write, with every failure routed to dead-letter.
+
+``run_pipeline(config)`` builds and runs the job on the runner named in ``config.runner``
+(an option set in ``deploy/runners/``), commits the staged partitions and writes the
+run manifest. Changing runner is a change of options, never of code.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import yaml
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from models.bundle import read_bundle_spec
+from schemas import (
+    DEAD_LETTER_PARTITION_KEYS,
+    DEAD_LETTER_SCHEMA,
+    LABELED_PARTITION_KEYS,
+    SOURCES,
+    labeled_schema,
+)
+from transforms.classify import Classify, DocumentModelHandler
+from transforms.clean import clean_document
+from transforms.ingest.read import expand_inputs, read_path
+from transforms.ingest.tabular import ColumnMap
+from transforms.records import Failure
+from transforms.sinks import (
+    UNKNOWN_SOURCE,
+    WritePartition,
+    commit_run,
+    dead_letter_partition,
+    dead_letter_prefix,
+    labeled_partition,
+    reconcile,
+    staging_root,
+    totals,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUNNER_OPTION_SETS = REPO_ROOT / "deploy" / "runners"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "shipped" / "sentiment"
+INGEST_METRICS = "undertone_ingest"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """One run of the labeling job."""
+
+    inputs: tuple[str, ...]
+    """Files, folders or globs to read."""
+    output: str
+    """Output root: ``labeled/``, ``dead_letter/`` and ``_runs/`` are written under it."""
+    logical_date: str = field(default_factory=lambda: datetime.now(UTC).date().isoformat())
+    """The ``date=`` partition this run writes and replaces (YYYY-MM-DD); default today, UTC."""
+    source: str = "auto"
+    """auto detects each file's source; email, review or social forces it."""
+    runner: str = "local"
+    """Name of a runner option set in ``deploy/runners/`` (local, multiprocess, portable, dataflow, flink)."""
+    beam_args: tuple[str, ...] = ()
+    """Extra Beam pipeline options, appended after the option set (e.g. ``--job_endpoint=...``)."""
+    model_dir: str = str(DEFAULT_MODEL_DIR)
+    """Model bundle folder (shared encoder + task heads)."""
+    tasks: tuple[str, ...] | None = None
+    """Tasks to label; None labels every task of the bundle."""
+    device: str = "cpu"
+    """Torch device of the workers: cpu or cuda."""
+    max_batch_size: int = 64
+    """Most documents per inference batch."""
+    max_text_chars: int = 200_000
+    """Longer raw texts are sent to dead-letter (``text_too_large``) instead of being classified."""
+    hash_addresses: bool = True
+    """Store email addresses as salted-free sha256 pseudonyms rather than in clear."""
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    """Explicit column mapping for tables; unmapped fields are auto-detected."""
+    run_id: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8])
+    """Unique id of this run; names the manifest and the Parquet files."""
+
+    def __post_init__(self) -> None:
+        date.fromisoformat(self.logical_date)
+        if self.source not in ("auto", *SOURCES):
+            raise ValueError(f"source must be auto or one of {SOURCES}, got {self.source!r}")
+
+
+def runner_options(name: str) -> list[str]:
+    """The Beam flags of a named option set (``deploy/runners/<name>.yaml``)."""
+    path = RUNNER_OPTION_SETS / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in RUNNER_OPTION_SETS.glob("*.yaml"))
+        raise ValueError(f"unknown runner {name!r}; option sets: {', '.join(known)}")
+    options = yaml.safe_load(path.read_text(encoding="utf-8")).get("options") or {}
+    flags = []
+    for key, value in options.items():
+        if isinstance(value, bool):
+            flags.append(f"--{key}" if value else f"--no{key}")
+        elif isinstance(value, list):
+            flags.extend(f"--{key}={item}" for item in value)
+        else:
+            flags.append(f"--{key}={value}")
+    return flags
+
+
+class ReadRecords(beam.DoFn):
+    """A file path in; documents out, failures to the ``failed`` output, a counter per source."""
+
+    def __init__(self, source: str, columns: ColumnMap, hash_addresses: bool) -> None:
+        self.source = source
+        self.columns = columns
+        self.hash_addresses = hash_addresses
+
+    def process(self, path: str):
+        for record in read_path(path, self.source, self.columns, self.hash_addresses):
+            Metrics.counter(INGEST_METRICS, f"input_{record_source(record)}").inc()
+            if isinstance(record, Failure):
+                yield beam.pvalue.TaggedOutput("failed", record)
+            else:
+                yield record
+
+
+def record_source(record: dict[str, Any] | Failure) -> str:
+    source = record.source if isinstance(record, Failure) else record["source"]
+    return source or UNKNOWN_SOURCE
+
+
+class CleanDocuments(beam.DoFn):
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+
+    def process(self, document: dict[str, Any]):
+        cleaned = clean_document(document, self.max_chars)
+        if isinstance(cleaned, Failure):
+            yield beam.pvalue.TaggedOutput("failed", cleaned)
+        else:
+            yield cleaned
+
+
+def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tasks: dict[str, tuple[str, ...]]
+          ) -> None:
+    """Add the labeling job to ``pipeline``, writing into this run's staging folder."""
+    staging = staging_root(config.output, config.run_id)
+    read = (
+        pipeline
+        | "Files" >> beam.Create(files)
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(ReadRecords(config.source, config.columns, config.hash_addresses)).with_outputs(
+            "failed", main="documents")
+    )
+    cleaned = read.documents | "Clean" >> beam.ParDo(CleanDocuments(config.max_text_chars)).with_outputs(
+        "failed", main="documents")
+    handler = DocumentModelHandler(config.model_dir, tuple(tasks), config.device, max_batch_size=config.max_batch_size)
+    classified = cleaned.documents | "Classify" >> Classify(handler, config.run_id)
+
+    schema = labeled_schema(tasks)
+    by_source = classified["labeled"] | "BySource" >> beam.Partition(
+        lambda row, _: SOURCES.index(row["source"]), len(SOURCES))
+    for index, source in enumerate(SOURCES):
+        folder = labeled_partition(staging, source, config.logical_date)
+        writer = WritePartition(folder, schema, LABELED_PARTITION_KEYS, config.run_id)
+        _ = by_source[index] | f"Write_{source}" >> writer
+
+    failed_at = datetime.now(UTC)
+    dead_sources = (*SOURCES, UNKNOWN_SOURCE)
+    failures = (
+        (read.failed, cleaned.failed, classified["failed"])
+        | "AllFailures" >> beam.Flatten()
+        | "DeadLetterRows" >> beam.Map(lambda failure: failure.to_row(config.run_id, failed_at))
+        | "DeadBySource" >> beam.Partition(lambda row, _: dead_sources.index(row["source"] or UNKNOWN_SOURCE),
+                                           len(dead_sources))
+    )
+    folder = dead_letter_partition(staging, config.logical_date)
+    for index, source in enumerate(dead_sources):
+        writer = WritePartition(folder, DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS, config.run_id,
+                                prefix=dead_letter_prefix(source))
+        _ = failures[index] | f"WriteDeadLetter_{source}" >> writer
+
+
+def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
+    """Run the job, commit its partitions and return the manifest (also written to ``_runs/``)."""
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    files = expand_inputs(config.inputs)
+    bundle = read_bundle_spec(Path(config.model_dir))
+    chosen = config.tasks or tuple(bundle.tasks)
+    unknown = sorted(set(chosen) - set(bundle.tasks))
+    if unknown:
+        raise ValueError(f"model {bundle.model_version} has no task {unknown}; it has {sorted(bundle.tasks)}")
+    tasks = {task: bundle.tasks[task].labels for task in chosen}
+    flags = runner_options(config.runner) + list(config.beam_args)
+    log.info("run %s: %d files, date %s, runner %s (%s)", config.run_id, len(files), config.logical_date,
+             config.runner, shlex.join(flags))
+    pipeline = beam.Pipeline(options=PipelineOptions(flags))
+    build(pipeline, config, files, tasks)
+    result = pipeline.run()
+    result.wait_until_finish()
+    inputs = _input_counts(result)
+    committed = commit_run(config.output, config.run_id, config.logical_date,
+                           sources_read=inputs if inputs is not None else (*SOURCES, UNKNOWN_SOURCE))
+    counts = reconcile(inputs or {}, committed["labeled"], committed["dead_letter"])
+    manifest = {
+        "run_id": config.run_id,
+        "logical_date": config.logical_date,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "seconds": round(time.monotonic() - clock, 2),
+        "status": "complete",
+        "model_version": bundle.model_version,
+        "tasks": list(tasks),
+        "runner": config.runner,
+        "beam_options": flags,
+        "inputs": files,
+        "counts": counts,
+        "totals": totals(counts),
+        "reconciled": None if inputs is None else all(
+            row["input"] == row["labeled"] + row["dead_letter"] for row in counts.values()),
+        "outputs": {
+            "labeled": [str(labeled_partition(config.output, s, config.logical_date)) for s in SOURCES
+                        if counts.get(s, {}).get("labeled")],
+            "dead_letter": str(dead_letter_partition(config.output, config.logical_date)),
+        },
+        "config": {k: v for k, v in asdict(config).items() if k not in ("run_id",)},
+    }
+    path = write_manifest(config.output, config.run_id, manifest)
+    return {**manifest, "manifest_path": str(path)}
+
+
+def _input_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int] | None:
+    """Records read per source, from the ingest counters; None when the runner reports no metrics."""
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(INGEST_METRICS))["counters"]
+    except (NotImplementedError, AttributeError, KeyError):
+        return None
+    counts: dict[str, int] = {}
+    for counter in counters:
+        source = counter.key.metric.name.removeprefix("input_")
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counts[source] = counts.get(source, 0) + int(value or 0)
+    return counts
