@@ -26,6 +26,7 @@ def run_flow(
     runner: str = "local",
     model_dir: str = str(DEFAULT_MODEL_DIR),
     tasks: list[str] | None = None,
+    device: str = "cpu",
     beam_args: list[str] | None = None,
     columns: dict[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def run_flow(
         "runner": runner,
         "model_dir": model_dir,
         "tasks": tuple(tasks) if tasks else None,
+        "device": device,
         "beam_args": tuple(beam_args or ()),
         "columns": ColumnMap(**(columns or {})),
     }

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", choices=SOURCE_CHOICES, default="auto", help="force the source of every file")
     run.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/")
     run.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
+    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device of the workers")
     run.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t], help="comma-separated task list")
     run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
                      help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                    ("text", "id", "created_at", "author", "rating", "product", "title")
                    if getattr(args, f"{field}_column")}
         result = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
-                          runner=args.runner, model_dir=args.model, tasks=args.tasks, beam_args=args.beam_arg,
-                          columns=columns or None)
+                          runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
+                          beam_args=args.beam_arg, columns=columns or None)
         print(json.dumps(result, indent=2) if args.json else "\n".join(summary_lines(result, args.output)))
         return 0 if result["reconciled"] is not False else 1
     return 2
