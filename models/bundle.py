@@ -43,6 +43,8 @@ class TaskSpec:
     """Label names, in the order of the head's outputs."""
     temperature: float = 1.0
     """Softmax temperature fitted on a dev split, so that scores are calibrated probabilities."""
+    sources: tuple[str, ...] | None = None
+    """Sources the task applies to (spam: email only); None means every source."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ class BundleSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BundleSpec:
         tasks = {
-            task: TaskSpec(labels=tuple(spec["labels"]), temperature=float(spec.get("temperature", 1.0)))
+            task: TaskSpec(labels=tuple(spec["labels"]), temperature=float(spec.get("temperature", 1.0)),
+                           sources=tuple(spec["sources"]) if spec.get("sources") else None)
             for task, spec in data["tasks"].items()
         }
         return cls(

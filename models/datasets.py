@@ -90,3 +90,30 @@ def read_sst2(path: Path, min_words: int = 1) -> list[Example]:
             seen.add(text)
             examples.append(Example(text, "positive" if row["label"].strip() == "1" else "negative"))
     return examples
+
+
+def read_banking77(data_dir: Path) -> list[Example]:
+    """BANKING77 customer inquiries and their intent (CSV ``text,category``)."""
+    with (data_dir / "intent" / "banking77" / "train.csv").open(encoding="utf-8", newline="") as handle:
+        return [Example(normalise_text(row["text"]), row["category"]) for row in csv.DictReader(handle)]
+
+
+def read_spamassassin(data_dir: Path) -> list[tuple[str, Example]]:
+    """(file name, example) for every SpamAssassin message, as the pipeline would see its text.
+
+    The text is what ingest produces (subject and newest body, cleaned), never the relay
+    headers, so the model cannot key on 2002-era mail routes.
+    """
+    from transforms.clean import clean_document
+    from transforms.ingest.email import parse_email
+    from transforms.records import Failure
+
+    examples = []
+    for label in ("ham", "spam"):
+        for path in sorted((data_dir / "email" / "spamassassin" / label).iterdir()):
+            document = parse_email(path.read_bytes(), path.name)
+            if not isinstance(document, Failure):
+                document = clean_document(document, 200_000)
+            if not isinstance(document, Failure):
+                examples.append((f"{label}/{path.name}", Example(document["text"], label)))
+    return examples

@@ -18,11 +18,23 @@ import numpy as np
 
 from models.bundle import BaseModelRef, BundleSpec, TaskSpec, resolve_base_path, sha256_file
 from models.classifier import Classifier, save_bundle
-from models.datasets import SENTIMENT_LABELS, Example, default_data_dir, read_sst2, semeval_examples, semeval_test
+from models.datasets import (
+    SENTIMENT_LABELS,
+    Example,
+    default_data_dir,
+    read_banking77,
+    read_spamassassin,
+    read_sst2,
+    semeval_examples,
+    semeval_test,
+)
 from models.metrics import classification_report
 from models.training import TaskData, TrainingArguments, batched_logits, train_bundle
 
 log = logging.getLogger(__name__)
+
+SPAM_LABELS = ("ham", "spam")
+TASKS = ("sentiment", "intent", "spam")
 
 
 def split_dev(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -31,6 +43,33 @@ def split_dev(examples: list[Example], fraction: float, seed: int) -> tuple[list
     random.Random(seed).shuffle(order)
     cut = int(len(order) * fraction)
     return [examples[i] for i in order[cut:]], [examples[i] for i in order[:cut]]
+
+
+def stratified_split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Seeded split keeping each label's share: (rest, held out)."""
+    by_label: dict[str, list[Example]] = {}
+    for example in examples:
+        by_label.setdefault(example.label, []).append(example)
+    rest, held = [], []
+    for label in sorted(by_label):
+        part_rest, part_held = split_dev(by_label[label], fraction, seed)
+        rest.extend(part_rest)
+        held.extend(part_held)
+    return rest, held
+
+
+def intent_data(data_dir: Path, seed: int) -> tuple[TaskData, list[Example]]:
+    """BANKING77: a stratified 20% test split held out, then 5% of the rest as dev."""
+    rest, test = stratified_split(read_banking77(data_dir), 0.2, seed)
+    train, dev = stratified_split(rest, 0.05, seed)
+    return TaskData(labels=tuple(sorted({e.label for e in rest})), train=train, dev=dev, repeat=3.0), test
+
+
+def spam_data(data_dir: Path, seed: int) -> tuple[TaskData, list[Example]]:
+    """SpamAssassin: a stratified 20% test split held out, then 10% of the rest as dev."""
+    rest, test = stratified_split([example for _, example in read_spamassassin(data_dir)], 0.2, seed)
+    train, dev = stratified_split(rest, 0.1, seed)
+    return TaskData(labels=SPAM_LABELS, train=train, dev=dev, repeat=2.0), test
 
 
 def sentiment_data(data_dir: Path, seed: int, sst2_phrases: int = 10000, dev_fraction: float = 0.05) -> TaskData:
@@ -73,20 +112,39 @@ def evaluate_sentiment(classifier: Classifier, data_dir: Path) -> dict:
     return results
 
 
-def train_sentiment(output: Path, data_dir: Path, args: TrainingArguments, version: str) -> dict:
-    """Train, calibrate, evaluate and save the sentiment bundle; returns its metrics."""
+def evaluate_heldout(classifier: Classifier, task: str, test: list[Example]) -> dict:
+    predicted, scores = predict_task(classifier, task, [e.text for e in test])
+    return classification_report([e.label for e in test], predicted, classifier.spec.tasks[task].labels, scores)
+
+
+def train_base(output: Path, data_dir: Path, args: TrainingArguments, version: str,
+               tasks: tuple[str, ...] = TASKS) -> dict:
+    """Train one adapter and a head per task jointly, calibrate, evaluate on held-out data, save."""
     base = BaseModelRef()
     base = replace(base, sha256=sha256_file(resolve_base_path(base) / "model.safetensors"))
-    spec = BundleSpec(name="undertone-sentiment", version=version,
-                      tasks={"sentiment": TaskSpec(SENTIMENT_LABELS)}, base=base)
-    data = sentiment_data(data_dir, args.seed)
-    log.info("sentiment: %d train, %d dev examples", len(data.train), len(data.dev))
-    spec, model, stats = train_bundle(spec, {"sentiment": data}, args)
+    data: dict[str, TaskData] = {}
+    tests: dict[str, list[Example]] = {}
+    if "sentiment" in tasks:
+        data["sentiment"] = sentiment_data(data_dir, args.seed)
+    if "intent" in tasks:
+        data["intent"], tests["intent"] = intent_data(data_dir, args.seed)
+    if "spam" in tasks:
+        data["spam"], tests["spam"] = spam_data(data_dir, args.seed)
+    specs = {task: TaskSpec(d.labels, sources=("email",) if task == "spam" else None) for task, d in data.items()}
+    spec = BundleSpec(name="undertone-base", version=version, tasks=specs, base=base)
+    for task, task_data in data.items():
+        log.info("%s: %d train, %d dev, %d test examples", task, len(task_data.train), len(task_data.dev),
+                 len(tests.get(task, [])))
+    spec, model, stats = train_bundle(spec, data, args)
     save_bundle(output, spec, model)
     classifier = Classifier.load(output)
+    evaluation = evaluate_sentiment(classifier, data_dir) if "sentiment" in data else {}
+    for task, test in tests.items():
+        evaluation[f"{task}_heldout"] = evaluate_heldout(classifier, task, test)
     metrics = {
-        "training": {**stats, "args": asdict(args), "train_examples": len(data.train), "dev_examples": len(data.dev)},
-        "evaluation": evaluate_sentiment(classifier, data_dir),
+        "training": {**stats, "args": asdict(args),
+                     "examples": {t: {"train": len(d.train), "dev": len(d.dev)} for t, d in data.items()}},
+        "evaluation": evaluation,
     }
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
@@ -94,7 +152,7 @@ def train_sentiment(output: Path, data_dir: Path, args: TrainingArguments, versi
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("task", choices=["sentiment"])
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks trained together")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--version", default="1.0.0")
@@ -103,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = TrainingArguments(seed=options.seed, epochs=options.epochs)
-    metrics = train_sentiment(options.output, options.data_dir, args, options.version)
+    tasks = tuple(t for t in options.tasks.split(",") if t)
+    metrics = train_base(options.output, options.data_dir, args, options.version, tasks)
     summary = {name: {k: round(v, 4) for k, v in report.items() if isinstance(v, float)}
                for name, report in metrics["evaluation"].items()}
     print(json.dumps(summary, indent=2))

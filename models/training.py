@@ -65,6 +65,8 @@ class TaskData:
     labels: tuple[str, ...]
     train: list[Example]
     dev: list[Example] = field(default_factory=list)
+    repeat: float = 1.0
+    """Passes over this task's data per epoch: small tasks see their data more often."""
 
 
 def set_seed(seed: int) -> None:
@@ -144,9 +146,10 @@ def train_bundle(
     schedule: list[tuple[str, list[int]]] = []
     for task, task_data in data.items():
         lengths = [len(example.text) for example in task_data.train]
-        passes = max(1, math.ceil(args.epochs))
+        share = args.epochs * task_data.repeat
+        passes = max(1, math.ceil(share))
         task_batches = [b for _ in range(passes) for b in length_grouped_batches(lengths, args.batch_size, rng)]
-        keep = int(len(task_batches) * args.epochs / passes)
+        keep = int(len(task_batches) * share / passes)
         schedule.extend((task, batch) for batch in task_batches[:keep])
     rng.shuffle(schedule)
 
