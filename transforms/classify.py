@@ -14,6 +14,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
+from models.routing import route
 from transforms.records import Document, Failure
 
 
@@ -44,7 +45,11 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
     ) -> Iterable[PredictionResult]:
         predictions, truncated = model.label([document["text"] for document in batch])
         for document, answer, cut in zip(batch, predictions, truncated, strict=True):
-            labels = {task: (p.label, p.score) for task, p in answer.items()}
+            tasks = model.spec.tasks
+            labels = {
+                task: (p.label, p.score) if applies(tasks[task].sources, document["source"]) else (None, None)
+                for task, p in answer.items()
+            }
             yield PredictionResult({**document, "truncated": cut}, labels, model.model_version)
 
     def get_num_bytes(self, batch: Sequence[Document]) -> int:
@@ -54,11 +59,19 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         return "undertone_classify"
 
 
+def applies(sources: Sequence[str] | None, source: str) -> bool:
+    """Whether a task labels documents of this source (spam is for email only)."""
+    return sources is None or source in sources
+
+
 def labeled_row(result: PredictionResult, run_id: str) -> dict[str, Any]:
-    """A labeled-output row: the document, one label and score column per task, run columns."""
+    """A labeled-output row: the document, label and score per task (null where the task does not apply),
+    the routing team when intent is labeled, and the run columns."""
     row = dict(result.example)
     for task, (label, score) in result.inference.items():
         row[task], row[f"{task}_score"] = label, score
+    if "intent" in result.inference:
+        row["team"] = route(*result.inference["intent"])
     row.update(model_version=result.model_id, run_id=run_id, processed_at=datetime.now(UTC))
     return row
 

@@ -49,3 +49,22 @@ def test_a_failing_batch_becomes_dead_letter_not_a_crash(tiny_bundle: Path) -> N
         assert_that(out["labeled"], equal_to([]), label="labeled")
         assert_that(out["failed"] | beam.Map(lambda f: (f.stage, f.error_type, "out of memory" in f.error)),
                     equal_to([("classify", "inference_error", True)] * 4), label="failed")
+
+
+def test_tasks_apply_only_to_their_sources_and_intent_is_routed(tiny_encoder: Path, tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import build_tiny_bundle
+    from transforms.classify import labeled_row
+
+    bundle = build_tiny_bundle(tmp_path / "b", tiny_encoder,
+                               {"spam": ("ham", "spam"), "intent": ("card_arrival", "exchange_rate")})
+    spec = json.loads((bundle / "bundle.json").read_text())
+    spec["tasks"]["spam"]["sources"] = ["email"]
+    (bundle / "bundle.json").write_text(json.dumps(spec))
+    handler = DocumentModelHandler(str(bundle))
+    batch = [new_document("email", "m:1", "Win a FREE prize now"), new_document("review", "r:1", "good value")]
+    email, review = (labeled_row(r, "run") for r in handler.run_inference(batch, handler.load_model()))
+    assert email["spam"] in ("ham", "spam") and email["spam_score"] >= 0.5
+    assert review["spam"] is None and review["spam_score"] is None
+    assert email["team"] in ("cards", "exchange", "unrouted") and review["team"] is not None
