@@ -70,6 +70,8 @@ class BundleSpec:
     tasks: dict[str, TaskSpec]
     base: BaseModelRef = field(default_factory=BaseModelRef)
     max_length: int = 256
+    default_tasks: tuple[str, ...] | None = None
+    """Tasks a run labels when it names none; None means all. Opt-in tasks (intent) are left out."""
     format: int = BUNDLE_FORMAT
 
     @property
@@ -93,6 +95,7 @@ class BundleSpec:
             tasks=tasks,
             base=BaseModelRef(**data.get("base", {})),
             max_length=int(data.get("max_length", 256)),
+            default_tasks=tuple(data["default_tasks"]) if data.get("default_tasks") else None,
             format=int(data.get("format", BUNDLE_FORMAT)),
         )
 

@@ -117,3 +117,49 @@ def read_spamassassin(data_dir: Path) -> list[tuple[str, Example]]:
             if not isinstance(document, Failure):
                 examples.append((f"{label}/{path.name}", Example(document["text"], label)))
     return examples
+
+
+LABEL_COLUMNS = ("label", "category", "intent", "sentiment", "class", "target")
+
+
+def read_labeled(path: Path, text_column: str | None = None, label_column: str | None = None) -> list[Example]:
+    """Labeled examples from a file or folder, for evaluation.
+
+    Understands SemEval TSV (``id<TAB>label<TAB>text``), SST-2 TSV (``sentence<TAB>label`` with 0/1),
+    a folder whose subfolders are labels holding raw emails (SpamAssassin layout), and CSV, TSV,
+    JSONL, JSON or Parquet tables with a text column and a label column (names auto-detected).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if path.is_dir():
+        from transforms.clean import clean_document
+        from transforms.ingest.read import read_path
+        from transforms.records import Failure
+
+        examples = []
+        for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+            for file in sorted(folder.iterdir()):
+                for record in read_path(str(file), source="email"):
+                    document = record if isinstance(record, Failure) else clean_document(record, 200_000)
+                    if not isinstance(document, Failure):
+                        examples.append(Example(document["text"], folder.name))
+        return examples
+    first_line = path.open(encoding="utf-8").readline()
+    if path.suffix == ".tsv" and first_line.split("\t")[:2] == ["sentence", "label\n"]:
+        return read_sst2(path)
+    if path.suffix == ".tsv" and len(first_line.split("\t")) >= 3 and first_line.split("\t")[1] in SENTIMENT_LABELS:
+        return [example for _, example in read_semeval(path)]
+    readers = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": pd.read_json,
+               ".parquet": pd.read_parquet, ".tsv": lambda p: pd.read_csv(p, sep="\t")}
+    if path.suffix not in readers:
+        raise ValueError(f"{path}: unsupported evaluation file type {path.suffix!r}")
+    frame = readers[path.suffix](path)
+    from transforms.ingest.tabular import ColumnMap
+
+    text = text_column or ColumnMap().resolve(list(frame.columns)).text
+    label = label_column or next((c for c in frame.columns if c.lower() in LABEL_COLUMNS), None)
+    if text is None or label is None or text not in frame or label not in frame:
+        raise ValueError(f"{path}: need a text and a label column, found {list(frame.columns)}")
+    return [Example(normalise_text(str(t)), str(lab)) for t, lab in zip(frame[text], frame[label], strict=True)
+            if isinstance(t, str) and t.strip()]

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SPAM_LABELS = ("ham", "spam")
 TASKS = ("sentiment", "intent", "spam")
+OPT_IN_TASKS = ("intent",)
+"""Labeled only when a run asks for them: banking intents fit a bank's support inbox, not every source."""
 
 
 def split_dev(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -131,7 +133,8 @@ def train_base(output: Path, data_dir: Path, args: TrainingArguments, version: s
     if "spam" in tasks:
         data["spam"], tests["spam"] = spam_data(data_dir, args.seed)
     specs = {task: TaskSpec(d.labels, sources=("email",) if task == "spam" else None) for task, d in data.items()}
-    spec = BundleSpec(name="undertone-base", version=version, tasks=specs, base=base)
+    spec = BundleSpec(name="undertone-base", version=version, tasks=specs, base=base,
+                      default_tasks=tuple(task for task in specs if task not in OPT_IN_TASKS) or None)
     for task, task_data in data.items():
         log.info("%s: %d train, %d dev, %d test examples", task, len(task_data.train), len(task_data.dev),
                  len(tests.get(task, [])))

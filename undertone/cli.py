@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefect is imported
@@ -21,11 +22,15 @@ def _iso_date(value: str) -> str:
     return date.fromisoformat(value).isoformat()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The CLI; ``run_defaults`` (from ``--config``) become the run command's defaults."""
     parser = argparse.ArgumentParser(prog="undertone", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="label raw inputs and write partitioned Parquet")
+    run.add_argument("--config", metavar="YAML",
+                     help="run options from a file (keys as the flags: source, tasks, runner, columns, ...); "
+                          "flags given on the command line win")
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
     run.add_argument("--output", required=True, metavar="DIR", help="output root")
     run.add_argument("--date", type=_iso_date, help="logical date partition (default: today, UTC)")
@@ -38,8 +43,73 @@ def build_parser() -> argparse.ArgumentParser:
                      help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
     for name in ("text", "id", "created-at", "author", "rating", "product", "title"):
         run.add_argument(f"--{name}-column", metavar="COLUMN", help=f"input column holding the {name}")
+    run.add_argument("--keep-addresses", action="store_true",
+                     help="store email sender and recipient addresses in clear instead of sha256 pseudonyms")
+    run.add_argument("--redact-pii", action="store_true",
+                     help="replace emails, phone/card/IBAN numbers and URL secrets in all text before writing")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    if run_defaults:
+        unknown = sorted(set(run_defaults) - {action.dest for action in run._actions})
+        if unknown:
+            parser.error(f"unknown run settings in --config: {unknown}")
+        run.set_defaults(**run_defaults)
+    add_model_commands(commands)
+    add_schedule_commands(commands)
     return parser
+
+
+def add_model_commands(commands: argparse._SubParsersAction) -> None:
+    """``finetune`` and ``evaluate``: train and measure the classifiers."""
+    finetune = commands.add_parser("finetune", help="train a shared-encoder bundle from ../shared/data")
+    finetune.add_argument("--tasks", default="sentiment,intent,spam", help="comma-separated tasks trained together")
+    finetune.add_argument("--output", required=True, metavar="DIR", help="bundle folder to write")
+    finetune.add_argument("--version", default="1.0.0")
+    finetune.add_argument("--seed", type=int, default=13)
+    finetune.add_argument("--epochs", type=float, default=1.0)
+    finetune.add_argument("--data-dir", metavar="DIR", help="labeled data root (default ../shared/data)")
+    finetune.add_argument("--promote", action="store_true", help="make it the default model of `undertone run`")
+
+    evaluate = commands.add_parser("evaluate", help="measure one task of a bundle on labeled data")
+    evaluate.add_argument("--task", required=True)
+    evaluate.add_argument("--data", required=True, metavar="FILE", help="labeled file, or a folder of label folders")
+    evaluate.add_argument("--model", metavar="DIR", help="bundle folder (default: the registry's default)")
+    evaluate.add_argument("--output", metavar="JSON", help="also write the report here")
+    evaluate.add_argument("--only-gold-labels", action="store_true",
+                          help="predict only among labels present in the data (e.g. binary SST-2)")
+    evaluate.add_argument("--text-column")
+    evaluate.add_argument("--label-column")
+
+
+def run_model_command(args: argparse.Namespace) -> int:
+    if args.command == "finetune":
+        from flows.finetune import finetune_flow
+
+        result = finetune_flow(output=args.output, tasks=[t for t in args.tasks.split(",") if t],
+                               version=args.version, seed=args.seed, epochs=args.epochs, data_dir=args.data_dir,
+                               promote=args.promote)
+        print(json.dumps(result, indent=2))
+        return 0
+    from flows.evaluate import evaluate_flow
+
+    report = evaluate_flow(task_name=args.task, data=args.data, model_dir=args.model, output=args.output,
+                           only_gold_labels=args.only_gold_labels, text_column=args.text_column,
+                           label_column=args.label_column)
+    print(json.dumps({key: report[key] for key in ("model_version", "task", "n", "accuracy", "macro_f1",
+                                                    "macro_recall", "ece")}, indent=2))
+    return 0
+
+
+def config_defaults(path: str) -> dict[str, Any]:
+    """Run settings from a YAML file, keyed like the flags' destinations."""
+    import yaml
+
+    settings = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    columns = settings.pop("columns", {}) or {}
+    defaults = {key.replace("-", "_"): value for key, value in settings.items()}
+    defaults.update({f"{field}_column": column for field, column in columns.items()})
+    if isinstance(defaults.get("tasks"), str):
+        defaults["tasks"] = [t for t in defaults["tasks"].split(",") if t]
+    return defaults
 
 
 def summary_lines(result: dict[str, Any], output: str) -> list[str]:
@@ -56,8 +126,66 @@ def summary_lines(result: dict[str, Any], output: str) -> list[str]:
     return lines
 
 
+def add_schedule_commands(commands: argparse._SubParsersAction) -> None:
+    """``daily`` and ``backfill``: label an input root laid out by date, one date or a range of dates."""
+    daily = commands.add_parser("daily", help="label one date of an input root laid out by <source>/<date>/")
+    daily.add_argument("--date", type=_iso_date, help="logical date (default: yesterday, UTC)")
+    backfill = commands.add_parser("backfill", help="label a range of dates; complete dates are skipped")
+    backfill.add_argument("--start", type=_iso_date, required=True, help="first date (included)")
+    backfill.add_argument("--end", type=_iso_date, required=True, help="last date (included)")
+    backfill.add_argument("--force", action="store_true", help="redo dates that are already complete")
+    backfill.add_argument("--max-concurrency", type=int, default=2, metavar="N", help="days processed at once")
+    backfill.add_argument("--retries", type=int, default=2, metavar="N", help="retries of a failed day")
+    backfill.add_argument("--retry-delay", type=float, default=30.0, metavar="SECONDS",
+                          help="first retry delay; doubles with each retry")
+    for command in (daily, backfill):
+        command.add_argument("--input-root", required=True, metavar="DIR",
+                             help="folder holding <source>/<YYYY-MM-DD>/ or .../date=<YYYY-MM-DD>/ folders")
+        command.add_argument("--output", required=True, metavar="DIR", help="output root")
+        command.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/")
+        command.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
+        command.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device of the workers")
+        command.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t],
+                             help="comma-separated task list")
+        command.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
+                             help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
+        command.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run_schedule_command(args: argparse.Namespace) -> int:
+    """Run the daily or backfill flow; the exit status is 1 if the flow failed (a failed day, no inputs)."""
+    options = {"input_root": args.input_root, "output": args.output, "runner": args.runner, "model_dir": args.model,
+               "tasks": args.tasks, "device": args.device, "beam_args": args.beam_arg}
+    if args.command == "daily":
+        from flows.daily import daily_flow
+
+        state = daily_flow(date=args.date, **options, return_state=True)
+    else:
+        from flows.backfill import backfill_flow
+
+        state = backfill_flow(start=args.start, end=args.end, force=args.force, max_concurrency=args.max_concurrency,
+                              retries=args.retries, retry_delay_s=args.retry_delay, **options, return_state=True)
+    if not state.is_completed():
+        print(f"{args.command} failed: {state.result(raise_on_failure=False)}", file=sys.stderr)
+        return 1
+    result = state.result()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.command == "daily":
+        totals = result["totals"]
+        print(f"{result['date']}: run {result['run_id']}, input {totals['input']}, labeled {totals['labeled']}, "
+              f"dead-letter {totals['dead_letter']}, reconciled: {result['reconciled']}")
+    else:
+        for day in result["days"]:
+            print(f"{day['date']}  {day['status']:<8}  run {day['run_id']}  input {day.get('input')}  "
+                  f"labeled {day.get('labeled')}  dead-letter {day.get('dead_letter')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "config", None):
+        args = build_parser(config_defaults(args.config)).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         from flows.run import run_flow
@@ -67,9 +195,14 @@ def main(argv: list[str] | None = None) -> int:
                    if getattr(args, f"{field}_column")}
         result = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
                           runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
-                          beam_args=args.beam_arg, columns=columns or None)
+                          beam_args=args.beam_arg, columns=columns or None,
+                          hash_addresses=not args.keep_addresses, redact_pii=args.redact_pii)
         print(json.dumps(result, indent=2) if args.json else "\n".join(summary_lines(result, args.output)))
         return 0 if result["reconciled"] is not False else 1
+    if args.command in ("finetune", "evaluate"):
+        return run_model_command(args)
+    if args.command in ("daily", "backfill"):
+        return run_schedule_command(args)
     return 2
 
 

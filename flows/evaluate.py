@@ -1,0 +1,63 @@
+"""The evaluate flow: measure one task of a bundle on a labeled file, as JSON and a Prefect artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from models.classifier import Classifier
+from models.datasets import read_labeled
+from models.metrics import classification_report
+from models.recipes import predict_task
+from models.registry import default_model_dir
+
+
+@task(name="evaluate-task", cache_policy=NO_CACHE)
+def evaluate_task(model_dir: str, task_name: str, data: str, only_gold_labels: bool = False,
+                  text_column: str | None = None, label_column: str | None = None) -> dict[str, Any]:
+    """Accuracy, macro-F1, macro-recall, per-class report, confusion matrix and ECE."""
+    classifier = Classifier.load(model_dir, tasks=[task_name])
+    examples = read_labeled(Path(data), text_column, label_column)
+    labels = classifier.spec.tasks[task_name].labels
+    unknown = sorted({e.label for e in examples} - set(labels))
+    if unknown:
+        raise ValueError(f"{data}: labels {unknown[:5]} are not labels of task {task_name!r}")
+    allowed = tuple(sorted({e.label for e in examples})) if only_gold_labels else None
+    predicted, scores = predict_task(classifier, task_name, [e.text for e in examples], allowed)
+    report = classification_report([e.label for e in examples], predicted, labels, scores)
+    return {"model_version": classifier.model_version, "task": task_name, "data": data,
+            "only_gold_labels": only_gold_labels, **report}
+
+
+@flow(name="undertone-evaluate")
+def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, output: str | None = None,
+                  only_gold_labels: bool = False, text_column: str | None = None,
+                  label_column: str | None = None) -> dict[str, Any]:
+    """Evaluate ``task_name`` of a model bundle on a labeled file or email folder.
+
+    ``only_gold_labels`` restricts predictions to the labels present in the data (binary
+    SST-2 scored on the 3-class sentiment head).
+
+    Example:
+        undertone evaluate --task sentiment --data ../shared/data/sentiment/sst2/dev.tsv --only-gold-labels
+    """
+    report = evaluate_task(str(model_dir or default_model_dir()), task_name, data, only_gold_labels,
+                           text_column, label_column)
+    if output:
+        Path(output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    per_class = "\n".join(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | "
+                          f"{row['support']} |" for label, row in report["per_class"].items() if row["support"])
+    create_markdown_artifact(
+        key=f"undertone-evaluate-{task_name}",
+        markdown=(f"## {report['model_version']} · {task_name} on `{data}`\n\n"
+                  f"n={report['n']} · accuracy {report['accuracy']:.3f} · macro-F1 {report['macro_f1']:.3f} · "
+                  f"macro-recall {report['macro_recall']:.3f} · ECE {report['ece']:.3f}\n\n"
+                  f"| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n{per_class}\n"),
+        description=f"Evaluation of {task_name}",
+    )
+    return report

@@ -1,0 +1,58 @@
+"""The local model registry: ``models/registry.json`` lists trained bundles and names the default.
+
+Paths are stored relative to the repository when inside it, so the registry travels with a clone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.bundle import read_bundle_spec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REGISTRY_FILE = REPO_ROOT / "models" / "registry.json"
+SHIPPED_DEFAULT = REPO_ROOT / "models" / "shipped" / "base"
+
+
+def load_registry(path: Path = REGISTRY_FILE) -> dict[str, Any]:
+    if not path.is_file():
+        return {"default": None, "models": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _portable(folder: Path) -> str:
+    folder = folder.resolve()
+    return str(folder.relative_to(REPO_ROOT)) if folder.is_relative_to(REPO_ROOT) else str(folder)
+
+
+def register(folder: Path, promote: bool = False, path: Path = REGISTRY_FILE) -> dict[str, Any]:
+    """Add (or refresh) a bundle in the registry; ``promote`` makes it the default for runs."""
+    spec = read_bundle_spec(folder)
+    metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    summary = {name: {key: round(value, 4) for key, value in report.items() if isinstance(value, float)}
+               for name, report in metrics.get("evaluation", {}).items()}
+    registry = load_registry(path)
+    entry = {"path": _portable(folder), "tasks": list(spec.tasks), "metrics": summary,
+             "registered_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    registry["models"][spec.model_version] = entry
+    if promote or not registry.get("default"):
+        registry["default"] = spec.model_version
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+    return {"model_version": spec.model_version, **entry, "default": registry["default"]}
+
+
+def default_model_dir(path: Path = REGISTRY_FILE) -> Path:
+    """The promoted bundle's folder, else the shipped default."""
+    registry = load_registry(path)
+    default = registry.get("default")
+    if default and default in registry["models"]:
+        folder = Path(registry["models"][default]["path"])
+        return folder if folder.is_absolute() else REPO_ROOT / folder
+    return SHIPPED_DEFAULT
