@@ -29,6 +29,8 @@ def run_flow(
     device: str = "cpu",
     beam_args: list[str] | None = None,
     columns: dict[str, str] | None = None,
+    hash_addresses: bool = True,
+    redact_pii: bool = False,
 ) -> dict[str, Any]:
     """Label every record under ``inputs`` and write the ``date`` partitions of ``output``.
 
@@ -48,6 +50,8 @@ def run_flow(
         "device": device,
         "beam_args": tuple(beam_args or ()),
         "columns": ColumnMap(**(columns or {})),
+        "hash_addresses": hash_addresses,
+        "redact_pii": redact_pii,
     }
     if date:
         options["logical_date"] = date

@@ -15,8 +15,8 @@ import pyarrow as pa
 SOURCES = ("email", "review", "social")
 """Where a document comes from; also the ``source=`` partition of the labeled output."""
 
-DOCUMENT_VERSION = "1.0"
-LABELED_VERSION = "1.0"
+DOCUMENT_VERSION = "2.0"
+LABELED_VERSION = "2.0"
 DEAD_LETTER_VERSION = "1.0"
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -41,13 +41,23 @@ DOCUMENT_FIELDS: tuple[pa.Field, ...] = (
     _field("full_text", pa.string(), "The whole cleaned body before reply and signature stripping (email)."),
     _field("subject", pa.string(), "Email subject or review title, decoded."),
     _field("author", pa.string(), "Author or sender; email addresses are sha256-hashed unless configured."),
-    _field("thread_id", pa.string(), "Email In-Reply-To (the parent Message-ID) or a conversation id."),
+    _field("thread_id", pa.string(),
+           "Email conversation: the root Message-ID of References, else In-Reply-To, else the message's own id."),
+    _field("in_reply_to", pa.string(), "Email In-Reply-To: the Message-ID of the message this one answers."),
     _field("recipients", pa.list_(pa.string()), "Email To and Cc addresses (hashed like the author)."),
-    _field("attachments", pa.list_(pa.string()), "Attachment file names (attachments are not classified)."),
+    _field("attachments", pa.list_(pa.string()),
+           "Attachment file names, one per attachment (an attached email is one); attachments are not classified."),
     _field("rating", pa.float64(), "Star rating or score given with a review."),
     _field("product", pa.string(), "Product, brand or account the text is about."),
     _field("language", pa.string(), "ISO 639-1 code from offline language detection."),
-    _field("truncated", pa.bool_(), "True when the text is longer than the model window and only its head was read."),
+    _field("truncated", pa.bool_(),
+           "True when the text is longer than the model window: only its head (the first tokens) was classified."),
+    _field("duplicate_of", pa.string(),
+           "doc_id of the first document (smallest doc_id) of this run with the same source and cleaned text; "
+           "null for that first one and for unique texts. Duplicates are marked, never dropped."),
+    _field("pii_redactions", pa.map_(pa.string(), pa.int32()),
+           "With PII redaction on: distinct values replaced per kind (email, phone, card, iban, url_secret) in "
+           "text, full_text, subject and notes; empty when none were found, null when redaction was off."),
     _field("ingest_notes", pa.list_(pa.string()),
            "What ingest repaired on the way (charset fallback, HTML converted, mojibake fixed)."),
 )
@@ -65,7 +75,7 @@ def task_fields(task: str, labels: Sequence[str] = ()) -> tuple[pa.Field, ...]:
     """The two columns a classification task adds: its label and that label's probability."""
     choices = " | ".join(labels) if labels else "one of the task's labels"
     return (
-        _field(task, pa.string(), f"{task} label: {choices}."),
+        _field(task, pa.string(), f"{task} label: {choices}; null where the task does not apply to the source."),
         _field(f"{task}_score", pa.float32(), f"Calibrated probability of the {task} label."),
     )
 
@@ -75,6 +85,9 @@ def labeled_schema(tasks: dict[str, Sequence[str]]) -> pa.Schema:
     fields = list(DOCUMENT_FIELDS)
     for task, labels in tasks.items():
         fields.extend(task_fields(task, labels))
+        if task == "intent":
+            fields.append(_field("team", pa.string(),
+                                 "Team or queue for the intent (models/routing.py); unrouted below the threshold."))
     fields.extend(RUN_FIELDS)
     return _schema("labeled", LABELED_VERSION, fields)
 
@@ -123,6 +136,6 @@ def describe(schema: pa.Schema) -> str:
         "|---|---|---|---|",
     ]
     for field in schema:
-        description = (field.metadata or {}).get(b"description", b"").decode()
+        description = (field.metadata or {}).get(b"description", b"").decode().replace("|", "\\|")
         lines.append(f"| `{field.name}` | `{field.type}` | {'yes' if field.nullable else 'no'} | {description} |")
     return "\n".join(lines)

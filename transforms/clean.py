@@ -15,8 +15,10 @@ import py3langid
 
 from transforms.records import Document, Failure, excerpt
 
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-_MENTION = re.compile(r"(?<![\w@])@\w{1,30}")
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]}'’”]", re.IGNORECASE)
+"""A URL, without the sentence punctuation or closing bracket that usually follows it."""
+_MENTION = re.compile(r"(?<![\w@])@\w{1,30}(?:@[\w-]+(?:\.[\w-]+)+)?")
+"""A handle, with its server for fediverse handles (``@alice@mastodon.social``)."""
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

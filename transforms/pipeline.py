@@ -32,8 +32,10 @@ from schemas import (
 )
 from transforms.classify import Classify, DocumentModelHandler
 from transforms.clean import clean_document
+from transforms.duplicates import MarkDuplicates
 from transforms.ingest.read import expand_inputs, read_path
 from transforms.ingest.tabular import ColumnMap
+from transforms.pii import redact_document, redact_fields
 from transforms.records import Failure
 from transforms.sinks import (
     UNKNOWN_SOURCE,
@@ -83,7 +85,10 @@ class PipelineConfig:
     max_text_chars: int = 200_000
     """Longer raw texts are sent to dead-letter (``text_too_large``) instead of being classified."""
     hash_addresses: bool = True
-    """Store email addresses as salted-free sha256 pseudonyms rather than in clear."""
+    """Store email addresses as unsalted sha256 pseudonyms, not in clear (``--keep-addresses`` turns it off)."""
+    redact_pii: bool = False
+    """Replace email addresses, phone, card and IBAN numbers and secret URL parameters in every text field
+    (and dead-letter excerpt) before anything is classified or written; counts go to ``pii_redactions``."""
     columns: ColumnMap = field(default_factory=ColumnMap)
     """Explicit column mapping for tables; unmapped fields are auto-detected."""
     run_id: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8])
@@ -160,8 +165,11 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     )
     cleaned = read.documents | "Clean" >> beam.ParDo(CleanDocuments(config.max_text_chars)).with_outputs(
         "failed", main="documents")
+    documents = cleaned.documents | "Duplicates" >> MarkDuplicates()
+    if config.redact_pii:
+        documents = documents | "RedactPII" >> beam.Map(redact_document)
     handler = DocumentModelHandler(config.model_dir, tuple(tasks), config.device, max_batch_size=config.max_batch_size)
-    classified = cleaned.documents | "Classify" >> Classify(handler, config.run_id)
+    classified = documents | "Classify" >> Classify(handler, config.run_id)
 
     schema = labeled_schema(tasks)
     by_source = classified["labeled"] | "BySource" >> beam.Partition(
@@ -173,13 +181,15 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
 
     failed_at = datetime.now(UTC)
     dead_sources = (*SOURCES, UNKNOWN_SOURCE)
-    failures = (
+    dead_rows = (
         (read.failed, cleaned.failed, classified["failed"])
         | "AllFailures" >> beam.Flatten()
         | "DeadLetterRows" >> beam.Map(lambda failure: failure.to_row(config.run_id, failed_at))
-        | "DeadBySource" >> beam.Partition(lambda row, _: dead_sources.index(row["source"] or UNKNOWN_SOURCE),
-                                           len(dead_sources))
     )
+    if config.redact_pii:
+        dead_rows = dead_rows | "RedactDeadLetters" >> beam.Map(redact_fields, ("raw_excerpt", "error"))
+    failures = dead_rows | "DeadBySource" >> beam.Partition(
+        lambda row, _: dead_sources.index(row["source"] or UNKNOWN_SOURCE), len(dead_sources))
     folder = dead_letter_partition(staging, config.logical_date)
     for index, source in enumerate(dead_sources):
         writer = WritePartition(folder, DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS, config.run_id,

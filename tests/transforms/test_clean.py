@@ -30,3 +30,25 @@ def test_clean_document_refuses_empty_huge_and_binary_text() -> None:
 def test_language_detection_is_offline_and_abstains_on_tiny_text() -> None:
     assert detect_language("Das ist ein sehr schönes Hotel mit freundlichem Personal") == "de"
     assert detect_language("ok") is None
+
+
+def test_social_urls_lose_their_trailing_punctuation_but_not_the_sentence() -> None:
+    assert normalise_social("New post (https://t.co/abc123). Read it: www.example.com/a?b=1, thanks!") == \
+        "New post (http). Read it: http, thanks!"
+
+
+def test_social_handles_become_user_but_email_addresses_do_not() -> None:
+    assert normalise_social("@alice@mastodon.social and @Bob_99: mail me at carol@example.com") == \
+        "@user and @user: mail me at carol@example.com"
+
+
+def test_social_entities_decoded_and_emoji_sequences_kept() -> None:
+    text = normalise_social("family 👨‍👩‍👧 👍🏽 ❤️ &lt;3 &quot;yes&quot; &#39;no&#39; #Café #100DaysOfCode")
+    assert text == "family 👨\u200d👩\u200d👧 👍🏽 ❤️ <3 \"yes\" 'no' #Café #100DaysOfCode"
+
+
+def test_clean_document_normalises_social_posts_and_keeps_the_subject() -> None:
+    post = clean_document(new_document("social", "p:1", "@united lost my bag AGAIN 😡 https://t.co/x #fail",
+                                       subject="Baggage"), 1000)
+    assert post["text"] == "@user lost my bag AGAIN 😡 http #fail"
+    assert post["subject"] == "Baggage" and post["language"] == "en"

@@ -28,6 +28,12 @@ _HEADERS_THAT_MAKE_AN_EMAIL = ("from", "to", "subject", "date", "message-id", "r
 _ENVELOPE = re.compile(rb"From \S+ .*\d{1,2}:\d{2}")
 _QUOTED_FROM = re.compile(rb"(?m)^>(>*From )")
 _REPLY_PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+_MAILDIR_INFO = re.compile(r"[:!]2,[A-Za-z]*$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_QUOTED_LINE = re.compile(r"^\s*(?:>|[A-Za-z]{1,15}>(?:\s|$))")
+"""A quoted line: ``> text``, or Supercite's ``Name> text``."""
+_ATTRIBUTION = re.compile(r"\b(wrote|writes|said|schrieb|a écrit|escribió|ha scritto|schreef)\s*:\s*$", re.IGNORECASE)
 
 
 def hash_address(address: str) -> str:
@@ -48,7 +54,7 @@ def decode_bytes(payload: bytes, declared: str | None, notes: list[str]) -> str:
     """Decode with the declared charset when it fits, else detect; say what was done in ``notes``."""
     if declared:
         try:
-            return payload.decode(declared)
+            return without_surrogates(payload.decode(declared))
         except (LookupError, UnicodeDecodeError) as error:
             notes.append(f"declared charset {declared} failed ({type(error).__name__})")
     else:
@@ -64,15 +70,46 @@ def decode_bytes(payload: bytes, declared: str | None, notes: list[str]) -> str:
     return payload.decode("utf-8", errors="replace")
 
 
+def without_surrogates(text: str) -> str:
+    """Lone surrogates (undecodable header bytes, UTF-7 tricks) become U+FFFD: Parquet needs valid UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def header(message: EmailMessage, name: str, notes: list[str]) -> str | None:
     """A decoded header (RFC 2047 words resolved); None when absent, raw text when malformed."""
     try:
         value = message.get(name)
     except Exception as error:  # noqa: BLE001 - any header defect must not lose the message
         notes.append(f"header {name} unparseable ({type(error).__name__})")
-        raw = message.get_all(name, failobj=[None])
-        value = raw[0] if raw else None
-    return " ".join(str(value).split()) if value is not None else None
+        value = next((raw for key, raw in message.raw_items() if key.lower() == name), None)
+    if value is None:
+        return None
+    if "\ufffd" in str(value):
+        value = _undeclared_8bit_header(message, name, notes) or value
+    return without_surrogates(" ".join(str(value).split()))
+
+
+def _undeclared_8bit_header(message: EmailMessage, name: str, notes: list[str]) -> str | None:
+    """Raw 8-bit header bytes (no RFC 2047 words) decoded instead of shown as U+FFFD.
+
+    A header is too short for reliable detection, so the charsets the message declares for its
+    parts are tried first: spam that puts raw 8-bit bytes in its Subject writes its body in the same one.
+    """
+    raw = next((raw for key, raw in message.raw_items() if key.lower() == name), None)
+    if raw is None or "=?" in raw:
+        return None
+    raw_bytes = raw.encode("utf-8", errors="surrogateescape")
+    for charset in dict.fromkeys(filter(None, (part.get_content_charset() for part in message.walk()))):
+        try:
+            decoded = raw_bytes.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+        notes.append(f"header {name}: decoded as {charset}, the message's declared charset")
+        return decoded
+    header_notes: list[str] = []
+    decoded = decode_bytes(raw_bytes, None, header_notes)
+    notes.extend(f"header {name}: {note}" for note in header_notes)
+    return decoded
 
 
 def part_text(part: EmailMessage, notes: list[str]) -> str:
@@ -99,14 +136,26 @@ def body_text(message: EmailMessage, notes: list[str]) -> str:
 
 
 def attachment_names(message: EmailMessage) -> list[str]:
-    names = []
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        filename = part.get_filename()
-        if filename or part.get_content_disposition() == "attachment":
-            names.append(str(filename or f"unnamed.{part.get_content_subtype()}"))
+    """File names of the attached parts, in message order.
+
+    An attached email (``message/rfc822``) is one attachment: its own parts are not listed,
+    because they belong to the forwarded message, not to this one.
+    """
+    names: list[str] = []
+    for part in message.iter_parts() if message.is_multipart() else ():
+        names.extend(_part_attachments(part))
     return names
+
+
+def _part_attachments(part: EmailMessage) -> list[str]:
+    filename = part.get_filename()
+    if part.get_content_type() == "message/rfc822":
+        return [str(filename or "message.eml")]
+    if part.is_multipart():
+        return [name for child in part.iter_parts() for name in _part_attachments(child)]
+    if filename or part.get_content_disposition() == "attachment":
+        return [str(filename or f"unnamed.{part.get_content_subtype()}")]
+    return []
 
 
 def strip_reply(text: str) -> str:
@@ -119,12 +168,32 @@ def strip_reply(text: str) -> str:
     return newest if newest.strip() else text
 
 
+def drop_quoted_lines(text: str) -> str:
+    """Without ``>``-quoted lines and the "X wrote:" lines that introduce them.
+
+    ``mail-parser-reply`` cuts top-posted replies at the first quote; bottom-posted and
+    interleaved replies keep their quotes, which are someone else's words. The whole text is
+    kept when nothing but quotes would be left.
+    """
+    lines = text.split("\n")
+    kept = [line for index, line in enumerate(lines)
+            if not _QUOTED_LINE.match(line) and not (_ATTRIBUTION.search(line) and _quote_follows(lines, index))]
+    remainder = "\n".join(kept)
+    return remainder if remainder.strip() else text
+
+
+def _quote_follows(lines: list[str], index: int) -> bool:
+    following = next((line for line in lines[index + 1:] if line.strip()), "")
+    return bool(_QUOTED_LINE.match(following))
+
+
 def parse_date(value: str | None, notes: list[str]) -> datetime | None:
+    """An RFC 5322 date in UTC; a date without zone (``-0000`` or none) is taken as UTC and noted."""
     if not value:
         return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         notes.append("date unparseable")
         return None
     if parsed.tzinfo is None:
@@ -133,9 +202,48 @@ def parse_date(value: str | None, notes: list[str]) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def addresses(value: str | None, hash_addresses: bool) -> list[str]:
-    found = [address for _, address in email.utils.getaddresses([value or ""]) if address]
-    return [hash_address(a) if hash_addresses else a for a in found]
+def sent_at(message: EmailMessage, notes: list[str]) -> datetime | None:
+    """The Date header in UTC, else the time the first (newest) Received hop stamped on it."""
+    created_at = parse_date(header(message, "date", notes), notes)
+    if created_at is not None:
+        return created_at
+    received = _first_received(message)
+    if received and ";" in received:
+        created_at = parse_date(received.rsplit(";", 1)[1].strip(), [])
+        if created_at is not None:
+            notes.append("date taken from the Received header")
+    return created_at
+
+
+def _first_received(message: EmailMessage) -> str | None:
+    try:
+        values = message.get_all("received") or []
+    except Exception:  # noqa: BLE001 - a malformed Received header only loses the fallback date
+        return None
+    return " ".join(str(values[0]).split()) if values else None
+
+
+def message_ids(value: str | None) -> list[str]:
+    """The ``<...>`` ids in a References or In-Reply-To header; comments and junk around them are dropped."""
+    return _MESSAGE_ID.findall(value or "")
+
+
+def thread_of(message_id: str | None, in_reply_to: str | None, references: list[str]) -> str | None:
+    """The conversation an email belongs to: the root Message-ID of its References chain.
+
+    A reply without References falls back to its parent, and a message that replies to nothing
+    starts its own thread, so a root and all its replies share one ``thread_id``.
+    """
+    if references:
+        return references[0]
+    return in_reply_to or message_id
+
+
+def addresses(values: list[str | None], hash_addresses: bool) -> list[str]:
+    """Every distinct address in some address headers, in order; pseudonymised unless told otherwise."""
+    found = [address for _, address in email.utils.getaddresses([v for v in values if v]) if "@" in address]
+    unique = list(dict.fromkeys(address.strip() for address in found))
+    return [hash_address(a) for a in unique] if hash_addresses else unique
 
 
 def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Document | Failure:
@@ -148,10 +256,12 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
         return Failure("email", input_ref, "parse", "not_email", "no RFC-822 headers found", excerpt(raw))
     subject = header(message, "subject", notes)
     body = body_text(message, notes)
-    sender = addresses(header(message, "from", notes), hash_addresses)
-    recipients = addresses(", ".join(filter(None, (header(message, n, notes) for n in ("to", "cc")))), hash_addresses)
-    message_id = (header(message, "message-id", notes) or "").strip() or None
-    reply = strip_reply(body)
+    sender = addresses([header(message, "from", notes)], hash_addresses)
+    recipients = addresses([header(message, name, notes) for name in ("to", "cc")], hash_addresses)
+    declared_id = header(message, "message-id", notes)
+    message_id = next(iter(message_ids(declared_id)), None) or (declared_id or "").strip() or None
+    parent = next(iter(message_ids(header(message, "in-reply-to", notes))), None)
+    reply = drop_quoted_lines(strip_reply(body))
     text = f"{subject}\n\n{reply}" if subject else reply
     return new_document(
         "email",
@@ -162,9 +272,10 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
         subject=subject,
         author=sender[0] if sender else None,
         recipients=recipients,
-        thread_id=(header(message, "in-reply-to", notes) or "").strip() or None,
+        in_reply_to=parent,
+        thread_id=thread_of(message_id, parent, message_ids(header(message, "references", notes))),
         attachments=attachment_names(message),
-        created_at=parse_date(header(message, "date", notes), notes),
+        created_at=sent_at(message, notes),
         ingest_notes=notes,
     )
 
@@ -193,6 +304,11 @@ def split_mbox(handle: BinaryIO, name: str) -> Iterator[tuple[str, bytes]]:
 
 def _unquote_from(raw: bytes) -> bytes:
     return _QUOTED_FROM.sub(rb"\1", raw)
+
+
+def is_maildir_message(path: str) -> bool:
+    """A Maildir file name ends in its info part, ``:2,<flags>`` (``!2,`` on file systems without colons)."""
+    return bool(_MAILDIR_INFO.search(path))
 
 
 def is_mbox(raw_head: bytes) -> bool:

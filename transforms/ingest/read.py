@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.ingest.email import is_mbox, looks_binary, parse_email, split_mbox
+from transforms.ingest.email import is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
 from transforms.ingest.tabular import TABLE_READERS, ColumnMap, guess_source, row_to_document
 from transforms.records import Document, Failure, excerpt
 
@@ -26,6 +26,8 @@ _EXTENSIONS = {
 }
 _COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".lzma")
 _HEADER_LINE = re.compile(rb"^(From |[A-Za-z][A-Za-z0-9-]{1,60}:[ \t])")
+MAILDIR_MESSAGE_FOLDERS = ("cur", "new")
+"""Where a Maildir keeps delivered messages; ``tmp/`` holds deliveries still being written and is skipped."""
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
@@ -37,19 +39,44 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
     found: set[str] = set()
     for item in inputs:
         if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.update(os.path.join(root, f) for f in files if not f.startswith((".", "_")))
+            found.update(_walk(item))
             continue
         matches = [m.path for result in FileSystems.match([item]) for m in result.metadata_list]
         if not matches:
             raise FileNotFoundError(f"input {item!r} matches no file")
-        found.update(m for m in matches if not PurePosixPath(m).name.startswith((".", "_")))
+        found.update(m for m in matches if not PurePosixPath(m).name.startswith((".", "_")) and not _in_maildir_tmp(m))
     return sorted(found)
+
+
+def is_maildir(folder: str) -> bool:
+    """A Maildir has ``cur/`` and ``new/`` (``tmp/`` too, but copies made with git lose empty folders)."""
+    return all(os.path.isdir(os.path.join(folder, part)) for part in MAILDIR_MESSAGE_FOLDERS)
+
+
+def _walk(folder: str) -> Iterator[str]:
+    """Files under ``folder``; inside a Maildir only the messages in ``cur/`` and ``new/``.
+
+    A Maildir's own files (``dovecot-uidlist``, ``maildirfolder``) are server state, not mail, and its
+    Maildir++ sub-folders (``.Sent``, ``.Archive``) are hidden but hold mail, so they are walked too.
+    """
+    for root, dirs, files in os.walk(folder):
+        if is_maildir(root):
+            dirs[:] = sorted(d for d in dirs if d in MAILDIR_MESSAGE_FOLDERS
+                             or (d.startswith(".") and is_maildir(os.path.join(root, d))))
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (os.path.join(root, f) for f in files if not f.startswith((".", "_")))
+
+
+def _in_maildir_tmp(path: str) -> bool:
+    parent = os.path.dirname(path)
+    return os.path.basename(parent) == "tmp" and is_maildir(os.path.dirname(parent))
 
 
 def detect_format(path: str, head: bytes) -> str | None:
     """email | csv | jsonl | json | parquet from the extension, else from the first bytes."""
+    if is_maildir_message(path):
+        return "email"
     name = path.lower()
     for suffix in _COMPRESSED:
         name = name.removesuffix(suffix)

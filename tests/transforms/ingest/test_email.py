@@ -106,3 +106,105 @@ def test_binary_and_headerless_input_are_failures_with_reasons(tmp_path: Path) -
     headerless = parse_email(b"just some words\nwithout any header\n", "plain")
     assert isinstance(headerless, Failure) and headerless.error_type == "not_email"
     assert headerless.raw_excerpt.startswith("just some words")
+
+
+def corpus_message(shared_data: Path, name: str, hash_addresses: bool = False):
+    """A real SpamAssassin message, chosen for the MIME feature its test names."""
+    return parse_email((shared_data / "email" / "spamassassin" / name).read_bytes(), name, hash_addresses)
+
+
+def test_multipart_alternative_reads_the_plain_part(shared_data: Path) -> None:
+    document = corpus_message(shared_data, "spam/00124.db848e36f1b4c2705cbc16ef33a302d4")
+    assert "html converted to text" not in document["ingest_notes"]
+    assert "Slim Patch - Weight Loss Patches\n<http://www.adclick.ws/p.cfm?o=249&s=pk007>" in document["full_text"]
+    assert document["subject"] == "Guaranteed to lose 10-12 lbs in 30 days with Slim Patch 10.24"
+
+
+def test_html_only_message_has_text_and_no_tags(shared_data: Path) -> None:
+    document = corpus_message(shared_data, "spam/00288.8c8bc71976c3b67d900ebd8eeab8a0f5")
+    assert "html converted to text" in document["ingest_notes"]
+    assert document["full_text"].startswith("Click Here")
+    assert "<" not in document["full_text"]
+
+
+def test_base64_latin1_body_and_date_converted_to_utc(shared_data: Path) -> None:
+    raw = (shared_data / "email" / "spamassassin" / "spam/00128.721b6b20d5834d490662e2ae8c5c0684").read_bytes()
+    assert b'charset="iso-8859-1"\nContent-Transfer-Encoding: base64' in raw and b"+0100" in raw
+    document = corpus_message(shared_data, "spam/00128.721b6b20d5834d490662e2ae8c5c0684")
+    assert "We are looking for individuals who\nwant to work from home." in document["text"]
+    assert document["created_at"].isoformat() == "2002-08-28T02:04:00+00:00"
+
+
+def test_rfc2047_subjects_in_big5_and_gb2312_are_decoded(shared_data: Path) -> None:
+    assert corpus_message(shared_data, "spam/00329.af4af411fb1268d1461b29fa2d2145a3")["subject"] == "拾金不昧~~別傻了~~"
+    chinese = corpus_message(shared_data, "spam/00397.1a99f98a5b996f99f3661e9609782932")
+    assert chinese["subject"] == "50元获得一亿五千万EMAIL地址的机会"
+    assert chinese["text"].startswith("50元获得一亿五千万EMAIL地址的机会\n\n您好")
+
+
+def test_raw_8bit_subject_is_decoded_with_the_message_charset(shared_data: Path) -> None:
+    turkish = corpus_message(shared_data, "spam/00244.5cac9708afd7f9f00e9bf64eeb127f0a")
+    assert turkish["subject"] == "[WM] GREEN CARD CEKİLİSİ KACIRMAYIN"
+    assert "header subject: decoded as windows-1254, the message's declared charset" in turkish["ingest_notes"]
+
+
+def test_bottom_posted_reply_drops_quotes_and_signature(shared_data: Path) -> None:
+    document = corpus_message(shared_data, "ham/00203.b5773afbae12d0d79df74b32b2f46697")
+    assert document["text"] == ("Re: [ILUG] find the biggest file\n\n\n"
+                                "You might want to put a '-type f' on that find.\n\nPaul.")
+    assert "Philip Reynolds wrote:\n>>Does anyone know" in document["full_text"]
+    assert "Irish Linux Users' Group" in document["full_text"]
+    supercite = corpus_message(shared_data, "ham/01700.03a577fc11e0a5121098e0dc83c97d6c")
+    assert "Skip> I'll try" not in supercite["text"] and "Which didn't help." in supercite["text"]
+
+
+def test_a_thread_shares_the_root_message_id(shared_data: Path) -> None:
+    names = ["ham/01693.5f6c04f93ace9da3b5f9e0906ba608c2", "ham/01696.70dc9da58ada190c2c66f34986636594",
+             "ham/01697.75f57c5146462b574d13349e5c0c4bcc", "ham/01700.03a577fc11e0a5121098e0dc83c97d6c"]
+    root, *replies = [corpus_message(shared_data, name) for name in names]
+    assert root["in_reply_to"] is None
+    assert {d["thread_id"] for d in (root, *replies)} == {root["source_id"]}
+    assert [d["in_reply_to"] for d in replies] == [root["source_id"], replies[0]["source_id"],
+                                                    replies[1]["source_id"]]
+
+
+def test_to_and_cc_recipients_in_clear_or_hashed(shared_data: Path) -> None:
+    clear = corpus_message(shared_data, "ham/00046.c8491e68aa5652272d6511bb7d848d37")
+    assert clear["author"] == "quinlan@pathname.com"
+    assert clear["recipients"] == ["zzzz@spamassassin.taint.org", "craig@deersoft.com", "quinlan@pathname.com"]
+    hashed = corpus_message(shared_data, "ham/00046.c8491e68aa5652272d6511bb7d848d37", hash_addresses=True)
+    assert hashed["recipients"] == [hash_address(a) for a in clear["recipients"]]
+    undisclosed = corpus_message(shared_data, "spam/00329.af4af411fb1268d1461b29fa2d2145a3")
+    assert undisclosed["recipients"] == []
+
+
+def test_attachment_names_and_attached_emails(shared_data: Path) -> None:
+    assert corpus_message(shared_data, "ham/01096.0ecf28b2697d77f7039d82f8838bcf8d")["attachments"] == [
+        "signature.asc"]
+    inner = b"From: c@d.e\nSubject: inner\nContent-Type: multipart/mixed; boundary=in\n\n--in\n" \
+            b"Content-Type: text/plain\n\nhi\n--in\nContent-Type: image/png\nContent-Disposition: attachment; " \
+            b"filename=inner.png\n\nxx\n--in--\n"
+    raw = (b"From: a@b.c\nSubject: fwd\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=out\n\n--out\n"
+           b"Content-Type: text/plain\n\nsee both attached\n--out\nContent-Type: application/pdf\n"
+           b"Content-Disposition: attachment; filename*=utf-8''R%C3%A9sum%C3%A9.pdf\n\n%PDF\n--out\n"
+           b"Content-Type: message/rfc822\n\n" + inner + b"\n--out--\n")
+    document = parse_email(raw, "inline")
+    assert document["attachments"] == ["Résumé.pdf", "message.eml"]
+    assert document["text"] == "fwd\n\nsee both attached"
+
+
+def test_missing_date_falls_back_to_the_received_stamp() -> None:
+    raw = (b"Received: from mx.example.com by mail.example.org; Thu, 22 Aug 2002 12:36:23 +0200\n"
+           b"From: a@b.c\nSubject: no date\n\nbody text\n")
+    document = parse_email(raw, "inline")
+    assert document["created_at"].isoformat() == "2002-08-22T10:36:23+00:00"
+    assert "date taken from the Received header" in document["ingest_notes"]
+    assert parse_email(b"From: a@b.c\nDate: Thu, 22 Aug 2002 12:36:23 -0000\n\nx", "z")["created_at"].isoformat() \
+        == "2002-08-22T12:36:23+00:00"
+
+
+def test_lone_surrogates_from_utf7_never_reach_the_document() -> None:
+    raw = b"From: a@b.c\nSubject: x\nContent-Type: text/plain; charset=utf-7\n\n+2AA- hello there"
+    document = parse_email(raw, "inline")
+    assert document["full_text"] == "\ufffd hello there"
+    document["full_text"].encode("utf-8")

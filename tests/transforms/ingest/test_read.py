@@ -11,9 +11,11 @@ from tests.conftest import SAMPLES
 from transforms.ingest.read import detect_format, expand_inputs, read_path
 from transforms.records import Failure
 
+SAMPLE_FOLDERS = [str(SAMPLES / name) for name in ("email", "reviews", "social")]
+
 
 def test_folder_expansion_skips_private_files_and_glob_must_match() -> None:
-    files = expand_inputs([str(SAMPLES)])
+    files = expand_inputs(SAMPLE_FOLDERS)
     assert len(files) == 12
     assert not any(Path(f).name.startswith("_") for f in files)
     assert expand_inputs([str(SAMPLES / "social" / "*.jsonl")]) == [str(SAMPLES / "social" / "posts.jsonl")]
@@ -36,7 +38,7 @@ def test_detect_format(name: str, head: bytes, expected: str | None) -> None:
 
 
 def test_every_sample_record_is_a_document_or_a_failure() -> None:
-    outcomes = [record for path in expand_inputs([str(SAMPLES)]) for record in read_path(path)]
+    outcomes = [record for path in expand_inputs(SAMPLE_FOLDERS) for record in read_path(path)]
     kinds = Counter((r.source if isinstance(r, Failure) else r["source"], isinstance(r, Failure)) for r in outcomes)
     assert kinds == {("email", False): 11, ("email", True): 1, ("review", False): 36, ("social", False): 37,
                      ("social", True): 1}

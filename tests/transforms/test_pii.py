@@ -1,0 +1,71 @@
+"""PII redaction: validated matches only, placeholders by kind, distinct values counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from transforms.clean import clean_document
+from transforms.ingest.email import parse_email
+from transforms.pii import iban_valid, luhn_valid, redact_document, redact_fields, redact_text
+from transforms.records import new_document
+
+
+def redacted(text: str) -> tuple[str, dict[str, int]]:
+    found: dict[str, set[str]] = {}
+    text = redact_text(text, found)
+    return text, {kind: len(values) for kind, values in found.items() if values}
+
+
+@pytest.mark.parametrize(("text", "expected", "counts"), [
+    ("mail Jane.Doe+shop@example.co.uk, or JANE.DOE+SHOP@EXAMPLE.CO.UK.", "mail [EMAIL], or [EMAIL].", {"email": 1}),
+    ("card 4111 1111 1111 1111 exp 12/27", "card [CARD] exp 12/27", {"card": 1}),
+    ("amex 3782-822463-10005 paid", "amex [CARD] paid", {"card": 1}),
+    ("order 4111 1111 1111 1112 shipped", "order 4111 1111 1111 1112 shipped", {}),
+    ("IBAN DE89 3704 0044 0532 0130 00 please", "IBAN [IBAN] please", {"iban": 1}),
+    ("to GB82WEST12345698765432.", "to [IBAN].", {"iban": 1}),
+    ("ref DE89 3704 0044 0532 0130 01 is not one", "ref DE89 3704 0044 0532 0130 01 is not one", {}),
+    ("call (415) 555-2671 or +44 20 7946 0958 now", "call [PHONE] or [PHONE] now", {"phone": 2}),
+    ("released 2002-08-22, version 10.24, 30 days, 12:36", "released 2002-08-22, version 10.24, 30 days, 12:36",
+     {}),
+    ("reset https://shop.example.com/reset?user=7&token=eyJhbGciOi.abc#frag",
+     "reset https://shop.example.com/reset?user=7&token=[SECRET]#frag", {"url_secret": 1}),
+    ("https://s3.example.com/f.pdf?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=9f8e&size=2",
+     "https://s3.example.com/f.pdf?X-Amz-Credential=[SECRET]&X-Amz-Signature=[SECRET]&size=2", {"url_secret": 2}),
+    ("see https://example.com/docs?page=2&sort=asc", "see https://example.com/docs?page=2&sort=asc", {}),
+])
+def test_redact_text(text: str, expected: str, counts: dict[str, int]) -> None:
+    assert redacted(text) == (expected, counts)
+
+
+def test_checksums() -> None:
+    assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
+    assert iban_valid("DE89370400440532013000") and iban_valid("GB82WEST12345698765432")
+    assert not iban_valid("DE8937040044053201300") and not iban_valid("XX89370400440532013000")
+
+
+def test_document_fields_are_redacted_and_values_counted_once() -> None:
+    document = new_document("email", "inline", "Refund\n\nwrite to bob@example.com or call +1 415 555 2671",
+                            full_text="write to bob@example.com or call +1 415 555 2671\n-- \nBob, bob@example.com",
+                            subject="Refund for bob@example.com", ingest_notes=["date unparseable"])
+    result = redact_document(document)
+    assert result["text"] == "Refund\n\nwrite to [EMAIL] or call [PHONE]"
+    assert result["full_text"] == "write to [EMAIL] or call [PHONE]\n-- \nBob, [EMAIL]"
+    assert result["subject"] == "Refund for [EMAIL]"
+    assert result["pii_redactions"] == {"email": 1, "phone": 1}
+    assert redact_document(new_document("review", "r:1", "lovely hotel"))["pii_redactions"] == {}
+    assert new_document("review", "r:1", "lovely hotel")["pii_redactions"] is None
+
+
+def test_dead_letter_excerpts_are_redacted() -> None:
+    row = {"raw_excerpt": '{"text": "card 4111111111111111", "email": "x@y.org"}', "error": "no_text", "doc_id": None}
+    assert redact_fields(row, ("raw_excerpt", "error"))["raw_excerpt"] == '{"text": "card [CARD]", "email": "[EMAIL]"}'
+
+
+def test_real_message_keeps_its_words_and_loses_its_addresses(shared_data: Path) -> None:
+    raw = (shared_data / "email" / "spamassassin" / "ham/00203.b5773afbae12d0d79df74b32b2f46697").read_bytes()
+    document = redact_document(clean_document(parse_email(raw, "ham/00203"), 200_000))
+    assert "ilug@linux.ie" not in document["full_text"] and "Group: [EMAIL]" in document["full_text"]
+    assert document["text"].endswith("You might want to put a '-type f' on that find.\n\nPaul.")
+    assert document["pii_redactions"] == {"email": 2}
