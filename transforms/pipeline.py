@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ import yaml
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
 
 from models.bundle import read_bundle_spec
 from schemas import (
@@ -40,11 +42,13 @@ from transforms.records import Failure
 from transforms.sinks import (
     UNKNOWN_SOURCE,
     WritePartition,
+    claim_staging,
     commit_run,
     dead_letter_partition,
     dead_letter_prefix,
     labeled_partition,
     reconcile,
+    recover_staging,
     staging_root,
     totals,
     write_manifest,
@@ -211,10 +215,20 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     flags = runner_options(config.runner) + list(config.beam_args)
     log.info("run %s: %d files, date %s, runner %s (%s)", config.run_id, len(files), config.logical_date,
              config.runner, shlex.join(flags))
+    recovered = recover_staging(config.output)
+    if recovered:
+        log.warning("finished or discarded the staging folders of dead runs: %s", recovered)
+    staging = claim_staging(config.output, config.run_id)
     pipeline = beam.Pipeline(options=PipelineOptions(flags))
     build(pipeline, config, files, tasks)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        state = result.wait_until_finish()
+        if state != PipelineState.DONE:
+            raise RuntimeError(f"Beam job of run {config.run_id} ended {state}")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     inputs = _input_counts(result)
     committed = commit_run(config.output, config.run_id, config.logical_date,
                            sources_read=inputs if inputs is not None else (*SOURCES, UNKNOWN_SOURCE))

@@ -5,14 +5,23 @@ succeeds does :func:`commit_run` swap each staged partition into place. A run ow
 sources it read on its logical date: re-running a date replaces ``source=S/date=D`` for
 every source S the run read (and those sources' dead-letter files of that date), leaves
 other sources alone, never duplicates a record, and changes nothing if it fails.
+
+The swap is crash-safe: before the first rename, :func:`commit_run` writes a commit journal
+(``_commit.json``) into the staging folder, and every step can be replayed. A run killed
+before its journal changes nothing visible; one killed mid-swap is rolled forward by the next
+run's :func:`recover_staging`, which also removes the staging folders of other dead runs.
+``_dates/<date>.json`` marks a date whose inputs were all processed (written by the daily flow).
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
-import uuid
+import socket
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +35,14 @@ from schemas import SOURCES, file_schema
 
 STAGING_DIR = "_staging"
 RUNS_DIR = "_runs"
+DATES_DIR = "_dates"
+OWNER_FILE = "_owner.json"
+COMMIT_JOURNAL = "_commit.json"
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+STALE_AFTER_S = 6 * 3600
+"""A staging folder whose owner cannot be checked (another host, no owner file) is dead after this long."""
 UNKNOWN_SOURCE = "unknown"
 """Counts and dead-letter files for records whose source could not be told (an unknown file)."""
 
@@ -73,14 +90,52 @@ def parquet_rows(folder: Path) -> int:
     return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob("*.parquet")))
 
 
-def _swap(staged: Path, target: Path) -> None:
-    """Put ``staged`` where ``target`` is: two renames, so readers see the old or the new partition."""
+def _trash(target: Path, run_id: str) -> Path:
+    """Where a replaced partition waits to be deleted: hidden, so readers never list it."""
+    return target.with_name(f".{target.name}.old-{run_id}")
+
+
+def _exchange(staged: Path, target: Path) -> bool:
+    """Swap two existing folders in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    False where the system or file system cannot; the caller then falls back to two renames.
+    """
+    renameat2 = getattr(_LIBC, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(staged), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(staged), None, str(target))
+
+
+def _file_names(folder: Path) -> set[str]:
+    return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+
+
+def _apply_step(staged: Path, target: Path, trash: Path, files: list[str] | None) -> None:
+    """Put the staged partition (holding ``files``) in place of ``target``; None removes ``target``.
+
+    Where the file system allows, old and new are exchanged atomically, so readers always see a whole
+    partition; otherwise two renames leave it briefly absent, never partial. Replaying a step that
+    already happened changes nothing: the target already holds exactly ``files``.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        os.rename(target, trash)
-    if staged.exists():
-        os.rename(staged, target)
+    if files is None:
+        if target.exists():
+            os.rename(target, trash)
+    elif _file_names(target) == set(files):
+        if staged.exists():
+            os.rename(staged, trash)  # the old partition, left here by an exchange
+    elif staged.exists():
+        if target.exists() and _exchange(staged, target):
+            os.rename(staged, trash)
+        else:
+            if target.exists():
+                os.rename(target, trash)
+            os.rename(staged, target)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -99,12 +154,13 @@ def commit_run(output: str | Path, run_id: str, date: str, sources_read: Iterabl
     staging = staging_root(output, run_id)
     owned = set(sources_read)
     labeled_counts: dict[str, int] = {}
+    swaps: list[tuple[Path, Path]] = []
     for source in SOURCES:
         staged = labeled_partition(staging, source, date)
         _drop_empty_files(staged)
         labeled_counts[source] = parquet_rows(staged) if staged.exists() else 0
         if source in owned:
-            _swap(staged, labeled_partition(output, source, date))
+            swaps.append((staged, labeled_partition(output, source, date)))
     staged_dead = dead_letter_partition(staging, date)
     _drop_empty_files(staged_dead)
     dead_counts: Counter[str] = Counter()
@@ -113,24 +169,118 @@ def commit_run(output: str | Path, run_id: str, date: str, sources_read: Iterabl
     target = dead_letter_partition(output, date)
     replaced = tuple(dead_letter_prefix(source) for source in owned)
     if target.exists():
-        staged_dead.mkdir(parents=True, exist_ok=True)
         for kept in target.glob("*.parquet"):
             if not kept.name.startswith(replaced):
+                staged_dead.mkdir(parents=True, exist_ok=True)
                 os.link(kept, staged_dead / kept.name)
-    _swap(staged_dead, target)
+    swaps.append((staged_dead, target))
+    journal = {"run_id": run_id, "date": date, "steps": [
+        {"staged": str(staged), "target": str(target), "trash": str(_trash(target, run_id)),
+         "files": sorted(_file_names(staged)) if staged.exists() else None} for staged, target in swaps]}
+    _write_json(staging / COMMIT_JOURNAL, journal)
+    _apply_journal(journal)
     shutil.rmtree(staging, ignore_errors=True)
     return {"labeled": labeled_counts, "dead_letter": dict(dead_counts)}
 
 
-def write_manifest(output: str | Path, run_id: str, manifest: dict[str, Any]) -> Path:
-    """Write ``_runs/<run_id>.json`` atomically (temp file, then rename)."""
-    folder = Path(output) / RUNS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{run_id}.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+def _apply_journal(journal: dict[str, Any], skip_newer: bool = False) -> None:
+    """Replay a commit; with ``skip_newer``, leave alone a partition a later run has since replaced."""
+    for step in journal["steps"]:
+        target = Path(step["target"])
+        if skip_newer and _newest_run(target) > journal["run_id"]:
+            continue
+        _apply_step(Path(step["staged"]), target, Path(step["trash"]), step["files"])
+
+
+def _newest_run(partition: Path) -> str:
+    """The latest run id among a partition's files (ids start with a UTC timestamp); empty if none."""
+    ids = [path.stem.split("-", 1)[1].rsplit("-", 3)[0] for path in partition.glob("*.parquet")]
+    return max(ids, default="")
+
+
+def claim_staging(output: str | Path, run_id: str) -> Path:
+    """Create the run's staging folder with its owner (host and pid), so cleanup can tell when it died."""
+    staging = staging_root(output, run_id)
+    staging.mkdir(parents=True, exist_ok=True)
+    _write_json(staging / OWNER_FILE, {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+    return staging
+
+
+def _owner_is_dead(staging: Path, stale_after_s: float) -> bool:
+    owner_file = staging / OWNER_FILE
+    try:
+        owner = json.loads(owner_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return time.time() - staging.stat().st_mtime > stale_after_s
+    if owner.get("host") == socket.gethostname():
+        try:
+            os.kill(int(owner["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return time.time() - float(owner.get("started", 0)) > stale_after_s
+
+
+def recover_staging(output: str | Path, stale_after_s: float = STALE_AFTER_S) -> dict[str, str]:
+    """Finish or discard the staging folders of dead runs; returns ``{run_id: rolled_forward|discarded}``.
+
+    A dead run with a commit journal had finished its Beam job and started swapping: its swap is
+    completed (never over a partition a later run wrote). Without a journal its output is discarded.
+    """
+    root = Path(output) / STAGING_DIR
+    actions: dict[str, str] = {}
+    for staging in sorted(root.iterdir()) if root.is_dir() else ():
+        if not staging.is_dir() or not _owner_is_dead(staging, stale_after_s):
+            continue
+        journal = staging / COMMIT_JOURNAL
+        if journal.is_file():
+            _apply_journal(json.loads(journal.read_text(encoding="utf-8")), skip_newer=True)
+            actions[staging.name] = "rolled_forward"
+        else:
+            actions[staging.name] = "discarded"
+        shutil.rmtree(staging, ignore_errors=True)
+    return actions
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Write JSON atomically: a synced temporary file renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(payload, indent=2, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, path)
     return path
+
+
+def date_marker(output: str | Path, date: str) -> Path:
+    return Path(output) / DATES_DIR / f"{date}.json"
+
+
+def mark_date_complete(output: str | Path, date: str, record: dict[str, Any]) -> Path:
+    """Record that every input of ``date`` was processed, by which run (backfills skip such dates)."""
+    return _write_json(date_marker(output, date), {"date": date, "status": "complete", **record})
+
+
+def read_date_marker(output: str | Path, date: str) -> dict[str, Any] | None:
+    """The completion record of ``date``, or None if the date was never completed (or is being redone)."""
+    try:
+        return json.loads(date_marker(output, date).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def clear_date_marker(output: str | Path, date: str) -> None:
+    """Withdraw a date's completion record before redoing it, so a run that dies leaves it incomplete."""
+    date_marker(output, date).unlink(missing_ok=True)
+
+
+def write_manifest(output: str | Path, run_id: str, manifest: dict[str, Any]) -> Path:
+    """Write ``_runs/<run_id>.json`` atomically (temp file, then rename)."""
+    return _write_json(Path(output) / RUNS_DIR / f"{run_id}.json", manifest)
 
 
 def reconcile(inputs: dict[str, int], labeled: dict[str, int], dead: dict[str, int]) -> dict[str, dict[str, int]]:

@@ -1,0 +1,159 @@
+"""Crash-safe partition swap: the commit journal, recovery of dead runs' staging, date markers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from transforms import sinks
+from transforms.sinks import (
+    clear_date_marker,
+    commit_run,
+    dead_letter_partition,
+    labeled_partition,
+    mark_date_complete,
+    read_date_marker,
+    recover_staging,
+    staging_root,
+)
+
+DATE = "2026-11-20"
+OLD = "20261120T010000Z-00000000"
+NEW = "20261121T010000Z-11111111"
+
+
+def write_part(folder: Path, run_id: str, ids: list[str], prefix: str = "part-") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"doc_id": ids, "run_id": [run_id] * len(ids)}),
+                   folder / f"{prefix}{run_id}-00000-of-00001.parquet")
+
+
+def visible(output: Path) -> dict[str, list[str]]:
+    """What a hive reader of ``labeled/`` sees: run ids of the rows, per source."""
+    table = ds.dataset(output / "labeled", partitioning="hive").to_table()
+    rows: dict[str, list[str]] = {}
+    for source, run_id in zip(table["source"].to_pylist(), table["run_id"].to_pylist(), strict=True):
+        rows.setdefault(source, []).append(run_id)
+    return rows
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def stage_new_run(output: Path) -> None:
+    """The old run's partitions in place, and a finished new run staged with a dead owner."""
+    for source in ("email", "social"):
+        write_part(labeled_partition(output, source, DATE), OLD, [f"{source}-1", f"{source}-2"])
+    write_part(dead_letter_partition(output, DATE), OLD, ["bad-email"], prefix="email-")
+    write_part(dead_letter_partition(output, DATE), OLD, ["bad-review"], prefix="review-")
+    staging = staging_root(output, NEW)
+    for source in ("email", "social"):
+        write_part(labeled_partition(staging, source, DATE), NEW, [f"{source}-1", f"{source}-2"])
+    write_part(dead_letter_partition(staging, DATE), NEW, ["bad-email"], prefix="email-")
+    (staging / sinks.OWNER_FILE).write_text(json.dumps({"host": sinks.socket.gethostname(), "pid": dead_pid(),
+                                                         "started": 0}))
+
+
+def test_commit_replaces_owned_sources_and_keeps_other_dead_letters(tmp_path: Path) -> None:
+    stage_new_run(tmp_path)
+    counts = commit_run(tmp_path, NEW, DATE, sources_read=["email", "social"])
+    assert counts == {"labeled": {"email": 2, "review": 0, "social": 2}, "dead_letter": {"email": 1}}
+    assert {source: set(ids) for source, ids in visible(tmp_path).items()} == {"email": {NEW}, "social": {NEW}}
+    dead = sorted(path.name.split("-", 1)[0] + ":" + path.name.split("-", 1)[1][:16]
+                  for path in dead_letter_partition(tmp_path, DATE).glob("*.parquet"))
+    assert dead == [f"email:{NEW[:16]}", f"review:{OLD[:16]}"]
+    assert not (tmp_path / "_staging" / NEW).exists()
+    assert not list(labeled_partition(tmp_path, "email", DATE).parent.glob(".*"))
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after the rename that raises it runs."""
+
+
+def renames_in_a_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    stage_new_run(tmp_path / "count")
+    calls: list[tuple[str, str]] = []
+    real_rename = sinks.os.rename
+    monkeypatch.setattr(sinks.os, "rename", lambda src, dst: (calls.append((src, dst)), real_rename(src, dst)))
+    commit_run(tmp_path / "count", NEW, DATE, sources_read=["email", "social"])
+    monkeypatch.setattr(sinks.os, "rename", real_rename)
+    return len(calls)
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["exchange", "two-renames"])
+def test_a_commit_killed_at_any_rename_is_rolled_forward(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        atomic: bool) -> None:
+    if not atomic:
+        monkeypatch.setattr(sinks, "_exchange", lambda staged, target: False)
+    total = renames_in_a_commit(tmp_path, monkeypatch)
+    assert total == (3 if atomic else 6)  # three partitions: an exchange and a rename, or two renames each
+    real_rename = sinks.os.rename
+    for kill_at in range(total):
+        output = tmp_path / f"kill-{kill_at}"
+        stage_new_run(output)
+        calls: list[str] = []
+
+        def rename(src: str | Path, dst: str | Path, kill_at: int = kill_at, calls: list[str] = calls) -> None:
+            if len(calls) == kill_at:
+                raise Killed
+            calls.append(str(dst))
+            real_rename(src, dst)
+
+        monkeypatch.setattr(sinks.os, "rename", rename)
+        with pytest.raises(Killed):
+            commit_run(output, NEW, DATE, sources_read=["email", "social"])
+        monkeypatch.setattr(sinks.os, "rename", real_rename)
+        for source, run_ids in visible(output).items():  # every partition is all old or all new, never mixed
+            assert len(run_ids) == 2 and len(set(run_ids)) == 1, (kill_at, source, run_ids)
+        if atomic:
+            assert set(visible(output)) == {"email", "social"}, kill_at
+
+        assert recover_staging(output) == {NEW: "rolled_forward"}
+        assert visible(output) == {"email": [NEW, NEW], "social": [NEW, NEW]}, kill_at
+        assert not (output / "_staging" / NEW).exists()
+        assert not [path for path in output.rglob(".*") if path.is_dir()]
+        dead = sorted(path.name[:6] for path in dead_letter_partition(output, DATE).glob("*.parquet"))
+        assert dead == ["email-", "review"], kill_at
+
+
+def test_recovery_discards_dead_uncommitted_runs_and_keeps_live_ones(tmp_path: Path) -> None:
+    stage_new_run(tmp_path)
+    live = sinks.claim_staging(tmp_path, "20261122T000000Z-22222222")
+    assert recover_staging(tmp_path) == {NEW: "discarded"}
+    assert visible(tmp_path) == {"email": [OLD, OLD], "social": [OLD, OLD]}
+    assert live.is_dir() and not (tmp_path / "_staging" / NEW).exists()
+
+
+def test_rolling_forward_never_overwrites_a_later_run(tmp_path: Path) -> None:
+    stage_new_run(tmp_path)
+    journal = {"run_id": NEW, "date": DATE, "steps": [
+        {"staged": str(labeled_partition(staging_root(tmp_path, NEW), "email", DATE)),
+         "target": str(labeled_partition(tmp_path, "email", DATE)), "trash": str(tmp_path / ".trash"),
+         "replace": True}]}
+    (staging_root(tmp_path, NEW) / sinks.COMMIT_JOURNAL).write_text(json.dumps(journal))
+    later = "20261123T000000Z-33333333"
+    target = labeled_partition(tmp_path, "email", DATE)
+    for path in target.glob("*.parquet"):
+        path.unlink()
+    write_part(target, later, ["email-1", "email-2"])
+    assert recover_staging(tmp_path) == {NEW: "rolled_forward"}
+    assert visible(tmp_path)["email"] == [later, later]
+
+
+def test_date_markers(tmp_path: Path) -> None:
+    assert read_date_marker(tmp_path, DATE) is None
+    mark_date_complete(tmp_path, DATE, {"run_id": NEW})
+    assert read_date_marker(tmp_path, DATE) == {"date": DATE, "status": "complete", "run_id": NEW}
+    clear_date_marker(tmp_path, DATE)
+    clear_date_marker(tmp_path, DATE)
+    assert read_date_marker(tmp_path, DATE) is None
