@@ -1,0 +1,121 @@
+"""The daily flow: label one logical date of an input root laid out by date, and mark the date complete.
+
+Inputs live under ``INPUT_ROOT/<source>/<YYYY-MM-DD>/`` or ``INPUT_ROOT/<source>/.../date=<YYYY-MM-DD>/``.
+The date's completion record (``OUTPUT/_dates/<date>.json``) is withdrawn before the job and written
+only after its partitions are swapped in and its counts reconcile, so backfills can trust it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.artifacts import artifact_key, report_markdown, run_report
+from flows.run import label_documents
+from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
+from transforms.sinks import clear_date_marker, mark_date_complete
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run the labeling job; the same for every date of a schedule or backfill."""
+
+    runner: str = "local"
+    """Runner option set in ``deploy/runners/`` (local, multiprocess, portable, dataflow, flink)."""
+    model_dir: str = str(DEFAULT_MODEL_DIR)
+    """Model bundle folder."""
+    tasks: tuple[str, ...] | None = None
+    """Tasks to label; None labels every task of the bundle."""
+    device: str = "cpu"
+    """Torch device of the workers: cpu or cuda."""
+    beam_args: tuple[str, ...] = ()
+    """Extra Beam pipeline options appended to the option set (e.g. ``--job_endpoint=...``)."""
+
+    def pipeline_config(self, inputs: list[str], output: str, logical_date: str) -> PipelineConfig:
+        return PipelineConfig(inputs=tuple(inputs), output=output, logical_date=logical_date, **asdict(self))
+
+
+class NoInputs(FileNotFoundError):
+    """The input root holds no folder for the date: a schedule pointing at the wrong place fails loudly."""
+
+
+def resolve_date(value: str | None) -> str:
+    """A YYYY-MM-DD date, validated; None means yesterday in UTC, the last complete day."""
+    if value:
+        return dt.date.fromisoformat(value).isoformat()
+    return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+
+
+@task(name="find-date-inputs", cache_policy=NO_CACHE)
+def find_date_inputs(input_root: str, logical_date: str) -> list[str]:
+    """The folders holding ``logical_date``'s files: ``<source>/<date>/`` and any ``.../date=<date>/``."""
+    root = Path(input_root)
+    if not root.is_dir():
+        raise NoInputs(f"input root {input_root} is not a folder")
+    folders = {*root.glob(f"*/{logical_date}"), *root.glob(f"**/date={logical_date}")}
+    found = sorted(str(path) for path in folders
+                   if path.is_dir() and not any(part.startswith((".", "_")) for part in path.relative_to(root).parts))
+    if not found:
+        raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ folder under {input_root}")
+    return found
+
+
+@task(name="withdraw-date-marker", cache_policy=NO_CACHE)
+def withdraw_date_marker(output: str, logical_date: str) -> None:
+    """Mark the date incomplete while it is redone: a run that dies midway leaves it to the next backfill."""
+    clear_date_marker(output, logical_date)
+
+
+@task(name="publish-run-artifact", cache_policy=NO_CACHE)
+def publish_run_artifact(output: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Publish the run report (counts, labels, dead-letter reasons, throughput, model, paths)."""
+    report = run_report(output, manifest)
+    create_markdown_artifact(report_markdown(report), key=artifact_key("undertone-daily", manifest["logical_date"]),
+                             description=f"run {manifest['run_id']} for {manifest['logical_date']}")
+    return report
+
+
+@task(name="mark-date-complete", cache_policy=NO_CACHE)
+def mark_complete(output: str, logical_date: str, manifest: dict[str, Any], input_root: str) -> str:
+    """Record the date as done by this run, only if every input record is accounted for."""
+    if manifest["reconciled"] is False:
+        raise RuntimeError(f"run {manifest['run_id']} for {logical_date} does not reconcile: {manifest['counts']}")
+    record = {key: manifest[key] for key in ("run_id", "manifest_path", "model_version", "totals", "reconciled")}
+    return str(mark_date_complete(output, logical_date, {**record, "input_root": input_root,
+                                                         "inputs": manifest["inputs"]}))
+
+
+@flow(name="undertone-daily")
+def daily_flow(
+    input_root: str,
+    output: str,
+    date: str | None = None,
+    runner: str = "local",
+    model_dir: str = str(DEFAULT_MODEL_DIR),
+    tasks: list[str] | None = None,
+    device: str = "cpu",
+    beam_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """Label every file of one logical date (default yesterday, UTC) and write that date's partitions.
+
+    Returns the run report that is also published as the ``undertone-daily-<date>`` artifact. Fails if
+    the date has no input folder or its counts do not reconcile (the date then stays incomplete).
+
+    Example:
+        python -c "from flows.daily import daily_flow; print(daily_flow('samples/by_date', 'out', date='2026-11-19'))"
+    """
+    logical_date = resolve_date(date)
+    options = RunOptions(runner=runner, model_dir=model_dir, tasks=tuple(tasks) if tasks else None, device=device,
+                         beam_args=tuple(beam_args or ()))
+    inputs = find_date_inputs(input_root, logical_date)
+    withdraw_date_marker(output, logical_date)
+    manifest = label_documents(options.pipeline_config(inputs, output, logical_date))
+    report = publish_run_artifact(output, manifest)
+    mark_complete(output, logical_date, manifest, input_root)
+    return report

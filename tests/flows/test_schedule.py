@@ -1,0 +1,114 @@
+"""The daily and backfill flows through the CLI: resumable, idempotent, failing loudly, with artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.backfill import backfill_flow, date_range
+from flows.daily import find_date_inputs
+from tests.conftest import SAMPLES
+from transforms.sinks import mark_date_complete, read_date_marker
+from undertone.cli import main
+
+BY_DATE = SAMPLES / "by_date"
+DAYS = ("2026-11-18", "2026-11-19", "2026-11-20")
+EXPECTED = {  # input, labeled, dead-letter per day
+    "2026-11-18": (10, 10, 0),
+    "2026-11-19": (11, 10, 1),  # a JSON line cut off mid-string
+    "2026-11-20": (11, 9, 2),  # a gzip file saved as .eml, a blank post
+}
+
+
+def labeled(output: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(output / "labeled")
+    frame["date"] = frame["date"].astype(str)
+    return frame.sort_values("doc_id").reset_index(drop=True)
+
+
+def backfill(capsys: pytest.CaptureFixture[str], output: Path, model: Path, *extra: str) -> dict:
+    code = main(["backfill", "--input-root", str(BY_DATE), "--start", DAYS[0], "--end", DAYS[-1], "--output",
+                 str(output), "--model", str(model), "--json", *extra])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+def test_date_inputs_accept_both_layouts() -> None:
+    found = find_date_inputs.fn(str(BY_DATE), "2026-11-19")
+    assert [Path(path).relative_to(BY_DATE).as_posix() for path in found] == [
+        "email/2026-11-19", "reviews/date=2026-11-19", "social/2026-11-19"]
+    with pytest.raises(FileNotFoundError, match="2026-11-21"):
+        find_date_inputs.fn(str(BY_DATE), "2026-11-21")
+    assert date_range("2026-11-30", "2026-12-01") == ["2026-11-30", "2026-12-01"]
+
+
+def test_backfill_writes_skips_then_force_rewrites_identically(prefect_harness, tiny_bundle: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    first = backfill(capsys, tmp_path, tiny_bundle)
+    assert first["complete"] == list(DAYS) and not first["skipped"] and not first["failed"]
+    frame = labeled(tmp_path)
+    for day in first["days"]:
+        expected = dict(zip(("input", "labeled", "dead_letter"), EXPECTED[day["date"]], strict=True))
+        assert {key: day[key] for key in expected} == expected
+        marker = read_date_marker(tmp_path, day["date"])
+        assert marker and marker["run_id"] == day["run_id"] and marker["reconciled"] is True
+        assert set(frame.loc[frame["date"] == day["date"], "run_id"]) == {day["run_id"]}
+        assert (tmp_path / "_runs" / f"{day['run_id']}.json").is_file()
+    assert len(frame) == 29 and frame["doc_id"].is_unique
+    assert len(pd.read_parquet(tmp_path / "dead_letter")) == 3
+
+    report = Artifact.get("undertone-daily-2026-11-20")
+    assert report is not None
+    for expected_text in ("email/parse/binary", "social/clean/empty_text", "tiny-test@0.0.1", "records/s",
+                          "| sentiment |", f"date={DAYS[-1]}"):
+        assert expected_text in report.data
+    summary = Artifact.get("undertone-backfill-2026-11-18-2026-11-20")
+    assert summary is not None and "failed days: none" in summary.data
+
+    again = backfill(capsys, tmp_path, tiny_bundle)
+    assert again["skipped"] == list(DAYS) and not again["complete"]
+    assert [day["run_id"] for day in again["days"]] == [day["run_id"] for day in first["days"]]
+    assert len(list((tmp_path / "_runs").glob("*.json"))) == 3
+
+    forced = backfill(capsys, tmp_path, tiny_bundle, "--force", "--max-concurrency", "1")
+    assert forced["complete"] == list(DAYS)
+    rewritten = labeled(tmp_path)
+    assert set(rewritten["run_id"]).isdisjoint(frame["run_id"])
+    volatile = ["run_id", "processed_at"]
+    pd.testing.assert_frame_equal(rewritten.drop(columns=volatile), frame.drop(columns=volatile))
+    assert len(list((tmp_path / "_runs").glob("*.json"))) == 6
+
+
+def test_backfill_retries_then_fails_listing_the_failed_days(prefect_harness, tmp_path: Path) -> None:
+    mark_date_complete(tmp_path, "2026-11-20", {"run_id": "earlier"})
+    state = backfill_flow(str(BY_DATE), str(tmp_path), "2026-11-20", "2026-11-21", retries=1, retry_delay_s=0,
+                          return_state=True)
+    assert state.is_failed()
+    assert "failed days: 2026-11-21" in state.message and "2026-11-20" not in state.message
+
+    async def process_day_runs() -> list[int]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        return [run.run_count for run in runs if run.name.startswith("process-day")]
+
+    assert asyncio.run(process_day_runs()) == [2]  # one day ran, and was retried once
+    report = Artifact.get("undertone-backfill-2026-11-20-2026-11-21")
+    assert report is not None and "| 2026-11-20 | skipped | earlier |" in report.data
+    assert "failed days: 2026-11-21" in report.data
+
+
+def test_daily_cli_fails_loudly_without_inputs(prefect_harness, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["daily", "--input-root", str(BY_DATE), "--date", "2026-11-21", "--output", str(tmp_path)])
+    assert code == 1
+    assert "no <source>/2026-11-21/" in capsys.readouterr().err
+    assert read_date_marker(tmp_path, "2026-11-21") is None
