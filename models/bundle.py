@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,12 @@ class TaskSpec:
     """Softmax temperature fitted on a dev split, so that scores are calibrated probabilities."""
     sources: tuple[str, ...] | None = None
     """Sources the task applies to (spam: email only); None means every source."""
+    descriptions: tuple[str, ...] | None = None
+    """One line per label for a zero-shot task: the head is the labels' embeddings, nothing is trained."""
+
+    @property
+    def zero_shot(self) -> bool:
+        return self.descriptions is not None
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,8 @@ class BundleSpec:
     def from_dict(cls, data: dict[str, Any]) -> BundleSpec:
         tasks = {
             task: TaskSpec(labels=tuple(spec["labels"]), temperature=float(spec.get("temperature", 1.0)),
-                           sources=tuple(spec["sources"]) if spec.get("sources") else None)
+                           sources=tuple(spec["sources"]) if spec.get("sources") else None,
+                           descriptions=tuple(spec["descriptions"]) if spec.get("descriptions") else None)
             for task, spec in data["tasks"].items()
         }
         return cls(
@@ -98,6 +105,22 @@ class BundleSpec:
             default_tasks=tuple(data["default_tasks"]) if data.get("default_tasks") else None,
             format=int(data.get("format", BUNDLE_FORMAT)),
         )
+
+
+ZERO_SHOT_TEMPERATURE = 0.05
+"""Cosine similarities lie in a narrow band; dividing by 0.05 spreads them into usable probabilities."""
+
+
+def with_zero_shot(spec: BundleSpec, tasks: dict[str, dict[str, str]]) -> BundleSpec:
+    """Add or replace zero-shot tasks (task → {label: one-line description}); they join the default tasks."""
+    added = {
+        task: TaskSpec(labels=tuple(labels), temperature=ZERO_SHOT_TEMPERATURE,
+                       descriptions=tuple(labels.values()))
+        for task, labels in tasks.items()
+    }
+    defaults = spec.default_tasks or tuple(spec.tasks)
+    return replace(spec, tasks={**spec.tasks, **added},
+                   default_tasks=(*defaults, *(task for task in added if task not in defaults)))
 
 
 def sha256_file(path: Path) -> str:

@@ -28,6 +28,7 @@ from models.bundle import (
     read_bundle_spec,
     resolve_base_path,
     sha256_file,
+    with_zero_shot,
 )
 
 
@@ -54,6 +55,7 @@ class MultiTaskModel(nn.Module):
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({task: nn.Linear(hidden, len(spec.labels)) for task, spec in tasks.items()})
+        self.zero_shot = frozenset(task for task, spec in tasks.items() if spec.zero_shot)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
@@ -62,7 +64,8 @@ class MultiTaskModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw (uncalibrated) logits per task."""
         pooled = self.dropout(self.embed(input_ids, attention_mask))
-        return {task: head(pooled) for task, head in self.heads.items()}
+        normed = nn.functional.normalize(pooled, dim=-1) if self.zero_shot else pooled
+        return {task: head(normed if task in self.zero_shot else pooled) for task, head in self.heads.items()}
 
 
 def load_encoder(spec: BundleSpec, verify_hash: bool = True) -> nn.Module:
@@ -100,10 +103,16 @@ class Classifier:
         return tuple(self.spec.tasks)
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "cpu", tasks: Sequence[str] | None = None) -> Classifier:
-        """Load a bundle for inference: adapter merged into the encoder, heads restricted to ``tasks``."""
+    def load(cls, folder: str | Path, device: str = "cpu", tasks: Sequence[str] | None = None,
+             zero_shot: dict[str, dict[str, str]] | None = None) -> Classifier:
+        """Load a bundle for inference: adapter merged into the encoder, heads restricted to ``tasks``.
+
+        ``zero_shot`` adds or replaces zero-shot tasks from configuration (task → label → description).
+        """
         folder = Path(folder)
         spec = read_bundle_spec(folder)
+        if zero_shot:
+            spec = with_zero_shot(spec, zero_shot)
         if tasks is not None:
             unknown = sorted(set(tasks) - set(spec.tasks))
             if unknown:
@@ -117,8 +126,24 @@ class Classifier:
         model = MultiTaskModel(encoder, spec.tasks)
         heads = load_file(folder / HEADS_FILE)
         for task, head in model.heads.items():
-            head.load_state_dict({"weight": heads[f"{task}.weight"], "bias": heads[f"{task}.bias"]})
-        return cls(spec, model.to(device), load_tokenizer(spec))
+            if task not in model.zero_shot:
+                head.load_state_dict({"weight": heads[f"{task}.weight"], "bias": heads[f"{task}.bias"]})
+        classifier = cls(spec, model.to(device), load_tokenizer(spec))
+        for task in model.zero_shot:
+            classifier.set_prototypes(task)
+        return classifier
+
+    def set_prototypes(self, task: str) -> None:
+        """A zero-shot head: the normalised embeddings of "label: description", so logits are cosines."""
+        spec = self.spec.tasks[task]
+        prompts = [f"{label.replace('_', ' ')}: {text}" for label, text in zip(spec.labels, spec.descriptions or (),
+                                                                                 strict=True)]
+        batch, _ = self.encode(prompts)
+        with torch.inference_mode():
+            prototypes = nn.functional.normalize(self.model.embed(batch["input_ids"], batch["attention_mask"]), dim=-1)
+        head = self.model.heads[task]
+        head.weight.data.copy_(prototypes)
+        head.bias.data.zero_()
 
     def encode(self, texts: Sequence[str]) -> tuple[dict[str, torch.Tensor], list[bool]]:
         """Tokenise once: padded tensors, and per text whether it was cut to the model window."""
@@ -176,6 +201,8 @@ def save_bundle(folder: str | Path, spec: BundleSpec, model: MultiTaskModel) -> 
     folder.mkdir(parents=True, exist_ok=True)
     heads = {}
     for task, head in model.heads.items():
+        if task in model.zero_shot:
+            continue
         heads[f"{task}.weight"] = head.weight.detach().cpu().contiguous()
         heads[f"{task}.bias"] = head.bias.detach().cpu().contiguous()
     save_file(heads, folder / HEADS_FILE)

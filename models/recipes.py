@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.bundle import BaseModelRef, BundleSpec, TaskSpec, resolve_base_path, sha256_file
+from models.bundle import BaseModelRef, BundleSpec, TaskSpec, resolve_base_path, sha256_file, with_zero_shot
 from models.classifier import Classifier, save_bundle
 from models.datasets import (
     SENTIMENT_LABELS,
@@ -29,6 +29,7 @@ from models.datasets import (
     semeval_test,
 )
 from models.metrics import classification_report
+from models.topics import DEFAULT_TOPICS
 from models.training import TaskData, TrainingArguments, batched_logits, train_bundle
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def train_base(output: Path, data_dir: Path, args: TrainingArguments, version: s
         log.info("%s: %d train, %d dev, %d test examples", task, len(task_data.train), len(task_data.dev),
                  len(tests.get(task, [])))
     spec, model, stats = train_bundle(spec, data, args)
+    spec = with_zero_shot(spec, {"topic": DEFAULT_TOPICS})
     save_bundle(output, spec, model)
     classifier = Classifier.load(output)
     evaluation = evaluate_sentiment(classifier, data_dir) if "sentiment" in data else {}

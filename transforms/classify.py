@@ -26,6 +26,7 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         model_dir: str,
         tasks: Sequence[str] | None = None,
         device: str = "cpu",
+        zero_shot: dict[str, dict[str, str]] | None = None,
         min_batch_size: int = 1,
         max_batch_size: int = 64,
     ) -> None:
@@ -33,12 +34,13 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         self.model_dir = model_dir
         self.tasks = tuple(tasks) if tasks else None
         self.device = device
+        self.zero_shot = zero_shot
 
     def load_model(self) -> Any:
         """The classifier object itself (Beam keeps a weak reference to it, so not a tuple)."""
         from models.classifier import Classifier
 
-        return Classifier.load(self.model_dir, device=self.device, tasks=self.tasks)
+        return Classifier.load(self.model_dir, device=self.device, tasks=self.tasks, zero_shot=self.zero_shot)
 
     def run_inference(
         self, batch: Sequence[Document], model: Any, inference_args: dict[str, Any] | None = None

@@ -48,8 +48,10 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
     run.add_argument("--redact-pii", action="store_true",
                      help="replace emails, phone/card/IBAN numbers and URL secrets in all text before writing")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    run.set_defaults(zero_shot=None)  # zero-shot task taxonomies come only from --config files
     if run_defaults:
-        unknown = sorted(set(run_defaults) - {action.dest for action in run._actions})
+        known = {action.dest for action in run._actions} | {"zero_shot"}
+        unknown = sorted(set(run_defaults) - known)
         if unknown:
             parser.error(f"unknown run settings in --config: {unknown}")
         run.set_defaults(**run_defaults)
@@ -79,8 +81,24 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--text-column")
     evaluate.add_argument("--label-column")
 
+    fewshot = commands.add_parser("fewshot", help="add a task to a bundle from ~8 labeled examples per label")
+    fewshot.add_argument("--task", required=True, help="name of the new task (its output column)")
+    fewshot.add_argument("--examples", required=True, metavar="FILE", help="labeled CSV/JSONL/Parquet (text, label)")
+    fewshot.add_argument("--output", required=True, metavar="DIR", help="folder for the new bundle version")
+    fewshot.add_argument("--model", metavar="DIR", help="bundle to extend (default: the registry's default)")
+    fewshot.add_argument("--promote", action="store_true", help="make the new bundle the default model")
+
 
 def run_model_command(args: argparse.Namespace) -> int:
+    if args.command == "fewshot":
+        from models.datasets import read_labeled
+        from models.fewshot import add_fewshot_task
+        from models.registry import default_model_dir, register
+
+        output = add_fewshot_task(Path(args.model or default_model_dir()), args.task,
+                                  read_labeled(Path(args.examples)), Path(args.output))
+        print(json.dumps(register(output, promote=args.promote), indent=2))
+        return 0
     if args.command == "finetune":
         from flows.finetune import finetune_flow
 
@@ -196,10 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
                           runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
                           beam_args=args.beam_arg, columns=columns or None,
-                          hash_addresses=not args.keep_addresses, redact_pii=args.redact_pii)
+                          hash_addresses=not args.keep_addresses, redact_pii=args.redact_pii,
+                          zero_shot=args.zero_shot)
         print(json.dumps(result, indent=2) if args.json else "\n".join(summary_lines(result, args.output)))
         return 0 if result["reconciled"] is not False else 1
-    if args.command in ("finetune", "evaluate"):
+    if args.command in ("finetune", "evaluate", "fewshot"):
         return run_model_command(args)
     if args.command in ("daily", "backfill"):
         return run_schedule_command(args)
