@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
+from models.bundle import read_bundle_spec
 from models.routing import route
 from transforms.records import Document, Failure
 
@@ -27,14 +31,21 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         tasks: Sequence[str] | None = None,
         device: str = "cpu",
         zero_shot: dict[str, dict[str, str]] | None = None,
-        min_batch_size: int = 1,
-        max_batch_size: int = 64,
+        token_budget: int = 8192,
     ) -> None:
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+        # With element_size_fn, BatchElements sizes batches in tokens: a batch of tweets holds
+        # hundreds of documents, a batch of long emails a few dozen, and padding stays small.
+        self.max_length = read_bundle_spec(Path(model_dir)).max_length
+        super().__init__(min_batch_size=max(1, token_budget // 4), max_batch_size=token_budget,
+                         element_size_fn=self.estimated_tokens)
         self.model_dir = model_dir
         self.tasks = tuple(tasks) if tasks else None
         self.device = device
         self.zero_shot = zero_shot
+
+    def estimated_tokens(self, document: Document) -> int:
+        """Tokens the document will take in the model (about 4 characters a token), capped by the window."""
+        return min(self.max_length, 2 + len(document["text"]) // 4)
 
     def load_model(self) -> Any:
         """The classifier object itself (Beam keeps a weak reference to it, so not a tuple)."""
@@ -86,6 +97,33 @@ def failed_batch_rows(failed: tuple[Sequence[Document], tuple[type, str, list[st
                       f"{error_type.__name__}: {error_repr}", document["text"][:500], document["doc_id"])
 
 
+class SortByLength(beam.DoFn):
+    """Reorder documents in windows of ``window`` so consecutive ones (one batch) have similar lengths.
+
+    Memory stays bounded by the window, whatever the corpus size.
+    """
+
+    def __init__(self, window: int = 4096) -> None:
+        self.window = window
+
+    def start_bundle(self) -> None:
+        self._buffer: list[Document] = []
+
+    def process(self, document: Document) -> Iterable[Document]:
+        self._buffer.append(document)
+        if len(self._buffer) >= self.window:
+            yield from self._drain()
+
+    def finish_bundle(self) -> Iterable[WindowedValue]:
+        for document in self._drain():
+            yield GlobalWindows.windowed_value_at_end_of_window(document)
+
+    def _drain(self) -> list[Document]:
+        documents = sorted(self._buffer, key=lambda document: len(document["text"]))
+        self._buffer = []
+        return documents
+
+
 class Classify(beam.PTransform):
     """Documents in; ``labeled`` rows and ``failed`` :class:`Failure` records out."""
 
@@ -95,7 +133,8 @@ class Classify(beam.PTransform):
         self.run_id = run_id
 
     def expand(self, documents: beam.PCollection) -> dict[str, beam.PCollection]:
-        main, other = documents | "RunInference" >> RunInference(self.handler).with_exception_handling()
+        ordered = documents | "SortByLength" >> beam.ParDo(SortByLength())
+        main, other = ordered | "RunInference" >> RunInference(self.handler).with_exception_handling()
         labeled = main | "ToLabeledRow" >> beam.Map(labeled_row, run_id=self.run_id)
         failed = other.failed_inferences | "FailedBatchRows" >> beam.FlatMap(failed_batch_rows)
         return {"labeled": labeled, "failed": failed}

@@ -24,7 +24,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from models.bundle import read_bundle_spec
+from models.bundle import read_bundle_spec, with_zero_shot
+from models.registry import default_model_dir
 from schemas import (
     DEAD_LETTER_PARTITION_KEYS,
     DEAD_LETTER_SCHEMA,
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNER_OPTION_SETS = REPO_ROOT / "deploy" / "runners"
-DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "shipped" / "sentiment"
+DEFAULT_MODEL_DIR = default_model_dir()
 INGEST_METRICS = "undertone_ingest"
 
 
@@ -81,11 +82,14 @@ class PipelineConfig:
     model_dir: str = str(DEFAULT_MODEL_DIR)
     """Model bundle folder (shared encoder + task heads)."""
     tasks: tuple[str, ...] | None = None
-    """Tasks to label; None labels every task of the bundle."""
+    """Tasks to label; None labels the bundle's default tasks (opt-in tasks such as intent excluded)."""
     device: str = "cpu"
     """Torch device of the workers: cpu or cuda."""
-    max_batch_size: int = 64
-    """Most documents per inference batch."""
+    zero_shot: dict[str, dict[str, str]] | None = None
+    """Zero-shot tasks from configuration (task → label → one-line description); replaces the bundle's
+    ``topic`` taxonomy when named ``topic``."""
+    token_budget: int = 8192
+    """Most tokens per inference batch (documents are sorted by length first, so padding stays small)."""
     max_text_chars: int = 200_000
     """Longer raw texts are sent to dead-letter (``text_too_large``) instead of being classified."""
     hash_addresses: bool = True
@@ -172,7 +176,8 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     documents = cleaned.documents | "Duplicates" >> MarkDuplicates()
     if config.redact_pii:
         documents = documents | "RedactPII" >> beam.Map(redact_document)
-    handler = DocumentModelHandler(config.model_dir, tuple(tasks), config.device, max_batch_size=config.max_batch_size)
+    handler = DocumentModelHandler(config.model_dir, tuple(tasks), config.device, config.zero_shot,
+                                   token_budget=config.token_budget)
     classified = documents | "Classify" >> Classify(handler, config.run_id)
 
     schema = labeled_schema(tasks)
@@ -207,7 +212,9 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     clock = time.monotonic()
     files = expand_inputs(config.inputs)
     bundle = read_bundle_spec(Path(config.model_dir))
-    chosen = config.tasks or tuple(bundle.tasks)
+    if config.zero_shot:
+        bundle = with_zero_shot(bundle, config.zero_shot)
+    chosen = config.tasks or bundle.default_tasks or tuple(bundle.tasks)
     unknown = sorted(set(chosen) - set(bundle.tasks))
     if unknown:
         raise ValueError(f"model {bundle.model_version} has no task {unknown}; it has {sorted(bundle.tasks)}")

@@ -68,3 +68,45 @@ def test_tasks_apply_only_to_their_sources_and_intent_is_routed(tiny_encoder: Pa
     assert email["spam"] in ("ham", "spam") and email["spam_score"] >= 0.5
     assert review["spam"] is None and review["spam_score"] is None
     assert email["team"] in ("cards", "exchange", "unrouted") and review["team"] is not None
+
+
+def varied_documents(count: int = 300) -> list[dict]:
+    import random
+
+    rng = random.Random(7)
+    words = "good bad parcel refund late love broken screen price support".split()
+    return [new_document("social", f"p:{i}", " ".join(rng.choices(words, k=rng.choice([2, 5, 20, 80, 200]))),
+                         source_id=f"post-{i}") for i in range(count)]
+
+
+def test_batches_respect_the_token_budget_and_keep_every_document_once(tiny_bundle: Path) -> None:
+    from transforms.classify import SortByLength
+
+    handler = DocumentModelHandler(str(tiny_bundle), token_budget=512)
+    documents = varied_documents()
+    with TestPipeline(runner="FnApiRunner") as pipeline:
+        batches = (pipeline | beam.Create(documents) | beam.ParDo(SortByLength(window=64))
+                   | beam.BatchElements(**handler.batch_elements_kwargs()))
+        sizes = batches | "Sizes" >> beam.Map(lambda batch: (len(batch), sum(map(handler.estimated_tokens, batch))))
+        assert_that(sizes | beam.Filter(lambda size: size[0] > 1 and size[1] > 512), equal_to([]), label="budget")
+        ids = batches | beam.FlatMap(lambda batch: [d["doc_id"] for d in batch])
+        assert_that(ids, equal_to([d["doc_id"] for d in documents]), label="once")
+
+
+def test_bucketed_pipeline_labels_equal_one_by_one_labels(tiny_bundle: Path) -> None:
+    from models.classifier import Classifier
+
+    documents = varied_documents(120)
+    classifier = Classifier.load(tiny_bundle)
+    expected = {d["doc_id"]: classifier.predict(d["text"])["sentiment"] for d in documents}
+    with TestPipeline(runner="FnApiRunner") as pipeline:
+        out = pipeline | beam.Create(documents) | Classify(DocumentModelHandler(str(tiny_bundle), token_budget=2048),
+                                                          "run")
+        triples = out["labeled"] | beam.Map(lambda r: (r["doc_id"], r["sentiment"], r["sentiment_score"]))
+
+        def same_as_one_by_one(actual: list[tuple[str, str, float]]) -> None:
+            assert sorted(doc_id for doc_id, _, _ in actual) == sorted(expected)
+            for doc_id, label, score in actual:
+                assert label == expected[doc_id].label and abs(score - expected[doc_id].score) < 1e-4
+
+        assert_that(triples, same_as_one_by_one)
