@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.card import write_card
 from models.datasets import default_data_dir
-from models.recipes import TASKS, train_base
+from models.recipes import TASKS, finalize_bundle, train_base
 from models.registry import register
 from models.training import TrainingArguments
 
@@ -22,6 +22,12 @@ from models.training import TrainingArguments
 def train_task(output: str, data_dir: str, args: TrainingArguments, version: str, tasks: tuple[str, ...]) -> dict:
     """Train, calibrate, evaluate and save the bundle (long: minutes per epoch on CPU)."""
     return train_base(Path(output), Path(data_dir), args, version, tasks)
+
+
+@task(name="evaluate-abstention", cache_policy=NO_CACHE)
+def abstention_task(output: str, data_dir: str, seed: int) -> dict:
+    """CLINC150 in-scope accuracy and out-of-scope recall on the trained encoder (intent bundles)."""
+    return finalize_bundle(Path(output), Path(data_dir), seed)
 
 
 @task(name="register-bundle", cache_policy=NO_CACHE)
@@ -54,7 +60,9 @@ def finetune_flow(
     command = shlex.join(["undertone", "finetune", "--tasks", ",".join(chosen), "--output", output,
                           "--version", version, "--seed", str(seed), "--epochs", str(epochs)]
                          + (["--promote"] if promote else []))
-    metrics = train_task(output, data_dir or str(default_data_dir()), args, version, chosen)
+    data_root = data_dir or str(default_data_dir())
+    train_task(output, data_root, args, version, chosen)
+    metrics = abstention_task(output, data_root, seed)
     entry = register_task(output, promote, command)
     table = "\n".join(f"| {name} | {report['accuracy']:.3f} | {report['macro_f1']:.3f} | "
                       f"{report['macro_recall']:.3f} | {report.get('ece', 0):.3f} |"

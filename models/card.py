@@ -67,6 +67,20 @@ def render_card(folder: Path, command: str) -> str:
     ]
     lines += [_row(name, report) for name, report in metrics["evaluation"].items()]
     lines += [""] + [f"- `{name}`: {EVALUATION_NOTES.get(name, '')}" for name in metrics["evaluation"]]
+    if "clinc150_abstention" in metrics:
+        clinc = metrics["clinc150_abstention"]
+        sizes_note = f"{clinc['n_in_scope']} in-scope, {clinc['n_out_of_scope']} out-of-scope queries"
+        lines += ["", "**Abstention (CLINC150)**: a 151-way head (150 intents + `oos`) trained on this encoder's "
+                  f"frozen embeddings from CLINC150 train + oos_train, measured on val ({sizes_note}), abstaining "
+                  f"below {clinc['threshold']}: in-scope accuracy {clinc['in_scope_accuracy']:.3f}, out-of-scope "
+                  f"recall {clinc['out_of_scope_recall']:.3f} ({clinc['in_scope_abstained']:.3f} of in-scope queries "
+                  "abstained)."]
+    if "fewshot_clinc150" in metrics:
+        few = metrics["fewshot_clinc150"]
+        intents = ", ".join(few["intents"])
+        lines += ["", f"**Few-shot**: {few['shots']} examples for each of {len(few['intents'])} seeded CLINC150 "
+                  f"intents ({intents}) train a head in seconds (`undertone fewshot`); accuracy on their "
+                  f"{few['n_val']} val rows: {few['accuracy']:.3f}."]
     examples = training["examples"]
     lines += [
         "",

@@ -177,3 +177,69 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     np.seterr(all="ignore")
     sys.exit(main())
+
+
+def clinc150_abstention(classifier: Classifier, data_dir: Path, threshold: float = 0.5, seed: int = 13) -> dict:
+    """CLINC150 with its out-of-scope class: a head on the bundle's frozen embeddings, trained on
+    ``train`` + ``oos_train`` and measured on ``val`` + ``oos_val``. A query is out of scope when the
+    head says ``oos`` or its top probability is below ``threshold`` (abstention).
+    """
+    import torch
+
+    from models.fewshot import embed_texts, fit_head
+
+    data = json.loads((data_dir / "intent" / "clinc150" / "data_train_val.json").read_text(encoding="utf-8"))
+    train = data["train"] + data["oos_train"]
+    labels = tuple(sorted({intent for _, intent in train}))
+    features = embed_texts(classifier, [text for text, _ in train]).float()
+    head = fit_head(features, torch.tensor([labels.index(intent) for _, intent in train]), len(labels), seed=seed)
+    val = data["val"] + data["oos_val"]
+    with torch.inference_mode():
+        probs = torch.softmax(head(embed_texts(classifier, [text for text, _ in val]).float()), dim=-1)
+    scores, index = probs.max(dim=-1)
+    predicted = ["oos" if float(s) < threshold else labels[int(i)] for s, i in zip(scores, index, strict=True)]
+    in_scope = [(p, gold) for p, (_, gold) in zip(predicted, val, strict=True) if gold != "oos"]
+    out_scope = [p for p, (_, gold) in zip(predicted, val, strict=True) if gold == "oos"]
+    return {
+        "n_in_scope": len(in_scope),
+        "n_out_of_scope": len(out_scope),
+        "threshold": threshold,
+        "in_scope_accuracy": sum(p == gold for p, gold in in_scope) / len(in_scope),
+        "out_of_scope_recall": sum(p == "oos" for p in out_scope) / len(out_scope),
+        "in_scope_abstained": sum(p == "oos" for p, _ in in_scope) / len(in_scope),
+    }
+
+
+def finalize_bundle(output: Path, data_dir: Path, seed: int = 13) -> dict:
+    """Add the CLINC150 abstention figures to ``metrics.json`` (intent bundles); returns the metrics."""
+    metrics_file = output / "metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    classifier = Classifier.load(output)
+    if "intent" in classifier.spec.tasks:
+        metrics["clinc150_abstention"] = clinc150_abstention(classifier, data_dir, seed=seed)
+    metrics["fewshot_clinc150"] = fewshot_clinc150(classifier, data_dir, seed=seed)
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
+def fewshot_clinc150(classifier: Classifier, data_dir: Path, intents: int = 10, shots: int = 8, seed: int = 13
+                     ) -> dict:
+    """A few-shot head from ``shots`` CLINC150 train examples for each of ``intents`` seeded intents,
+    scored on all their val rows: what a new task built from a small file can expect."""
+    import torch
+
+    from models.fewshot import embed_texts, fit_head
+
+    data = json.loads((data_dir / "intent" / "clinc150" / "data_train_val.json").read_text(encoding="utf-8"))
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(sorted({intent for _, intent in data["train"]}), intents))
+    pool = [(text, intent) for text, intent in data["train"] if intent in chosen]
+    rng.shuffle(pool)
+    examples = [row for intent in chosen for row in [r for r in pool if r[1] == intent][:shots]]
+    head = fit_head(embed_texts(classifier, [t for t, _ in examples]).float(),
+                    torch.tensor([chosen.index(i) for _, i in examples]), len(chosen), seed=seed)
+    val = [(text, intent) for text, intent in data["val"] if intent in chosen]
+    with torch.inference_mode():
+        predicted = head(embed_texts(classifier, [t for t, _ in val]).float()).argmax(dim=-1)
+    accuracy = sum(chosen[int(p)] == gold for p, (_, gold) in zip(predicted, val, strict=True)) / len(val)
+    return {"intents": chosen, "shots": shots, "n_val": len(val), "accuracy": accuracy}
