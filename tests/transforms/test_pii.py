@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from transforms.clean import clean_document
 from transforms.ingest.email import parse_email
 from transforms.pii import iban_valid, luhn_valid, redact_document, redact_fields, redact_text
+from transforms.pipeline import PipelineConfig, run_pipeline
 from transforms.records import new_document
 
 
@@ -69,3 +71,29 @@ def test_real_message_keeps_its_words_and_loses_its_addresses(shared_data: Path)
     assert "ilug@linux.ie" not in document["full_text"] and "Group: [EMAIL]" in document["full_text"]
     assert document["text"].endswith("You might want to put a '-type f' on that find.\n\nPaul.")
     assert document["pii_redactions"] == {"email": 2}
+
+
+def test_pipeline_redacts_before_writing_and_marks_duplicates(tmp_path: Path, tiny_bundle: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "reviews.csv").write_text(
+        "review_id,review_text,stars\n"
+        "r1,Refund went to DE89 3704 0044 0532 0130 00 in two days,5\n"
+        "r2,Great phone,5\n"
+        "r3,Great   phone,4\n"
+        'r4,"",1\n', encoding="utf-8")
+    (inputs / "posts.jsonl").write_text('{"id": "s1", "tweet": "card 4111 1111 1111 1111 leaked', encoding="utf-8")
+    config = PipelineConfig(inputs=(str(inputs),), output=str(tmp_path / "out"), logical_date="2026-11-20",
+                            model_dir=str(tiny_bundle), redact_pii=True)
+    manifest = run_pipeline(config)
+    assert manifest["reconciled"] is True and manifest["totals"]["input"] == 5
+    labeled = pd.read_parquet(tmp_path / "out" / "labeled").set_index("source_id")
+    assert labeled.loc["r1", "text"] == "Refund went to [IBAN] in two days"
+    assert dict(labeled.loc["r1", "pii_redactions"]) == {"iban": 1}
+    assert list(labeled.loc["r2", "pii_redactions"]) == []
+    first = min(labeled.loc["r2", "doc_id"], labeled.loc["r3", "doc_id"])
+    assert sorted(labeled.loc[["r2", "r3"], "duplicate_of"].fillna("first")) == sorted([first, "first"])
+    assert labeled.loc["r1", "duplicate_of"] is None
+    dead = pd.read_parquet(tmp_path / "out" / "dead_letter").set_index("error_type")
+    assert dead.loc["invalid_json", "raw_excerpt"] == '{"id": "s1", "tweet": "card [CARD] leaked'
+    assert "empty_text" in dead.index

@@ -1,0 +1,205 @@
+"""Broken input never crashes ingest: every record becomes a document or a dead-letter reason.
+
+Property tests on the pure functions run many generated examples; the end-to-end property
+runs the Beam job a few times (each run costs seconds) and checks labeled + dead-letter = input.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import SAMPLES
+from transforms.clean import clean_document
+from transforms.ingest.email import parse_email
+from transforms.ingest.read import read_path
+from transforms.pipeline import PipelineConfig, run_pipeline
+from transforms.records import Failure, new_document
+
+REAL_EMAILS = [path.read_bytes() for path in sorted((SAMPLES / "email").glob("*-000*"))]
+STAGES = {"read", "parse", "clean", "classify"}
+MAX_CHARS = 200_000
+
+
+def assert_valid_outcome(record: object) -> None:
+    """A failure says where and why; a document has every text field as valid UTF-8."""
+    if isinstance(record, Failure):
+        assert record.stage in STAGES and record.error_type and record.error and record.input_ref
+        return
+    assert isinstance(record, dict) and record["doc_id"] and record["source"] in ("email", "review", "social")
+    for name in ("text", "full_text", "subject", "author", "thread_id", "in_reply_to", "source_id"):
+        if record.get(name) is not None:
+            record[name].encode("utf-8")
+
+
+def cleaned(record: object) -> object:
+    return record if isinstance(record, Failure) else clean_document(record, MAX_CHARS)
+
+
+@st.composite
+def damaged_emails(draw: st.DrawFn) -> bytes:
+    """A real message cut short, with bytes overwritten by garbage, or both."""
+    raw = draw(st.sampled_from(REAL_EMAILS))
+    raw = raw[: draw(st.integers(0, len(raw)))]
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, max(len(raw) - 1, 0)))
+        raw = raw[:at] + draw(st.binary(min_size=1, max_size=16)) + raw[at + 1:]
+    return raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(damaged_emails(), st.binary(max_size=2048)))
+def test_parse_email_never_raises(raw: bytes) -> None:
+    record = parse_email(raw, "generated")
+    assert_valid_outcome(record)
+    assert_valid_outcome(cleaned(record))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_clean_document_gives_text_or_a_reason(text: str) -> None:
+    for source in ("review", "social"):
+        outcome = clean_document(new_document(source, "generated", text), 300)
+        assert_valid_outcome(outcome)
+        if isinstance(outcome, Failure):
+            assert outcome.error_type in ("empty_text", "binary", "text_too_large")
+        else:
+            assert outcome["text"].strip() == outcome["text"] != ""
+
+
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30))
+ROWS = st.dictionaries(st.sampled_from(["text", "review", "tweet", "id", "stars", "date", "x", "Body", "wrong"]),
+                       JSON_VALUES, max_size=5)
+LINES = st.one_of(
+    ROWS.map(lambda row: json.dumps(row).encode()),
+    st.binary(min_size=1, max_size=40).map(lambda raw: raw.replace(b"\n", b" ").replace(b"\r", b" ")),
+    st.text(min_size=1, max_size=20).map(lambda text: ('{"text": "' + text).encode("utf-8", "surrogatepass")),
+    st.just(b'{"text": "caf\xe9 au lait", "id": 1}'),
+    st.just(b"[1, 2, 3]"),
+)
+
+
+def records_of(path: Path) -> list[object]:
+    records = [cleaned(record) for record in read_path(str(path))]
+    for record in records:
+        assert_valid_outcome(record)
+    return records
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(LINES, max_size=12))
+def test_every_jsonl_line_is_one_record(lines: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "posts.jsonl"
+        path.write_bytes(b"{}\n" + b"\n".join(lines) + b"\n")
+        records = records_of(path)
+    non_blank = 1 + sum(1 for line in lines for part in line.split(b"\n") if part.strip())
+    assert len(records) == non_blank
+
+
+CELLS = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(CELLS, min_size=1, max_size=4), max_size=8), st.binary(max_size=30))
+def test_csv_with_bad_bytes_and_ragged_rows_never_raises(rows: list[list[str]], garbage: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "reviews.csv"
+        body = "\n".join(",".join(json.dumps(cell) for cell in row) for row in rows).encode()
+        path.write_bytes(b"id,review_text,stars\n" + body + b"\n" + garbage)
+        records_of(path)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4096), st.sampled_from(["x.eml", "x.csv", "x.jsonl", "x.json", "x.parquet", "x.mbox",
+                                                  "noext", "x.csv.gz"]))
+def test_binary_garbage_under_any_name_is_a_reason(raw: bytes, name: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(raw)
+        records_of(path)
+
+
+def test_wrong_column_names_fail_every_row_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("uid,words,when\n1,great phone,2026-01-01\n2,awful,2026-01-02\n", encoding="utf-8")
+    records = records_of(path)
+    assert [(r.error_type, r.input_ref) for r in records] == [
+        ("no_text_column", f"{path}:2"), ("no_text_column", f"{path}:3")]
+    assert "--text-column" in records[0].error
+
+
+def test_invalid_utf8_fails_only_its_own_row(tmp_path: Path) -> None:
+    jsonl = tmp_path / "posts.jsonl"
+    jsonl.write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n{"text": "also fine"}\n')
+    csv = tmp_path / "reviews.csv"
+    csv.write_bytes(b"review_text,stars\nfine,5\ncaf\xe9,1\nalso fine,4\n")
+    for path in (jsonl, csv):
+        outcomes = [r.error_type if isinstance(r, Failure) else r["text"] for r in records_of(path)]
+        assert outcomes == ["fine", "invalid_utf8", "also fine"]
+
+
+def test_a_20_mb_text_is_refused_by_size_not_by_a_crash(tmp_path: Path) -> None:
+    huge = "word " * 4_000_000
+    jsonl = tmp_path / "reviews.jsonl"
+    jsonl.write_text(json.dumps({"text": huge}) + "\n" + json.dumps({"text": "short one"}) + "\n", encoding="utf-8")
+    email = tmp_path / "huge.eml"
+    email.write_bytes(b"From: a@b.c\nSubject: big\n\n" + huge.encode())
+    outcomes = [r.error_type if isinstance(r, Failure) else r["text"] for p in (jsonl, email) for r in records_of(p)]
+    assert outcomes == ["text_too_large", "short one", "text_too_large"]
+
+
+def test_truncated_mime_keeps_what_was_there() -> None:
+    raw = (SAMPLES / "email" / "spam-00001").read_bytes()
+    boundary_cut = raw[: raw.rindex(b"</")]
+    document = cleaned(parse_email(boundary_cut, "cut"))
+    assert not isinstance(document, Failure) and "Life Insurance" in document["text"]
+    headers_only = cleaned(parse_email(b"From: a@b.c\nSubject: only a subject\nContent-Type: multipart/mixed; "
+                                       b"boundary=x\n\n--x\nContent-Type: text/plain\n", "cut"))
+    assert headers_only["text"] == "only a subject"
+    assert cleaned(parse_email(b"From: a@b.c\n\n", "empty")).error_type == "empty_text"
+
+
+POSTS = st.lists(st.sampled_from([
+    b'{"id": "p1", "text": "Love the new seats @Delta &amp; the crew"}',
+    b'{"id": "p2", "text": "Love the new seats @united & the crew"}',
+    b'{"id": "p3", "text": "   "}',
+    b'{"id": "p4", "text": "caf\xe9 broken"}',
+    b'{"id": "p5", "text": "cut off mid',
+    b'{"id": "p6", "words": "wrong column"}',
+    b'{"id": "p7", "text": "call me on +1 415 555 2671 or mail jo@example.com"}',
+]), min_size=1, max_size=8)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(posts=POSTS, emails=st.lists(st.one_of(damaged_emails(), st.binary(max_size=64)), min_size=1, max_size=3))
+def test_pipeline_labeled_plus_dead_letter_equals_input(tiny_bundle: Path, posts: list[bytes],
+                                                        emails: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        inputs = Path(folder) / "in"
+        inputs.mkdir()
+        (inputs / "tweets.jsonl").write_bytes(b"\n".join(posts) + b"\n")
+        for index, raw in enumerate(emails):
+            (inputs / f"message-{index}.eml").write_bytes(raw)
+        output = Path(folder) / "out"
+        manifest = run_pipeline(PipelineConfig(inputs=(str(inputs),), output=str(output), logical_date="2026-11-20",
+                                               model_dir=str(tiny_bundle), redact_pii=True))
+        labeled = pd.read_parquet(output / "labeled") if (output / "labeled").exists() else pd.DataFrame()
+        dead = pd.read_parquet(output / "dead_letter") if (output / "dead_letter").exists() else pd.DataFrame()
+    assert manifest["reconciled"] is True
+    assert manifest["totals"]["input"] == len(posts) + len(emails)
+    assert len(labeled) + len(dead) == len(posts) + len(emails)
+    assert dead.empty or (dead["error_type"].str.len() > 0).all()
+    if not labeled.empty:
+        texts = " ".join(labeled["text"])
+        assert "jo@example.com" not in texts and "555 2671" not in texts
+        social = labeled[labeled["source"] == "social"]
+        originals = social[social["duplicate_of"].isna()]
+        assert set(social["duplicate_of"].dropna()) <= set(originals["doc_id"])
+        assert originals["text"].is_unique
