@@ -1,9 +1,11 @@
-"""Raw RFC-822 messages (single files, ``.eml``, mbox) to documents.
+"""Raw RFC-822 messages (single files, ``.eml``, Maildir files, mbox) to documents.
 
 Bytes in, never assumed UTF-8: the standard library's ``email`` package (``policy.default``)
 does MIME, RFC 2047 headers, quoted-printable and base64; declared charsets are tried
 strictly and ``charset-normalizer`` detects the rest; HTML-only bodies go through
-``inscriptis``; ``mail-parser-reply`` strips quoted replies and signatures.
+``inscriptis``; ``mail-parser-reply`` strips top-posted history and signatures, and
+``>``-quoted lines go too, so ``text`` holds the sender's own words. Addresses, thread
+(References root, In-Reply-To), attachments and the date in UTC are kept as fields.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ _HEADERS_THAT_MAKE_AN_EMAIL = ("from", "to", "subject", "date", "message-id", "r
 _ENVELOPE = re.compile(rb"From \S+ .*\d{1,2}:\d{2}")
 _QUOTED_FROM = re.compile(rb"(?m)^>(>*From )")
 _REPLY_PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
+REPLY_STRIP_MAX_CHARS = 200_000
+"""Longer bodies are not reply-stripped: the reply parser's regexes take minutes on megabytes, and the
+clean stage refuses such texts by size anyway (``text_too_large``)."""
+_ATTRIBUTION_MAX_CHARS = 200
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _MAILDIR_INFO = re.compile(r"[:!]2,[A-Za-z]*$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -160,6 +166,8 @@ def _part_attachments(part: EmailMessage) -> list[str]:
 
 def strip_reply(text: str) -> str:
     """The newest reply without quoted history or signature; the whole text if nothing is left."""
+    if len(text) > REPLY_STRIP_MAX_CHARS:
+        return text
     try:
         replies = _REPLY_PARSER.read(text).replies
     except Exception:  # noqa: BLE001 - a regex failure keeps the full body rather than losing it
@@ -175,9 +183,12 @@ def drop_quoted_lines(text: str) -> str:
     interleaved replies keep their quotes, which are someone else's words. The whole text is
     kept when nothing but quotes would be left.
     """
+    if len(text) > REPLY_STRIP_MAX_CHARS:
+        return text
     lines = text.split("\n")
     kept = [line for index, line in enumerate(lines)
-            if not _QUOTED_LINE.match(line) and not (_ATTRIBUTION.search(line) and _quote_follows(lines, index))]
+            if not _QUOTED_LINE.match(line) and not (len(line) <= _ATTRIBUTION_MAX_CHARS and _ATTRIBUTION.search(line)
+                                                     and _quote_follows(lines, index))]
     remainder = "\n".join(kept)
     return remainder if remainder.strip() else text
 
@@ -261,6 +272,8 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
     declared_id = header(message, "message-id", notes)
     message_id = next(iter(message_ids(declared_id)), None) or (declared_id or "").strip() or None
     parent = next(iter(message_ids(header(message, "in-reply-to", notes))), None)
+    if len(body) > REPLY_STRIP_MAX_CHARS:
+        notes.append(f"body over {REPLY_STRIP_MAX_CHARS:,} characters: replies not stripped")
     reply = drop_quoted_lines(strip_reply(body))
     text = f"{subject}\n\n{reply}" if subject else reply
     return new_document(

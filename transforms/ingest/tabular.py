@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -27,6 +28,7 @@ CREATED_COLUMNS = ("created_at", "date", "timestamp", "time", "published_at", "r
 AUTHOR_COLUMNS = ("author", "user", "username", "user_name", "screen_name", "reviewer", "reviewer_id", "handle")
 RATING_COLUMNS = ("rating", "stars", "star_rating", "score", "overall")
 PRODUCT_COLUMNS = ("product", "product_id", "product_title", "brand", "airline", "asin", "app", "business")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 TITLE_COLUMNS = ("title", "summary", "review_title", "subject", "headline")
 
 #: Column names that mark a table as reviews or as social posts (auto source detection).
@@ -114,7 +116,7 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
     if not isinstance(text, str):
         kind = "missing" if text is None else type(text).__name__
         return Failure(source, input_ref, "parse", "no_text", f"text column {columns.text!r} is {kind}", excerpt(raw))
-    cells = [text] + [str(v) for v in row.values() if isinstance(v, str)]
+    cells = [v for v in row.values() if isinstance(v, str)]
     if any(_has_surrogates(cell) for cell in cells):
         return Failure(source, input_ref, "read", "invalid_utf8", "row is not valid UTF-8", excerpt(raw))
     notes: list[str] = []
@@ -149,7 +151,8 @@ def _text_or_none(value: Any) -> str | None:
 
 
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= char <= "\udcff" for char in text)
+    """Undecodable bytes kept by ``surrogateescape``; a regex, because cells can be megabytes long."""
+    return _ESCAPED_BYTE.search(text) is not None
 
 
 def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
