@@ -52,7 +52,7 @@ def damaged_emails(draw: st.DrawFn) -> bytes:
     return raw
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(damaged_emails(), st.binary(max_size=2048)))
 def test_parse_email_never_raises(raw: bytes) -> None:
     record = parse_email(raw, "generated")
@@ -60,7 +60,7 @@ def test_parse_email_never_raises(raw: bytes) -> None:
     assert_valid_outcome(cleaned(record))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=400))
 def test_clean_document_gives_text_or_a_reason(text: str) -> None:
     for source in ("review", "social"):
@@ -91,7 +91,7 @@ def records_of(path: Path) -> list[object]:
     return records
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(LINES, max_size=12))
 def test_every_jsonl_line_is_one_record(lines: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as folder:
@@ -105,7 +105,7 @@ def test_every_jsonl_line_is_one_record(lines: list[bytes]) -> None:
 CELLS = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(CELLS, min_size=1, max_size=4), max_size=8), st.binary(max_size=30))
 def test_csv_with_bad_bytes_and_ragged_rows_never_raises(rows: list[list[str]], garbage: bytes) -> None:
     with tempfile.TemporaryDirectory() as folder:
