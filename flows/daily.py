@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import artifact_key, report_markdown, run_report
+from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
 from flows.run import label_documents
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
 from transforms.sinks import clear_date_marker, mark_date_complete
@@ -106,6 +107,8 @@ def daily_flow(
 
     Returns the run report that is also published as the ``undertone-daily-<date>`` artifact. Fails if
     the date has no input folder or its counts do not reconcile (the date then stays incomplete).
+    Also refreshes the date's aggregates and renders ``OUTPUT/_reports/undertone-<date>.html`` (the last
+    28 dates), whose key figures are published as the ``undertone-report-<date>`` artifact.
 
     Example:
         python -c "from flows.daily import daily_flow; print(daily_flow('samples/by_date', 'out', date='2026-11-19'))"
@@ -116,6 +119,9 @@ def daily_flow(
     inputs = find_date_inputs(input_root, logical_date)
     withdraw_date_marker(output, logical_date)
     manifest = label_documents(options.pipeline_config(inputs, output, logical_date))
+    aggregate_partition(output, logical_date)
     report = publish_run_artifact(output, manifest)
     mark_complete(output, logical_date, manifest, input_root)
+    publish_report_artifact(logical_date, render_report(output, daily_report_path(output, logical_date),
+                                                        start=report_start(logical_date), end=logical_date))
     return report

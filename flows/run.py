@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.report import aggregate_partition
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, run_pipeline
 
@@ -58,5 +59,6 @@ def run_flow(
     if date:
         options["logical_date"] = date
     manifest = label_documents(PipelineConfig(**options))
+    aggregate_partition(output, manifest["logical_date"])
     return {key: manifest[key] for key in ("run_id", "logical_date", "inputs", "counts", "totals", "reconciled",
                                            "manifest_path")}

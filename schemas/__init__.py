@@ -1,5 +1,6 @@
 """Data contracts shared by every stage: see ``contracts`` and README.md beside it."""
 
+from schemas.aggregates import AGGREGATE_METRICS, AGGREGATES_PARTITION_KEYS, AGGREGATES_SCHEMA
 from schemas.contracts import (
     DEAD_LETTER_PARTITION_KEYS,
     DEAD_LETTER_SCHEMA,
@@ -13,6 +14,9 @@ from schemas.contracts import (
 )
 
 __all__ = [
+    "AGGREGATES_PARTITION_KEYS",
+    "AGGREGATES_SCHEMA",
+    "AGGREGATE_METRICS",
     "DEAD_LETTER_PARTITION_KEYS",
     "DEAD_LETTER_SCHEMA",
     "DOCUMENT_SCHEMA",

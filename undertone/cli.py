@@ -57,6 +57,13 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
         run.set_defaults(**run_defaults)
     add_model_commands(commands)
     add_schedule_commands(commands)
+    report = commands.add_parser("report", help="render the analyst report (one self-contained HTML page)")
+    report.add_argument("--output", required=True, metavar="DIR", help="output root holding aggregates/ and labeled/")
+    report.add_argument("--html", required=True, metavar="FILE", help="the page to write")
+    report.add_argument("--start", type=_iso_date, help="first logical date (default: the earliest)")
+    report.add_argument("--end", type=_iso_date, help="last logical date (default: the latest)")
+    report.add_argument("--registry", metavar="JSON",
+                        help="model registry with each model version's evaluation (default: models/registry.json)")
     return parser
 
 
@@ -222,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_model_command(args)
     if args.command in ("daily", "backfill"):
         return run_schedule_command(args)
+    if args.command == "report":
+        from flows.report import report_flow
+
+        figures = report_flow(output=args.output, html=args.html, start=args.start, end=args.end,
+                              registry=args.registry)
+        print(json.dumps(figures, indent=2))
+        return 0
     return 2
 
 
