@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 OUTPUT ?= out
 DATE ?= $(shell date -u +%Y-%m-%d)
 
-.PHONY: run test lint samples clean
+.PHONY: run test lint samples clean bench bench-memory
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Throughput against a plain transformers pipeline, MFU and int8 on a 2,500-document mixed corpus
+# (needs ../shared/data and the default bundle); results in bench/results/. bench/gpu.sh on a CUDA machine.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+# Peak memory of `undertone run` on 2,500 and on 25,000 documents (long: the second run labels 25,000).
+bench-memory: $(STAMP)
+	$(BIN)/python -m bench.run --memory
 
 samples: $(STAMP)
 	$(BIN)/python samples/_make_samples.py

@@ -19,9 +19,11 @@ from models.registry import default_model_dir
 
 @task(name="evaluate-task", cache_policy=NO_CACHE)
 def evaluate_task(model_dir: str, task_name: str, data: str, only_gold_labels: bool = False,
-                  text_column: str | None = None, label_column: str | None = None) -> dict[str, Any]:
-    """Accuracy, macro-F1, macro-recall, per-class report, confusion matrix and ECE."""
-    classifier = Classifier.load(model_dir, tasks=[task_name])
+                  text_column: str | None = None, label_column: str | None = None,
+                  quantize: bool = False) -> dict[str, Any]:
+    """Accuracy, macro-F1, macro-recall, per-class report, confusion matrix and ECE; ``quantize`` measures
+    the int8 encoder (the accuracy delta that decides whether int8 may be a run's default)."""
+    classifier = Classifier.load(model_dir, tasks=[task_name], quantize=quantize)
     examples = read_labeled(Path(data), text_column, label_column)
     labels = classifier.spec.tasks[task_name].labels
     unknown = sorted({e.label for e in examples} - set(labels))
@@ -31,13 +33,13 @@ def evaluate_task(model_dir: str, task_name: str, data: str, only_gold_labels: b
     predicted, scores = predict_task(classifier, task_name, [e.text for e in examples], allowed)
     report = classification_report([e.label for e in examples], predicted, labels, scores)
     return {"model_version": classifier.model_version, "task": task_name, "data": data,
-            "only_gold_labels": only_gold_labels, **report}
+            "only_gold_labels": only_gold_labels, "int8": quantize, **report}
 
 
 @flow(name="undertone-evaluate")
 def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, output: str | None = None,
                   only_gold_labels: bool = False, text_column: str | None = None,
-                  label_column: str | None = None) -> dict[str, Any]:
+                  label_column: str | None = None, quantize: bool = False) -> dict[str, Any]:
     """Evaluate ``task_name`` of a model bundle on a labeled file or email folder.
 
     ``only_gold_labels`` restricts predictions to the labels present in the data (binary
@@ -47,7 +49,7 @@ def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, outpu
         undertone evaluate --task sentiment --data ../shared/data/sentiment/sst2/dev.tsv --only-gold-labels
     """
     report = evaluate_task(str(model_dir or default_model_dir()), task_name, data, only_gold_labels,
-                           text_column, label_column)
+                           text_column, label_column, quantize)
     if output:
         Path(output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     per_class = "\n".join(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | "
@@ -55,7 +57,8 @@ def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, outpu
     create_markdown_artifact(
         key=f"undertone-evaluate-{task_name}",
         markdown=(f"## {report['model_version']} · {task_name} on `{data}`\n\n"
-                  f"n={report['n']} · accuracy {report['accuracy']:.3f} · macro-F1 {report['macro_f1']:.3f} · "
+                  f"n={report['n']}{' · int8' if quantize else ''} · accuracy {report['accuracy']:.3f} · "
+                  f"macro-F1 {report['macro_f1']:.3f} · "
                   f"macro-recall {report['macro_recall']:.3f} · ECE {report['ece']:.3f}\n\n"
                   f"| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n{per_class}\n"),
         description=f"Evaluation of {task_name}",

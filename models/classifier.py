@@ -6,7 +6,9 @@ adapter into the encoder weights and returns an object that labels one text or m
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,7 +43,9 @@ class Prediction:
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average token vectors over real tokens (how all-MiniLM-L6-v2 was trained to embed)."""
+    """Average token vectors over real tokens (how all-MiniLM-L6-v2 was trained to embed), summed in fp32
+    so that a half-precision encoder output loses nothing to the sum."""
+    hidden = hidden.float()
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
@@ -68,6 +72,44 @@ class MultiTaskModel(nn.Module):
         return {task: head(normed if task in self.zero_shot else pooled) for task, head in self.heads.items()}
 
 
+DEVICES = ("auto", "cpu", "cuda")
+"""Device choices: auto is cuda when torch sees a GPU, else cpu."""
+
+
+def resolve_device(device: str = "auto") -> str:
+    """The torch device to load onto; asking for cuda where there is none is an error, not a silent CPU run."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind = torch.device(device).type
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be one of {DEVICES} (or cuda:N), got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU")
+    return device
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and Beam workers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Half precision for CUDA matmuls (bf16 where supported: no overflow risk), none on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def quantize_int8(model: MultiTaskModel) -> MultiTaskModel:
+    """Dynamic int8 quantisation of the encoder's linear layers (CPU only): weights stored as int8,
+    activations quantised per batch. The task heads stay fp32, they are tiny and set the scores."""
+    model.encoder = torch.ao.quantization.quantize_dynamic(model.encoder, {nn.Linear}, dtype=torch.qint8)
+    return model
+
+
 def load_encoder(spec: BundleSpec, verify_hash: bool = True) -> nn.Module:
     """Load the base encoder from a local folder, safetensors only, no remote code."""
     path = resolve_base_path(spec.base)
@@ -88,11 +130,14 @@ def load_tokenizer(spec: BundleSpec) -> PreTrainedTokenizerBase:
 class Classifier:
     """Labels texts with every task of a bundle in one encoder pass."""
 
-    def __init__(self, spec: BundleSpec, model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, spec: BundleSpec, model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase,
+                 quantized: bool = False) -> None:
         self.spec = spec
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.quantized = quantized
+        self.autocast = autocast_dtype(self.device)
 
     @property
     def model_version(self) -> str:
@@ -104,11 +149,19 @@ class Classifier:
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu", tasks: Sequence[str] | None = None,
-             zero_shot: dict[str, dict[str, str]] | None = None) -> Classifier:
+             zero_shot: dict[str, dict[str, str]] | None = None, quantize: bool = False,
+             threads: int | None = None) -> Classifier:
         """Load a bundle for inference: adapter merged into the encoder, heads restricted to ``tasks``.
 
         ``zero_shot`` adds or replaces zero-shot tasks from configuration (task → label → description).
+        ``device`` is auto, cpu or cuda[:N]; ``quantize`` runs the encoder in int8 (CPU only);
+        ``threads`` sets torch's intra-op threads on CPU (default: the cores this process may use).
         """
+        device = resolve_device(device)
+        if quantize and torch.device(device).type != "cpu":
+            raise ValueError("int8 quantisation is for CPU inference; on cuda the model runs in bf16/fp16")
+        if torch.device(device).type == "cpu":
+            torch.set_num_threads(threads or available_cores())
         folder = Path(folder)
         spec = read_bundle_spec(folder)
         if zero_shot:
@@ -128,7 +181,8 @@ class Classifier:
         for task, head in model.heads.items():
             if task not in model.zero_shot:
                 head.load_state_dict({"weight": heads[f"{task}.weight"], "bias": heads[f"{task}.bias"]})
-        classifier = cls(spec, model.to(device), load_tokenizer(spec))
+        model = quantize_int8(model) if quantize else model.to(device)
+        classifier = cls(spec, model, load_tokenizer(spec), quantized=quantize)
         for task in model.zero_shot:
             classifier.set_prototypes(task)
         return classifier
@@ -139,26 +193,43 @@ class Classifier:
         prompts = [f"{label.replace('_', ' ')}: {text}" for label, text in zip(spec.labels, spec.descriptions or (),
                                                                                  strict=True)]
         batch, _ = self.encode(prompts)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             prototypes = nn.functional.normalize(self.model.embed(batch["input_ids"], batch["attention_mask"]), dim=-1)
         head = self.model.heads[task]
-        head.weight.data.copy_(prototypes)
+        head.weight.data.copy_(prototypes.float())
         head.bias.data.zero_()
 
-    def encode(self, texts: Sequence[str]) -> tuple[dict[str, torch.Tensor], list[bool]]:
-        """Tokenise once: padded tensors, and per text whether it was cut to the model window."""
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids cut to the model window (keeping the final [SEP]), and per text whether it was cut."""
         limit = self.spec.max_length
         encoded = self.tokenizer(list(texts), truncation=True, max_length=limit + 1)
         truncated = [len(ids) > limit for ids in encoded["input_ids"]]
-        features = []
-        for ids, cut in zip(encoded["input_ids"], truncated, strict=True):
-            kept = ids[: limit - 1] + ids[-1:] if cut else ids
-            features.append({"input_ids": kept, "attention_mask": [1] * len(kept)})
-        return self.tokenizer.pad(features, return_tensors="pt").to(self.device), truncated
+        kept = [ids[: limit - 1] + ids[-1:] if cut else ids for ids, cut in zip(encoded["input_ids"], truncated,
+                                                                                 strict=True)]
+        return kept, truncated
+
+    def pad(self, token_ids: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        """Tokenised texts as padded tensors on the model's device."""
+        features = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in token_ids]
+        padded = self.tokenizer.pad(features, return_tensors="pt")
+        if self.device.type == "cuda":
+            # Page-locked host memory lets the copy run asynchronously, ordered on the current stream.
+            return {key: tensor.pin_memory().to(self.device, non_blocking=True) for key, tensor in padded.items()}
+        return dict(padded)
+
+    def encode(self, texts: Sequence[str]) -> tuple[dict[str, torch.Tensor], list[bool]]:
+        """Tokenise once: padded tensors, and per text whether it was cut to the model window."""
+        token_ids, truncated = self.tokenize(texts)
+        return self.pad(token_ids), truncated
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
 
     def logits_for(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Calibrated logits per task for an encoded batch: one encoder pass, every head."""
-        with torch.inference_mode():
+        """Calibrated fp32 logits per task for an encoded batch: one encoder pass, every head."""
+        with torch.inference_mode(), self._autocast():
             raw = self.model(batch["input_ids"], batch["attention_mask"])
         return {task: raw[task].float() / self.spec.tasks[task].temperature for task in self.tasks}
 
@@ -168,9 +239,9 @@ class Classifier:
     def label(self, texts: Sequence[str]) -> tuple[list[dict[str, Prediction]], list[bool]]:
         """Predictions for many texts and whether each was truncated, from one tokenisation."""
         batch, truncated = self.encode(texts)
-        return self._decode(self.logits_for(batch)), truncated
+        return self.decode(self.logits_for(batch)), truncated
 
-    def _decode(self, logits: dict[str, torch.Tensor]) -> list[dict[str, Prediction]]:
+    def decode(self, logits: dict[str, torch.Tensor]) -> list[dict[str, Prediction]]:
         probabilities = {task: torch.softmax(logit, dim=-1) for task, logit in logits.items()}
         scores = {task: probs.max(dim=-1) for task, probs in probabilities.items()}
         rows = len(next(iter(probabilities.values()))) if probabilities else 0
@@ -191,7 +262,7 @@ class Classifier:
         batch = [texts] if single else list(texts)
         if not batch:
             return []
-        results = self._decode(self.logits(batch))
+        results = self.decode(self.logits(batch))
         return results[0] if single else results
 
 

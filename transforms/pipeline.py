@@ -33,7 +33,7 @@ from schemas import (
     SOURCES,
     labeled_schema,
 )
-from transforms.classify import Classify, DocumentModelHandler
+from transforms.classify import METRICS_NAMESPACE, Classify, DocumentModelHandler
 from transforms.clean import clean_document
 from transforms.duplicates import MarkDuplicates
 from transforms.ingest.read import expand_inputs, read_path
@@ -83,13 +83,19 @@ class PipelineConfig:
     """Model bundle folder (shared encoder + task heads)."""
     tasks: tuple[str, ...] | None = None
     """Tasks to label; None labels the bundle's default tasks (opt-in tasks such as intent excluded)."""
-    device: str = "cpu"
-    """Torch device of the workers: cpu or cuda."""
+    device: str = "auto"
+    """Torch device of the workers: auto (cuda when the worker sees a GPU, else cpu), cpu or cuda. On cuda the
+    encoder runs under bf16/fp16 autocast with pinned-memory copies and a larger default token budget."""
     zero_shot: dict[str, dict[str, str]] | None = None
     """Zero-shot tasks from configuration (task → label → one-line description); replaces the bundle's
     ``topic`` taxonomy when named ``topic``."""
-    token_budget: int = 8192
-    """Most tokens per inference batch (documents are sorted by length first, so padding stays small)."""
+    token_budget: int | None = None
+    """Most tokens per inference batch (documents are sorted by length first, so padding stays small);
+    None: 8,192 on cpu, 65,536 on cuda."""
+    quantize: bool = False
+    """Run the encoder's linear layers in dynamic int8 on CPU workers (``--int8``); fp32 when False."""
+    threads: int | None = None
+    """Torch threads per CPU worker process; None uses every core the process may run on."""
     max_text_chars: int = 200_000
     """Longer raw texts are sent to dead-letter (``text_too_large``) instead of being classified."""
     hash_addresses: bool = True
@@ -177,7 +183,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     if config.redact_pii:
         documents = documents | "RedactPII" >> beam.Map(redact_document)
     handler = DocumentModelHandler(config.model_dir, tuple(tasks), config.device, config.zero_shot,
-                                   token_budget=config.token_budget)
+                                   token_budget=config.token_budget, quantize=config.quantize, threads=config.threads)
     classified = documents | "Classify" >> Classify(handler, config.run_id)
 
     schema = labeled_schema(tasks)
@@ -262,6 +268,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
             "dead_letter": str(dead_letter_partition(config.output, config.logical_date)),
         },
         "config": {k: v for k, v in asdict(config).items() if k not in ("run_id",)},
+        "classify": _classify_counters(result),
     }
     path = write_manifest(config.output, config.run_id, manifest)
     return {**manifest, "manifest_path": str(path)}
@@ -279,3 +286,17 @@ def _input_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int] 
         value = counter.committed if counter.committed is not None else counter.attempted
         counts[source] = counts.get(source, 0) + int(value or 0)
     return counts
+
+
+def _classify_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int] | None:
+    """Model-stage counters (real and padded tokens, model microseconds): padding overhead and MFU come
+    from these; None when the runner reports no metrics."""
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    except (NotImplementedError, AttributeError, KeyError):
+        return None
+    summed: dict[str, int] = {}
+    for counter in counters:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        summed[counter.key.metric.name] = summed.get(counter.key.metric.name, 0) + int(value or 0)
+    return summed

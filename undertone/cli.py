@@ -37,7 +37,9 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
     run.add_argument("--source", choices=SOURCE_CHOICES, default="auto", help="force the source of every file")
     run.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/")
     run.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
-    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device of the workers")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="torch device of the workers (auto: cuda when there is a GPU)")
+    run.add_argument("--int8", action="store_true", help="dynamic int8 encoder on CPU workers (see README)")
     run.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t], help="comma-separated task list")
     run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
                      help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
@@ -87,6 +89,7 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
                           help="predict only among labels present in the data (e.g. binary SST-2)")
     evaluate.add_argument("--text-column")
     evaluate.add_argument("--label-column")
+    evaluate.add_argument("--int8", action="store_true", help="evaluate the dynamic int8 encoder (CPU)")
 
     fewshot = commands.add_parser("fewshot", help="add a task to a bundle from ~8 labeled examples per label")
     fewshot.add_argument("--task", required=True, help="name of the new task (its output column)")
@@ -118,8 +121,8 @@ def run_model_command(args: argparse.Namespace) -> int:
 
     report = evaluate_flow(task_name=args.task, data=args.data, model_dir=args.model, output=args.output,
                            only_gold_labels=args.only_gold_labels, text_column=args.text_column,
-                           label_column=args.label_column)
-    print(json.dumps({key: report[key] for key in ("model_version", "task", "n", "accuracy", "macro_f1",
+                           label_column=args.label_column, quantize=args.int8)
+    print(json.dumps({key: report[key] for key in ("model_version", "task", "n", "int8", "accuracy", "macro_f1",
                                                     "macro_recall", "ece")}, indent=2))
     return 0
 
@@ -169,7 +172,8 @@ def add_schedule_commands(commands: argparse._SubParsersAction) -> None:
         command.add_argument("--output", required=True, metavar="DIR", help="output root")
         command.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/")
         command.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
-        command.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device of the workers")
+        command.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                             help="torch device of the workers (auto: cuda when there is a GPU)")
         command.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t],
                              help="comma-separated task list")
         command.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
@@ -220,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                    if getattr(args, f"{field}_column")}
         result = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
                           runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
+                          quantize=args.int8,
                           beam_args=args.beam_arg, columns=columns or None,
                           hash_addresses=not args.keep_addresses, redact_pii=args.redact_pii,
                           zero_shot=args.zero_shot)

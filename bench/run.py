@@ -1,0 +1,219 @@
+"""``make bench``: Undertone end to end against a plain transformers pipeline, in one run.
+
+Measures, on a mixed corpus built from ``../shared/data`` (emails, reviews, tweets; shuffled):
+
+(a) ``transformers.pipeline("text-classification", batch_size=16)`` over the texts Undertone classified, in
+    arrival order, with the same encoder weights, head, tokenizer, max length and threads
+    (:mod:`bench.baseline`);
+(b) ``undertone run`` on the corpus files: ingest, clean, duplicates, every default task, Parquet;
+    again with ``--int8``;
+(c) the machine's matmul ceiling at the model's shapes and the FLOPs the corpus needs, giving the model
+    stage's FLOP utilisation (MFU).
+
+``--memory`` instead compares the peak RSS of ``undertone run`` on the corpus and on ten times the corpus.
+Prints a summary and writes ``bench/results/<device>.json`` (or ``memory-<device>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import undertone  # noqa: F401 - offline defaults before transformers loads models
+from bench.corpus import sample_items, write_corpus
+from bench.flops import corpus_flops, linear_weights, matmul_ceiling
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOGICAL_DATE = "2026-11-20"
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def timed(command: list[str]) -> tuple[float, float, str]:
+    """Run a command; its wall seconds, peak RSS in MiB (largest process of its tree) and stdout."""
+    started = time.perf_counter()
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as process:
+        output = process.stdout.read() if process.stdout else ""
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:3]} exited {process.returncode}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, output
+
+
+def undertone_run(corpus: Path, output: Path, model: str, device: str, int8: bool = False) -> dict[str, Any]:
+    """``undertone run`` as a user types it; the job's own seconds and model counters come from its manifest."""
+    shutil.rmtree(output, ignore_errors=True)
+    command = [str(BIN / "undertone"), "run", str(corpus), "--output", str(output), "--date", LOGICAL_DATE,
+               "--model", model, "--device", device, "--json", *(["--int8"] if int8 else [])]
+    wall, rss, printed = timed(command)
+    result = json.loads(printed[printed.index("{"):])
+    manifest = json.loads(Path(result["manifest_path"]).read_text(encoding="utf-8"))
+    labeled = manifest["totals"]["labeled"]
+    counters = manifest["classify"]
+    return {"labeled": labeled, "dead_letter": manifest["totals"]["dead_letter"], "tasks": manifest["tasks"],
+            "reconciled": manifest["reconciled"], "wall_s": wall, "job_s": manifest["seconds"],
+            "docs_per_s_job": labeled / manifest["seconds"], "docs_per_s_wall": labeled / wall,
+            "peak_rss_mib": rss, "model_s": counters["model_microseconds"] / 1e6,
+            "real_tokens": counters["real_tokens"], "padded_tokens": counters["padded_tokens"],
+            "padding_overhead": counters["padded_tokens"] / counters["real_tokens"] - 1}
+
+
+def labeled_rows(output: Path, order: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The labeled rows in the corpus's arrival order (dead-letter documents left out)."""
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(output / "labeled", partitioning="hive").to_table().to_pylist()
+    by_id = {(row["source"], row["source_id"]): row for row in table}
+    return [by_id[key] for key in ((d["source"], d["source_id"]) for d in order) if key in by_id]
+
+
+def agreement(first: list[Any], second: list[Any]) -> float:
+    return sum(a == b for a, b in zip(first, second, strict=True)) / max(1, len(first))
+
+
+def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str]]) -> dict[str, Any]:
+    import torch
+
+    from models.classifier import Classifier, resolve_device
+
+    device = resolve_device(args.device)
+    work = args.work
+    fp32 = undertone_run(corpus, work / "out-fp32", args.model, device)
+    print(f"(b) undertone run: {fp32['labeled']} docs in {fp32['job_s']:.1f} s job, {fp32['wall_s']:.1f} s wall",
+          flush=True)
+    rows = labeled_rows(work / "out-fp32", order)
+    texts = [row["text"] for row in rows]
+    (work / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
+    baseline_wall, baseline_rss, _ = timed([str(BIN / "python"), "-m", "bench.baseline", "--model", args.model,
+                                            "--texts", str(work / "texts.json"), "--output",
+                                            str(work / "baseline.json"), "--device", device])
+    baseline = json.loads((work / "baseline.json").read_text(encoding="utf-8"))
+    baseline_labels = baseline.pop("labels")
+    baseline.update(peak_rss_mib=baseline_rss, wall_s=baseline_wall,
+                    same_sentiment_as_undertone=agreement(baseline_labels, [row["sentiment"] for row in rows]))
+    print(f"(a) transformers pipeline: {baseline['docs']} docs in {baseline['seconds']:.1f} s", flush=True)
+    int8 = None
+    if device == "cpu":
+        int8 = undertone_run(corpus, work / "out-int8", args.model, device, int8=True)
+        int8_rows = labeled_rows(work / "out-int8", order)
+        int8["same_labels_as_fp32"] = {task: agreement([r[task] for r in rows], [r[task] for r in int8_rows])
+                                       for task in fp32["tasks"]}
+        print(f"(b) undertone run --int8: {int8['job_s']:.1f} s job", flush=True)
+
+    classifier = Classifier.load(args.model, device=device)
+    config = classifier.model.encoder.config
+    encoded = classifier.tokenizer(texts, truncation=True, max_length=classifier.spec.max_length)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    weights = linear_weights(classifier.model.encoder)
+    flops = corpus_flops(lengths, weights, config.num_hidden_layers, config.hidden_size)
+    rows_per_batch = 8192 if device == "cpu" else 65536
+    dtype = classifier.autocast or torch.float32
+    ceiling = matmul_ceiling(config.hidden_size, config.intermediate_size, rows_per_batch, device, dtype)
+    model = {"encoder_linear_weights": weights, "real_tokens": sum(lengths), "flops": flops,
+             "matmul_ceiling_gflops": ceiling / 1e9, "ceiling_dtype": str(dtype).removeprefix("torch."),
+             "mfu_model_stage": flops / fp32["model_s"] / ceiling,
+             "mfu_baseline": flops / baseline["seconds"] / ceiling,
+             "mfu_model_stage_int8_vs_fp32_ceiling": flops / int8["model_s"] / ceiling if int8 else None}
+    return {"fp32": fp32, "int8": int8, "baseline": baseline, "model": model,
+            "ratio_b_over_a": fp32["docs_per_s_job"] / baseline["docs_per_s"],
+            "ratio_b_over_a_wall": fp32["docs_per_s_wall"] / baseline["docs_per_s"],
+            "ratio_int8_over_a": int8["docs_per_s_job"] / baseline["docs_per_s"] if int8 else None}
+
+
+def memory(args: argparse.Namespace, items: list, device: str) -> dict[str, Any]:
+    runs = {}
+    for copies in (1, args.memory_copies):
+        corpus = args.work / f"corpus-x{copies}"
+        if not (corpus / "_corpus.json").is_file():
+            write_corpus(corpus, items, copies=copies)
+        result = undertone_run(corpus, args.work / f"out-x{copies}", args.model, device)
+        runs[str(result["labeled"] + result["dead_letter"])] = result
+        print(f"memory: {result['labeled']} labeled, peak RSS {result['peak_rss_mib']:.0f} MiB, "
+              f"{result['job_s']:.0f} s", flush=True)
+    small, large = runs.values()
+    return {"runs": runs, "peak_rss_growth": large["peak_rss_mib"] / small["peak_rss_mib"] - 1}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.classifier import available_cores, resolve_device
+    from models.registry import default_model_dir
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=2500, help="distinct documents in the corpus")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--model", default=str(default_model_dir()), help="bundle folder (default: the default)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/undertone-bench"), help="corpus and outputs")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--memory", action="store_true", help="peak RSS on the corpus and on --memory-copies times it")
+    parser.add_argument("--memory-copies", type=int, default=10)
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(args.device)
+    items = sample_items(args.data_dir, args.docs)
+    corpus = args.work / "corpus-x1"
+    description = write_corpus(corpus, items)
+    machine = {"cpu": cpu_model(), "cores": available_cores(), "device": device, "python": platform.python_version()}
+    if device == "cuda":
+        import torch
+
+        machine["gpu"] = torch.cuda.get_device_name()
+    report: dict[str, Any] = {"machine": machine, "corpus": description["counts"], "model_dir": args.model}
+    if args.memory:
+        report["memory"] = memory(args, items, device)
+        name = f"memory-{device}.json"
+    else:
+        report.update(throughput(args, corpus, description["documents"]))
+        name = f"{device}.json"
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / name).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(summary(report))
+    return 0
+
+
+def summary(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    lines = [f"machine: {machine['cpu']}, {machine['cores']} cores, device {machine['device']}"
+             f"{', ' + machine['gpu'] if 'gpu' in machine else ''}; corpus {report['corpus']}"]
+    if "memory" in report:
+        for docs, run in report["memory"]["runs"].items():
+            lines.append(f"{docs:>7} documents: peak RSS {run['peak_rss_mib']:.0f} MiB, {run['job_s']:.0f} s")
+        lines.append(f"peak RSS growth: {report['memory']['peak_rss_growth']:+.0%}")
+        return "\n".join(lines)
+    a, b, model = report["baseline"], report["fp32"], report["model"]
+    lines += [
+        f"(a) transformers pipeline, batch 16:  {a['docs_per_s']:8.1f} docs/s  peak RSS {a['peak_rss_mib']:.0f} MiB",
+        f"(b) undertone run (job):              {b['docs_per_s_job']:8.1f} docs/s  peak RSS {b['peak_rss_mib']:.0f} MiB"
+        f"  ({b['docs_per_s_wall']:.1f} docs/s with process start and Prefect)",
+    ]
+    if report["int8"]:
+        lines.append(f"(b) undertone run --int8 (job):       {report['int8']['docs_per_s_job']:8.1f} docs/s  "
+                     f"labels equal to fp32: {report['int8']['same_labels_as_fp32']}")
+    lines += [
+        f"(b)/(a) = {report['ratio_b_over_a']:.2f} (wall: {report['ratio_b_over_a_wall']:.2f})"
+        + (f"; int8 (b)/(a) = {report['ratio_int8_over_a']:.2f}" if report["int8"] else ""),
+        f"model stage {b['model_s']:.1f} s of {b['job_s']:.1f} s job; padding overhead {b['padding_overhead']:.1%}",
+        f"MFU model stage {model['mfu_model_stage']:.2f} (baseline {model['mfu_baseline']:.2f}) of "
+        f"{model['matmul_ceiling_gflops']:.0f} GFLOP/s {model['ceiling_dtype']} matmul ceiling",
+        f"sentiment labels (a) = (b): {a['same_sentiment_as_undertone']:.2%}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The benchmark's parts: corpus files that ingest reads back exactly, FLOP counting and a fair baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.baseline import PooledSequenceClassifier
+from bench.corpus import Item, with_message_id, write_corpus
+from bench.flops import corpus_flops, linear_weights
+from models.classifier import Classifier
+from transforms.ingest.read import expand_inputs, read_path
+
+MESSAGE = b"From a@example.com  Wed Aug 28 10:48:11 2002\nMessage-ID: <old@x>\nSubject: hi\n\nHello there\n"
+
+
+def test_message_id_is_replaced_or_added_after_the_envelope() -> None:
+    assert with_message_id(MESSAGE, "new@y").splitlines()[:3] == [
+        b"From a@example.com  Wed Aug 28 10:48:11 2002", b"Message-ID: <new@y>", b"Subject: hi"]
+    assert with_message_id(b"Subject: hi\n\nbody\n", "n@y").startswith(b"Message-ID: <n@y>\nSubject: hi\n")
+
+
+def test_every_copy_is_a_distinct_document_that_ingest_reads_back(tmp_path: Path) -> None:
+    items = [Item("email", "bench-0@undertone.invalid", MESSAGE), Item("review", "r0", "a fine, quiet film"),
+             Item("social", "t1", "@user loving it #sunday")]
+    description = write_corpus(tmp_path, items, copies=3)
+    assert description["counts"] == {"email": 3, "review": 3, "social": 3}
+    expected = {(d["source"], d["source_id"]) for d in description["documents"]}
+    assert len(expected) == 9
+    records = [record for path in expand_inputs((str(tmp_path),)) for record in read_path(path, "auto")]
+    assert {(r["source"], r["source_id"]) for r in records} == expected
+    assert json.loads((tmp_path / "_corpus.json").read_text())["documents"] == description["documents"]
+
+
+def test_flops_count_linear_weights_per_token_and_attention_per_pair() -> None:
+    assert corpus_flops([2, 3], weights=10, layers=1, hidden=4) == 2 * 10 * 5 + 4 * (4 + 9) * 4
+
+
+def test_baseline_model_is_the_bundle_and_labels_like_it(tiny_bundle: Path) -> None:
+    from transformers import pipeline
+
+    classifier = Classifier.load(tiny_bundle)
+    # Tiny encoder: 2 layers of 4 x 32x32 attention and 32x64, 64x32 feed-forward weights; pooler excluded.
+    assert linear_weights(classifier.model.encoder) == 2 * (4 * 32 * 32 + 2 * 32 * 64)
+    texts = ["I love it", "terrible, never again", "it arrived on Tuesday", "word " * 200, "ok"]
+    classify = pipeline("text-classification", model=PooledSequenceClassifier(classifier, "sentiment").eval(),
+                        tokenizer=classifier.tokenizer, device=classifier.device, batch_size=2)
+    results = classify(texts, truncation=True, max_length=classifier.spec.max_length)
+    expected = classifier.predict(texts)
+    assert [r["label"] for r in results] == [p["sentiment"].label for p in expected]
+    assert all(abs(r["score"] - p["sentiment"].score) < 1e-4 for r, p in zip(results, expected, strict=True))

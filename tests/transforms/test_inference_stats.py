@@ -1,0 +1,61 @@
+"""The model-stage counters that the run manifest and the benchmark read: real and padded tokens, model time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from models.classifier import Classifier
+from transforms.classify import METRICS_NAMESPACE, Classify, DocumentModelHandler
+from transforms.records import new_document
+
+
+def spread_documents(count: int = 200) -> list[dict]:
+    """Lengths spread evenly from 1 to 100 words, in random order (like a mixed inbox)."""
+    import random
+
+    rng = random.Random(11)
+    words = "good bad parcel refund late love broken screen price support".split()
+    return [new_document("social", f"p:{i}", " ".join(rng.choices(words, k=rng.randint(1, 100))),
+                         source_id=f"post-{i}") for i in range(count)]
+
+
+def classify_counters(documents: list[dict], handler: DocumentModelHandler) -> dict[str, int]:
+    pipeline = TestPipeline(runner="FnApiRunner")
+    _ = pipeline | beam.Create(documents) | Classify(handler, "run")
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    return {counter.key.metric.name: counter.committed for counter in counters}
+
+
+def test_counters_count_every_real_token_once_and_sorting_keeps_padding_small(tiny_bundle: Path) -> None:
+    documents = spread_documents()
+    classifier = Classifier.load(tiny_bundle)
+    lengths = [len(classifier.encode([d["text"]])[0]["input_ids"][0]) for d in documents]
+    real = sum(lengths)
+    counters = classify_counters(documents, DocumentModelHandler(str(tiny_bundle), token_budget=1024))
+    assert counters["real_tokens"] == real
+    arrival_order_padded = sum(16 * max(lengths[i : i + 16]) for i in range(0, len(lengths), 16))
+    assert arrival_order_padded > 1.3 * real
+    assert real <= counters["padded_tokens"] <= 1.1 * real
+    assert counters["model_microseconds"] > 0
+
+
+def test_length_groups_cover_the_batch_once_and_split_at_length_jumps() -> None:
+    import random
+
+    from transforms.classify import length_groups
+
+    rng = random.Random(3)
+    lengths = [20] * 100 + [256] * 10 + [rng.randint(5, 60) for _ in range(300)]
+    rng.shuffle(lengths)
+    groups = length_groups(lengths, min_tokens=512)
+    assert sorted(index for group in groups for index in group) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in group) >= 512 for group in groups[:-1])
+    padded = sum(len(group) * max(lengths[i] for i in group) for group in groups)
+    assert padded <= 1.1 * sum(lengths)
+    assert len(length_groups(lengths, min_tokens=10**9)) == 1
