@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,21 +30,27 @@ AGGREGATES_FILE = "aggregates.parquet"
 UNKNOWN_LANGUAGE = "unknown"
 NEGATIVE = "negative"
 COLUMNS = [field.name for field in AGGREGATES_SCHEMA]
+LABELED_INPUTS = ("created_at", "language", "model_version", "team")
+"""The labeled columns the aggregates read, besides the task columns."""
 
 
 def aggregates_partition(root: str | Path, date: str) -> Path:
     return Path(root) / AGGREGATES_DIR / f"date={date}"
 
 
-def read_labeled(output: str | Path, date: str) -> pd.DataFrame:
+def read_labeled(output: str | Path, date: str, columns: Collection[str] | None = None) -> pd.DataFrame:
     """Every committed labeled row of ``date``, all sources, with ``source`` from the path.
 
-    Files are read one by one because sources may carry different task columns (spam on email only,
-    opt-in intent on some runs); missing columns become null.
+    ``columns`` (None: all) limits what is read, besides the task columns (``<task>``, ``<task>_score``)
+    which are always read, so aggregating skips the texts. Files are read one by one because sources may
+    carry different task columns (spam on email only, opt-in intent on some runs); missing ones become null.
     """
     frames = []
     for path in sorted(Path(output).glob(f"labeled/source=*/date={date}/*.parquet")):
-        frame = pq.read_table(path).to_pandas()
+        names = pq.read_schema(path).names
+        wanted = None if columns is None else [name for name in names if name in columns or name.endswith("_score")
+                                               or f"{name}_score" in names]
+        frame = pq.read_table(path, columns=wanted).to_pandas()
         frame.insert(0, "source", path.parent.parent.name.removeprefix("source="))
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"source": pd.Series(dtype=str)})
@@ -175,7 +181,7 @@ def write_aggregates(output: str | Path, date: str, table: pa.Table) -> Path:
 def aggregate_date(output: str | Path, date: str) -> Path:
     """Recompute and write the aggregates of ``date`` from its committed partitions; returns the file."""
     with _date_lock(output, date):
-        table = compute_aggregates(read_labeled(output, date), read_dead_letter(output, date))
+        table = compute_aggregates(read_labeled(output, date, LABELED_INPUTS), read_dead_letter(output, date))
         return write_aggregates(output, date, table)
 
 

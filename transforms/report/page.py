@@ -18,7 +18,14 @@ from typing import Any
 import pandas as pd
 
 from models.registry import REGISTRY_FILE, REPO_ROOT, load_registry
-from transforms.aggregates import compute_aggregates, read_aggregates, read_dead_letter, read_labeled
+from transforms.aggregates import (
+    COLUMNS,
+    LABELED_INPUTS,
+    compute_aggregates,
+    read_aggregates,
+    read_dead_letter,
+    read_labeled,
+)
 from transforms.report.svg import bar_chart, stacked_columns
 
 EXAMPLES_PER_TOPIC = 3
@@ -46,12 +53,13 @@ def partition_dates(output: str | Path) -> list[str]:
 def load_aggregates(output: str | Path, dates: list[str]) -> pd.DataFrame:
     """The aggregates of ``dates``; a date without a stored table is aggregated in memory."""
     if not dates:
-        return read_aggregates(output).iloc[0:0]
+        return pd.DataFrame(columns=[*COLUMNS, "date"])
     stored = read_aggregates(output, dates[0], dates[-1])
     missing = [date for date in dates if date not in set(stored["date"])]
-    computed = [compute_aggregates(read_labeled(output, date), read_dead_letter(output, date)).to_pandas()
-                .assign(date=date) for date in missing]
-    return pd.concat([stored, *computed], ignore_index=True) if computed else stored
+    computed = [compute_aggregates(read_labeled(output, date, LABELED_INPUTS), read_dead_letter(output, date))
+                .to_pandas().assign(date=date) for date in missing]
+    frames = [frame for frame in (stored, *computed) if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else stored
 
 
 def _totals(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -61,7 +69,7 @@ def _totals(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def negative_examples(output: str | Path, dates: list[str], topics: list[str]) -> dict[str, list[dict[str, Any]]]:
     """For each topic, the negative documents most confidently about it (source and text)."""
-    frames = [read_labeled(output, date) for date in dates]
+    frames = [read_labeled(output, date, ("text",)) for date in dates]
     frames = [frame for frame in frames if {"sentiment", "topic", "text"} <= set(frame.columns)]
     if not frames or not topics:
         return {}
