@@ -30,7 +30,7 @@ def _row(name: str, report: dict) -> str:
             f"{report['macro_recall']:.3f} | {report.get('ece', float('nan')):.3f}{extra} |")
 
 
-def render_card(folder: Path, command: str) -> str:
+def render_card(folder: Path, command: str, provenance: str = "") -> str:
     """Markdown for ``MODEL_CARD.md`` from ``bundle.json`` and ``metrics.json``."""
     spec = read_bundle_spec(folder)
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
@@ -52,9 +52,11 @@ def render_card(folder: Path, command: str) -> str:
         "|---|---|---|---|---|",
     ]
     for task, task_spec in spec.tasks.items():
-        labels = ", ".join(task_spec.labels) if len(task_spec.labels) <= 5 else f"{len(task_spec.labels)} intents"
+        labels = ", ".join(task_spec.labels) if len(task_spec.labels) <= 8 else f"{len(task_spec.labels)} labels"
+        origin = ("nothing: zero-shot, cosine similarity to each label's description (`models/topics.py`)"
+                  if task_spec.zero_shot else DATA_CREDITS.get(task, ""))
         lines.append(f"| `{task}` | {labels} | {', '.join(task_spec.sources or ('all sources',))} | "
-                     f"{task_spec.temperature:.3f} | {DATA_CREDITS.get(task, '')} |")
+                     f"{task_spec.temperature:.3f} | {origin} |")
     lines += [
         "",
         "Scores are calibrated probabilities: each head's softmax temperature was fitted on its dev split "
@@ -101,11 +103,12 @@ def render_card(folder: Path, command: str) -> str:
         f"{training['args']['learning_rate']}, max length {training['args']['max_length']}; "
         f"{training['steps']} steps in {training['train_seconds'] / 60:.0f} minutes on 2 CPU cores.",
         "",
-        "Reproduce exactly (same data, seed and code give the same weights):",
+        "Reproduce (same data, seed and code give the same weights):",
         "",
         "```bash",
         command,
         "```",
+        *(["", provenance] if provenance else []),
         "",
         "## Limits",
         "",
@@ -118,7 +121,7 @@ def render_card(folder: Path, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_card(folder: Path, command: str) -> Path:
+def write_card(folder: Path, command: str, provenance: str = "") -> Path:
     path = Path(folder) / "MODEL_CARD.md"
-    path.write_text(render_card(Path(folder), command), encoding="utf-8")
+    path.write_text(render_card(Path(folder), command, provenance), encoding="utf-8")
     return path
