@@ -284,5 +284,6 @@ def save_bundle(folder: str | Path, spec: BundleSpec, model: MultiTaskModel) -> 
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config["base_model_name_or_path"] = spec.base.name
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (folder / ADAPTER_DIR / "README.md").unlink(missing_ok=True)  # peft's empty card template
     (folder / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
     return folder
