@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
     texts = json.loads(args.texts.read_text(encoding="utf-8"))
-    hf_logging.set_verbosity_error()  # the stock pipeline lists every model class it knows when given another
+    hf_logging.set_verbosity(hf_logging.CRITICAL)  # the stock pipeline lists every model class it knows otherwise
     classifier = Classifier.load(args.model, device=args.device, tasks=["sentiment"])
     model = PooledSequenceClassifier(classifier, "sentiment").eval()
     classify = pipeline("text-classification", model=model, tokenizer=classifier.tokenizer,
