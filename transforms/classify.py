@@ -25,7 +25,7 @@ from transforms.records import Document, Failure
 
 METRICS_NAMESPACE = "undertone_classify"
 CPU_TOKEN_BUDGET = 8192
-"""Tokens per batch on CPU: large enough for efficient matmuls, small enough to stay in cache-friendly sizes."""
+"""Tokens per batch on CPU: matmuls of this many rows already run near the machine's ceiling; more only costs memory."""
 CUDA_TOKEN_BUDGET = 65536
 """Tokens per batch on a GPU: big batches keep its many cores busy; MiniLM at this size needs well under 2 GiB."""
 
