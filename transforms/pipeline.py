@@ -242,7 +242,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    inputs = _input_counts(result)
+    inputs = _counters(result, INGEST_METRICS, prefix="input_")  # records read per source
     committed = commit_run(config.output, config.run_id, config.logical_date,
                            sources_read=inputs if inputs is not None else (*SOURCES, UNKNOWN_SOURCE))
     counts = reconcile(inputs or {}, committed["labeled"], committed["dead_letter"])
@@ -268,35 +268,23 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
             "dead_letter": str(dead_letter_partition(config.output, config.logical_date)),
         },
         "config": {k: v for k, v in asdict(config).items() if k not in ("run_id",)},
-        "classify": _classify_counters(result),
+        "classify": _counters(result, METRICS_NAMESPACE),  # real/padded tokens, model time: padding and MFU
     }
     path = write_manifest(config.output, config.run_id, manifest)
     return {**manifest, "manifest_path": str(path)}
 
 
-def _input_counts(result: beam.runners.runner.PipelineResult) -> dict[str, int] | None:
-    """Records read per source, from the ingest counters; None when the runner reports no metrics."""
+def _counters(result: beam.runners.runner.PipelineResult, namespace: str, prefix: str = ""
+              ) -> dict[str, int] | None:
+    """Counters of one namespace summed over steps (name without ``prefix``); None when the runner
+    reports no metrics."""
     try:
-        counters = result.metrics().query(MetricsFilter().with_namespace(INGEST_METRICS))["counters"]
-    except (NotImplementedError, AttributeError, KeyError):
-        return None
-    counts: dict[str, int] = {}
-    for counter in counters:
-        source = counter.key.metric.name.removeprefix("input_")
-        value = counter.committed if counter.committed is not None else counter.attempted
-        counts[source] = counts.get(source, 0) + int(value or 0)
-    return counts
-
-
-def _classify_counters(result: beam.runners.runner.PipelineResult) -> dict[str, int] | None:
-    """Model-stage counters (real and padded tokens, model microseconds): padding overhead and MFU come
-    from these; None when the runner reports no metrics."""
-    try:
-        counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+        counters = result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]
     except (NotImplementedError, AttributeError, KeyError):
         return None
     summed: dict[str, int] = {}
     for counter in counters:
+        name = counter.key.metric.name.removeprefix(prefix)
         value = counter.committed if counter.committed is not None else counter.attempted
-        summed[counter.key.metric.name] = summed.get(counter.key.metric.name, 0) + int(value or 0)
+        summed[name] = summed.get(name, 0) + int(value or 0)
     return summed
