@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -175,7 +176,10 @@ class Classifier:
         if (folder / ADAPTER_DIR).exists():
             from peft import PeftModel
 
-            encoder = PeftModel.from_pretrained(encoder, folder / ADAPTER_DIR, is_trainable=False).merge_and_unload()
+            with warnings.catch_warnings():  # peft calls a transformers API deprecated for v6
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                encoder = PeftModel.from_pretrained(encoder, folder / ADAPTER_DIR, is_trainable=False)
+                encoder = encoder.merge_and_unload()
         model = MultiTaskModel(encoder, spec.tasks)
         heads = load_file(folder / HEADS_FILE)
         for task, head in model.heads.items():
