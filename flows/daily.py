@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import artifact_key, report_markdown, run_report
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
-from flows.run import label_documents
+from flows.run import label_documents, publish_run_artifact
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
 from transforms.sinks import clear_date_marker, mark_date_complete
 
@@ -73,15 +71,6 @@ def withdraw_date_marker(output: str, logical_date: str) -> None:
     clear_date_marker(output, logical_date)
 
 
-@task(name="publish-run-artifact", cache_policy=NO_CACHE)
-def publish_run_artifact(output: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Publish the run report (counts, labels, dead-letter reasons, throughput, model, paths)."""
-    report = run_report(output, manifest)
-    create_markdown_artifact(report_markdown(report), key=artifact_key("undertone-daily", manifest["logical_date"]),
-                             description=f"run {manifest['run_id']} for {manifest['logical_date']}")
-    return report
-
-
 @task(name="mark-date-complete", cache_policy=NO_CACHE)
 def mark_complete(output: str, logical_date: str, manifest: dict[str, Any], input_root: str) -> str:
     """Record the date as done by this run, only if every input record is accounted for."""
@@ -120,7 +109,7 @@ def daily_flow(
     withdraw_date_marker(output, logical_date)
     manifest = label_documents(options.pipeline_config(inputs, output, logical_date))
     aggregate_partition(output, logical_date)
-    report = publish_run_artifact(output, manifest)
+    report = publish_run_artifact(output, manifest, "undertone-daily")
     mark_complete(output, logical_date, manifest, input_root)
     publish_report_artifact(logical_date, render_report(output, daily_report_path(output, logical_date),
                                                         start=report_start(logical_date), end=logical_date))

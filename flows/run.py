@@ -5,11 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import artifact_key, report_markdown, run_report
 from flows.report import aggregate_partition
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, run_pipeline
+
+
+@task(name="publish-run-artifact", cache_policy=NO_CACHE)
+def publish_run_artifact(output: str, manifest: dict[str, Any], key_prefix: str = "undertone-run") -> dict[str, Any]:
+    """Publish the run report (counts, labels, dead-letter reasons, throughput, model, paths) as an artifact."""
+    report = run_report(output, manifest)
+    create_markdown_artifact(report_markdown(report), key=artifact_key(key_prefix, manifest["logical_date"]),
+                             description=f"run {manifest['run_id']} for {manifest['logical_date']}")
+    return report
 
 
 @task(name="label-documents", cache_policy=NO_CACHE)
@@ -62,5 +73,6 @@ def run_flow(
         options["logical_date"] = date
     manifest = label_documents(PipelineConfig(**options))
     aggregate_partition(output, manifest["logical_date"])
+    publish_run_artifact(output, manifest)
     return {key: manifest[key] for key in ("run_id", "logical_date", "inputs", "counts", "totals", "reconciled",
                                            "manifest_path")}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 
 from flows.run import run_flow
@@ -32,6 +33,9 @@ def test_flow_returns_run_id_inputs_and_counts(prefect_harness, tiny_bundle: Pat
     import asyncio
 
     assert asyncio.run(flow_run_name())
+    artifact = Artifact.get("undertone-run-2026-11-19")
+    assert artifact is not None and result["run_id"] in artifact.description
+    assert "| review | 36 | 36 | 0 |" in artifact.data and "| social | 38 | 36 | 2 |" in artifact.data
 
 
 def test_cli_run_prints_summary_and_json(tiny_bundle: Path, tmp_path: Path) -> None:
