@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -143,7 +144,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
     resolved: dict[tuple[str, ...], ColumnMap] = {}
     for ref, row in TABLE_READERS[kind](handle, path):
         if isinstance(row, Failure):
-            yield Failure(source, row.input_ref, row.stage, row.error_type, row.error, row.raw_excerpt)
+            yield replace(row, source=source)
             continue
         if source is None:
             source = guess_source(row.keys(), PurePosixPath(path).name)
