@@ -9,13 +9,18 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import fields
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefect is imported
 from transforms.ingest.read import SOURCE_CHOICES
+from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR
+
+COLUMN_FIELDS = tuple(field.name for field in fields(ColumnMap))
+"""Document fields a table column can be mapped to, one ``--<field>-column`` flag each."""
 
 
 def _iso_date(value: str) -> str:
@@ -43,8 +48,9 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
     run.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t], help="comma-separated task list")
     run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
                      help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
-    for name in ("text", "id", "created-at", "author", "rating", "product", "title"):
-        run.add_argument(f"--{name}-column", metavar="COLUMN", help=f"input column holding the {name}")
+    for name in COLUMN_FIELDS:
+        flag = name.replace("_", "-")
+        run.add_argument(f"--{flag}-column", metavar="COLUMN", help=f"input column holding the {name}")
     run.add_argument("--keep-addresses", action="store_true",
                      help="store email sender and recipient addresses in clear instead of sha256 pseudonyms")
     run.add_argument("--redact-pii", action="store_true",
@@ -219,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from flows.run import run_flow
 
-        columns = {field: getattr(args, f"{field}_column") for field in
-                   ("text", "id", "created_at", "author", "rating", "product", "title")
+        columns = {field: getattr(args, f"{field}_column") for field in COLUMN_FIELDS
                    if getattr(args, f"{field}_column")}
         result = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
                           runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
