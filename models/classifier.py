@@ -7,6 +7,7 @@ adapter into the encoder weights and returns an object that labels one text or m
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import warnings
@@ -97,6 +98,30 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter number for the mmap threshold (malloc.h)."""
+MMAP_THRESHOLD_BYTES = 1 << 20
+"""Host allocations from this size up get their own mapping, returned to the OS when freed."""
+
+
+def keep_heap_from_growing() -> bool:
+    """Fix glibc's mmap threshold so activation tensors cannot fragment the heap; whether it was set.
+
+    glibc raises the threshold after each large free, so later activations of every new batch
+    shape (length-grouped batches all differ) come from the heap, whose freed holes stay resident:
+    the process grew by about 50 MB per thousand documents. With a fixed 1 MiB threshold every
+    activation is a mapping of its own and peak memory no longer depends on corpus size. Skipped
+    when the user set ``MALLOC_MMAP_THRESHOLD_`` or the C library is not glibc.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """Half precision for CUDA matmuls (bf16 where supported: no overflow risk), none on CPU."""
     if device.type != "cuda":
@@ -163,6 +188,7 @@ class Classifier:
             raise ValueError("int8 quantisation is for CPU inference; on cuda the model runs in bf16/fp16")
         if torch.device(device).type == "cpu":
             torch.set_num_threads(threads or available_cores())
+        keep_heap_from_growing()
         folder = Path(folder)
         spec = read_bundle_spec(folder)
         if zero_shot:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from models.bundle import UnsafeModelError, read_bundle_spec
-from models.classifier import Classifier, save_bundle
+from models.classifier import Classifier, keep_heap_from_growing, save_bundle
 from models.datasets import Example
 from models.training import TaskData, TrainingArguments, length_grouped_batches, train_bundle
 from tests.conftest import SENTIMENT, build_tiny_bundle
@@ -101,3 +105,34 @@ def test_pickled_base_weights_and_wrong_hash_are_refused(tiny_encoder: Path, tmp
     (encoder / "model.safetensors").rename(encoder / "pytorch_model.bin")
     with pytest.raises(UnsafeModelError, match="only pickled weights"):
         Classifier.load(bundle)
+
+
+HEAP_PROBE = """
+import sys, torch
+from models.classifier import keep_heap_from_growing
+def resident(): return int(open("/proc/self/statm").read().split()[1]) * 4096
+if sys.argv[1] == "fixed": assert keep_heap_from_growing()
+before = resident()
+big = torch.ones(4 << 20); del big  # a 16 MiB free: glibc then serves smaller blocks from its heap
+batch = [torch.ones(2 << 20) for _ in range(3)]; del batch  # three 8 MiB activations, freed
+print((resident() - before) >> 20)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists() or platform.libc_ver()[0] != "glibc",
+                    reason="glibc heap behaviour on Linux")
+def test_freed_activations_go_back_to_the_os_once_the_heap_fix_is_on() -> None:
+    """Without the fix glibc keeps freed activations resident (why RSS grew with corpus size)."""
+    def retained_mib(mode: str) -> int:
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+        done = subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[2], env=env)
+        return int(done.stdout.strip().splitlines()[-1])
+
+    assert retained_mib("default") >= 16
+    assert retained_mib("fixed") <= 4
+
+
+def test_heap_fix_leaves_a_user_setting_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert keep_heap_from_growing() is False
