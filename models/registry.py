@@ -39,7 +39,14 @@ def register(folder: Path, promote: bool = False, path: Path = REGISTRY_FILE) ->
     registry = load_registry(path)
     entry = {"path": _portable(folder), "tasks": list(spec.tasks), "metrics": summary,
              "registered_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    # A bundle written over an older one's folder replaces it: the old entry's weights are gone.
+    overwritten = [version for version, old in registry["models"].items()
+                   if old["path"] == entry["path"] and version != spec.model_version]
+    for version in overwritten:
+        del registry["models"][version]
     registry["models"][spec.model_version] = entry
+    if registry.get("default") in overwritten:
+        registry["default"] = spec.model_version
     if promote or not registry.get("default"):
         registry["default"] = spec.model_version
     temporary = path.with_suffix(".json.tmp")

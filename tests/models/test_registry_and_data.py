@@ -32,6 +32,21 @@ def test_register_and_promote(tiny_bundle: Path, tmp_path: Path) -> None:
     assert set(load_registry(registry)["models"]) == {"tiny-test@0.0.1", "tiny-test@0.0.2"}
 
 
+def test_a_new_version_written_over_a_folder_replaces_its_old_entry(tiny_bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    for name in ("bundle.json", "heads.safetensors"):
+        (folder / name).write_bytes((tiny_bundle / name).read_bytes())
+    registry = tmp_path / "registry.json"
+    register(folder, path=registry)
+    spec = json.loads((folder / "bundle.json").read_text())
+    spec["version"] = "0.0.2"
+    (folder / "bundle.json").write_text(json.dumps(spec))
+    entry = register(folder, path=registry)
+    assert set(load_registry(registry)["models"]) == {"tiny-test@0.0.2"}
+    assert entry["default"] == "tiny-test@0.0.2"
+
+
 def test_read_labeled_understands_the_shared_formats(shared_data: Path) -> None:
     sst2 = read_labeled(shared_data / "sentiment" / "sst2" / "dev.tsv")
     assert len(sst2) == 872 and {e.label for e in sst2} == {"negative", "positive"}
