@@ -64,6 +64,11 @@ def dead_letter_prefix(source: str | None) -> str:
     return f"{source or UNKNOWN_SOURCE}-"
 
 
+ROW_GROUP_BYTES = 16 << 20
+"""Rows a Parquet writer holds before writing a row group. Beam's 64 MiB default, held by each of a run's
+seven writers, made peak memory grow with corpus size up to 450 MiB; 16 MiB groups still read fast."""
+
+
 class WritePartition(beam.PTransform):
     """Write rows to one partition folder as ``<prefix><run_id>-SSSSS-of-NNNNN.parquet``."""
 
@@ -82,6 +87,7 @@ class WritePartition(beam.PTransform):
             file_name_suffix=".parquet",
             shard_name_template="-SSSSS-of-NNNNN",
             codec="zstd",
+            row_group_buffer_size=ROW_GROUP_BYTES,
         )
 
 
