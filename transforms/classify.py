@@ -98,6 +98,7 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
                 for task, p in answer.items()
             }
             yield PredictionResult({**document, "truncated": cut}, labels, model.model_version)
+        model.trim_heap()
 
     def get_num_bytes(self, batch: Sequence[Document]) -> int:
         return sum(len(document["text"].encode("utf-8", errors="replace")) for document in batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 from models.bundle import UnsafeModelError, read_bundle_spec
-from models.classifier import Classifier, keep_heap_from_growing, save_bundle
+from models.classifier import Classifier, save_bundle
 from models.datasets import Example
 from models.training import TaskData, TrainingArguments, length_grouped_batches, train_bundle
 from tests.conftest import SENTIMENT, build_tiny_bundle
@@ -109,30 +108,26 @@ def test_pickled_base_weights_and_wrong_hash_are_refused(tiny_encoder: Path, tmp
 
 HEAP_PROBE = """
 import sys, torch
-from models.classifier import keep_heap_from_growing
-def resident(): return int(open("/proc/self/statm").read().split()[1]) * 4096
-if sys.argv[1] == "fixed": assert keep_heap_from_growing()
-before = resident()
+from models.classifier import HeapTrimmer, resident_bytes
+trim = HeapTrimmer(slack_bytes=int(sys.argv[1]))
+before = resident_bytes()
 big = torch.ones(4 << 20); del big  # a 16 MiB free: glibc then serves smaller blocks from its heap
 batch = [torch.ones(2 << 20) for _ in range(3)]; del batch  # three 8 MiB activations, freed
-print((resident() - before) >> 20)
+print(int(trim()), (resident_bytes() - before) >> 20)
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/statm").exists() or platform.libc_ver()[0] != "glibc",
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="glibc heap behaviour on Linux")
-def test_freed_activations_go_back_to_the_os_once_the_heap_fix_is_on() -> None:
-    """Without the fix glibc keeps freed activations resident (why RSS grew with corpus size)."""
-    def retained_mib(mode: str) -> int:
-        env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
-        done = subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parents[2], env=env)
-        return int(done.stdout.strip().splitlines()[-1])
+def test_freed_activations_go_back_to_the_os_once_the_process_has_grown() -> None:
+    """Without a trim glibc keeps freed activations resident (why RSS grew with corpus size)."""
+    def after_batch(slack_mib: int) -> tuple[int, int]:
+        done = subprocess.run([sys.executable, "-c", HEAP_PROBE, str(slack_mib << 20)], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+        trimmed, retained_mib = done.stdout.split()[-2:]
+        return int(trimmed), int(retained_mib)
 
-    assert retained_mib("default") >= 16
-    assert retained_mib("fixed") <= 4
-
-
-def test_heap_fix_leaves_a_user_setting_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert keep_heap_from_growing() is False
+    trimmed, retained = after_batch(slack_mib=1024)
+    assert trimmed == 0 and retained >= 16
+    trimmed, retained = after_batch(slack_mib=8)
+    assert trimmed == 1 and retained <= 4
