@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from models.bundle import read_bundle_spec
+from models.recipes import SST2_MIN_WORDS, SST2_PHRASES
 
 DATA_CREDITS = {
     "sentiment": "SemEval-2017 Task 4A English tweets (Rosenthal et al. 2017; research use, Twitter terms) and "
@@ -90,7 +91,8 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
         "",
         "Data: `../shared/data` (see its README). Sentiment: every SemEval-2017 file except the 2016 test, "
         "deduplicated by tweet id, `\\uXXXX` escapes decoded, handles and URLs normalised as at inference; plus "
-        "10,000 seeded SST-2 train phrases of 4+ words (detokenised). Intent: BANKING77 minus the held-out 20%. "
+        f"{SST2_PHRASES:,} seeded SST-2 train phrases of {SST2_MIN_WORDS}+ words (detokenised). "
+        "Intent: BANKING77 minus the held-out 20%. "
         "Spam: subject and newest body text as the pipeline's ingest produces it (never relay headers), minus the "
         "held-out 20%. Each task's dev split (for calibration) comes out of its training share.",
         "",

@@ -38,6 +38,10 @@ SPAM_LABELS = ("ham", "spam")
 TASKS = ("sentiment", "intent", "spam")
 OPT_IN_TASKS = ("intent",)
 """Labeled only when a run asks for them: banking intents fit a bank's support inbox, not every source."""
+SST2_PHRASES = 30000
+"""SST-2 train phrases mixed into sentiment training (seeded sample): about as many as the SemEval tweets."""
+SST2_MIN_WORDS = 6
+"""Shortest SST-2 phrase used: 1-5 word fragments teach little about whole review sentences."""
 
 
 def split_dev(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -75,14 +79,16 @@ def spam_data(data_dir: Path, seed: int) -> tuple[TaskData, list[Example]]:
     return TaskData(labels=SPAM_LABELS, train=train, dev=dev, repeat=2.0), test
 
 
-def sentiment_data(data_dir: Path, seed: int, sst2_phrases: int = 10000, dev_fraction: float = 0.05) -> TaskData:
-    """SemEval tweets (2016 test held out) plus a seeded sample of SST-2 phrases of 4+ words.
+def sentiment_data(data_dir: Path, seed: int, sst2_phrases: int = SST2_PHRASES, sst2_min_words: int = SST2_MIN_WORDS,
+                   dev_fraction: float = 0.05) -> TaskData:
+    """SemEval tweets (2016 test held out) plus a seeded sample of SST-2 phrases of 6+ words.
 
     SST-2 brings review-style language so the model is not a tweet-only model; its phrases
-    are binary, so they only teach negative and positive.
+    are binary, so they only teach negative and positive. Longer phrases are closer to the
+    whole sentences of reviews (and of SST-2 dev) than the 1-3 word fragments are.
     """
     tweets = semeval_examples(data_dir)
-    phrases = read_sst2(data_dir / "sentiment" / "sst2" / "train.tsv", min_words=4)
+    phrases = read_sst2(data_dir / "sentiment" / "sst2" / "train.tsv", min_words=sst2_min_words)
     random.Random(seed).shuffle(phrases)
     train, dev = split_dev(tweets + phrases[:sst2_phrases], dev_fraction, seed)
     return TaskData(labels=SENTIMENT_LABELS, train=train, dev=dev)

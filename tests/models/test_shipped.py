@@ -44,7 +44,7 @@ def test_sentiment_on_semeval_2016_test(shipped: Classifier, shared_data: Path) 
     predicted, scores = predict_task(shipped, "sentiment", [e.text for e in sample])
     report = classification_report([e.label for e in sample], predicted, shipped.spec.tasks["sentiment"].labels,
                                    scores)
-    assert report["macro_recall"] >= 0.62
+    assert report["macro_recall"] >= 0.66
     assert report["ece"] <= 0.08
 
 
@@ -52,21 +52,21 @@ def test_sentiment_on_sst2_dev_reviews(shipped: Classifier, shared_data: Path) -
     dev = read_sst2(shared_data / "sentiment" / "sst2" / "dev.tsv")
     predicted, _ = predict_task(shipped, "sentiment", [e.text for e in dev], ("negative", "positive"))
     accuracy = sum(p == e.label for p, e in zip(predicted, dev, strict=True)) / len(dev)
-    assert accuracy >= 0.82
+    assert accuracy >= 0.86
 
 
 def test_intent_on_held_out_banking77(shipped: Classifier, shared_data: Path) -> None:
     _, test = intent_data(shared_data, seed=13)
     predicted, _ = predict_task(shipped, "intent", [e.text for e in test])
     accuracy = sum(p == e.label for p, e in zip(predicted, test, strict=True)) / len(test)
-    assert accuracy >= 0.85
+    assert accuracy >= 0.90
 
 
 def test_spam_on_held_out_emails(shipped: Classifier, shared_data: Path) -> None:
     _, test = spam_data(shared_data, seed=13)
     predicted, _ = predict_task(shipped, "spam", [e.text for e in test])
     report = classification_report([e.label for e in test], predicted, ("ham", "spam"))
-    assert report["per_class"]["spam"]["f1"] >= 0.9
+    assert report["per_class"]["spam"]["f1"] >= 0.93
 
 
 def test_zero_shot_topics_on_the_tuned_encoder(shipped: Classifier) -> None:
@@ -80,9 +80,9 @@ def test_zero_shot_topics_on_the_tuned_encoder(shipped: Classifier) -> None:
     assert sum(p == topic for p, topic in zip(predicted, texts, strict=True)) >= 3
 
 
-def test_samples_end_to_end_with_the_shipped_model(shared_data: Path, tmp_path: Path) -> None:
+def test_samples_end_to_end_with_the_shipped_model(shipped: Classifier, shared_data: Path, tmp_path: Path) -> None:
     manifest = run_pipeline(PipelineConfig(inputs=(str(SAMPLES),), output=str(tmp_path), logical_date="2026-11-20"))
-    assert manifest["reconciled"] is True and manifest["model_version"] == "undertone-base@1.0.0"
+    assert manifest["reconciled"] is True and manifest["model_version"] == shipped.model_version
     frame = pd.read_parquet(tmp_path / "labeled")
     emails = frame[frame["source"] == "email"]
     spam_files = emails["input_ref"].str.contains("/spam-")
