@@ -65,8 +65,9 @@ def dead_letter_prefix(source: str | None) -> str:
 
 
 ROW_GROUP_BYTES = 16 << 20
-"""Rows a Parquet writer holds before writing a row group. Beam's 64 MiB default, held by each of a run's
-seven writers, made peak memory grow with corpus size up to 450 MiB; 16 MiB groups still read fast."""
+"""Bytes of rows a Parquet writer holds before writing them as one row group. Beam's 64 MiB default,
+held by each of a run's seven writers, let peak memory grow with corpus size up to 450 MiB; 16 MiB groups
+still read fast."""
 
 
 class WritePartition(beam.PTransform):
