@@ -81,7 +81,8 @@ def spam_data(data_dir: Path, seed: int) -> tuple[TaskData, list[Example]]:
 
 def sentiment_data(data_dir: Path, seed: int, sst2_phrases: int = SST2_PHRASES, sst2_min_words: int = SST2_MIN_WORDS,
                    dev_fraction: float = 0.05) -> TaskData:
-    """SemEval tweets (2016 test held out) plus a seeded sample of SST-2 phrases of 6+ words.
+    """SemEval tweets (2016 test held out) plus a seeded sample of ``sst2_phrases`` SST-2 phrases of at least
+    ``sst2_min_words`` words.
 
     SST-2 brings review-style language so the model is not a tweet-only model; its phrases
     are binary, so they only teach negative and positive. Longer phrases are closer to the
