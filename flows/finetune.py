@@ -46,19 +46,25 @@ def finetune_flow(
     epochs: float = 1.0,
     data_dir: str | None = None,
     promote: bool = False,
+    learning_rate: float | None = None,
+    init_from: str | None = None,
 ) -> dict[str, Any]:
     """Train one shared-encoder bundle for ``tasks`` from ``../shared/data`` and register it.
 
     The same data, seed and code give the same weights; ``promote`` makes the bundle the
-    default model of ``undertone run``.
+    default model of ``undertone run``. ``init_from`` continues training an earlier bundle's
+    adapter and heads (usually with a lower ``learning_rate``) instead of starting from the base encoder.
 
     Example:
         python -c "from flows.finetune import finetune_flow; finetune_flow('/tmp/b', tasks=['spam'], epochs=0.1)"
     """
     chosen = tuple(tasks or TASKS)
-    args = TrainingArguments(seed=seed, epochs=epochs)
+    args = TrainingArguments(seed=seed, epochs=epochs, init_from=init_from,
+                             **({"learning_rate": learning_rate} if learning_rate else {}))
     command = shlex.join(["undertone", "finetune", "--tasks", ",".join(chosen), "--output", output,
                           "--version", version, "--seed", str(seed), "--epochs", str(epochs)]
+                         + (["--learning-rate", str(learning_rate)] if learning_rate else [])
+                         + (["--init-from", init_from] if init_from else [])
                          + (["--promote"] if promote else []))
     data_root = data_dir or str(default_data_dir())
     train_task(output, data_root, args, version, chosen)

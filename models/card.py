@@ -103,7 +103,10 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
         f"Seed {training['args']['seed']}, {training['args']['epochs']} epoch(s) (intent data seen 3×, spam 2× per "
         f"epoch), batch {training['args']['batch_size']} grouped by length, AdamW lr "
         f"{training['args']['learning_rate']}, max length {training['args']['max_length']}; "
-        f"{training['steps']} steps in {training['train_seconds'] / 60:.0f} minutes on 2 CPU cores.",
+        f"{training['steps']} steps in {training['train_seconds'] / 60:.0f} minutes on 2 CPU cores."
+        + (f" Training continued from the adapter and heads of `{training['args']['init_from']}` (a warm "
+           "restart of the learning-rate schedule on the same data and splits) rather than from the base encoder."
+           if training["args"].get("init_from") else ""),
         "",
         "Reproduce (same data, seed and code give the same weights):",
         "",

@@ -170,9 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--learning-rate", type=float, default=TrainingArguments.learning_rate,
+                        help="peak learning rate")
+    parser.add_argument("--init-from", help="bundle folder whose adapter and heads training continues from")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = TrainingArguments(seed=options.seed, epochs=options.epochs)
+    args = TrainingArguments(seed=options.seed, epochs=options.epochs, learning_rate=options.learning_rate,
+                             init_from=options.init_from)
     tasks = tuple(t for t in options.tasks.split(",") if t)
     metrics = train_base(options.output, options.data_dir, args, options.version, tasks)
     summary = {name: {k: round(v, 4) for k, v in report.items() if isinstance(v, float)}

@@ -14,12 +14,14 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
-from models.bundle import BundleSpec
+from models.bundle import ADAPTER_DIR, HEADS_FILE, BundleSpec, read_bundle_spec
 from models.classifier import Classifier, MultiTaskModel, load_encoder, load_tokenizer
 from models.datasets import Example
 
@@ -56,6 +58,10 @@ class TrainingArguments:
     """Steps between progress lines."""
     threads: int | None = None
     """torch threads; None keeps torch's default (all cores)."""
+    init_from: str | None = None
+    """A bundle folder whose adapter and heads training continues from (same base encoder and labels);
+    None starts from the base encoder with a fresh adapter and heads. The LoRA settings above then come
+    from that bundle's adapter."""
 
 
 @dataclass
@@ -105,8 +111,11 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def build_model(spec: BundleSpec, args: TrainingArguments) -> MultiTaskModel:
-    """Base encoder (with LoRA when ``lora_rank`` > 0) plus fresh heads."""
+    """Base encoder (with LoRA when ``lora_rank`` > 0) plus fresh heads, or the adapter and heads of
+    ``init_from``."""
     encoder = load_encoder(spec)
+    if args.init_from:
+        return continue_from(Path(args.init_from), spec, encoder)
     if args.lora_rank > 0:
         from peft import LoraConfig, get_peft_model
 
@@ -120,6 +129,31 @@ def build_model(spec: BundleSpec, args: TrainingArguments) -> MultiTaskModel:
     else:
         encoder.requires_grad_(False)
     return MultiTaskModel(encoder, spec.tasks)
+
+
+def continue_from(folder: Path, spec: BundleSpec, encoder: nn.Module) -> MultiTaskModel:
+    """A trainable model holding ``folder``'s adapter and heads, for continued training on ``spec``'s tasks.
+
+    Refuses a bundle on another base encoder or with other labels: its weights would not mean the same.
+    """
+    from peft import PeftModel
+
+    previous = read_bundle_spec(folder)
+    if previous.base.sha256 != spec.base.sha256:
+        raise ValueError(f"{folder} was trained on another base encoder ({previous.base.name})")
+    for task, task_spec in spec.tasks.items():
+        if task in previous.tasks and previous.tasks[task].labels != task_spec.labels:
+            raise ValueError(f"{folder}: task {task!r} has other labels than the data to train")
+    if (folder / ADAPTER_DIR).is_dir():
+        encoder = PeftModel.from_pretrained(encoder, folder / ADAPTER_DIR, is_trainable=True)
+    else:  # a heads-only bundle: the encoder stays frozen as it was trained
+        encoder.requires_grad_(False)
+    model = MultiTaskModel(encoder, spec.tasks)
+    heads = load_file(folder / HEADS_FILE)
+    for task, head in model.heads.items():
+        if f"{task}.weight" in heads:
+            head.load_state_dict({"weight": heads[f"{task}.weight"], "bias": heads[f"{task}.bias"]})
+    return model
 
 
 def train_bundle(

@@ -83,6 +83,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--version", default="1.0.0")
     finetune.add_argument("--seed", type=int, default=13)
     finetune.add_argument("--epochs", type=float, default=1.0)
+    finetune.add_argument("--learning-rate", type=float, help="peak learning rate (default: TrainingArguments')")
+    finetune.add_argument("--init-from", metavar="DIR",
+                          help="continue training this bundle's adapter and heads instead of starting fresh")
     finetune.add_argument("--data-dir", metavar="DIR", help="labeled data root (default ../shared/data)")
     finetune.add_argument("--promote", action="store_true", help="make it the default model of `undertone run`")
 
@@ -120,7 +123,7 @@ def run_model_command(args: argparse.Namespace) -> int:
 
         result = finetune_flow(output=args.output, tasks=[t for t in args.tasks.split(",") if t],
                                version=args.version, seed=args.seed, epochs=args.epochs, data_dir=args.data_dir,
-                               promote=args.promote)
+                               promote=args.promote, learning_rate=args.learning_rate, init_from=args.init_from)
         print(json.dumps(result, indent=2))
         return 0
     from flows.evaluate import evaluate_flow

@@ -7,6 +7,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,34 @@ def test_same_seed_same_weights(tiny_bundle: Path) -> None:
     first = train_bundle(spec, data, args)[1].heads["sentiment"].weight
     second = train_bundle(spec, data, args)[1].heads["sentiment"].weight
     torch.testing.assert_close(first, second)
+
+
+def test_continued_training_starts_from_the_bundle_weights(tiny_bundle: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    spec = read_bundle_spec(tiny_bundle)
+    data = {"sentiment": TaskData(SENTIMENT, [Example(t, s) for t, s in zip(TEXTS * 4, SENTIMENT * 6, strict=False)])}
+    args = TrainingArguments(epochs=1, batch_size=4, lora_rank=4, log_every=1000)
+    first = save_bundle(tmp_path / "first", *train_bundle(spec, data, args)[:2])
+    # with a zero learning rate, continued training must hand back exactly the weights it started from
+    frozen = replace(args, learning_rate=0.0, seed=7, init_from=str(first))
+    again = save_bundle(tmp_path / "again", *train_bundle(spec, data, frozen)[:2])
+    fresh = save_bundle(tmp_path / "fresh", *train_bundle(spec, data, replace(frozen, init_from=None))[:2])
+    for name in ("heads.safetensors", "adapter/adapter_model.safetensors"):
+        before, after = load_file(first / name), load_file(again / name)
+        assert before.keys() == after.keys()
+        for key in before:
+            torch.testing.assert_close(before[key], after[key], rtol=0, atol=0)
+    assert not torch.equal(load_file(first / "heads.safetensors")["sentiment.weight"],
+                           load_file(fresh / "heads.safetensors")["sentiment.weight"])
+
+
+def test_continued_training_refuses_other_labels(tiny_bundle: Path) -> None:
+    spec = read_bundle_spec(tiny_bundle)
+    other = replace(spec, tasks={"sentiment": replace(spec.tasks["sentiment"], labels=("bad", "good"))})
+    data = {"sentiment": TaskData(("bad", "good"), [Example(t, "good") for t in TEXTS])}
+    with pytest.raises(ValueError, match="other labels"):
+        train_bundle(other, data, TrainingArguments(init_from=str(tiny_bundle), log_every=1000))
 
 
 def test_length_grouped_batches_cover_every_index_once() -> None:
