@@ -82,13 +82,15 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         padded tokens and model time so that a run can report its padding overhead and model FLOP utilisation."""
         token_ids, truncated = model.tokenize([document["text"] for document in batch])
         predictions: list[Any] = [None] * len(batch)
-        for group in length_groups([len(ids) for ids in token_ids], min_tokens=self.token_budget // 8):
+        lengths = [len(ids) for ids in token_ids]
+        for group in length_groups(lengths, min_tokens=self.token_budget // 8, max_tokens=self.token_budget):
             encoded = model.pad([token_ids[index] for index in group])
             started = time.perf_counter()
             answers = model.decode(model.logits_for(encoded))
             Metrics.counter(METRICS_NAMESPACE, "model_microseconds").inc(int((time.perf_counter() - started) * 1e6))
             Metrics.counter(METRICS_NAMESPACE, "real_tokens").inc(int(encoded["attention_mask"].sum()))
             Metrics.counter(METRICS_NAMESPACE, "padded_tokens").inc(encoded["attention_mask"].numel())
+            Metrics.distribution(METRICS_NAMESPACE, "pass_tokens").update(encoded["attention_mask"].numel())
             for index, answer in zip(group, answers, strict=True):
                 predictions[index] = answer
         for document, answer, cut in zip(batch, predictions, truncated, strict=True):
@@ -107,20 +109,25 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         return METRICS_NAMESPACE
 
 
-def length_groups(lengths: Sequence[int], min_tokens: int, slack: float = 0.1) -> list[list[int]]:
+def length_groups(lengths: Sequence[int], min_tokens: int, max_tokens: int | None = None, slack: float = 0.1
+                  ) -> list[list[int]]:
     """Split a batch into encoder passes of similar lengths (indices, shortest first).
 
     A batch of length-sorted documents can still straddle a jump in length (tweets then emails): padding
     every tweet to an email's length would waste most of the pass. A group closes when adding the next
     document would pad it beyond ``slack`` over its real tokens, once it holds ``min_tokens`` real tokens
-    (smaller groups would make matmuls too small to run efficiently).
+    (smaller groups would make matmuls too small to run efficiently), and always before its padded tokens
+    would pass ``max_tokens``: batches are sized by *estimated* tokens, and text the estimate undercounts
+    (CJK, digits, URLs) would otherwise make a pass several times the budget, and a memory peak with it.
     """
     groups: list[list[int]] = []
     current: list[int] = []
     real = 0
     for index in sorted(range(len(lengths)), key=lengths.__getitem__):
         length = lengths[index]
-        if current and real >= min_tokens and length * (len(current) + 1) > (1 + slack) * (real + length):
+        padded = length * (len(current) + 1)
+        if current and ((real >= min_tokens and padded > (1 + slack) * (real + length))
+                        or (max_tokens is not None and padded > max_tokens)):
             groups.append(current)
             current, real = [], 0
         current.append(index)

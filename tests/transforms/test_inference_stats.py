@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -23,13 +24,14 @@ def spread_documents(count: int = 200) -> list[dict]:
                          source_id=f"post-{i}") for i in range(count)]
 
 
-def classify_counters(documents: list[dict], handler: DocumentModelHandler) -> dict[str, int]:
+def classify_metrics(documents: list[dict], handler: DocumentModelHandler) -> dict[str, Any]:
+    """The model stage's counters (ints) and distributions (min/max/sum/count results) by name."""
     pipeline = TestPipeline(runner="FnApiRunner")
     _ = pipeline | beam.Create(documents) | Classify(handler, "run")
     result = pipeline.run()
     result.wait_until_finish()
-    counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
-    return {counter.key.metric.name: counter.committed for counter in counters}
+    metrics = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    return {metric.key.metric.name: metric.committed for metric in metrics["counters"] + metrics["distributions"]}
 
 
 def test_counters_count_every_real_token_once_and_sorting_keeps_padding_small(tiny_bundle: Path) -> None:
@@ -37,7 +39,7 @@ def test_counters_count_every_real_token_once_and_sorting_keeps_padding_small(ti
     classifier = Classifier.load(tiny_bundle)
     lengths = [len(classifier.encode([d["text"]])[0]["input_ids"][0]) for d in documents]
     real = sum(lengths)
-    counters = classify_counters(documents, DocumentModelHandler(str(tiny_bundle), token_budget=1024))
+    counters = classify_metrics(documents, DocumentModelHandler(str(tiny_bundle), token_budget=1024))
     assert counters["real_tokens"] == real
     arrival_order_padded = sum(16 * max(lengths[i : i + 16]) for i in range(0, len(lengths), 16))
     assert arrival_order_padded > 1.3 * real
@@ -59,3 +61,29 @@ def test_length_groups_cover_the_batch_once_and_split_at_length_jumps() -> None:
     padded = sum(len(group) * max(lengths[i] for i in group) for group in groups)
     assert padded <= 1.1 * sum(lengths)
     assert len(length_groups(lengths, min_tokens=10**9)) == 1
+
+
+def test_no_encoder_pass_exceeds_the_token_budget_when_the_estimate_undercounts(tiny_bundle: Path) -> None:
+    """Batches are sized by estimated tokens (4 characters each); Chinese text takes a token per character."""
+    budget = 512
+    documents = [new_document("email", f"m:{i}", "退款" * 50 + f" 订单{i}", source_id=f"m-{i}") for i in range(60)]
+    handler = DocumentModelHandler(str(tiny_bundle), token_budget=budget)
+    real = [len(ids) for ids in Classifier.load(tiny_bundle).tokenize([d["text"] for d in documents])[0]]
+    per_batch = budget // handler.estimated_tokens(documents[0])
+    assert per_batch * max(real) > 2 * budget  # what one pass would hold if cut by the estimate alone
+    metrics = classify_metrics(documents, handler)
+    assert metrics["real_tokens"] == sum(real)
+    assert 0 < metrics["pass_tokens"].max <= budget
+
+
+def test_length_groups_stay_within_max_tokens() -> None:
+    import random
+
+    from transforms.classify import length_groups
+
+    rng = random.Random(5)
+    lengths = [rng.choice([30, 120, 256]) for _ in range(400)]
+    groups = length_groups(lengths, min_tokens=1024, max_tokens=2048)
+    assert sorted(index for group in groups for index in group) == list(range(len(lengths)))
+    assert all(len(group) * max(lengths[i] for i in group) <= 2048 for group in groups)
+    assert max(len(group) * max(lengths[i] for i in group) for group in groups) > 1024
