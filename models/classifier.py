@@ -173,6 +173,11 @@ def load_tokenizer(spec: BundleSpec) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(resolve_base_path(spec.base), trust_remote_code=False, local_files_only=True)
 
 
+CHARS_PER_WINDOW_TOKEN = 16
+"""Characters of text kept per window token before tokenising: English runs about 4.5 a token, so a cut at
+16 still fills the window for all but texts of long symbol runs (which are then tokenised whole)."""
+
+
 class Classifier:
     """Labels texts with every task of a bundle in one encoder pass."""
 
@@ -251,12 +256,25 @@ class Classifier:
         head.bias.data.zero_()
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        """Token ids cut to the model window (keeping the final [SEP]), and per text whether it was cut."""
+        """Token ids cut to the model window (keeping the final [SEP]), and per text whether it was cut.
+
+        The tokenizer cuts only after tokenising a whole text, so a long text is first cut at a space
+        near ``CHARS_PER_WINDOW_TOKEN`` characters a token: words before a space tokenise the same
+        whatever follows, so the ids are those of the whole text; where the cut text does not fill
+        the window (long runs of spaces or symbols), the whole text is tokenised.
+        """
         limit = self.spec.max_length
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=limit + 1)
-        truncated = [len(ids) > limit for ids in encoded["input_ids"]]
-        kept = [ids[: limit - 1] + ids[-1:] if cut else ids for ids, cut in zip(encoded["input_ids"], truncated,
-                                                                                 strict=True)]
+        chars = limit * CHARS_PER_WINDOW_TOKEN
+        heads = [text if len(text) <= chars else text[: max(text.rfind(" ", 0, chars), 1)] for text in texts]
+        token_ids = self.tokenizer(heads, truncation=True, max_length=limit + 1)["input_ids"]
+        unfilled = [i for i, (text, head) in enumerate(zip(texts, heads, strict=True))
+                    if head is not text and len(token_ids[i]) <= limit]
+        if unfilled:
+            whole = self.tokenizer([texts[i] for i in unfilled], truncation=True, max_length=limit + 1)["input_ids"]
+            for i, ids in zip(unfilled, whole, strict=True):
+                token_ids[i] = ids
+        truncated = [len(ids) > limit for ids in token_ids]
+        kept = [ids[: limit - 1] + ids[-1:] if cut else ids for ids, cut in zip(token_ids, truncated, strict=True)]
         return kept, truncated
 
     def pad(self, token_ids: Sequence[list[int]]) -> dict[str, torch.Tensor]:

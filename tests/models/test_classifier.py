@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from models.bundle import UnsafeModelError, read_bundle_spec
-from models.classifier import Classifier, save_bundle
+from models.classifier import CHARS_PER_WINDOW_TOKEN, Classifier, save_bundle
 from models.datasets import Example
 from models.training import TaskData, TrainingArguments, length_grouped_batches, train_bundle
 from tests.conftest import SENTIMENT, build_tiny_bundle
@@ -29,6 +29,26 @@ def test_predict_accepts_one_text_or_many(tiny_bundle: Path) -> None:
     assert isinstance(one, dict) and isinstance(many, list) and len(many) == len(TEXTS)
     assert one["sentiment"] == many[0]["sentiment"]
     assert classifier.predict([]) == []
+
+
+def test_long_texts_are_cut_before_tokenising_without_changing_the_ids(tiny_bundle: Path, shared_data: Path) -> None:
+    classifier = Classifier.load(tiny_bundle)
+    limit = classifier.spec.max_length
+    reviews = [line.split("\t")[0] for line in
+               (shared_data / "sentiment" / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    texts = [
+        " ".join(reviews[:40]),                         # a long review thread: cut, fills the window
+        reviews[40][:150],                              # short enough to be tokenised whole
+        " " * 5000 + " ".join(reviews[43:60]),          # the cut holds only spaces: tokenised whole
+        "退款订单" * 2000,                               # no space to cut at
+        "Crème brûlée, naïve café! " * 400,             # accents and punctuation at the cut
+        "=" * 3000 + " ok",                             # a symbol run that yields few tokens
+    ]
+    whole = classifier.tokenizer(texts, truncation=True, max_length=limit + 1)["input_ids"]
+    expected_cut = [len(ids) > limit for ids in whole]
+    expected = [ids[: limit - 1] + ids[-1:] if cut else ids for ids, cut in zip(whole, expected_cut, strict=True)]
+    assert classifier.tokenize(texts) == (expected, expected_cut)
+    assert expected_cut[0] and not expected_cut[1] and len(texts[0]) > limit * CHARS_PER_WINDOW_TOKEN
 
 
 def test_training_then_save_and_load_give_identical_outputs(tiny_bundle: Path, tmp_path: Path) -> None:
