@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from models.bundle import ADAPTER_DIR, HEADS_FILE, BundleSpec, read_bundle_spec
+from models.bundle import ADAPTER_DIR, HEADS_FILE, BundleSpec, read_bundle_spec, resolve_base_path
 from models.classifier import Classifier, MultiTaskModel, load_encoder, load_tokenizer
 from models.datasets import Example
 
@@ -146,6 +146,8 @@ def continue_from(folder: Path, spec: BundleSpec, encoder: nn.Module) -> MultiTa
             raise ValueError(f"{folder}: task {task!r} has other labels than the data to train")
     if (folder / ADAPTER_DIR).is_dir():
         encoder = PeftModel.from_pretrained(encoder, folder / ADAPTER_DIR, is_trainable=True)
+        for config in encoder.peft_config.values():  # the bundle holds a portable name; peft checks it on save
+            config.base_model_name_or_path = str(resolve_base_path(spec.base))
     else:  # a heads-only bundle: the encoder stays frozen as it was trained
         encoder.requires_grad_(False)
     model = MultiTaskModel(encoder, spec.tasks)
