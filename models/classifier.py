@@ -233,10 +233,7 @@ class Classifier:
                 encoder = PeftModel.from_pretrained(encoder, folder / ADAPTER_DIR, is_trainable=False)
                 encoder = encoder.merge_and_unload()
         model = MultiTaskModel(encoder, spec.tasks)
-        heads = load_file(folder / HEADS_FILE)
-        for task, head in model.heads.items():
-            if task not in model.zero_shot:
-                head.load_state_dict({"weight": heads[f"{task}.weight"], "bias": heads[f"{task}.bias"]})
+        load_heads(model, folder, [task for task in model.heads if task not in model.zero_shot])
         model = quantize_int8(model) if quantize else model.to(device)
         classifier = cls(spec, model, load_tokenizer(spec), quantized=quantize)
         for task in model.zero_shot:
@@ -333,6 +330,13 @@ class Classifier:
             return []
         results = self.decode(self.logits(batch))
         return results[0] if single else results
+
+
+def load_heads(model: MultiTaskModel, folder: Path, tasks: Sequence[str]) -> None:
+    """Copy the trained heads of ``tasks`` from a bundle folder's heads file into ``model``."""
+    heads = load_file(folder / HEADS_FILE)
+    for task in tasks:
+        model.heads[task].load_state_dict({"weight": heads[f"{task}.weight"], "bias": heads[f"{task}.bias"]})
 
 
 def save_bundle(folder: str | Path, spec: BundleSpec, model: MultiTaskModel) -> Path:

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from models.bundle import ADAPTER_DIR, HEADS_FILE, BundleSpec, read_bundle_spec, resolve_base_path
-from models.classifier import Classifier, MultiTaskModel, load_encoder, load_tokenizer
+from models.bundle import ADAPTER_DIR, BundleSpec, read_bundle_spec, resolve_base_path
+from models.classifier import Classifier, MultiTaskModel, load_encoder, load_heads, load_tokenizer
 from models.datasets import Example
 
 log = logging.getLogger(__name__)
@@ -151,10 +150,8 @@ def continue_from(folder: Path, spec: BundleSpec, encoder: nn.Module) -> MultiTa
     else:  # a heads-only bundle: the encoder stays frozen as it was trained
         encoder.requires_grad_(False)
     model = MultiTaskModel(encoder, spec.tasks)
-    heads = load_file(folder / HEADS_FILE)
-    for task, head in model.heads.items():
-        if f"{task}.weight" in heads:
-            head.load_state_dict({"weight": heads[f"{task}.weight"], "bias": heads[f"{task}.bias"]})
+    trained = [task for task in spec.tasks if task in previous.tasks and not previous.tasks[task].zero_shot]
+    load_heads(model, folder, trained)
     return model
 
 
