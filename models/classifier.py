@@ -262,10 +262,10 @@ class Classifier:
         """
         limit = self.spec.max_length
         chars = limit * CHARS_PER_WINDOW_TOKEN
-        heads = [text if len(text) <= chars else text[: max(text.rfind(" ", 0, chars), 1)] for text in texts]
-        token_ids = self.tokenizer(heads, truncation=True, max_length=limit + 1)["input_ids"]
-        unfilled = [i for i, (text, head) in enumerate(zip(texts, heads, strict=True))
-                    if head is not text and len(token_ids[i]) <= limit]
+        prefixes = [text if len(text) <= chars else text[: max(text.rfind(" ", 0, chars), 1)] for text in texts]
+        token_ids = self.tokenizer(prefixes, truncation=True, max_length=limit + 1)["input_ids"]
+        unfilled = [i for i, (text, prefix) in enumerate(zip(texts, prefixes, strict=True))
+                    if prefix is not text and len(token_ids[i]) <= limit]
         if unfilled:
             whole = self.tokenizer([texts[i] for i in unfilled], truncation=True, max_length=limit + 1)["input_ids"]
             for i, ids in zip(unfilled, whole, strict=True):
