@@ -60,10 +60,10 @@ def finetune_flow(
     """
     chosen = tuple(tasks or TASKS)
     args = TrainingArguments(seed=seed, epochs=epochs, init_from=init_from,
-                             **({"learning_rate": learning_rate} if learning_rate else {}))
+                             **({"learning_rate": learning_rate} if learning_rate is not None else {}))
     command = shlex.join(["undertone", "finetune", "--tasks", ",".join(chosen), "--output", output,
                           "--version", version, "--seed", str(seed), "--epochs", str(epochs)]
-                         + (["--learning-rate", str(learning_rate)] if learning_rate else [])
+                         + (["--learning-rate", str(learning_rate)] if learning_rate is not None else [])
                          + (["--init-from", init_from] if init_from else [])
                          + (["--promote"] if promote else []))
     data_root = data_dir or str(default_data_dir())
