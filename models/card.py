@@ -85,6 +85,17 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
         lines += ["", f"**Few-shot**: {few['shots']} examples for each of {len(few['intents'])} seeded CLINC150 "
                   f"intents ({intents}) train a head in seconds (`undertone fewshot`); accuracy on their "
                   f"{few['n_val']} val rows: {few['accuracy']:.3f}."]
+    if "int8" in metrics:
+        int8 = metrics["int8"]
+        worst = int8["largest_loss"]
+        moves = "; ".join(f"{name} " + ", ".join(f"{figure.replace('_', '-')} {delta:+.2f}"
+                                                 for figure, delta in row.items())
+                          for name, row in int8["delta_points"].items())
+        lines += ["", "**int8** (`--int8`: dynamic int8 quantisation of the encoder's linear layers, CPU), the "
+                  f"same held-out sets, in points against fp32: {moves}. Largest loss {-worst['points']:.2f} "
+                  f"points ({worst['figure'].replace('_', '-')}, {worst['set']}): "
+                  + ("within" if int8["within_rule"] else "over")
+                  + " the 1-point rule under which int8 could be the default; runs use fp32 unless asked."]
     examples = training["examples"]
     phrases = "every SST-2 train phrase" if SST2_PHRASES is None else f"{SST2_PHRASES:,} seeded SST-2 train phrases"
     lines += [

@@ -30,6 +30,9 @@ class Example:
 
     text: str
     label: str
+    candidates: tuple[str, ...] | None = None
+    """Labels this example chooses between (None: all of the task's). A binary dataset on a 3-class task
+    names its two, so it trains their margin and says nothing about the third."""
 
 
 def default_data_dir() -> Path:

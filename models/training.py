@@ -93,15 +93,31 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     return batches
 
 
-def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """The softmax temperature minimising dev-set NLL (Guo et al. 2017)."""
+def candidate_mask(examples: Sequence[Example], labels: tuple[str, ...]) -> torch.Tensor | None:
+    """True where a label is among an example's ``candidates`` (None when every example allows all labels):
+    masked logits keep an example's loss, and the temperature fitted on it, to the labels its dataset
+    decides between."""
+    if all(example.candidates is None for example in examples):
+        return None
+    return torch.tensor([[example.candidates is None or label in example.candidates for label in labels]
+                         for example in examples])
+
+
+def restrict(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """``logits`` with the labels ``allowed`` rules out set to -inf."""
+    return logits if allowed is None else logits.masked_fill(~allowed, float("-inf"))
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor | None = None) -> float:
+    """The softmax temperature minimising dev-set NLL (Guo et al. 2017), over each row's ``allowed`` labels
+    (masked after scaling: -inf divided by the temperature would give a NaN gradient)."""
     log_t = torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
     loss_fn = nn.CrossEntropyLoss()
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = loss_fn(logits / log_t.exp(), targets)
+        loss = loss_fn(restrict(logits / log_t.exp(), allowed), targets)
         loss.backward()
         return loss
 
@@ -202,7 +218,7 @@ def train_bundle(
         inputs = encode([e.text for e in examples])
         targets = torch.tensor([label_index[task][e.label] for e in examples])
         pooled = model.dropout(model.embed(inputs["input_ids"], inputs["attention_mask"]))
-        loss = loss_fn(model.heads[task](pooled), targets)
+        loss = loss_fn(restrict(model.heads[task](pooled), candidate_mask(examples, data[task].labels)), targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -227,7 +243,7 @@ def train_bundle(
             continue
         logits = batched_logits(classifier, task, [e.text for e in task_data.dev])
         targets = torch.tensor([label_index[task][e.label] for e in task_data.dev])
-        temperatures[task] = fit_temperature(logits, targets)
+        temperatures[task] = fit_temperature(logits, targets, candidate_mask(task_data.dev, task_data.labels))
     spec = replace(
         spec,
         tasks={task: replace(spec.tasks[task], temperature=temperatures[task]) for task in spec.tasks},

@@ -83,7 +83,8 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--version", default="1.0.0")
     finetune.add_argument("--seed", type=int, default=13)
     finetune.add_argument("--epochs", type=float, default=1.0)
-    finetune.add_argument("--learning-rate", type=float, help="peak learning rate (default 1e-3)")
+    finetune.add_argument("--learning-rate", type=float,
+                          help="peak learning rate (default: TrainingArguments.learning_rate; the card records it)")
     finetune.add_argument("--init-from", metavar="DIR",
                           help="continue training this bundle's adapter and heads instead of starting fresh")
     finetune.add_argument("--data-dir", metavar="DIR", help="labeled data root (default ../shared/data)")

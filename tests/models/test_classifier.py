@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 import subprocess
@@ -74,6 +75,26 @@ def test_same_seed_same_weights(tiny_bundle: Path) -> None:
     first = train_bundle(spec, data, args)[1].heads["sentiment"].weight
     second = train_bundle(spec, data, args)[1].heads["sentiment"].weight
     torch.testing.assert_close(first, second)
+
+
+def test_binary_evidence_trains_only_the_labels_it_decides_between(tiny_bundle: Path) -> None:
+    spec = read_bundle_spec(tiny_bundle)
+    polar = [Example(t, s) for t, s in zip(TEXTS * 4, ("negative", "positive") * 8, strict=False)]
+    binary = [replace(e, candidates=("negative", "positive")) for e in polar]
+    args = TrainingArguments(epochs=1, batch_size=4, lora_rank=0, weight_decay=0.0, log_every=1000)
+
+    def head_after(examples: list[Example], learning_rate: float) -> torch.Tensor:
+        data = {"sentiment": TaskData(SENTIMENT, examples, dev=examples[:8])}
+        trained_spec, model, _ = train_bundle(spec, data, replace(args, learning_rate=learning_rate))
+        assert math.isfinite(trained_spec.tasks["sentiment"].temperature)  # -inf logits did not poison the fit
+        head = model.heads["sentiment"]
+        return torch.cat([head.weight, head.bias[:, None]], dim=1).detach()
+
+    initial, as_binary, as_three_class = head_after(polar, 0.0), head_after(binary, 0.01), head_after(polar, 0.01)
+    neutral = SENTIMENT.index("neutral")
+    torch.testing.assert_close(as_binary[neutral], initial[neutral], rtol=0, atol=0)
+    assert not torch.equal(as_binary[SENTIMENT.index("positive")], initial[SENTIMENT.index("positive")])
+    assert not torch.equal(as_three_class[neutral], initial[neutral])  # 3-class targets push neutral down
 
 
 def test_continued_training_starts_from_the_bundle_weights(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from models.classifier import Classifier, autocast_dtype, available_cores, resolve_device
+from models.recipes import INT8_FIGURES, SPAM_LABELS, evaluate_bundle, int8_check, spam_data
+from tests.conftest import build_tiny_bundle
 from transforms.classify import CPU_TOKEN_BUDGET, CUDA_TOKEN_BUDGET, DocumentModelHandler, default_token_budget
 
 TEXTS = ["I love it", "terrible, never again", "it arrived on Tuesday", "refund please " * 30, "meh"]
@@ -77,6 +79,21 @@ def test_int8_quantises_every_encoder_linear_and_keeps_the_labels(tiny_bundle: P
     expected, actual = fp32.logits(TEXTS)["sentiment"], int8.logits(TEXTS)["sentiment"]
     assert not torch.equal(expected, actual)
     assert torch.allclose(torch.softmax(expected, -1), torch.softmax(actual, -1), atol=0.02)
+
+
+def test_int8_check_compares_the_quantised_bundle_with_fp32_on_the_held_out_split(
+        tiny_encoder: Path, shared_data: Path, tmp_path: Path) -> None:
+    bundle = build_tiny_bundle(tmp_path / "bundle", tiny_encoder, {"spam": SPAM_LABELS})
+    quantised = evaluate_bundle(Classifier.load(bundle, quantize=True), shared_data, seed=13)
+    assert list(quantised) == ["spam_heldout"] and quantised["spam_heldout"]["n"] == 480
+    held_out = {"spam": spam_data(shared_data, 13)[1]}  # the split evaluate_bundle made; read once more only
+    same = int8_check(bundle, shared_data, 13, fp32=quantised, tests=held_out)
+    assert same["within_rule"] and same["largest_loss"]["points"] == 0
+    assert same["figures"]["spam_heldout"]["accuracy"] == quantised["spam_heldout"]["accuracy"]
+    two_points_better = {name: {figure: report[figure] + 0.02 for figure in INT8_FIGURES}
+                         for name, report in quantised.items()}
+    worse = int8_check(bundle, shared_data, 13, fp32=two_points_better, tests=held_out)
+    assert not worse["within_rule"] and worse["largest_loss"]["points"] == -2.0
 
 
 def test_int8_is_refused_on_cuda(tiny_bundle: Path, gpu_present: None) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 from flows.evaluate import evaluate_flow
 from models.classifier import Classifier
 from models.datasets import read_labeled
+from models.recipes import SST2_CANDIDATES, sentiment_data
 from models.registry import default_model_dir, load_registry, register
 
 
@@ -54,6 +55,18 @@ def test_read_labeled_understands_the_shared_formats(shared_data: Path) -> None:
     assert len(semeval) > 20000 and {e.label for e in semeval} == {"negative", "neutral", "positive"}
     banking = read_labeled(shared_data / "intent" / "banking77" / "train.csv")
     assert len(banking) == 10003 and len({e.label for e in banking}) == 77
+
+
+def test_sentiment_recipe_can_use_sst2_only_as_negative_versus_positive_evidence(shared_data: Path) -> None:
+    shipped_recipe = sentiment_data(shared_data, seed=13, sst2_phrases=2000)
+    assert all(e.candidates is None for e in shipped_recipe.train + shipped_recipe.dev)
+    data = sentiment_data(shared_data, seed=13, sst2_phrases=2000, sst2_binary=True)
+    examples = data.train + data.dev
+    phrases = [e for e in examples if e.candidates is not None]
+    tweets = [e for e in examples if e.candidates is None]
+    assert len(phrases) == 2000 and {e.candidates for e in phrases} == {SST2_CANDIDATES}
+    assert {e.label for e in phrases} == set(SST2_CANDIDATES)
+    assert {e.label for e in tweets} == {"negative", "neutral", "positive"} and len(tweets) > 20000
 
 
 def test_evaluate_flow_reports_what_the_model_predicts(prefect_harness, tiny_bundle: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from models.card import render_card
 from models.classifier import Classifier
 from models.datasets import read_sst2, semeval_test
 from models.metrics import classification_report
@@ -36,6 +37,16 @@ def test_registry_default_is_the_shipped_bundle(shipped: Classifier) -> None:
     assert (SHIPPED / "MODEL_CARD.md").is_file()
     size = sum(path.stat().st_size for path in SHIPPED.rglob("*.safetensors"))
     assert size < 8e6
+
+
+def test_model_card_quotes_the_bundle_metrics_and_its_data_recipe() -> None:
+    """The card is rendered from ``metrics.json`` and the recipe code; a hand edit or a stale card fails."""
+    card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
+    rendered = render_card(SHIPPED, command="", provenance="")
+    for section in ("## Evaluation", "## Training"):
+        start = rendered.index(section)
+        table = rendered[start : rendered.index("\n\n", rendered.index("|---", start))]
+        assert table in card
 
 
 def test_sentiment_on_semeval_2016_test(shipped: Classifier, shared_data: Path) -> None:
