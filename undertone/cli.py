@@ -78,7 +78,7 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
 def add_model_commands(commands: argparse._SubParsersAction) -> None:
     """``finetune`` and ``evaluate``: train and measure the classifiers."""
     finetune = commands.add_parser("finetune", help="train a shared-encoder bundle from ../shared/data")
-    finetune.add_argument("--tasks", default="sentiment,intent,spam", help="comma-separated tasks trained together")
+    finetune.add_argument("--tasks", help="comma-separated tasks trained together (default: sentiment,intent,spam)")
     finetune.add_argument("--output", required=True, metavar="DIR", help="bundle folder to write")
     finetune.add_argument("--version", default="1.0.0")
     finetune.add_argument("--seed", type=int, default=13)
@@ -87,6 +87,11 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
                           help="peak learning rate (default: TrainingArguments.learning_rate; the card records it)")
     finetune.add_argument("--init-from", metavar="DIR",
                           help="continue training this bundle's adapter and heads instead of starting fresh")
+    finetune.add_argument("--sst2-binary", action="store_true",
+                          help="SST-2 phrases as negative-or-positive evidence only (silent on neutral)")
+    finetune.add_argument("--soup-of", metavar="DIR,DIR",
+                          help="train nothing: average these bundles (same base and seed) into one, then "
+                               "calibrate and evaluate it")
     finetune.add_argument("--data-dir", metavar="DIR", help="labeled data root (default ../shared/data)")
     finetune.add_argument("--promote", action="store_true", help="make it the default model of `undertone run`")
 
@@ -122,9 +127,11 @@ def run_model_command(args: argparse.Namespace) -> int:
     if args.command == "finetune":
         from flows.finetune import finetune_flow
 
-        result = finetune_flow(output=args.output, tasks=[t for t in args.tasks.split(",") if t],
+        result = finetune_flow(output=args.output, tasks=[t for t in (args.tasks or "").split(",") if t] or None,
                                version=args.version, seed=args.seed, epochs=args.epochs, data_dir=args.data_dir,
-                               promote=args.promote, learning_rate=args.learning_rate, init_from=args.init_from)
+                               promote=args.promote, learning_rate=args.learning_rate, init_from=args.init_from,
+                               sst2_binary=args.sst2_binary,
+                               soup_of=[f for f in args.soup_of.split(",") if f] if args.soup_of else None)
         print(json.dumps(result, indent=2))
         return 0
     from flows.evaluate import evaluate_flow

@@ -1,0 +1,56 @@
+"""Model soups: the averaged bundle must compute exactly what averaging the ingredients' weights gives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.bundle import read_bundle_spec
+from models.classifier import Classifier, save_bundle
+from models.datasets import Example
+from models.soup import average_bundles
+from models.training import TaskData, TrainingArguments, train_bundle
+from tests.conftest import SENTIMENT
+
+TEXTS = ["I love this phone", "worst delivery ever", "the parcel came on Monday", "meh, it is fine"]
+
+
+def trained(tiny_bundle: Path, folder: Path, rank: int, seed: int, labels: tuple[str, ...] = SENTIMENT) -> Path:
+    """A tiny bundle with a LoRA adapter of ``rank`` (so its own scaling, alpha / rank) after a few steps."""
+    spec = read_bundle_spec(tiny_bundle)
+    spec = replace(spec, tasks={"sentiment": replace(spec.tasks["sentiment"], labels=labels)})
+    examples = [Example(text, label) for text, label in zip(TEXTS * 6, labels * 8, strict=False)]
+    args = TrainingArguments(epochs=1, batch_size=4, lora_rank=rank, learning_rate=0.05, seed=seed, log_every=1000)
+    return save_bundle(folder, *train_bundle(spec, {"sentiment": TaskData(labels, examples)}, args)[:2])
+
+
+def test_the_soup_is_the_average_of_its_ingredients_weights(tiny_bundle: Path, tmp_path: Path) -> None:
+    ingredients = [trained(tiny_bundle, tmp_path / "a", rank=4, seed=1),
+                   trained(tiny_bundle, tmp_path / "b", rank=2, seed=2)]
+    spec = average_bundles(ingredients, tmp_path / "soup", version="9.9.9")
+    assert spec.model_version == "tiny-test@9.9.9" and spec.tasks["sentiment"].temperature == 1.0
+
+    loaded = [Classifier.load(folder).model.state_dict() for folder in ingredients]
+    soup = Classifier.load(tmp_path / "soup")
+    assert soup.model_version == "tiny-test@9.9.9"
+    for name, weight in soup.model.state_dict().items():  # merged encoder and heads alike
+        torch.testing.assert_close(weight, (loaded[0][name] + loaded[1][name]) / 2, rtol=1e-5, atol=1e-6)
+    moved = loaded[0]["encoder.encoder.layer.0.attention.self.query.weight"]
+    assert not torch.allclose(moved, loaded[1]["encoder.encoder.layer.0.attention.self.query.weight"])
+    logits = [Classifier.load(folder).logits(TEXTS)["sentiment"] for folder in [*ingredients, tmp_path / "soup"]]
+    assert not torch.allclose(logits[2], logits[0]) and not torch.allclose(logits[2], logits[1])
+
+
+def test_bundles_that_do_not_mean_the_same_are_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    first = trained(tiny_bundle, tmp_path / "a", rank=2, seed=1)
+    other_labels = trained(tiny_bundle, tmp_path / "b", rank=2, seed=1, labels=("bad", "good"))
+    with pytest.raises(ValueError, match="other tasks or labels"):
+        average_bundles([first, other_labels], tmp_path / "soup", "1")
+    with pytest.raises(ValueError, match="no LoRA adapter"):
+        average_bundles([first, tiny_bundle], tmp_path / "soup", "1")  # heads only
+    with pytest.raises(ValueError, match="at least two"):
+        average_bundles([first], tmp_path / "soup", "1")
+    assert not (tmp_path / "soup").exists()
