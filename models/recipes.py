@@ -43,14 +43,7 @@ from models.datasets import (
 from models.metrics import classification_report
 from models.soup import average_bundles
 from models.topics import DEFAULT_TOPICS
-from models.training import (
-    TaskData,
-    TrainingArguments,
-    batched_logits,
-    candidate_mask,
-    fit_temperature,
-    train_bundle,
-)
+from models.training import TaskData, TrainingArguments, batched_logits, calibrate, restrict, train_bundle
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +121,8 @@ def predict_task(classifier: Classifier, task: str, texts: list[str], allowed: t
                  ) -> tuple[list[str], list[float]]:
     """Labels and calibrated scores; ``allowed`` restricts the argmax (binary SST-2 on a 3-class head)."""
     labels = classifier.spec.tasks[task].labels
-    probs = torch.softmax(batched_logits(classifier, task, texts), dim=-1)
-    if allowed:
-        keep = torch.tensor([label in allowed for label in labels])
-        probs = probs * keep
-        probs = probs / probs.sum(dim=-1, keepdim=True)
-    scores, index = probs.max(dim=-1)
+    keep = torch.tensor([label in allowed for label in labels]) if allowed else None
+    scores, index = torch.softmax(restrict(batched_logits(classifier, task, texts), keep), dim=-1).max(dim=-1)
     return [labels[int(i)] for i in index], scores.tolist()
 
 
@@ -189,6 +178,21 @@ def int8_check(output: Path, data_dir: Path, seed: int, fp32: dict,
     }
 
 
+def recipe_data(data_dir: Path, seed: int, tasks: tuple[str, ...], sst2_binary: bool = False
+                ) -> tuple[dict[str, TaskData], dict[str, list[Example]]]:
+    """Seeded training data of each recipe task among ``tasks``, and the held-out test splits of those that
+    have one (sentiment's test sets are fixed files, see :func:`evaluate_sentiment`)."""
+    data: dict[str, TaskData] = {}
+    tests: dict[str, list[Example]] = {}
+    if "sentiment" in tasks:
+        data["sentiment"] = sentiment_data(data_dir, seed, sst2_binary=sst2_binary)
+    if "intent" in tasks:
+        data["intent"], tests["intent"] = intent_data(data_dir, seed)
+    if "spam" in tasks:
+        data["spam"], tests["spam"] = spam_data(data_dir, seed)
+    return data, tests
+
+
 def train_base(output: Path, data_dir: Path, args: TrainingArguments, version: str,
                tasks: tuple[str, ...] = TASKS, sst2_binary: bool = False) -> dict:
     """Train one adapter and a head per task jointly, calibrate, evaluate on held-out data, save.
@@ -196,14 +200,7 @@ def train_base(output: Path, data_dir: Path, args: TrainingArguments, version: s
     ``sst2_binary``: SST-2 phrases as binary evidence (see :func:`sentiment_data`)."""
     base = BaseModelRef()
     base = replace(base, sha256=sha256_file(resolve_base_path(base) / "model.safetensors"))
-    data: dict[str, TaskData] = {}
-    tests: dict[str, list[Example]] = {}
-    if "sentiment" in tasks:
-        data["sentiment"] = sentiment_data(data_dir, args.seed, sst2_binary=sst2_binary)
-    if "intent" in tasks:
-        data["intent"], tests["intent"] = intent_data(data_dir, args.seed)
-    if "spam" in tasks:
-        data["spam"], tests["spam"] = spam_data(data_dir, args.seed)
+    data, tests = recipe_data(data_dir, args.seed, tasks, sst2_binary)
     specs = {task: TaskSpec(d.labels, sources=("email",) if task == "spam" else None) for task, d in data.items()}
     spec = BundleSpec(name="undertone-base", version=version, tasks=specs, base=base,
                       default_tasks=tuple(task for task in specs if task not in OPT_IN_TASKS) or None)
@@ -227,20 +224,8 @@ def soup_base(output: Path, data_dir: Path, ingredients: list[Path], version: st
     """Average trained bundles into one (:mod:`models.soup`), calibrate its heads on the recipe's dev
     splits, evaluate it on the held-out sets and save its metrics, with each ingredient's record."""
     spec = average_bundles(ingredients, output, version)
-    data: dict[str, TaskData] = {}
-    tests: dict[str, list[Example]] = {}
-    if "sentiment" in spec.tasks:
-        data["sentiment"] = sentiment_data(data_dir, seed, sst2_binary=True)
-    if "intent" in spec.tasks:
-        data["intent"], tests["intent"] = intent_data(data_dir, seed)
-    if "spam" in spec.tasks:
-        data["spam"], tests["spam"] = spam_data(data_dir, seed)
-    classifier = Classifier.load(output)
-    temperatures = {}
-    for task, task_data in data.items():
-        logits = batched_logits(classifier, task, [e.text for e in task_data.dev])
-        targets = torch.tensor([task_data.labels.index(e.label) for e in task_data.dev])
-        temperatures[task] = fit_temperature(logits, targets, candidate_mask(task_data.dev, task_data.labels))
+    data, tests = recipe_data(data_dir, seed, tuple(spec.tasks), sst2_binary=True)
+    temperatures = calibrate(Classifier.load(output), data)
     spec = replace(spec, tasks={task: replace(task_spec, temperature=temperatures.get(task, task_spec.temperature))
                                 for task, task_spec in spec.tasks.items()})
     (output / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")

@@ -235,21 +235,26 @@ def train_bundle(
     train_seconds = time.monotonic() - started
 
     model.eval()
-    classifier = Classifier(spec, model, tokenizer)
-    temperatures = {}
-    for task, task_data in data.items():
-        if not task_data.dev:
-            temperatures[task] = 1.0
-            continue
-        logits = batched_logits(classifier, task, [e.text for e in task_data.dev])
-        targets = torch.tensor([label_index[task][e.label] for e in task_data.dev])
-        temperatures[task] = fit_temperature(logits, targets, candidate_mask(task_data.dev, task_data.labels))
+    temperatures = calibrate(Classifier(spec, model, tokenizer), data)
     spec = replace(
         spec,
         tasks={task: replace(spec.tasks[task], temperature=temperatures[task]) for task in spec.tasks},
     )
     stats = {"train_seconds": round(train_seconds, 1), "steps": total, "temperatures": temperatures}
     return spec, model, stats
+
+
+def calibrate(classifier: Classifier, data: dict[str, TaskData]) -> dict[str, float]:
+    """Each task's temperature fitted on its dev split (1.0 without one), on the classifier's logits as they are."""
+    temperatures = {}
+    for task, task_data in data.items():
+        if not task_data.dev:
+            temperatures[task] = 1.0
+            continue
+        logits = batched_logits(classifier, task, [e.text for e in task_data.dev])
+        targets = torch.tensor([task_data.labels.index(e.label) for e in task_data.dev])
+        temperatures[task] = fit_temperature(logits, targets, candidate_mask(task_data.dev, task_data.labels))
+    return temperatures
 
 
 def batched_logits(classifier: Classifier, task: str, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
