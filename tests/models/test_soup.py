@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,3 +55,33 @@ def test_bundles_that_do_not_mean_the_same_are_refused(tiny_bundle: Path, tmp_pa
     with pytest.raises(ValueError, match="at least two"):
         average_bundles([first], tmp_path / "soup", "1")
     assert not (tmp_path / "soup").exists()
+
+
+def test_a_soup_is_calibrated_evaluated_and_carded_with_its_ingredients(tiny_bundle: Path, tmp_path: Path,
+                                                                      shared_data: Path) -> None:
+    from dataclasses import asdict
+
+    from models.card import render_card
+    from models.recipes import soup_base
+
+    ingredients = []
+    for name, rank, binary in (("a", 4, False), ("b", 2, True)):
+        folder = trained(tiny_bundle, tmp_path / name, rank=rank, seed=1)
+        args = TrainingArguments(lora_rank=rank, seed=1)
+        record = {"training": {"args": asdict(args), "steps": 6, "train_seconds": 1.0,
+                               "recipe": {"sst2_binary": binary}, "examples": {}},
+                  "evaluation": {"sst2_dev": {"accuracy": 0.5, "per_class": {}}}}
+        (folder / "metrics.json").write_text(json.dumps(record), encoding="utf-8")
+        ingredients.append(folder)
+    metrics = soup_base(tmp_path / "soup", shared_data, ingredients, version="0.2.0", seed=13)
+
+    assert [r["model_version"] for r in metrics["training"]["soup"]] == ["tiny-test@0.0.1"] * 2
+    assert metrics["training"]["soup"][1]["training"]["recipe"] == {"sst2_binary": True}
+    assert metrics["training"]["examples"]["sentiment"]["dev"] > 3000  # the recipe's real dev split
+    temperature = read_bundle_spec(tmp_path / "soup").tasks["sentiment"].temperature
+    assert temperature == metrics["training"]["temperatures"]["sentiment"] != 1.0
+    assert set(metrics["evaluation"]) == {"semeval2016_test", "sst2_dev"}
+    assert metrics["evaluation"]["semeval2016_test"]["n"] == 20632
+    card = render_card(tmp_path / "soup", command="undertone finetune --soup-of a,b")
+    assert "model soup" in card and "negative-or-positive evidence (`--sst2-binary`)" in card
+    assert "rank 6 " in card  # 4 + 2: the ranks add up
