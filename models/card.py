@@ -62,17 +62,14 @@ def _run_lines(training: dict) -> list[str]:
 
 def _soup_lines(training: dict) -> list[str]:
     """What was averaged, and how each ingredient did on its own."""
+    columns = (("semeval2016_test", "macro_recall"), ("sst2_dev", "accuracy"), ("intent_heldout", "accuracy"),
+               ("spam_heldout", "spam_f1"))
     rows = []
     for record in training["soup"]:
         run, figures = record["training"], record["evaluation"]
-
-        def figure(name: str, key: str, figures: dict = figures) -> str:
-            return f"{figures[name][key]:.4f}" if key in figures.get(name, {}) else "–"
-
+        measured = [f"{figures[name][key]:.4f}" if key in figures.get(name, {}) else "–" for name, key in columns]
         rows.append(f"| {record['model_version']} | SST-2 as {_sst2_use(run)} | {run['args']['epochs']} | "
-                    f"{run['steps']} | {run['train_seconds'] / 60:.0f} | "
-                    f"{figure('semeval2016_test', 'macro_recall')} | {figure('sst2_dev', 'accuracy')} | "
-                    f"{figure('intent_heldout', 'accuracy')} | {figure('spam_heldout', 'spam_f1')} |")
+                    f"{run['steps']} | {run['train_seconds'] / 60:.0f} | {' | '.join(measured)} |")
     seeds = sorted({record["training"]["args"]["seed"] for record in training["soup"]})
     return [
         f"A **model soup**: the uniform average of the adapters and heads of {len(rows)} runs trained from the same "

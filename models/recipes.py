@@ -225,10 +225,12 @@ def soup_base(output: Path, data_dir: Path, ingredients: list[Path], version: st
     splits, evaluate it on the held-out sets and save its metrics, with each ingredient's record."""
     spec = average_bundles(ingredients, output, version)
     data, tests = recipe_data(data_dir, seed, tuple(spec.tasks), sst2_binary=True)
-    temperatures = calibrate(Classifier.load(output), data)
+    uncalibrated = Classifier.load(output)
+    temperatures = calibrate(uncalibrated, data)
     spec = replace(spec, tasks={task: replace(task_spec, temperature=temperatures.get(task, task_spec.temperature))
                                 for task, task_spec in spec.tasks.items()})
     (output / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
+    calibrated = Classifier(spec, uncalibrated.model, uncalibrated.tokenizer)  # the same weights, new temperatures
     records = []
     for folder in ingredients:
         ingredient = json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
@@ -244,7 +246,7 @@ def soup_base(output: Path, data_dir: Path, ingredients: list[Path], version: st
     metrics = {
         "training": {"soup": records, "temperatures": temperatures,
                      "examples": {task: {"dev": len(d.dev)} for task, d in data.items()}},
-        "evaluation": evaluate_bundle(Classifier.load(output), data_dir, seed, tests),
+        "evaluation": evaluate_bundle(calibrated, data_dir, seed, tests),
     }
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics

@@ -27,8 +27,8 @@ from models.bundle import (
     read_bundle_spec,
 )
 
-PLAIN_LORA = {"bias": "none", "use_dora": False, "use_rslora": False, "rank_pattern": {},
-                     "alpha_pattern": {}, "modules_to_save": None}
+PLAIN_LORA = {"bias": "none", "use_dora": False, "use_rslora": False, "rank_pattern": {}, "alpha_pattern": {},
+              "modules_to_save": None}
 """Adapter settings under which an update is exactly ``lora_alpha / r * B @ A`` (what the average relies on)."""
 
 
@@ -40,8 +40,8 @@ def _adapter_config(folder: Path) -> dict:
     return config
 
 
-def check_ingredients(folders: Sequence[Path]) -> list[BundleSpec]:
-    """The ingredients' specs; refuses bundles whose weights do not mean the same thing.
+def check_ingredients(folders: Sequence[Path]) -> tuple[list[BundleSpec], list[dict]]:
+    """The ingredients' specs and adapter configs; refuses bundles whose weights do not mean the same thing.
 
     They must share the base encoder (hash), the trained tasks and their labels, and carry LoRA
     adapters on the same modules.
@@ -51,7 +51,7 @@ def check_ingredients(folders: Sequence[Path]) -> list[BundleSpec]:
     specs = [read_bundle_spec(folder) for folder in folders]
     first, first_folder = specs[0], folders[0]
     trained = {task: spec.labels for task, spec in first.tasks.items() if not spec.zero_shot}
-    targets = None
+    configs: list[dict] = []
     for folder, spec in zip(folders, specs, strict=True):
         if spec.base.sha256 != first.base.sha256 or spec.base.name != first.base.name:
             raise ValueError(f"{folder} was trained on another base encoder than {first_folder}")
@@ -60,11 +60,11 @@ def check_ingredients(folders: Sequence[Path]) -> list[BundleSpec]:
             raise ValueError(f"{folder} has other tasks or labels than {first_folder}")
         if not (folder / ADAPTER_DIR / ADAPTER_WEIGHTS).is_file():
             raise ValueError(f"{folder} has no LoRA adapter to average")
-        modules = sorted(_adapter_config(folder)["target_modules"])
-        if targets is not None and modules != targets:
+        configs.append(_adapter_config(folder))
+        modules, targets = sorted(configs[-1]["target_modules"]), sorted(configs[0]["target_modules"])
+        if modules != targets:
             raise ValueError(f"{folder} adapts other modules ({modules}) than {first_folder} ({targets})")
-        targets = modules
-    return specs
+    return specs, configs
 
 
 def average_bundles(folders: Sequence[Path], output: Path, version: str) -> BundleSpec:
@@ -72,9 +72,9 @@ def average_bundles(folders: Sequence[Path], output: Path, version: str) -> Bund
     ingredient's spec under ``version`` with every trained head's temperature reset to 1 (the
     averaged heads need calibrating again)."""
     folders = [Path(folder) for folder in folders]
-    specs = check_ingredients(folders)
+    specs, configs = check_ingredients(folders)
     count = len(folders)
-    configs = [_adapter_config(folder) for folder in folders]
+    scales = [config["lora_alpha"] / config["r"] / count for config in configs]
     adapters = [load_file(folder / ADAPTER_DIR / ADAPTER_WEIGHTS) for folder in folders]
     if any(adapter.keys() != adapters[0].keys() for adapter in adapters):
         raise ValueError("the ingredients' adapters hold different layers")
@@ -83,7 +83,6 @@ def average_bundles(folders: Sequence[Path], output: Path, version: str) -> Bund
         if "lora_A" in key:
             merged[key] = torch.cat([adapter[key] for adapter in adapters], dim=0)
         elif "lora_B" in key:
-            scales = [config["lora_alpha"] / config["r"] / count for config in configs]
             merged[key] = torch.cat([adapter[key] * scale for adapter, scale in zip(adapters, scales, strict=True)],
                                     dim=1)
         else:
