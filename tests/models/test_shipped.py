@@ -42,7 +42,7 @@ def test_registry_default_is_the_shipped_bundle(shipped: Classifier) -> None:
 def test_model_card_quotes_the_bundle_metrics_and_its_data_recipe() -> None:
     """The card is rendered from ``metrics.json`` and the recipe code; a hand edit or a stale card fails."""
     card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
-    rendered = render_card(SHIPPED, command="", provenance="")
+    rendered = render_card(SHIPPED)
     for section in ("## Evaluation", "## Training"):
         start = rendered.index(section)
         table = rendered[start : rendered.index("\n\n", rendered.index("|---", start))]
@@ -76,7 +76,7 @@ def test_spam_on_held_out_emails(shipped: Classifier, shared_data: Path) -> None
     _, test = spam_data(shared_data, seed=13)
     predicted, _ = predict_task(shipped, "spam", [e.text for e in test])
     report = classification_report([e.label for e in test], predicted, ("ham", "spam"))
-    assert report["per_class"]["spam"]["f1"] >= 0.93
+    assert report["per_class"]["spam"]["f1"] >= 0.95  # the issue's target; 1.4.1 measures 0.963
 
 
 def test_zero_shot_topics_on_the_tuned_encoder(shipped: Classifier) -> None:
