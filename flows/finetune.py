@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.card import write_card
 from models.datasets import default_data_dir
-from models.recipes import TASKS, finalize_bundle, soup_base, train_base
+from models.recipes import SOUP_RECIPES, TASKS, finalize_bundle, soup_base, train_base
 from models.registry import register
 from models.training import TrainingArguments
 
@@ -58,6 +58,8 @@ def finetune_flow(
     init_from: str | None = None,
     sst2_binary: bool = False,
     soup_of: list[str] | None = None,
+    soup: bool = False,
+    ingredients_dir: str | None = None,
 ) -> dict[str, Any]:
     """Train one shared-encoder bundle for ``tasks`` from ``../shared/data`` and register it.
 
@@ -67,6 +69,9 @@ def finetune_flow(
     ``sst2_binary`` trains sentiment on SST-2 phrases as negative-or-positive evidence only.
     ``soup_of`` trains nothing: it averages those bundles (same base and seed, other recipes) into one,
     then calibrates and evaluates it like a trained bundle (``seed`` picks the same splits).
+    ``soup`` trains one run per recipe in ``SOUP_RECIPES`` with the same arguments into ``ingredients_dir``
+    (default ``training_runs/<output name>-<version>``, versions ``<version>+<recipe>``, not registered),
+    then ships their soup: the shipped bundle's whole recipe in one command.
 
     Example:
         python -c "from flows.finetune import finetune_flow; finetune_flow('/tmp/b', tasks=['spam'], epochs=0.1)"
@@ -74,6 +79,9 @@ def finetune_flow(
     if soup_of and (init_from or learning_rate is not None or sst2_binary or tasks):
         raise ValueError("a soup trains nothing: --soup-of takes no tasks, --init-from, --learning-rate or "
                          "--sst2-binary (the ingredients carry their own)")
+    if soup and (soup_of or init_from or sst2_binary):
+        raise ValueError("--soup trains its own ingredients, one per recipe: it takes no --soup-of, --init-from "
+                         "or --sst2-binary")
     chosen = tuple(tasks or TASKS)
     args = TrainingArguments(seed=seed, epochs=epochs, init_from=init_from,
                              **({"learning_rate": learning_rate} if learning_rate is not None else {}))
@@ -81,13 +89,19 @@ def finetune_flow(
         command = shlex.join(["undertone", "finetune", "--soup-of", ",".join(soup_of), "--output", output,
                               "--version", version, "--seed", str(seed)] + (["--promote"] if promote else []))
     else:
-        command = shlex.join(["undertone", "finetune", "--tasks", ",".join(chosen), "--output", output,
-                              "--version", version, "--seed", str(seed), "--epochs", str(epochs)]
+        command = shlex.join(["undertone", "finetune", *(["--soup"] if soup else []), "--tasks", ",".join(chosen),
+                              "--output", output, "--version", version, "--seed", str(seed), "--epochs", str(epochs)]
                              + (["--learning-rate", str(learning_rate)] if learning_rate is not None else [])
                              + (["--init-from", init_from] if init_from else [])
                              + (["--sst2-binary"] if sst2_binary else [])
+                             + (["--ingredients-dir", ingredients_dir] if soup and ingredients_dir else [])
                              + (["--promote"] if promote else []))
     data_root = data_dir or str(default_data_dir())
+    if soup:
+        runs = Path(ingredients_dir) if ingredients_dir else Path("training_runs") / f"{Path(output).name}-{version}"
+        soup_of = [str(runs / recipe) for recipe in SOUP_RECIPES]
+        for folder, (recipe, binary) in zip(soup_of, SOUP_RECIPES.items(), strict=True):
+            train_task(folder, data_root, args, f"{version}+{recipe}", chosen, binary)
     if soup_of:
         soup_task(output, data_root, list(soup_of), version, seed)
     else:

@@ -57,6 +57,9 @@ SST2_CANDIDATES = ("negative", "positive")
 """What an SST-2 label decides between: its neutral phrases were removed, so it is silent on neutral."""
 SST2_MIN_WORDS = 6
 """Shortest SST-2 phrase used: 1-5 word fragments teach little about whole review sentences."""
+SOUP_RECIPES = {"sst2-3class": False, "sst2-binary": True}
+"""The runs a ``--soup`` averages, by name: the same training with SST-2 phrases as 3-class targets and as
+negative-or-positive evidence (``sst2_binary``); why in :func:`sentiment_data` and the README."""
 
 
 def split_dev(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

@@ -92,6 +92,11 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--soup-of", metavar="DIR,DIR",
                           help="train nothing: average these bundles (same base and seed) into one, then "
                                "calibrate and evaluate it")
+    finetune.add_argument("--soup", action="store_true",
+                          help="train one run per SST-2 recipe (3-class targets, binary evidence) with these "
+                               "settings, then ship their soup: the shipped bundle in one command")
+    finetune.add_argument("--ingredients-dir", metavar="DIR",
+                          help="where --soup keeps its runs (default training_runs/<output name>-<version>)")
     finetune.add_argument("--data-dir", metavar="DIR", help="labeled data root (default ../shared/data)")
     finetune.add_argument("--promote", action="store_true", help="make it the default model of `undertone run`")
 
@@ -131,7 +136,8 @@ def run_model_command(args: argparse.Namespace) -> int:
                                version=args.version, seed=args.seed, epochs=args.epochs, data_dir=args.data_dir,
                                promote=args.promote, learning_rate=args.learning_rate, init_from=args.init_from,
                                sst2_binary=args.sst2_binary,
-                               soup_of=[f for f in args.soup_of.split(",") if f] if args.soup_of else None)
+                               soup_of=[f for f in args.soup_of.split(",") if f] if args.soup_of else None,
+                               soup=args.soup, ingredients_dir=args.ingredients_dir)
         print(json.dumps(result, indent=2))
         return 0
     from flows.evaluate import evaluate_flow
