@@ -6,6 +6,7 @@ instead of run, so the test checks the flow's wiring in seconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from models.recipes import SOUP_RECIPES
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     calls: list[tuple[str, dict[str, Any]]] = []
 
-    def record(name: str, result: Any):
+    def record(name: str, result: Any) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             calls.append((name, {"args": args, **kwargs}))
             return result
