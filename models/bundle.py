@@ -21,6 +21,7 @@ from typing import Any
 
 BUNDLE_FORMAT = 1
 BUNDLE_FILE = "bundle.json"
+METRICS_FILE = "metrics.json"
 HEADS_FILE = "heads.safetensors"
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -154,6 +155,20 @@ def check_hf_folder(folder: Path) -> None:
         pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
         detail = f"only pickled weights ({', '.join(pickles)})" if pickles else "no weights"
         raise UnsafeModelError(f"{folder}: {detail}; only safetensors are loaded")
+
+
+def write_bundle_spec(folder: Path, spec: BundleSpec) -> None:
+    """Write ``bundle.json``: every writer of a bundle (training, soups, few-shot tasks) goes through here."""
+    (Path(folder) / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    """A bundle's ``metrics.json``: its training record and held-out figures."""
+    return json.loads((Path(folder) / METRICS_FILE).read_text(encoding="utf-8"))
+
+
+def write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
+    (Path(folder) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
 
 def read_bundle_spec(folder: Path) -> BundleSpec:

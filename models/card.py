@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.bundle import read_bundle_spec
+from models.bundle import read_bundle_spec, read_metrics, write_metrics
 from models.recipes import SST2_MIN_WORDS, SST2_PHRASES
 
 DATA_CREDITS = {
@@ -94,7 +94,7 @@ def _soup_lines(training: dict) -> list[str]:
 def render_card(folder: Path, provenance: str = "") -> str:
     """Markdown for ``MODEL_CARD.md`` from ``bundle.json`` and ``metrics.json``."""
     spec = read_bundle_spec(folder)
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    metrics = read_metrics(folder)
     training = metrics["training"]
     commands = [record["training"]["command"] for record in training.get("soup", [])
                 if "command" in record["training"]] + ([training["command"]] if "command" in training else [])
@@ -198,10 +198,9 @@ def write_card(folder: Path, command: str, provenance: str = "") -> Path:
     """Record ``command`` (the ``undertone finetune`` call that made the bundle) in its metrics, where a soup
     of it finds it, and write the card: a soup's card then lists its ingredients' commands before its own."""
     folder = Path(folder)
-    metrics_file = folder / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    metrics = read_metrics(folder)
     metrics["training"]["command"] = command
-    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_metrics(folder, metrics)
     path = folder / "MODEL_CARD.md"
     path.write_text(render_card(folder, provenance), encoding="utf-8")
     return path

@@ -23,7 +23,6 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from models.bundle import (
     ADAPTER_DIR,
-    BUNDLE_FILE,
     HEADS_FILE,
     BundleSpec,
     TaskSpec,
@@ -33,6 +32,7 @@ from models.bundle import (
     resolve_base_path,
     sha256_file,
     with_zero_shot,
+    write_bundle_spec,
 )
 
 
@@ -358,5 +358,5 @@ def save_bundle(folder: str | Path, spec: BundleSpec, model: MultiTaskModel) -> 
         config["base_model_name_or_path"] = spec.base.name
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (folder / ADAPTER_DIR / "README.md").unlink(missing_ok=True)  # peft's empty card template
-    (folder / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
+    write_bundle_spec(folder, spec)
     return folder

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.bundle import BUNDLE_FILE, HEADS_FILE, TaskSpec, read_bundle_spec
+from models.bundle import HEADS_FILE, METRICS_FILE, TaskSpec, read_bundle_spec, write_bundle_spec
 from models.classifier import Classifier
 from models.datasets import Example
 
@@ -62,7 +62,7 @@ def add_fewshot_task(model_dir: Path, task: str, examples: list[Example], output
     head = fit_head(features, targets, len(labels))
     if output.exists():
         raise FileExistsError(f"{output} exists; choose a new folder for the new bundle version")
-    shutil.copytree(model_dir, output, ignore=shutil.ignore_patterns("MODEL_CARD.md", "metrics.json"))
+    shutil.copytree(model_dir, output, ignore=shutil.ignore_patterns("MODEL_CARD.md", METRICS_FILE))
     heads = load_file(output / HEADS_FILE)
     heads[f"{task}.weight"] = head.weight.detach().contiguous()
     heads[f"{task}.bias"] = head.bias.detach().contiguous()
@@ -71,5 +71,5 @@ def add_fewshot_task(model_dir: Path, task: str, examples: list[Example], output
     defaults = on_disk.default_tasks or tuple(on_disk.tasks)
     spec = replace(on_disk, version=version or f"{on_disk.version}+{task}",
                    tasks={**on_disk.tasks, task: TaskSpec(labels)}, default_tasks=(*defaults, task))
-    (output / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
+    write_bundle_spec(output, spec)
     return output

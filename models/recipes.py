@@ -20,14 +20,16 @@ import torch
 from models.bundle import (
     ADAPTER_DIR,
     ADAPTER_WEIGHTS,
-    BUNDLE_FILE,
     BaseModelRef,
     BundleSpec,
     TaskSpec,
     read_bundle_spec,
+    read_metrics,
     resolve_base_path,
     sha256_file,
     with_zero_shot,
+    write_bundle_spec,
+    write_metrics,
 )
 from models.classifier import Classifier, save_bundle
 from models.datasets import (
@@ -219,7 +221,7 @@ def train_base(output: Path, data_dir: Path, args: TrainingArguments, version: s
                      "examples": {t: {"train": len(d.train), "dev": len(d.dev)} for t, d in data.items()}},
         "evaluation": evaluation,
     }
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_metrics(output, metrics)
     return metrics
 
 
@@ -232,11 +234,11 @@ def soup_base(output: Path, data_dir: Path, ingredients: list[Path], version: st
     temperatures = calibrate(uncalibrated, data)
     spec = replace(spec, tasks={task: replace(task_spec, temperature=temperatures.get(task, task_spec.temperature))
                                 for task, task_spec in spec.tasks.items()})
-    (output / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
+    write_bundle_spec(output, spec)
     calibrated = Classifier(spec, uncalibrated.model, uncalibrated.tokenizer)  # the same weights, new temperatures
     records = []
     for folder in ingredients:
-        ingredient = json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
+        ingredient = read_metrics(folder)
         records.append({
             "model_version": read_bundle_spec(Path(folder)).model_version,
             "adapter_sha256": sha256_file(Path(folder) / ADAPTER_DIR / ADAPTER_WEIGHTS),
@@ -251,7 +253,7 @@ def soup_base(output: Path, data_dir: Path, ingredients: list[Path], version: st
                      "examples": {task: {"dev": len(d.dev)} for task, d in data.items()}},
         "evaluation": evaluate_bundle(calibrated, data_dir, seed, tests),
     }
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_metrics(output, metrics)
     return metrics
 
 
@@ -316,14 +318,13 @@ def clinc150_abstention(classifier: Classifier, data_dir: Path, threshold: float
 def finalize_bundle(output: Path, data_dir: Path, seed: int = 13) -> dict:
     """Add the CLINC150 abstention (intent bundles), few-shot and int8 figures to ``metrics.json``;
     returns the metrics."""
-    metrics_file = output / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    metrics = read_metrics(output)
     classifier = Classifier.load(output)
     if "intent" in classifier.spec.tasks:
         metrics["clinc150_abstention"] = clinc150_abstention(classifier, data_dir, seed=seed)
     metrics["fewshot_clinc150"] = fewshot_clinc150(classifier, data_dir, seed=seed)
     metrics["int8"] = int8_check(output, data_dir, seed, metrics["evaluation"])
-    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_metrics(output, metrics)
     return metrics
 
 

@@ -21,10 +21,10 @@ from safetensors.torch import load_file, save_file
 from models.bundle import (
     ADAPTER_DIR,
     ADAPTER_WEIGHTS,
-    BUNDLE_FILE,
     HEADS_FILE,
     BundleSpec,
     read_bundle_spec,
+    write_bundle_spec,
 )
 
 PLAIN_LORA = {"bias": "none", "use_dora": False, "use_rslora": False, "rank_pattern": {}, "alpha_pattern": {},
@@ -104,5 +104,5 @@ def average_bundles(folders: Sequence[Path], output: Path, version: str) -> Bund
     spec = replace(first, version=version, tasks={
         task: task_spec if task_spec.zero_shot else replace(task_spec, temperature=1.0)
         for task, task_spec in first.tasks.items()})
-    (output / BUNDLE_FILE).write_text(spec.to_json() + "\n", encoding="utf-8")
+    write_bundle_spec(output, spec)
     return spec
