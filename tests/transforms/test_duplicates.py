@@ -7,7 +7,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.clean import clean_document
-from transforms.duplicates import MarkDuplicates, duplicate_key, mark_duplicates
+from transforms.duplicates import MarkDuplicates, duplicate_key, mark_duplicates, pack, unpack
 from transforms.records import new_document
 
 
@@ -27,7 +27,7 @@ def test_the_smallest_doc_id_is_the_original_whatever_the_order() -> None:
     group = [cleaned("review", f"r:{n}", "Great phone", str(n)) for n in range(5)]
     first = min(d["doc_id"] for d in group)
     for ordering in (group, list(reversed(group))):
-        marked = list(mark_duplicates(ordering))
+        marked = list(mark_duplicates([pack(d) for d in ordering]))
         assert len(marked) == 5
         assert [d["doc_id"] for d in marked if d["duplicate_of"] is None] == [first]
         assert {d["duplicate_of"] for d in marked if d["doc_id"] != first} == {first}
@@ -35,7 +35,7 @@ def test_the_smallest_doc_id_is_the_original_whatever_the_order() -> None:
 
 def test_the_same_record_read_twice_is_marked_once() -> None:
     twice = [cleaned("email", folder, "Re: hi\n\nsee you", "<a@b>") for folder in ("inbox/1", "backup/1")]
-    marked = list(mark_duplicates(twice))
+    marked = list(mark_duplicates([pack(d) for d in twice]))
     assert [d["duplicate_of"] for d in marked] == [None, twice[0]["doc_id"]]
 
 
@@ -48,3 +48,11 @@ def test_beam_stage_marks_without_dropping() -> None:
     with TestPipeline() as pipeline:
         marked = pipeline | beam.Create(documents) | MarkDuplicates()
         assert_that(marked | beam.Map(lambda d: (d["input_ref"], d["duplicate_of"])), equal_to(expected))
+
+
+def test_a_document_crosses_the_shuffle_unchanged_and_smaller() -> None:
+    email = cleaned("email", "inbox/7", "Dear team,\n\n" + "The quarterly report is attached. " * 40, "<q@x>")
+    packed = pack(email)
+    assert unpack(packed) == email
+    assert packed[0] == email["doc_id"]
+    assert len(packed[1]) < len(email["text"]) / 3
