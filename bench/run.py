@@ -90,6 +90,7 @@ def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str
     import torch
 
     from models.classifier import Classifier, resolve_device
+    from transforms.classify import default_token_budget
 
     device = resolve_device(args.device)
     work = args.work
@@ -121,7 +122,7 @@ def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str
     lengths = [len(ids) for ids in encoded["input_ids"]]
     weights = linear_weights(classifier.model.encoder)
     flops = corpus_flops(lengths, weights, config.num_hidden_layers, config.hidden_size)
-    rows_per_batch = 8192 if device == "cpu" else 65536
+    rows_per_batch = default_token_budget(device)
     dtype = classifier.autocast or torch.float32
     ceiling = matmul_ceiling(config.hidden_size, config.intermediate_size, rows_per_batch, device, dtype)
     model = {"encoder_linear_weights": weights, "real_tokens": sum(lengths), "flops": flops,

@@ -24,8 +24,9 @@ from models.routing import route
 from transforms.records import Document, Failure
 
 METRICS_NAMESPACE = "undertone_classify"
-CPU_TOKEN_BUDGET = 8192
-"""Tokens per batch on CPU: matmuls of this many rows already run near the machine's ceiling; more only costs memory."""
+CPU_TOKEN_BUDGET = 4096
+"""Tokens per batch on CPU: matmuls of this many rows already run near the machine's ceiling; more only costs
+memory (on 2 cores, 8,192 ran the bench corpus's model stage at the same speed within noise, peaking 100 MiB higher)."""
 CUDA_TOKEN_BUDGET = 65536
 """Tokens per batch on a GPU: big batches keep its many cores busy; MiniLM at this size needs well under 2 GiB."""
 
