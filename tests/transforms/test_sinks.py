@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,11 @@ def test_date_markers(tmp_path: Path) -> None:
     clear_date_marker(tmp_path, DATE)
     clear_date_marker(tmp_path, DATE)
     assert read_date_marker(tmp_path, DATE) is None
+
+
+def test_arrow_allocates_through_glibc_once_undertone_is_imported() -> None:
+    """The model worker's malloc_trim can only return the Parquet writers' memory if Arrow uses glibc."""
+    env = {key: value for key, value in os.environ.items() if key != "ARROW_DEFAULT_MEMORY_POOL"}
+    probe = "import undertone, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    backend = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert backend.stdout.strip() == "system"
