@@ -126,8 +126,6 @@ class HeapTrimmer:
         except (OSError, AttributeError):
             self._malloc_trim = None
         self.slack_bytes = slack_bytes
-        if self._malloc_trim is not None:
-            self._malloc_trim(0)  # what the stages before the model (ingest, cleaning) freed
         self.baseline = resident_bytes()
 
     def __call__(self) -> bool:
