@@ -26,7 +26,7 @@ from transforms.records import Document, Failure
 METRICS_NAMESPACE = "undertone_classify"
 CPU_TOKEN_BUDGET = 8192
 """Tokens per batch on CPU: matmuls of this many rows already run near the machine's ceiling; more only costs memory.
-4,096 peaked 100 MiB lower but made the bench's job 7 % slower on 2 cores (model stage 5 %, same run)."""
+4,096 peaked 100 MiB lower but made the bench job 7 % slower on 2 cores (model stage 5 %; two A/B pairs)."""
 CUDA_TOKEN_BUDGET = 65536
 """Tokens per batch on a GPU: big batches keep its many cores busy; MiniLM at this size needs well under 2 GiB."""
 
