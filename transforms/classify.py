@@ -169,7 +169,7 @@ class SortByLength(beam.DoFn):
     Memory stays bounded by the window, whatever the corpus size.
     """
 
-    def __init__(self, window: int = 2048) -> None:
+    def __init__(self, window: int = 4096) -> None:
         self.window = window
 
     def start_bundle(self) -> None:
