@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.bundle import read_bundle_spec
+from models.bundle import METRICS_FILE, read_bundle_spec, read_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REGISTRY_FILE = REPO_ROOT / "models" / "registry.json"
@@ -32,8 +32,7 @@ def _portable(folder: Path) -> str:
 def register(folder: Path, promote: bool = False, path: Path = REGISTRY_FILE) -> dict[str, Any]:
     """Add (or refresh) a bundle in the registry; ``promote`` makes it the default for runs."""
     spec = read_bundle_spec(folder)
-    metrics_file = folder / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    metrics = read_metrics(folder) if (folder / METRICS_FILE).is_file() else {}
     summary = {name: {key: round(value, 4) for key, value in report.items() if isinstance(value, float)}
                for name, report in metrics.get("evaluation", {}).items()}
     registry = load_registry(path)

@@ -8,7 +8,6 @@ offline and can be mailed or attached as it is.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from html import escape
@@ -17,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from models.bundle import METRICS_FILE, read_metrics
 from models.registry import REGISTRY_FILE, REPO_ROOT, load_registry
 from transforms.aggregates import (
     COLUMNS,
@@ -89,9 +89,8 @@ def model_figures(versions: list[str], registry: Path = REGISTRY_FILE) -> dict[s
         if not entry:
             continue
         folder = Path(entry["path"]) if Path(entry["path"]).is_absolute() else REPO_ROOT / entry["path"]
-        metrics_file = folder / "metrics.json"
-        evaluation = (json.loads(metrics_file.read_text(encoding="utf-8")).get("evaluation", {})
-                      if metrics_file.is_file() else entry.get("metrics", {}))
+        evaluation = (read_metrics(folder).get("evaluation", {}) if (folder / METRICS_FILE).is_file()
+                      else entry.get("metrics", {}))
         figures[version] = {name: {key: round(value, 4) for key, value in report.items() if isinstance(value, float)}
                             for name, report in evaluation.items()}
     return figures
