@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from models.classifier import available_cores
 from tests.conftest import SAMPLES
 from transforms.pipeline import PipelineConfig, run_pipeline
 
@@ -87,4 +88,6 @@ def test_multiprocess_runner_matches_local(local_run: tuple[Path, dict], tiny_bu
     manifest = run_pipeline(PipelineConfig(inputs=INPUTS, output=str(tmp_path), logical_date=DAY,
                                            model_dir=str(tiny_bundle), runner="multiprocess"))
     assert "--direct_running_mode=multi_processing" in manifest["beam_options"]
+    assert manifest["config"]["threads"] == max(1, available_cores() // 2)  # two workers share the cores
+    assert local_run[1]["config"]["threads"] is None
     assert_same_output(local_run, (tmp_path, manifest))

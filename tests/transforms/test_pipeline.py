@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from tests.conftest import SAMPLES
-from transforms.pipeline import PipelineConfig, run_pipeline, runner_options
+from transforms.pipeline import PipelineConfig, default_threads, local_workers, run_pipeline, runner_options
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,22 @@ def test_runner_option_sets() -> None:
     assert "--runner=PortableRunner" in runner_options("portable")
     with pytest.raises(ValueError, match="option sets"):
         runner_options("nonexistent")
+
+
+@pytest.mark.parametrize(("option_set", "extra", "cores", "threads"), [
+    ("local", [], 2, None),                                     # one in-process worker takes every core
+    ("multiprocess", [], 2, 1),                                 # two worker processes on 2 cores: 1 thread each
+    ("multiprocess", [], 16, 8),
+    ("multiprocess", ["--direct_num_workers=4"], 2, 1),         # never fewer than 1
+    ("local", ["--direct_running_mode=multi_threading", "--direct_num_workers=2"], 8, 4),
+    ("portable", [], 2, None),                                  # remote workers have cores of their own
+])
+def test_default_threads_split_the_cores_among_local_workers(option_set: str, extra: list[str], cores: int,
+                                                             threads: int | None) -> None:
+    options = PipelineOptions(runner_options(option_set) + extra)
+    assert default_threads(options, cores) == threads
+
+
+def test_local_workers_reads_zero_as_one_per_core() -> None:
+    options = PipelineOptions([*runner_options("multiprocess"), "--direct_num_workers=0"])
+    assert local_workers(options) == os.cpu_count()
