@@ -146,12 +146,19 @@ def local_workers(options: PipelineOptions) -> int:
     return direct.direct_num_workers or os.cpu_count() or 1  # 0 means one per core, as Beam reads it
 
 
-def default_threads(options: PipelineOptions, cores: int) -> int | None:
-    """Torch threads per worker when none are configured: the cores split among local workers, since each
-    loads its own model and two workers of 2 threads on 2 cores run slower than one (measured on the bench
-    corpus: job 58.7 s against 43.9 s with 1 thread each); None lets a lone worker take every core."""
+def default_threads(options: PipelineOptions, cores: int | None = None) -> int | None:
+    """Torch threads per worker when none are configured: ``cores`` (default: this process's) split among
+    local workers, since each loads its own model and two workers of 2 threads on 2 cores run slower than one
+    (measured on the bench corpus: job 58.7 s against 44-51 s with 1 thread each); None lets a lone worker,
+    or a remote one, take every core it has."""
     workers = local_workers(options)
-    return max(1, cores // workers) if workers > 1 else None
+    if workers == 1:
+        return None
+    if cores is None:
+        from models.classifier import available_cores  # only here: transformers takes ~2 s to import
+
+        cores = available_cores()
+    return max(1, cores // workers)
 
 
 class ReadRecords(beam.DoFn):
@@ -256,9 +263,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     staging = claim_staging(config.output, config.run_id)
     options = PipelineOptions(flags)
     if config.threads is None:
-        from models.classifier import available_cores  # here, so that a launcher of remote workers needs no torch
-
-        config = replace(config, threads=default_threads(options, available_cores()))
+        config = replace(config, threads=default_threads(options))
     pipeline = beam.Pipeline(options=options)
     build(pipeline, config, files, tasks)
     try:
