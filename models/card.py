@@ -157,11 +157,19 @@ def render_card(folder: Path, provenance: str = "") -> str:
         moves = "; ".join(f"{name} " + ", ".join(f"{figure.replace('_', '-')} {delta:+.2f}"
                                                  for figure, delta in row.items())
                           for name, row in int8["delta_points"].items())
-        lines += ["", "**int8** (`--int8`: dynamic int8 quantisation of the encoder's linear layers, CPU), the "
-                  f"same held-out sets, in points against fp32: {moves}. Largest loss {-worst['points']:.2f} "
-                  f"points ({worst['figure'].replace('_', '-')}, {worst['set']}): "
-                  + ("within" if int8["within_rule"] else "over")
-                  + " the 1-point rule under which int8 could be the default; runs use fp32 unless asked."]
+        unmeasured = [f"`{task}`" for task, task_spec in spec.tasks.items() if task_spec.zero_shot]
+        if not int8["within_rule"]:
+            verdict = "over the 1-point rule under which int8 could be the default; runs use fp32 unless asked."
+        elif unmeasured:
+            verdict = ("within the 1-point rule under which int8 could be the default, but runs use fp32 unless "
+                       f"asked: zero-shot {', '.join(unmeasured)} has no labeled set, so the rule cannot vouch "
+                       "for it.")
+        else:
+            verdict = "within the 1-point rule under which int8 could be the default; runs use fp32 unless asked."
+        lines += ["", "**int8** (`--int8`: dynamic int8 quantisation of the encoder's linear layers, a scale per "
+                  "output channel, CPU), the same held-out sets, in points against fp32: "
+                  f"{moves}. Largest loss {-worst['points']:.2f} points ({worst['figure'].replace('_', '-')}, "
+                  f"{worst['set']}): {verdict}"]
     phrases = "every SST-2 train phrase" if SST2_PHRASES is None else f"{SST2_PHRASES:,} seeded SST-2 train phrases"
     lines += [
         "",

@@ -75,6 +75,8 @@ def test_int8_quantises_every_encoder_linear_and_keeps_the_labels(tiny_bundle: P
     linear = [m for m in int8.model.encoder.modules() if type(m) is nn.Linear]
     quantised = [m for m in int8.model.encoder.modules() if "quantized" in type(m).__module__]
     assert not linear and len(quantised) >= 12  # 2 layers x 6 linear layers
+    weights = [m.weight() for m in quantised if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert len(weights) >= 12 and {w.qscheme() for w in weights} == {torch.per_channel_affine}  # scale per row
     assert all(type(head) is nn.Linear for head in int8.model.heads.values())
     expected, actual = fp32.logits(TEXTS)["sentiment"], int8.logits(TEXTS)["sentiment"]
     assert not torch.equal(expected, actual)
