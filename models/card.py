@@ -158,18 +158,14 @@ def render_card(folder: Path, provenance: str = "") -> str:
                                                  for figure, delta in row.items())
                           for name, row in int8["delta_points"].items())
         unmeasured = [f"`{task}`" for task, task_spec in spec.tasks.items() if task_spec.zero_shot]
-        if not int8["within_rule"]:
-            verdict = "over the 1-point rule under which int8 could be the default; runs use fp32 unless asked."
-        elif unmeasured:
-            verdict = ("within the 1-point rule under which int8 could be the default, but runs use fp32 unless "
-                       f"asked: zero-shot {', '.join(unmeasured)} has no labeled set, so the rule cannot vouch "
-                       "for it.")
-        else:
-            verdict = "within the 1-point rule under which int8 could be the default; runs use fp32 unless asked."
+        verdict = (("within" if int8["within_rule"] else "over")
+                   + " the 1-point rule under which int8 could be the default; runs use fp32 unless asked")
+        if int8["within_rule"] and unmeasured:
+            verdict += f": zero-shot {', '.join(unmeasured)} has no labeled set, so the rule cannot vouch for it"
         lines += ["", "**int8** (`--int8`: dynamic int8 quantisation of the encoder's linear layers, a scale per "
                   "output channel, CPU), the same held-out sets, in points against fp32: "
                   f"{moves}. Largest loss {-worst['points']:.2f} points ({worst['figure'].replace('_', '-')}, "
-                  f"{worst['set']}): {verdict}"]
+                  f"{worst['set']}): {verdict}."]
     phrases = "every SST-2 train phrase" if SST2_PHRASES is None else f"{SST2_PHRASES:,} seeded SST-2 train phrases"
     lines += [
         "",
