@@ -40,7 +40,7 @@ from transforms.duplicates import MarkDuplicates
 from transforms.ingest.read import expand_inputs, read_path
 from transforms.ingest.tabular import ColumnMap
 from transforms.pii import redact_document, redact_fields
-from transforms.records import Failure
+from transforms.records import Failure, printable
 from transforms.sinks import (
     UNKNOWN_SOURCE,
     WritePartition,
@@ -169,8 +169,8 @@ class ReadRecords(beam.DoFn):
         self.columns = columns
         self.hash_addresses = hash_addresses
 
-    def process(self, path: str):
-        for record in read_path(path, self.source, self.columns, self.hash_addresses):
+    def process(self, path: bytes):
+        for record in read_path(os.fsdecode(path), self.source, self.columns, self.hash_addresses):
             Metrics.counter(INGEST_METRICS, f"input_{record_source(record)}").inc()
             if isinstance(record, Failure):
                 yield beam.pvalue.TaggedOutput("failed", record)
@@ -201,7 +201,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     staging = staging_root(config.output, config.run_id)
     read = (
         pipeline
-        | "Files" >> beam.Create(files)
+        | "Files" >> beam.Create([os.fsencode(file) for file in files])  # a file name need not be UTF-8
         | "SpreadFiles" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(ReadRecords(config.source, config.columns, config.hash_addresses)).with_outputs(
             "failed", main="documents")
@@ -289,7 +289,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "tasks": list(tasks),
         "runner": config.runner,
         "beam_options": flags,
-        "inputs": files,
+        "inputs": [printable(file) for file in files],
         "counts": counts,
         "totals": totals(counts),
         "reconciled": None if inputs is None else all(

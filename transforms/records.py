@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from schemas import DOCUMENT_SCHEMA
 
 EXCERPT_CHARS = 500
 Document = dict[str, Any]
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,12 @@ class Failure:
     doc_id: str | None = None
     """Set once the record has an id."""
 
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, str) and _SURROGATE.search(value):
+                object.__setattr__(self, item.name, printable(value))
+
     def to_row(self, run_id: str, failed_at: datetime) -> dict[str, Any]:
         return {**asdict(self), "run_id": run_id, "failed_at": failed_at}
 
@@ -43,7 +51,26 @@ def excerpt(raw: bytes | str | None, limit: int = EXCERPT_CHARS) -> str | None:
         return None
     if isinstance(raw, bytes):
         raw = raw[: limit * 4].decode("utf-8", errors="backslashreplace")
-    return raw[:limit]
+    return printable(raw[:limit])
+
+
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8, for names and excerpts: bytes kept by ``surrogateescape``
+    (undecodable file names, CSV cells) as ``\\xNN``, other lone surrogates as ``\\udNNN``.
+
+    Beam's coders and Parquet reject lone surrogates, so one in a file name would fail the whole run.
+    """
+    return _SURROGATE.sub(_escape_surrogate, text)
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def without_surrogates(text: str) -> str:
+    """Lone surrogates (an emoji cut in half by a JSON exporter, UTF-7 tricks) become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def content_hash(text: str) -> str:
@@ -55,18 +82,28 @@ def make_doc_id(source: str, source_id: str) -> str:
     return hashlib.sha256(f"{source}\x1f{source_id}".encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
 
 
-def new_document(source: str, input_ref: str, text: str, source_id: str | None = None, **fields: Any) -> Document:
-    """A document dict with every schema field present; ``source_id`` defaults to a content hash."""
-    source_id = source_id or content_hash(text)
+def new_document(source: str, input_ref: str, text: str, source_id: str | None = None, **values: Any) -> Document:
+    """A document dict with every schema field present; ``source_id`` defaults to a content hash.
+
+    Every string is made encodable here, the one place all readers pass through: lone surrogates in
+    text fields become U+FFFD (and a note says where), in ids and refs they are escaped.
+    """
+    source_id = printable(source_id) if source_id else content_hash(text)
     document: Document = {name: None for name in DOCUMENT_SCHEMA.names}
-    document.update(fields)
+    document.update(values)
     document.update(
         source=source,
         source_id=source_id,
         doc_id=make_doc_id(source, source_id),
-        input_ref=input_ref,
+        input_ref=printable(input_ref),
         text=text,
-        truncated=bool(fields.get("truncated", False)),
-        ingest_notes=list(fields.get("ingest_notes") or []),
+        truncated=bool(values.get("truncated", False)),
+        ingest_notes=[printable(note) for note in values.get("ingest_notes") or []],
     )
+    repaired = [name for name, value in document.items()
+                if isinstance(value, str) and name not in ("source_id", "input_ref") and _SURROGATE.search(value)]
+    for name in repaired:
+        document[name] = without_surrogates(document[name])
+    if repaired:
+        document["ingest_notes"].append(f"lone surrogates replaced with U+FFFD in {', '.join(repaired)}")
     return document

@@ -10,21 +10,24 @@ strictly and ``charset-normalizer`` detects the rest; HTML-only bodies go throug
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import hashlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email import policy
+from email import errors, policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import BinaryIO
 
 import charset_normalizer
+from charset_normalizer.constant import IANA_SUPPORTED
 from inscriptis import get_text
 from mailparser_reply import EmailReplyParser
 
-from transforms.records import Document, Failure, excerpt, new_document
+from transforms.records import Document, Failure, excerpt, new_document, without_surrogates
 
 _HEADERS_THAT_MAKE_AN_EMAIL = ("from", "to", "subject", "date", "message-id", "received", "mime-version")
 _ENVELOPE = re.compile(rb"From \S+ .*\d{1,2}:\d{2}")
@@ -36,7 +39,6 @@ clean stage refuses such texts by size anyway (``text_too_large``)."""
 _ATTRIBUTION_MAX_CHARS = 200
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _MAILDIR_INFO = re.compile(r"[:!]2,[A-Za-z]*$")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _QUOTED_LINE = re.compile(r"^\s*(?:>|[A-Za-z]{1,15}>(?:\s|$))")
 """A quoted line: ``> text``, or Supercite's ``Name> text``."""
 _ATTRIBUTION = re.compile(r"\b(wrote|writes|said|schrieb|a écrit|escribió|ha scritto|schreef)\s*:\s*$", re.IGNORECASE)
@@ -68,28 +70,67 @@ def decode_bytes(payload: bytes, declared: str | None, notes: list[str]) -> str:
             return payload.decode("ascii")
         except UnicodeDecodeError:
             notes.append("undeclared 8-bit charset")
-    best = charset_normalizer.from_bytes(payload).best()
-    if best is not None:
-        notes.append(f"charset detected: {best.encoding}")
-        return str(best)
+    detected = detect_charset(payload)
+    if detected is not None:
+        notes.append(f"charset detected: {detected}")
+        return without_surrogates(payload.decode(detected, errors="replace"))
     notes.append("charset unknown: decoded as utf-8 with replacement")
     return payload.decode("utf-8", errors="replace")
 
 
-def without_surrogates(text: str) -> str:
-    """Lone surrogates (undecodable header bytes, UTF-7 tricks) become U+FFFD: Parquet needs valid UTF-8."""
-    return _SURROGATE.sub("\ufffd", text)
+DETECTION_BYTES = 64 << 10
+"""Text parts read along with an undeclared 8-bit header to tell its charset."""
+MAIL_CHARSETS = ("utf_8", "cp1252", "iso8859_15", "cp1251", "koi8_r", "cp1250", "iso8859_2", "gbk", "big5",
+                 "euc_jp", "shift_jis", "euc_kr")
+"""Tie-break among charsets that read a text equally well: the order of their use in mail. On short
+western text charset-normalizer ranks cp1250 level with cp1252 and lists it first (``Crème`` read as ``Crčme``)."""
+
+
+def detect_charset(payload: bytes) -> str | None:
+    """The charset an undeclared 8-bit text most likely uses, among ASCII-compatible ones only.
+
+    Mail text travels in ASCII-compatible charsets (UTF-16 arrives declared and base64-encoded), yet
+    the detector stops at the first multi-byte charset that decodes cleanly: ``Caf\\xe9`` was read as
+    UTF-16 (``䍡曩``) and KOI8-R Russian as Shift JIS 2004, so those charsets are never tried.
+    """
+    matches = list(charset_normalizer.from_bytes(payload, cp_exclusion=_NOT_ASCII_COMPATIBLE))
+    if not matches:
+        return None
+    best = matches[0]
+    tied = {charset for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)
+             for charset in m.could_be_from_charset}
+    return next((charset for charset in MAIL_CHARSETS if charset in tied), best.encoding)
+
+
+def _ascii_compatible(charset: str) -> bool:
+    printable_ascii = bytes(range(0x20, 0x7F))
+    try:
+        return printable_ascii.decode(charset) == printable_ascii.decode("ascii")
+    except (LookupError, UnicodeDecodeError):
+        return False
+
+
+_NOT_ASCII_COMPATIBLE = [charset for charset in IANA_SUPPORTED if not _ascii_compatible(charset)]
+
+
+HEADER_CHARS = 64 << 10
+"""Characters of one header that are parsed; the email package's header parser takes time that grows with
+the square of a header's length (a 1 MB Subject: 32 s), so the rest is cut off, with a note."""
 
 
 def header(message: EmailMessage, name: str, notes: list[str]) -> str | None:
     """A decoded header (RFC 2047 words resolved); None when absent, raw text when malformed."""
+    raw = next((raw for key, raw in message.raw_items() if key.lower() == name), None)
+    if raw is None:
+        return None
+    if len(raw) > HEADER_CHARS:
+        notes.append(f"header {name} cut at {HEADER_CHARS:,} of {len(raw):,} characters")
+        raw = raw[:HEADER_CHARS]
     try:
-        value = message.get(name)
+        value = message.policy.header_fetch_parse(name, raw)
     except Exception as error:  # noqa: BLE001 - any header defect must not lose the message
         notes.append(f"header {name} unparseable ({type(error).__name__})")
-        value = next((raw for key, raw in message.raw_items() if key.lower() == name), None)
-    if value is None:
-        return None
+        value = raw
     if "\ufffd" in str(value):
         value = _undeclared_8bit_header(message, name, notes) or value
     return without_surrogates(" ".join(str(value).split()))
@@ -99,7 +140,8 @@ def _undeclared_8bit_header(message: EmailMessage, name: str, notes: list[str]) 
     """Raw 8-bit header bytes (no RFC 2047 words) decoded instead of shown as U+FFFD.
 
     A header is too short for reliable detection, so the charsets the message declares for its
-    parts are tried first: spam that puts raw 8-bit bytes in its Subject writes its body in the same one.
+    parts are tried first, then detection over the header and the text parts together: spam that
+    puts raw 8-bit bytes in its Subject writes its body in the same charset.
     """
     raw = next((raw for key, raw in message.raw_items() if key.lower() == name), None)
     if raw is None or "=?" in raw:
@@ -112,15 +154,34 @@ def _undeclared_8bit_header(message: EmailMessage, name: str, notes: list[str]) 
             continue
         notes.append(f"header {name}: decoded as {charset}, the message's declared charset")
         return decoded
-    header_notes: list[str] = []
-    decoded = decode_bytes(raw_bytes, None, header_notes)
-    notes.extend(f"header {name}: {note}" for note in header_notes)
-    return decoded
+    texts = (part.get_payload(decode=True) or b"" for part in message.walk() if part.get_content_maintype() == "text")
+    detected = detect_charset(raw_bytes + b"\n" + b"\n".join(texts)[:DETECTION_BYTES])
+    if detected is None:
+        notes.append(f"header {name}: charset unknown: decoded as utf-8 with replacement")
+        return raw_bytes.decode("utf-8", errors="replace")
+    notes.append(f"header {name}: charset detected with the message's text: {detected}")
+    return raw_bytes.decode(detected, errors="replace")
 
 
 def part_text(part: EmailMessage, notes: list[str]) -> str:
     payload = part.get_payload(decode=True) or b""
+    if part.get("content-transfer-encoding", "").strip().lower() == "base64" and any(
+            isinstance(defect, errors.InvalidBase64LengthDefect | errors.InvalidBase64CharactersDefect)
+            for defect in part.defects):
+        payload = _base64_then_text(part.get_payload(), notes) or payload
     return decode_bytes(payload, part.get_content_charset(), notes)
+
+
+def _base64_then_text(raw: str, notes: list[str]) -> bytes | None:
+    """A base64 body that a list server appended a plain-text footer to: the email package then
+    returns the encoded text as is. Decode the block up to the first blank line, keep the rest."""
+    encoded, _, rest = raw.strip().partition("\n\n")
+    try:
+        decoded = base64.b64decode("".join(encoded.split()), validate=True)
+    except binascii.Error:
+        return None
+    notes.append("plain text after the base64 body (a list footer) kept as text")
+    return decoded + b"\n\n" + rest.encode("ascii", errors="replace")
 
 
 def body_text(message: EmailMessage, notes: list[str]) -> str:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressedFile, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.ingest.email import is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
@@ -27,6 +31,8 @@ _EXTENSIONS = {
 }
 _COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".lzma")
 _HEADER_LINE = re.compile(rb"^(From |[A-Za-z][A-Za-z0-9-]{1,60}:[ \t])")
+SPOOL_BYTES = 64 << 20
+"""A decompressed input up to this size stays in memory; a larger one spills to a temporary file."""
 MAILDIR_MESSAGE_FOLDERS = ("cur", "new")
 """Where a Maildir keeps delivered messages; ``tmp/`` holds deliveries still being written and is skipped."""
 
@@ -98,6 +104,23 @@ def detect_format(path: str, head: bytes) -> str | None:
     return None
 
 
+@contextmanager
+def open_input(path: str) -> Iterator[BinaryIO]:
+    """A seekable, line-iterable binary handle on ``path``, decompressed when its name says so.
+
+    Beam's ``CompressedFile`` can neither be iterated by line nor wrapped in a text reader, and
+    Parquet needs random access, so a compressed input is decompressed into a spooled temporary file.
+    """
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        if not isinstance(handle, CompressedFile):
+            yield handle
+            return
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
+            shutil.copyfileobj(handle, spooled, 1 << 20)
+            spooled.seek(0)
+            yield spooled
+
+
 def read_path(
     path: str, source: str = "auto", columns: ColumnMap | None = None, hash_addresses: bool = True
 ) -> Iterator[Document | Failure]:
@@ -118,7 +141,7 @@ def read_path(
         return
     count = 0
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        with open_input(path) as handle:
             records = _read_emails(handle, path, hash_addresses, head) if kind == "email" else \
                 _read_table(handle, path, kind, forced, columns or ColumnMap())
             for record in records:

@@ -1,12 +1,14 @@
 """Review and social-post rows from CSV, JSONL, JSON arrays and Parquet.
 
-Columns are found by name (``ColumnMap`` auto-detection) unless mapped explicitly. Bytes are
-decoded as UTF-8 with ``surrogateescape`` so one bad row becomes one dead-letter record
-instead of failing the whole file.
+Columns are found by name (``ColumnMap`` auto-detection) unless mapped explicitly. Text is
+UTF-8 unless a byte-order mark says UTF-16 or UTF-32 (Excel's and PowerShell's exports); a UTF-8
+BOM is dropped. CSV bytes are decoded with ``surrogateescape`` and JSON lines one at a time, so one
+bad row becomes one dead-letter record instead of failing the whole file.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -116,9 +118,6 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
     if not isinstance(text, str):
         kind = "missing" if text is None else type(text).__name__
         return Failure(source, input_ref, "parse", "no_text", f"text column {columns.text!r} is {kind}", excerpt(raw))
-    cells = [v for v in row.values() if isinstance(v, str)]
-    if any(_has_surrogates(cell) for cell in cells):
-        return Failure(source, input_ref, "read", "invalid_utf8", "row is not valid UTF-8", excerpt(raw))
     notes: list[str] = []
     try:
         created_at = parse_timestamp(row.get(columns.created_at)) if columns.created_at else None
@@ -155,9 +154,28 @@ def _has_surrogates(text: str) -> bool:
     return _ESCAPED_BYTE.search(text) is not None
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def text_encoding(handle: BinaryIO) -> str:
+    """The encoding a byte-order mark names (the codec then skips the mark), else UTF-8; the handle is rewound."""
+    start = handle.read(4)
+    handle.seek(0)
+    return next((encoding for bom, encoding in _BOMS if start.startswith(bom)), "utf-8")
+
+
+CSV_FIELD_LIMIT = 256 << 20
+"""Characters one CSV cell may hold. The csv module's default (131,072) stopped the file at a long
+review; an over-long text is refused later, as one ``text_too_large`` record, and the file read on."""
+
+
 def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
     """(input_ref, row) pairs; the dialect is sniffed, the first line is the header."""
-    text = io.TextIOWrapper(handle, encoding="utf-8", errors="surrogateescape", newline="")
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    encoding = text_encoding(handle)
+    errors = "surrogateescape" if encoding.startswith("utf-8") else "strict"
+    text = io.TextIOWrapper(handle, encoding=encoding, errors=errors, newline="")
     sample = text.read(64 * 1024)
     text.seek(0)
     try:
@@ -174,23 +192,35 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
                 yield f"{name}:{line}", Failure(None, f"{name}:{line}", "parse", "csv_extra_cells",
                                                 f"row has {len(extra)} more cells than the header", excerpt(str(extra)))
                 continue
-            yield f"{name}:{line}", row
+            ref = f"{name}:{line}"
+            if any(isinstance(cell, str) and _has_surrogates(cell) for cell in row.values()):
+                yield ref, Failure(None, ref, "read", "invalid_utf8", "row is not valid UTF-8",
+                                   excerpt(json.dumps(row, ensure_ascii=False)))
+                continue
+            yield ref, row
     except csv.Error as error:
         yield f"{name}:{line + 1}", Failure(None, f"{name}:{line + 1}", "parse", "invalid_csv", str(error))
 
 
 def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
-    for number, raw in enumerate(handle, start=1):
+    encoding = text_encoding(handle)
+    if encoding == "utf-8-sig":
+        handle.read(len(codecs.BOM_UTF8))
+    lines: Iterable[bytes | str] = handle if encoding.startswith("utf-8") else io.TextIOWrapper(handle, encoding)
+    for number, raw in enumerate(lines, start=1):
         ref = f"{name}:{number}"
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw.decode("utf-8"))
+            row = json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
         except UnicodeDecodeError as error:
             yield ref, Failure(None, ref, "read", "invalid_utf8", f"line is not valid UTF-8: {error}", excerpt(raw))
             continue
         except json.JSONDecodeError as error:
             yield ref, Failure(None, ref, "parse", "invalid_json", f"invalid JSON: {error}", excerpt(raw))
+            continue
+        except RecursionError:
+            yield ref, Failure(None, ref, "parse", "invalid_json", "JSON nested too deeply to read", excerpt(raw))
             continue
         if not isinstance(row, dict):
             yield ref, Failure(None, ref, "parse", "not_an_object", f"JSON line is a {type(row).__name__}",
@@ -202,9 +232,11 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
 def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
     raw = handle.read()
     try:
-        rows = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document: {error}", excerpt(raw))
+        rows = json.loads(raw.removeprefix(codecs.BOM_UTF8))  # bytes: UTF-16 and UTF-32 are told apart too
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        reason = "nested too deeply to read" if isinstance(error, RecursionError) else str(error)
+        yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document: {reason}",
+                            excerpt(raw))
         return
     if isinstance(rows, dict):
         rows = next((v for v in rows.values() if isinstance(v, list)), [rows])

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import SAMPLES
-from transforms.ingest.email import hash_address, parse_email, split_mbox
+from transforms.ingest.email import detect_charset, hash_address, parse_email, split_mbox
 from transforms.records import Failure
 
 EMAILS = SAMPLES / "email"
@@ -208,3 +208,42 @@ def test_lone_surrogates_from_utf7_never_reach_the_document() -> None:
     document = parse_email(raw, "inline")
     assert document["full_text"] == "\ufffd hello there"
     document["full_text"].encode("utf-8")
+
+
+def test_undeclared_western_text_is_read_as_cp1252_not_cp1250(shared_data: Path) -> None:
+    """The detector ranks cp1250 level with cp1252 on French; cp1250 reads ``à`` as ``ŕ``."""
+    assert detect_charset("Crème brûlée, voilà".encode("cp1252")) == "cp1252"
+    assert detect_charset("Zażółć gęślą jaźń, dziękuję".encode("cp1250")) == "cp1250"
+    french = corpus_message(shared_data, "ham/00599.94c013ab7037d45045aafbac3389bef0")
+    assert "jusqu'à ma mort" in french["text"] and "ŕ" not in french["text"]
+
+
+def test_short_8bit_header_is_never_read_as_utf16() -> None:
+    """Four bytes of Latin-1 are valid UTF-16 too; mail charsets are ASCII-compatible."""
+    assert detect_charset(b"Caf\xe9") == "cp1252"
+    raw = b"From: a@b.c\nSubject: Caf\xe9\nContent-Type: text/plain; charset=unknown-8bit\n\nCr\xe8me br\xfbl\xe9e\n"
+    document = parse_email(raw, "inline")
+    assert document["subject"] == "Café" and document["text"].endswith("Crème brûlée")
+
+
+def test_raw_8bit_subjects_are_read_with_the_body(shared_data: Path) -> None:
+    """Undeclared 8-bit subjects in Thai, Big5 and Turkish spam, once shown as half-width katakana."""
+    subjects = {name: corpus_message(shared_data, f"spam/{name}")["subject"] for name in (
+        "00072.d519a73b92f487519c2bc5ba45f5eb2c", "00243.c6e70273fe1cf9e56e26bb6bbeef415d",
+        "00336.92409253178027f58e2c072a7e82791e")}
+    assert list(subjects.values()) == ["future business สำหรับคุณ!", "[ILUG] 純商業辦公室出租", "Yeni sürümde"]
+
+
+def test_base64_body_with_a_list_footer_is_decoded(shared_data: Path) -> None:
+    """The list server appended its plain-text footer to a base64 body; the email package gave up on it."""
+    document = corpus_message(shared_data, "spam/00313.fab744bfd5a128fca39b69df9811c086")
+    assert "Degerli SMSTR kullanicimiz" in document["text"] and "PGh0bWw" not in document["full_text"]
+    assert "plain text after the base64 body (a list footer) kept as text" in document["ingest_notes"]
+
+
+def test_a_megabyte_header_is_cut_before_parsing() -> None:
+    """The email package parses a header in time quadratic in its length: 1 MB took 32 s of one core."""
+    raw = b"From: a@b.c\nSubject: " + b"win " * 250_000 + b"\n\nbody\n"
+    document = parse_email(raw, "inline")
+    assert 65_000 < len(document["subject"]) <= 65_536 and document["full_text"].strip() == "body"
+    assert "header subject cut at 65,536 of 1,000,000 characters" in document["ingest_notes"]

@@ -154,6 +154,17 @@ def test_a_20_mb_text_is_refused_by_size_not_by_a_crash(tmp_path: Path) -> None:
     assert outcomes == ["text_too_large", "short one", "text_too_large"]
 
 
+def test_a_long_csv_cell_or_deep_json_line_fails_alone(tmp_path: Path) -> None:
+    """csv's 131,072-character cell limit and json's recursion limit used to end the file at that row."""
+    table = tmp_path / "reviews.csv"
+    table.write_text(f"id,text\n1,short\n2,{'x' * 300_000}\n3,after the long one\n", encoding="utf-8")
+    lines = tmp_path / "posts.jsonl"
+    lines.write_text('{"text": "before"}\n{"a": ' + "[" * 100_000 + "]" * 100_000 + '}\n{"text": "after"}\n',
+                     encoding="utf-8")
+    outcomes = [r.error_type if isinstance(r, Failure) else r["text"] for p in (table, lines) for r in records_of(p)]
+    assert outcomes == ["short", "text_too_large", "after the long one", "before", "invalid_json", "after"]
+
+
 def test_truncated_mime_keeps_what_was_there() -> None:
     raw = (SAMPLES / "email" / "spam-00001").read_bytes()
     boundary_cut = raw[: raw.rindex(b"</")]
@@ -203,3 +214,23 @@ def test_pipeline_labeled_plus_dead_letter_equals_input(tiny_bundle: Path, posts
         originals = social[social["duplicate_of"].isna()]
         assert set(social["duplicate_of"].dropna()) <= set(originals["doc_id"])
         assert originals["text"].is_unique
+
+
+def test_names_and_text_that_beam_cannot_encode_do_not_stop_the_run(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Beam's coders and Parquet accept only valid UTF-8: a non-UTF-8 file name, a JSON escape of half an
+    emoji and a CSV byte in another charset once failed the whole job."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / b"caf\xe9-tweets.jsonl".decode("utf-8", "surrogateescape")).write_bytes(
+        b'{"id": "1", "text": "cut at the limit \\ud83d"}\n{"id": "2", "text": "fine"}\n')
+    (inputs / "reviews.csv").write_bytes(b"id,review_text\n1,fine\n2,caf\xe9 in latin-1\n")
+    (inputs / "reviews-excel.csv").write_bytes("id,review_text\n1,exported by Excel\n".encode("utf-16"))
+    output = tmp_path / "out"
+    manifest = run_pipeline(PipelineConfig(inputs=(str(inputs),), output=str(output), logical_date="2026-11-20",
+                                           model_dir=str(tiny_bundle)))
+    labeled = pd.read_parquet(output / "labeled")
+    dead = pd.read_parquet(output / "dead_letter")
+    assert manifest["reconciled"] is True and manifest["totals"]["input"] == 5
+    assert sorted(labeled["text"]) == ["cut at the limit \ufffd", "exported by Excel", "fine", "fine"]
+    assert list(dead["error_type"]) == ["invalid_utf8"] and dead["raw_excerpt"][0].endswith('caf\\xe9 in latin-1"}')
+    assert any(ref.startswith(f"{inputs}/caf\\xe9-tweets.jsonl:") for ref in labeled["input_ref"])

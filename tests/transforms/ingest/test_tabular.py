@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 
@@ -9,7 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.conftest import SAMPLES
-from transforms.ingest.tabular import ColumnMap, guess_source, parse_timestamp, read_csv, read_jsonl, read_parquet
+from transforms.ingest.tabular import (
+    ColumnMap,
+    guess_source,
+    parse_timestamp,
+    read_csv,
+    read_json_array,
+    read_jsonl,
+    read_parquet,
+)
 from transforms.ingest.tabular import row_to_document as to_document
 from transforms.records import Failure
 
@@ -48,9 +57,11 @@ def test_explicit_mapping_wins_and_missing_text_column_is_explained() -> None:
 def test_invalid_utf8_in_csv_fails_only_that_row() -> None:
     data = b"id,text\n1,fine row\n2,caf\xe9 broken\n3,also fine\n"
     rows = list(read_csv(io.BytesIO(data), "f.csv"))
-    documents = [to_document(row, ColumnMap().resolve(list(row)), "review", ref) for ref, row in rows]
+    documents = [row if isinstance(row, Failure) else to_document(row, ColumnMap().resolve(list(row)), "review", ref)
+                 for ref, row in rows]
     assert [d.error_type if isinstance(d, Failure) else d["text"] for d in documents] == [
         "fine row", "invalid_utf8", "also fine"]
+    assert documents[1].raw_excerpt == '{"id": "2", "text": "caf\\xe9 broken"}'  # the byte shown, not a surrogate
 
 
 def test_parquet_rows_and_timestamps(tmp_path) -> None:
@@ -73,3 +84,33 @@ def test_source_guess_from_columns_then_file_name() -> None:
 def test_non_object_json_line_is_a_failure() -> None:
     rows = list(read_jsonl(io.BytesIO(json.dumps([1, 2]).encode() + b"\n"), "a.jsonl"))
     assert rows[0][1].error_type == "not_an_object"
+
+
+def texts(rows) -> list[str]:
+    return [to_document(row, ColumnMap().resolve(list(row)), "review", ref)["text"] for ref, row in rows]
+
+
+def test_byte_order_marks_name_the_encoding() -> None:
+    """Excel saves "CSV UTF-8" with a BOM and "Unicode text" as UTF-16; PowerShell writes UTF-16 JSON."""
+    table = "id,text\n1,Café au lait\n2,“smart quotes” ok\n"
+    for data in (codecs.BOM_UTF8 + table.encode(), table.encode("utf-16"), table.encode("utf-32")):
+        rows = list(read_csv(io.BytesIO(data), "f.csv"))
+        assert [row["id"] for _, row in rows] == ["1", "2"]
+        assert texts(rows) == ["Café au lait", "“smart quotes” ok"]
+    lines = '{"id": "1", "text": "Café au lait"}\n{"id": "2", "text": "naïve"}\n'
+    for data in (codecs.BOM_UTF8 + lines.encode(), lines.encode("utf-16")):
+        assert texts(read_jsonl(io.BytesIO(data), "f.jsonl")) == ["Café au lait", "naïve"]
+    array = json.dumps([{"text": "Café"}], ensure_ascii=False)
+    for data in (codecs.BOM_UTF8 + array.encode(), array.encode("utf-16")):
+        assert texts(read_json_array(io.BytesIO(data), "f.json")) == ["Café"]
+
+
+def test_lone_surrogate_escapes_become_replacement_characters_with_a_note() -> None:
+    """Exporters that cut text at a length limit can split an emoji into a lone ``\\ud83d``."""
+    data = b'{"id": "1", "text": "so good \\ud83d", "user": "\\udc80x"}\n{"id": "2", "text": "ok \\ud83d\\ude00"}\n'
+    (_, cut), (_, whole) = read_jsonl(io.BytesIO(data), "f.jsonl")
+    document = to_document(cut, ColumnMap().resolve(list(cut)), "social", "f.jsonl:1")
+    assert (document["text"], document["author"]) == ("so good \ufffd", "\ufffdx")
+    assert document["ingest_notes"] == ["lone surrogates replaced with U+FFFD in text, author"]
+    paired = to_document(whole, ColumnMap().resolve(list(whole)), "social", "f.jsonl:2")
+    assert paired["text"] == "ok 😀" and paired["ingest_notes"] == []
