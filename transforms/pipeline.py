@@ -245,7 +245,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """Run the job, commit its partitions and return the manifest (also written to ``_runs/``)."""
     started = datetime.now(UTC)
     clock = time.monotonic()
-    files = expand_inputs(config.inputs)
+    files = expand_inputs(config.inputs, output=config.output)
     bundle = read_bundle_spec(Path(config.model_dir))
     if config.zero_shot:
         bundle = with_zero_shot(bundle, config.zero_shot)

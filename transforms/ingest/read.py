@@ -37,11 +37,13 @@ MAILDIR_MESSAGE_FOLDERS = ("cur", "new")
 """Where a Maildir keeps delivered messages; ``tmp/`` holds deliveries still being written and is skipped."""
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[str]:
+def expand_inputs(inputs: Sequence[str], output: str | None = None) -> list[str]:
     """Files, folders (walked recursively, Maildir included) and globs to a sorted list of files.
 
-    Hidden files and ``_``-prefixed files (``_SUCCESS``, manifests) are skipped. A pattern that
-    matches nothing raises, so a typo in a schedule fails loudly instead of writing nothing.
+    Hidden files and ``_``-prefixed files (``_SUCCESS``, manifests) are skipped, and so is everything
+    under ``output``, the run's output root: written inside an input folder, a run's own Parquet would
+    be read back as reviews by the next run. A pattern that matches nothing raises, so a typo in a
+    schedule fails loudly instead of writing nothing.
     """
     found: set[str] = set()
     for item in inputs:
@@ -52,7 +54,14 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
         if not matches:
             raise FileNotFoundError(f"input {item!r} matches no file")
         found.update(m for m in matches if not PurePosixPath(m).name.startswith((".", "_")) and not _in_maildir_tmp(m))
-    return sorted(found)
+    return sorted(file for file in found if output is None or not _is_under(file, output))
+
+
+def _is_under(path: str, root: str) -> bool:
+    if "://" in path or "://" in root:
+        return path.startswith(root.rstrip("/") + "/")
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([os.path.realpath(path), real_root]) == real_root
 
 
 def is_maildir(folder: str) -> bool:

@@ -87,3 +87,13 @@ def test_a_file_name_that_is_not_utf8_is_escaped_in_refs(tmp_path: Path) -> None
     document, failure = read_path(str(path))
     assert document["input_ref"] == f"{tmp_path}/caf\\xe9.jsonl:1" and document["text"] == "fine"
     assert failure.input_ref == f"{tmp_path}/caf\\xe9.jsonl:2" and failure.error_type == "no_text"
+
+
+def test_the_output_root_inside_an_input_folder_is_not_read_back(tmp_path: Path) -> None:
+    (tmp_path / "posts.jsonl").write_text('{"text": "hello"}\n', encoding="utf-8")
+    written = tmp_path / "out" / "labeled" / "source=social" / "date=2026-11-20" / "part-r1-00000-of-00001.parquet"
+    written.parent.mkdir(parents=True)
+    written.write_bytes(b"PAR1")
+    assert expand_inputs([str(tmp_path)]) == [str(written), str(tmp_path / "posts.jsonl")]
+    assert expand_inputs([str(tmp_path)], output=str(tmp_path / "out")) == [str(tmp_path / "posts.jsonl")]
+    assert expand_inputs([str(tmp_path / "*")], output=f"{tmp_path}/./out/") == [str(tmp_path / "posts.jsonl")]
