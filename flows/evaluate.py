@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,20 @@ from models.registry import default_model_dir
 @task(name="evaluate-task", cache_policy=NO_CACHE)
 def evaluate_task(model_dir: str, task_name: str, data: str, only_gold_labels: bool = False,
                   text_column: str | None = None, label_column: str | None = None,
-                  quantize: bool = False) -> dict[str, Any]:
+                  quantize: bool = False, label_map: dict[str, str] | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, macro-recall, per-class report, confusion matrix and ECE; ``quantize`` measures
-    the int8 encoder (the accuracy delta that decides whether int8 may be a run's default)."""
+    the int8 encoder (the accuracy delta that decides whether int8 may be a run's default); ``label_map``
+    renames the data's labels to the task's (``{"0": "negative", "1": "positive"}``)."""
     classifier = Classifier.load(model_dir, tasks=[task_name], quantize=quantize)
-    examples = read_labeled(Path(data), text_column, label_column)
+    examples = [replace(e, label=(label_map or {}).get(e.label, e.label))
+                for e in read_labeled(Path(data), text_column, label_column)]
+    if not examples:
+        raise ValueError(f"{data}: no row with both a text and a label")
     labels = classifier.spec.tasks[task_name].labels
     unknown = sorted({e.label for e in examples} - set(labels))
     if unknown:
-        raise ValueError(f"{data}: labels {unknown[:5]} are not labels of task {task_name!r}")
+        raise ValueError(f"{data}: labels {unknown[:5]} are not labels of task {task_name!r} {list(labels)[:8]}; "
+                         f"map them with --label-map, e.g. {unknown[0]}={labels[0]}")
     allowed = tuple(sorted({e.label for e in examples})) if only_gold_labels else None
     predicted, scores = predict_task(classifier, task_name, [e.text for e in examples], allowed)
     report = classification_report([e.label for e in examples], predicted, labels, scores)
@@ -39,17 +45,18 @@ def evaluate_task(model_dir: str, task_name: str, data: str, only_gold_labels: b
 @flow(name="undertone-evaluate")
 def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, output: str | None = None,
                   only_gold_labels: bool = False, text_column: str | None = None,
-                  label_column: str | None = None, quantize: bool = False) -> dict[str, Any]:
+                  label_column: str | None = None, quantize: bool = False,
+                  label_map: dict[str, str] | None = None) -> dict[str, Any]:
     """Evaluate ``task_name`` of a model bundle on a labeled file or email folder.
 
     ``only_gold_labels`` restricts predictions to the labels present in the data (binary
-    SST-2 scored on the 3-class sentiment head).
+    SST-2 scored on the 3-class sentiment head); ``label_map`` renames the data's labels to the task's.
 
     Example:
         undertone evaluate --task sentiment --data ../shared/data/sentiment/sst2/dev.tsv --only-gold-labels
     """
     report = evaluate_task(str(model_dir or default_model_dir()), task_name, data, only_gold_labels,
-                           text_column, label_column, quantize)
+                           text_column, label_column, quantize, label_map)
     if output:
         Path(output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     per_class = "\n".join(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | "

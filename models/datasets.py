@@ -153,8 +153,13 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
         return read_sst2(path)
     if path.suffix == ".tsv" and len(first_line.split("\t")) >= 3 and first_line.split("\t")[1] in SENTIMENT_LABELS:
         return [example for _, example in read_semeval(path)]
-    readers = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": pd.read_json,
-               ".parquet": pd.read_parquet, ".tsv": lambda p: pd.read_csv(p, sep="\t")}
+    readers = {  # labels stay as written: a 0/1 column must not come back as 0.0/1.0 because one cell is empty
+        ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
+        ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False),
+        ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
+        ".json": lambda p: pd.read_json(p, dtype=False),
+        ".parquet": pd.read_parquet,
+    }
     if path.suffix not in readers:
         raise ValueError(f"{path}: unsupported evaluation file type {path.suffix!r}")
     frame = readers[path.suffix](path)
@@ -164,5 +169,10 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
     label = label_column or next((c for c in frame.columns if c.lower() in LABEL_COLUMNS), None)
     if text is None or label is None or text not in frame or label not in frame:
         raise ValueError(f"{path}: need a text and a label column, found {list(frame.columns)}")
-    return [Example(normalise_text(str(t)), str(lab)) for t, lab in zip(frame[text], frame[label], strict=True)
-            if isinstance(t, str) and t.strip()]
+    return [Example(normalise_text(t), str(lab)) for t, lab in zip(frame[text], frame[label], strict=True)
+            if isinstance(t, str) and t.strip() and _present(lab)]
+
+
+def _present(label: object) -> bool:
+    """A label cell that holds a label: not empty, None or NaN (a row without one is not evaluated)."""
+    return label is not None and label == label and str(label).strip() != ""

@@ -27,6 +27,13 @@ def _iso_date(value: str) -> str:
     return date.fromisoformat(value).isoformat()
 
 
+def _label_map(value: str) -> dict[str, str]:
+    pairs = [pair.split("=", 1) for pair in value.split(",") if pair.strip()]
+    if not pairs or any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected DATA=TASK pairs separated by commas, got {value!r}")
+    return {data.strip(): task.strip() for data, task in pairs}
+
+
 def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     """The CLI; ``run_defaults`` (from ``--config``) become the run command's defaults."""
     parser = argparse.ArgumentParser(prog="undertone", description=__doc__)
@@ -110,6 +117,8 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--text-column")
     evaluate.add_argument("--label-column")
     evaluate.add_argument("--int8", action="store_true", help="evaluate the dynamic int8 encoder (CPU)")
+    evaluate.add_argument("--label-map", type=_label_map, metavar="DATA=TASK,...",
+                          help="rename the data's labels to the task's, e.g. 0=negative,1=positive")
 
     fewshot = commands.add_parser("fewshot", help="add a task to a bundle from ~8 labeled examples per label")
     fewshot.add_argument("--task", required=True, help="name of the new task (its output column)")
@@ -144,7 +153,7 @@ def run_model_command(args: argparse.Namespace) -> int:
 
     report = evaluate_flow(task_name=args.task, data=args.data, model_dir=args.model, output=args.output,
                            only_gold_labels=args.only_gold_labels, text_column=args.text_column,
-                           label_column=args.label_column, quantize=args.int8)
+                           label_column=args.label_column, quantize=args.int8, label_map=args.label_map)
     print(json.dumps({key: report[key] for key in ("model_version", "task", "n", "int8", "accuracy", "macro_f1",
                                                     "macro_recall", "ece")}, indent=2))
     return 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from flows.evaluate import evaluate_flow
+from flows.evaluate import evaluate_flow, evaluate_task
 from models.classifier import Classifier
 from models.datasets import read_labeled
 from models.recipes import SST2_CANDIDATES, sentiment_data
@@ -79,3 +81,24 @@ def test_evaluate_flow_reports_what_the_model_predicts(prefect_harness, tiny_bun
     assert report["n"] == 4 and report["accuracy"] == expected_accuracy
     assert sum(map(sum, report["confusion_matrix"])) == 4
     assert json.loads((tmp_path / "r.json").read_text())["accuracy"] == expected_accuracy
+
+
+def test_evaluate_maps_numeric_labels_and_skips_rows_without_one(prefect_harness, tiny_bundle: Path, shared_data: Path,
+                                                                  tmp_path: Path) -> None:
+    """SST-2's 0/1 labels, as a CSV with one label missing: read as text (not 0.0/1.0) and renamed by the map."""
+    dev = pd.read_csv(shared_data / "sentiment" / "sst2" / "dev.tsv", sep="\t", quoting=csv.QUOTE_NONE).head(40)
+    numeric = tmp_path / "numeric.csv"
+    pd.concat([dev, pd.DataFrame({"sentence": ["no label here"], "label": [None]})]).to_csv(numeric, index=False)
+    named = tmp_path / "named.csv"
+    dev.assign(label=dev["label"].map({0: "negative", 1: "positive"})).to_csv(named, index=False)
+    mapped = evaluate_flow("sentiment", str(numeric), model_dir=str(tiny_bundle), only_gold_labels=True,
+                           text_column="sentence", label_map={"0": "negative", "1": "positive"})
+    reference = evaluate_flow("sentiment", str(named), model_dir=str(tiny_bundle), only_gold_labels=True,
+                              text_column="sentence")
+    assert mapped["n"] == 40 and {k: v for k, v in mapped.items() if k != "data"} == \
+        {k: v for k, v in reference.items() if k != "data"}
+    with pytest.raises(ValueError, match=r"labels \['0', '1'\] are not labels of task 'sentiment'.*--label-map"):
+        evaluate_task.fn(str(tiny_bundle), "sentiment", str(numeric), text_column="sentence")
+    (tmp_path / "empty.csv").write_text("text,label\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no row with both a text and a label"):
+        evaluate_task.fn(str(tiny_bundle), "sentiment", str(tmp_path / "empty.csv"))
