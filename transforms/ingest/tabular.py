@@ -232,7 +232,7 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
 def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
     raw = handle.read()
     try:
-        rows = json.loads(raw.removeprefix(codecs.BOM_UTF8))  # bytes: UTF-16 and UTF-32 are told apart too
+        rows = json.loads(raw)  # from bytes, json tells UTF-8 (with or without a BOM), UTF-16 and UTF-32 apart
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         reason = "nested too deeply to read" if isinstance(error, RecursionError) else str(error)
         yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document: {reason}",
