@@ -34,7 +34,9 @@ DOCUMENT_FIELDS: tuple[pa.Field, ...] = (
     _field("doc_id", pa.string(), "Stable id: sha256 of source and source_id, the same on every run.", False),
     _field("source", pa.string(), "email | review | social.", False),
     _field("source_id", pa.string(),
-           "The record's own id: its id column, else the email Message-ID, else a content hash.", False),
+           "The record's own id: its id column, else the email Message-ID, else a hash of its place (file name "
+           "with line, row or message offset) and text, so two id-less rows with the same text stay two documents.",
+           False),
     _field("input_ref", pa.string(), "Where the record was read: file path with line, row or message index.", False),
     _field("created_at", TIMESTAMP, "When the author wrote it (email Date, created_at column), in UTC."),
     _field("text", pa.string(), "The cleaned text that the classifiers read.", False),

@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 from schemas import DOCUMENT_SCHEMA
@@ -83,12 +84,16 @@ def make_doc_id(source: str, source_id: str) -> str:
 
 
 def new_document(source: str, input_ref: str, text: str, source_id: str | None = None, **values: Any) -> Document:
-    """A document dict with every schema field present; ``source_id`` defaults to a content hash.
+    """A document dict with every schema field present.
+
+    Without an id of its own, ``source_id`` hashes the record's place (file name with its line, row or
+    offset, from ``input_ref``) and its text: a content hash alone gave two id-less rows with the same
+    text ("Great product!") one ``doc_id``, and the folder part is left out so a moved file keeps its ids.
 
     Every string is made encodable here, the one place all readers pass through: lone surrogates in
     text fields become U+FFFD (and a note says where), in ids and refs they are escaped.
     """
-    source_id = printable(source_id) if source_id else content_hash(text)
+    source_id = printable(source_id) if source_id else content_hash(f"{PurePosixPath(input_ref).name}\x1f{text}")
     document: Document = {name: None for name in DOCUMENT_SCHEMA.names}
     document.update(values)
     document.update(

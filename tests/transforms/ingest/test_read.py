@@ -97,3 +97,17 @@ def test_the_output_root_inside_an_input_folder_is_not_read_back(tmp_path: Path)
     assert expand_inputs([str(tmp_path)]) == [str(written), str(tmp_path / "posts.jsonl")]
     assert expand_inputs([str(tmp_path)], output=str(tmp_path / "out")) == [str(tmp_path / "posts.jsonl")]
     assert expand_inputs([str(tmp_path / "*")], output=f"{tmp_path}/./out/") == [str(tmp_path / "posts.jsonl")]
+
+
+def test_rows_without_ids_get_distinct_stable_doc_ids(tmp_path: Path) -> None:
+    """Two id-less posts saying "Great product!" are two documents (a content hash gave them one doc_id);
+    the ids survive a re-read and a move to another folder."""
+    lines = b'{"text": "Great product!"}\n{"text": "Great product!"}\n{"text": "meh"}\n'
+    first, moved = tmp_path / "a" / "posts.jsonl", tmp_path / "b" / "posts.jsonl"
+    for path in (first, moved):
+        path.parent.mkdir()
+        path.write_bytes(lines)
+    ids = [record["doc_id"] for record in read_path(str(first))]
+    assert len(set(ids)) == 3
+    assert ids == [record["doc_id"] for record in read_path(str(first))]
+    assert ids == [record["doc_id"] for record in read_path(str(moved))]
