@@ -170,19 +170,33 @@ def _read_emails(handle, path: str, hash_addresses: bool, head: bytes) -> Iterat
         yield parse_email(handle.read(), path, hash_addresses)
 
 
+PENDING_FAILURES = 1_000
+"""Bad rows held while a table's source is still unknown (it is told by the first good row's columns);
+past this many, they take the source the file name suggests, else review."""
+
+
 def _read_table(handle, path: str, kind: str, forced: str | None, columns: ColumnMap
                 ) -> Iterator[Document | Failure]:
+    """A table's rows; bad rows before the first good one wait for the source that row's columns tell."""
+    name = PurePosixPath(path).name
     source = forced
+    pending: list[Failure] = []
     resolved: dict[tuple[str, ...], ColumnMap] = {}
     for ref, row in TABLE_READERS[kind](handle, path):
         if isinstance(row, Failure):
-            yield replace(row, source=source)
+            if source is None and len(pending) < PENDING_FAILURES:
+                pending.append(row)
+                continue
+            source = source or guess_source((), name) or "review"
+            yield from (replace(failure, source=source) for failure in (*pending, row))
+            pending.clear()
             continue
         if source is None:
-            source = guess_source(row.keys(), PurePosixPath(path).name)
-            if source is None:
-                source = "review"
+            source = guess_source(row.keys(), name) or "review"
+        yield from (replace(failure, source=source) for failure in pending)
+        pending.clear()
         keys = tuple(row)
         if keys not in resolved:
             resolved[keys] = columns.resolve(keys)
         yield row_to_document(row, resolved[keys], source, ref)
+    yield from (replace(failure, source=guess_source((), name) or "review") for failure in pending)

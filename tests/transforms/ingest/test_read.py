@@ -111,3 +111,15 @@ def test_rows_without_ids_get_distinct_stable_doc_ids(tmp_path: Path) -> None:
     assert len(set(ids)) == 3
     assert ids == [record["doc_id"] for record in read_path(str(first))]
     assert ids == [record["doc_id"] for record in read_path(str(moved))]
+
+
+def test_bad_rows_before_the_first_good_one_take_the_tables_source(tmp_path: Path) -> None:
+    """The source is told by the first good row's columns; bad rows before it used to land under unknown."""
+    posts = tmp_path / "export.csv"
+    posts.write_bytes(b"tweet,retweets\ncaf\xe9 first row,1\nfine,2\n")
+    broken = tmp_path / "tweets-today.jsonl"
+    broken.write_bytes(b'{"tweet": "cut\n[1]\n')
+    outcomes = [(r.source, r.error_type) if isinstance(r, Failure) else (r["source"], r["text"])
+                for path in (posts, broken) for r in read_path(str(path))]
+    assert outcomes == [("social", "invalid_utf8"), ("social", "fine"),
+                        ("social", "invalid_json"), ("social", "not_an_object")]
