@@ -20,7 +20,7 @@ from flows.daily import daily_flow
 from tests.conftest import SAMPLES
 from tests.sample_output import SAMPLE_DATE, sample_output
 from transforms.aggregates import read_aggregates, read_labeled
-from transforms.report.page import render_html
+from transforms.report.page import render_html, write_report
 from undertone.cli import main
 
 WINDOW_WIDTH = 1280
@@ -174,3 +174,9 @@ def test_daily_refreshes_aggregates_and_publishes_the_report(prefect_harness, ti
     assert artifact is not None
     assert f"| documents labeled | {len(labeled)} |" in artifact.data and str(report) in artifact.data
     assert "| dead letters | 1 |" in artifact.data
+
+
+def test_a_missing_output_root_is_an_error_not_an_empty_report(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no output root"):
+        write_report(tmp_path / "typo", tmp_path / "report.html")
+    assert not (tmp_path / "report.html").exists()

@@ -252,8 +252,11 @@ def write_report(output: str | Path, html_path: str | Path, start: str | None = 
                  registry: Path = REGISTRY_FILE) -> dict[str, Any]:
     """Render the report of logical dates ``start``..``end`` (default: all) to ``html_path``, atomically.
 
-    Returns the key figures and the path.
+    Returns the key figures and the path. A local ``output`` that does not exist is an error, not an
+    empty report: it is a mistyped path far more often than a deployment that has labeled nothing yet.
     """
+    if "://" not in str(output) and not Path(output).is_dir():
+        raise FileNotFoundError(f"no output root at {output}: point --output at the folder `undertone run` wrote")
     dates = [date for date in partition_dates(output)
              if (start is None or date >= start) and (end is None or date <= end)]
     aggregates = load_aggregates(output, dates)
