@@ -14,12 +14,15 @@ import io
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import Any, BinaryIO
 
 import pyarrow.parquet as pq
+from dateutil import parser as date_parser
+from dateutil.parser import UnknownTimezoneWarning
 
 from transforms.records import Document, Failure, excerpt, new_document
 
@@ -103,9 +106,36 @@ def parse_timestamp(value: Any) -> datetime | None:
         number = float(value)
         parsed = datetime.fromtimestamp(number / 1000 if abs(number) > 1e11 else number, tz=UTC)
     else:
-        text = str(value).strip().replace("Z", "+00:00")
-        parsed = datetime.fromisoformat(text)
+        parsed = _parse_date_text(str(value).strip())
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+_NO_DATE = datetime(1, 1, 1)
+
+
+def _parse_date_text(text: str) -> datetime:
+    """ISO-8601, else the forms exports write (Twitter's ``Wed Oct 10 20:19:24 +0000 2018``, RFC 2822,
+    ``November 29, 2026``, ``2026-11-29 10:00 UTC``) with dateutil.
+
+    Refused rather than guessed: a numeric date whose day and month could be either way round
+    (``01/02/2026``), a text without a year, and a zone abbreviation dateutil does not know (``PST``).
+    """
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownTimezoneWarning)
+        try:
+            month_first = date_parser.parse(text, default=_NO_DATE)
+            day_first = date_parser.parse(text, default=_NO_DATE, dayfirst=True)
+        except UnknownTimezoneWarning as warning:
+            raise ValueError(str(warning)) from None
+    if month_first != day_first:
+        raise ValueError(f"day and month could be either way round in {text!r}")
+    if month_first.year == _NO_DATE.year:
+        raise ValueError(f"no year in {text!r}")
+    return month_first
 
 
 def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, input_ref: str) -> Document | Failure:

@@ -8,6 +8,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from tests.conftest import SAMPLES
 from transforms.ingest.tabular import (
@@ -114,3 +115,23 @@ def test_lone_surrogate_escapes_become_replacement_characters_with_a_note() -> N
     assert document["ingest_notes"] == ["lone surrogates replaced with U+FFFD in text, author"]
     paired = to_document(whole, ColumnMap().resolve(list(whole)), "social", "f.jsonl:2")
     assert paired["text"] == "ok 😀" and paired["ingest_notes"] == []
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("Wed Oct 10 20:19:24 +0000 2018", "2018-10-10T20:19:24+00:00"),  # Twitter API v1.1 created_at
+    ("Sat, 29 Nov 2026 10:00:00 +0100", "2026-11-29T09:00:00+00:00"),  # RFC 2822, emails exported to CSV
+    ("November 29, 2026", "2026-11-29T00:00:00+00:00"),
+    ("2026-11-29 10:00:00 UTC", "2026-11-29T10:00:00+00:00"),
+    ("29.11.2026 10:00", "2026-11-29T10:00:00+00:00"),  # day first, and it cannot be read the other way
+    ("2026-11-29T10:00:00+01:00", "2026-11-29T09:00:00+00:00"),
+])
+def test_timestamps_as_exports_write_them(written: str, expected: str) -> None:
+    assert parse_timestamp(written).isoformat() == expected
+
+
+@pytest.mark.parametrize("written", ["01/02/2026", "Monday", "Nov 29", "10:30 PST 2026-11-29", "5 stars"])
+def test_a_date_that_would_be_a_guess_is_left_empty_with_a_note(written: str) -> None:
+    row = {"text": "fine", "created_at": written}
+    document = to_document(row, ColumnMap().resolve(list(row)), "social", "f.jsonl:1")
+    assert document["created_at"] is None
+    assert document["ingest_notes"] == [f"unparseable created_at: {written}"]
