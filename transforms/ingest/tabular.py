@@ -110,6 +110,29 @@ def parse_timestamp(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+_RATING = re.compile(r"(\d+(?:[.,]\d+)?)\s*(?:(?:/|out of)\s*\d+(?:[.,]\d+)?)?\s*(?:stars?)?", re.IGNORECASE)
+
+
+def parse_rating(value: Any) -> float | None:
+    """A number, or the forms review exports write: ``4.0 out of 5 stars``, ``4/5``, ``4,5``, ``★★★★☆``.
+
+    The number is kept on its own scale (4 of 5 stays 4.0); anything else raises ``ValueError``.
+    """
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"a boolean is not a rating: {value}")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    if text and set(text) <= {"★", "☆"}:
+        return float(text.count("★"))
+    match = _RATING.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a rating: {text!r}")
+    return float(match.group(1).replace(",", "."))
+
+
 _NO_DATE = datetime(1, 1, 1)
 
 
@@ -156,7 +179,7 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
         notes.append(f"unparseable {columns.created_at}: {str(row.get(columns.created_at))[:40]}")
     rating = row.get(columns.rating) if columns.rating else None
     try:
-        rating = float(rating) if rating not in (None, "") else None
+        rating = parse_rating(rating)
     except (TypeError, ValueError):
         notes.append(f"non-numeric rating: {str(rating)[:20]}")
         rating = None

@@ -135,3 +135,17 @@ def test_a_date_that_would_be_a_guess_is_left_empty_with_a_note(written: str) ->
     document = to_document(row, ColumnMap().resolve(list(row)), "social", "f.jsonl:1")
     assert document["created_at"] is None
     assert document["ingest_notes"] == [f"unparseable created_at: {written}"]
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("4.0 out of 5 stars", 4.0), ("4/5", 4.0), ("4,5", 4.5), ("★★★★☆", 4.0), ("1 star", 1.0), (3, 3.0), ("", None)])
+def test_ratings_as_review_exports_write_them(written: object, expected: float | None) -> None:
+    row = {"review_text": "fine", "rating": written}
+    document = to_document(row, ColumnMap().resolve(list(row)), "review", "r.csv:2")
+    assert document["rating"] == expected and document["ingest_notes"] == []
+
+
+def test_a_rating_that_is_not_one_is_left_empty_with_a_note() -> None:
+    row = {"review_text": "fine", "stars": "3-4"}
+    document = to_document(row, ColumnMap().resolve(list(row)), "review", "r.csv:2")
+    assert document["rating"] is None and document["ingest_notes"] == ["non-numeric rating: 3-4"]
