@@ -163,8 +163,15 @@ def config_defaults(path: str) -> dict[str, Any]:
     """Run settings from a YAML file, keyed like the flags' destinations."""
     import yaml
 
-    settings = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        settings = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"not valid YAML: {error}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"expected a mapping of run settings (source: email, ...), got a {type(settings).__name__}")
     columns = settings.pop("columns", {}) or {}
+    if not isinstance(columns, dict):
+        raise ValueError("columns: expected a mapping of field to input column (text: body, id: uid)")
     defaults = {key.replace("-", "_"): value for key, value in settings.items()}
     defaults.update({f"{field}_column": column for field, column in columns.items()})
     if isinstance(defaults.get("tasks"), str):
@@ -243,10 +250,20 @@ def run_schedule_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with a ``--config`` file's settings as defaults that flags override."""
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None):
-        args = build_parser(config_defaults(args.config)).parse_args(argv)
+        try:
+            defaults = config_defaults(args.config)
+        except (OSError, ValueError) as error:
+            build_parser().error(f"--config {args.config}: {error}")
+        args = build_parser(defaults).parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         from flows.run import run_flow

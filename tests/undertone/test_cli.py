@@ -1,0 +1,38 @@
+"""The command line's ``--config`` files: the shipped example, flags that override it, and broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from undertone.cli import parse_args
+
+BANK_INBOX = REPO / "deploy" / "configs" / "bank-support-inbox.yaml"
+
+
+def test_the_shipped_config_sets_run_options_and_flags_win() -> None:
+    args = parse_args(["run", "--config", str(BANK_INBOX), "inbox/", "--output", "out"])
+    assert (args.source, args.tasks, args.redact_pii) == ("email", ["sentiment", "spam", "intent"], True)
+    assert "fraud" in args.zero_shot["topic"]
+    overridden = parse_args(["run", "--config", str(BANK_INBOX), "inbox/", "--output", "out", "--source", "auto",
+                             "--tasks", "sentiment"])
+    assert (overridden.source, overridden.tasks) == ("auto", ["sentiment"])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("sorce: email\n", "unknown run settings in --config: ['sorce']"),
+    ("- source\n- email\n", "expected a mapping of run settings"),
+    ("columns: body\n", "columns: expected a mapping"),
+    ("tasks: [sentiment\n", "not valid YAML"),
+    (None, "No such file or directory"),
+])
+def test_a_broken_config_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          content: str | None, message: str) -> None:
+    config = tmp_path / "run.yaml"
+    if content is not None:
+        config.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["run", "--config", str(config), "inbox/", "--output", "out"])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
