@@ -47,12 +47,12 @@ class Failure:
 
 
 def excerpt(raw: bytes | str | None, limit: int = EXCERPT_CHARS) -> str | None:
-    """A short, printable excerpt of a raw record; undecodable bytes shown as ``\\xNN``."""
+    """A short excerpt of a raw record; undecodable bytes shown as ``\\xNN`` (by :class:`Failure` for text)."""
     if raw is None:
         return None
     if isinstance(raw, bytes):
         raw = raw[: limit * 4].decode("utf-8", errors="backslashreplace")
-    return printable(raw[:limit])
+    return raw[:limit]
 
 
 def printable(text: str) -> str:
