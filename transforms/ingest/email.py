@@ -132,19 +132,19 @@ def header(message: EmailMessage, name: str, notes: list[str]) -> str | None:
         notes.append(f"header {name} unparseable ({type(error).__name__})")
         value = raw
     if "\ufffd" in str(value):
-        value = _undeclared_8bit_header(message, name, notes) or value
+        value = _undeclared_8bit_header(message, name, raw, notes) or value
     return without_surrogates(" ".join(str(value).split()))
 
 
-def _undeclared_8bit_header(message: EmailMessage, name: str, notes: list[str]) -> str | None:
-    """Raw 8-bit header bytes (no RFC 2047 words) decoded instead of shown as U+FFFD.
+def _undeclared_8bit_header(message: EmailMessage, name: str, raw: str, notes: list[str]) -> str | None:
+    """Raw 8-bit header bytes (``raw``, as :func:`header` read and cut it; no RFC 2047 words) decoded
+    instead of shown as U+FFFD.
 
     A header is too short for reliable detection, so the charsets the message declares for its
     parts are tried first, then detection over the header and the text parts together: spam that
     puts raw 8-bit bytes in its Subject writes its body in the same charset.
     """
-    raw = next((raw for key, raw in message.raw_items() if key.lower() == name), None)
-    if raw is None or "=?" in raw:
+    if "=?" in raw:
         return None
     raw_bytes = raw.encode("utf-8", errors="surrogateescape")
     for charset in dict.fromkeys(filter(None, (part.get_content_charset() for part in message.walk()))):
