@@ -179,6 +179,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
                 ) -> Iterator[Document | Failure]:
     """A table's rows; bad rows before the first good one wait for the source that row's columns tell."""
     name = PurePosixPath(path).name
+    by_name = guess_source((), name) or "review"
     source = forced
     pending: list[Failure] = []
     resolved: dict[tuple[str, ...], ColumnMap] = {}
@@ -187,7 +188,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             if source is None and len(pending) < PENDING_FAILURES:
                 pending.append(row)
                 continue
-            source = source or guess_source((), name) or "review"
+            source = source or by_name
             yield from (replace(failure, source=source) for failure in (*pending, row))
             pending.clear()
             continue
@@ -199,4 +200,4 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
         if keys not in resolved:
             resolved[keys] = columns.resolve(keys)
         yield row_to_document(row, resolved[keys], source, ref)
-    yield from (replace(failure, source=guess_source((), name) or "review") for failure in pending)
+    yield from (replace(failure, source=by_name) for failure in pending)
