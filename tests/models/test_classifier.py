@@ -28,7 +28,10 @@ def test_predict_accepts_one_text_or_many(tiny_bundle: Path) -> None:
     one = classifier.predict(TEXTS[0])
     many = classifier.predict(TEXTS)
     assert isinstance(one, dict) and isinstance(many, list) and len(many) == len(TEXTS)
-    assert one["sentiment"] == many[0]["sentiment"]
+    # Alone or padded in a batch: the same label, the score equal up to float rounding (kernels pick their
+    # blocking by shape, and on some CPUs that changes the last bits).
+    assert one["sentiment"].label == many[0]["sentiment"].label
+    assert one["sentiment"].score == pytest.approx(many[0]["sentiment"].score, abs=1e-5)
     assert classifier.predict([]) == []
 
 
