@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     texts = json.loads(args.texts.read_text(encoding="utf-8"))
     hf_logging.set_verbosity(hf_logging.CRITICAL)  # the stock pipeline lists every model class it knows otherwise
-    classifier = Classifier.load(args.model, device=args.device, tasks=["sentiment"])
+    classifier = Classifier.load(args.model, device=args.device, tasks=["sentiment"], precision="fp32")
     model = PooledSequenceClassifier(classifier, "sentiment").eval()
     classify = pipeline("text-classification", model=model, tokenizer=classifier.tokenizer,
                         device=classifier.device, batch_size=args.batch_size)

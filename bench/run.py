@@ -5,10 +5,10 @@ Measures, on a mixed corpus built from ``../shared/data`` (emails, reviews, twee
 (a) ``transformers.pipeline("text-classification", batch_size=16)`` over the texts Undertone classified, in
     arrival order, with the same encoder weights, head, tokenizer, max length and threads
     (:mod:`bench.baseline`);
-(b) ``undertone run`` on the corpus files: ingest, clean, duplicates, every default task, Parquet;
-    again with ``--int8``;
-(c) the machine's matmul ceiling at the model's shapes and the FLOPs the corpus needs, giving the model
-    stage's FLOP utilisation (MFU).
+(b) ``undertone run`` on the corpus files: ingest, clean, duplicates, every default task, Parquet; once per
+    encoder precision (fp32, bf16 and, on CPU, int8); the headline is the precision ``auto`` picks here;
+(c) the machine's matmul ceilings (fp32, bf16) at the model's shapes and the FLOPs the corpus needs, giving
+    the model stage's FLOP utilisation (MFU).
 
 ``--memory`` instead compares the peak RSS of ``undertone run`` on the corpus and on ten times the corpus.
 Prints a summary and writes ``bench/results/<device>.json`` (or ``memory-<device>.json``).
@@ -36,13 +36,6 @@ BIN = Path(sys.executable).parent
 LOGICAL_DATE = "2026-11-20"
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def timed(command: list[str]) -> tuple[float, float, str]:
     """Run a command; its wall seconds, peak RSS in MiB (largest process of its tree) and stdout."""
     started = time.perf_counter()
@@ -55,11 +48,11 @@ def timed(command: list[str]) -> tuple[float, float, str]:
     return time.perf_counter() - started, usage.ru_maxrss / 1024, output
 
 
-def undertone_run(corpus: Path, output: Path, model: str, device: str, int8: bool = False) -> dict[str, Any]:
+def undertone_run(corpus: Path, output: Path, model: str, device: str, precision: str = "auto") -> dict[str, Any]:
     """``undertone run`` as a user types it; the job's own seconds and model counters come from its manifest."""
     shutil.rmtree(output, ignore_errors=True)
     command = [str(BIN / "undertone"), "run", str(corpus), "--output", str(output), "--date", LOGICAL_DATE,
-               "--model", model, "--device", device, "--json", *(["--int8"] if int8 else [])]
+               "--model", model, "--device", device, "--precision", precision, "--json"]
     wall, rss, printed = timed(command)
     result = json.loads(printed[printed.index("{"):])
     manifest = json.loads(Path(result["manifest_path"]).read_text(encoding="utf-8"))
@@ -70,7 +63,9 @@ def undertone_run(corpus: Path, output: Path, model: str, device: str, int8: boo
             "docs_per_s_job": labeled / manifest["seconds"], "docs_per_s_wall": labeled / wall,
             "peak_rss_mib": rss, "model_s": counters["model_microseconds"] / 1e6,
             "real_tokens": counters["real_tokens"], "padded_tokens": counters["padded_tokens"],
-            "padding_overhead": counters["padded_tokens"] / counters["real_tokens"] - 1}
+            "padding_overhead": counters["padded_tokens"] / counters["real_tokens"] - 1,
+            "precision": {name.removeprefix("documents_"): count for name, count in counters.items()
+                          if name.startswith("documents_")}}
 
 
 def labeled_rows(output: Path, order: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -89,15 +84,24 @@ def agreement(first: list[Any], second: list[Any]) -> float:
 def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str]]) -> dict[str, Any]:
     import torch
 
-    from models.classifier import Classifier, resolve_device
+    from models.classifier import AUTOCAST_DTYPES, Classifier, bf16_within_rule, resolve_device, resolve_precision
     from transforms.classify import default_token_budget
 
     device = resolve_device(args.device)
+    default = resolve_precision("auto", torch.device(device), bf16_within_rule(Path(args.model)))
     work = args.work
-    fp32 = undertone_run(corpus, work / "out-fp32", args.model, device)
-    print(f"(b) undertone run: {fp32['labeled']} docs in {fp32['job_s']:.1f} s job, {fp32['wall_s']:.1f} s wall",
-          flush=True)
+    runs: dict[str, dict[str, Any]] = {}
+    # On CUDA, auto is bf16 or fp16 by GPU; no flag names fp16, so that run asks for auto.
+    flags = {p: p for p in ("fp32", "bf16", "int8")} if device == "cpu" else {"fp32": "fp32", default: "auto"}
+    for precision, flag in flags.items():
+        runs[precision] = undertone_run(corpus, work / f"out-{precision}", args.model, device, flag)
+        print(f"(b) undertone run --precision {flag}: {runs[precision]['labeled']} docs in "
+              f"{runs[precision]['job_s']:.1f} s job, {runs[precision]['wall_s']:.1f} s wall", flush=True)
     rows = labeled_rows(work / "out-fp32", order)
+    for precision, run in runs.items():
+        other = labeled_rows(work / f"out-{precision}", order)
+        run["same_labels_as_fp32"] = {task: agreement([r[task] for r in rows], [r[task] for r in other])
+                                      for task in run["tasks"]}
     texts = [row["text"] for row in rows]
     (work / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
     baseline_wall, baseline_rss, _ = timed([str(BIN / "python"), "-m", "bench.baseline", "--model", args.model,
@@ -108,32 +112,28 @@ def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str
     baseline.update(peak_rss_mib=baseline_rss, wall_s=baseline_wall,
                     same_sentiment_as_undertone=agreement(baseline_labels, [row["sentiment"] for row in rows]))
     print(f"(a) transformers pipeline: {baseline['docs']} docs in {baseline['seconds']:.1f} s", flush=True)
-    int8 = None
-    if device == "cpu":
-        int8 = undertone_run(corpus, work / "out-int8", args.model, device, int8=True)
-        int8_rows = labeled_rows(work / "out-int8", order)
-        int8["same_labels_as_fp32"] = {task: agreement([r[task] for r in rows], [r[task] for r in int8_rows])
-                                       for task in fp32["tasks"]}
-        print(f"(b) undertone run --int8: {int8['job_s']:.1f} s job", flush=True)
 
-    classifier = Classifier.load(args.model, device=device)
+    classifier = Classifier.load(args.model, device=device, precision="fp32")
     config = classifier.model.encoder.config
     encoded = classifier.tokenizer(texts, truncation=True, max_length=classifier.spec.max_length)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     weights = linear_weights(classifier.model.encoder)
     flops = corpus_flops(lengths, weights, config.num_hidden_layers, config.hidden_size)
     rows_per_batch = default_token_budget(device)
-    dtype = classifier.autocast or torch.float32
-    ceiling = matmul_ceiling(config.hidden_size, config.intermediate_size, rows_per_batch, device, dtype)
+    ceilings = {precision: matmul_ceiling(config.hidden_size, config.intermediate_size, rows_per_batch, device,
+                                          AUTOCAST_DTYPES.get(precision, torch.float32))
+                for precision in runs if precision != "int8"}
+    # int8 has no matmul ceiling of its own here: its model stage is set against the fp32 one.
+    mfu = {precision: flops / run["model_s"] / ceilings.get(precision, ceilings["fp32"])
+           for precision, run in runs.items()}
     model = {"encoder_linear_weights": weights, "real_tokens": sum(lengths), "flops": flops,
-             "matmul_ceiling_gflops": ceiling / 1e9, "ceiling_dtype": str(dtype).removeprefix("torch."),
-             "mfu_model_stage": flops / fp32["model_s"] / ceiling,
-             "mfu_baseline": flops / baseline["seconds"] / ceiling,
-             "mfu_model_stage_int8_vs_fp32_ceiling": flops / int8["model_s"] / ceiling if int8 else None}
-    return {"fp32": fp32, "int8": int8, "baseline": baseline, "model": model,
-            "ratio_b_over_a": fp32["docs_per_s_job"] / baseline["docs_per_s"],
-            "ratio_b_over_a_wall": fp32["docs_per_s_wall"] / baseline["docs_per_s"],
-            "ratio_int8_over_a": int8["docs_per_s_job"] / baseline["docs_per_s"] if int8 else None}
+             "matmul_ceiling_gflops": {precision: ceiling / 1e9 for precision, ceiling in ceilings.items()},
+             "mfu_model_stage": mfu, "mfu_baseline": flops / baseline["seconds"] / ceilings["fp32"]}
+    return {"default_precision": default, "runs": runs, "baseline": baseline, "model": model,
+            "ratio_b_over_a": runs[default]["docs_per_s_job"] / baseline["docs_per_s"],
+            "ratio_b_over_a_wall": runs[default]["docs_per_s_wall"] / baseline["docs_per_s"],
+            "ratio_by_precision": {precision: run["docs_per_s_job"] / baseline["docs_per_s"]
+                                   for precision, run in runs.items()}}
 
 
 def memory(args: argparse.Namespace, items: list, device: str) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def memory(args: argparse.Namespace, items: list, device: str) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.classifier import available_cores, resolve_device
+    from models.classifier import available_cores, cpu_model, resolve_device
     from models.registry import default_model_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -196,25 +196,27 @@ def summary(report: dict[str, Any]) -> str:
             lines.append(f"{docs:>7} documents: peak RSS {run['peak_rss_mib']:.0f} MiB, {run['job_s']:.0f} s")
         lines.append(f"peak RSS growth: {report['memory']['peak_rss_growth']:+.0%}")
         return "\n".join(lines)
-    a, b, model = report["baseline"], report["fp32"], report["model"]
+    a, model, default = report["baseline"], report["model"], report["default_precision"]
+    b = report["runs"][default]
     lines += [
         f"(a) transformers pipeline, batch 16:  {a['docs_per_s']:8.1f} docs/s  peak RSS {a['peak_rss_mib']:.0f} MiB",
-        f"(b) undertone run (job):              {b['docs_per_s_job']:8.1f} docs/s  peak RSS {b['peak_rss_mib']:.0f} MiB"
-        f"  ({b['docs_per_s_wall']:.1f} docs/s with process start and Prefect)",
+        f"(b) undertone run (job, {default} = auto): {b['docs_per_s_job']:8.1f} docs/s  peak RSS "
+        f"{b['peak_rss_mib']:.0f} MiB  ({b['docs_per_s_wall']:.1f} docs/s with process start and Prefect)",
     ]
-    if report["int8"]:
-        lines.append(f"(b) undertone run --int8 (job):       {report['int8']['docs_per_s_job']:8.1f} docs/s  "
-                     f"labels equal to fp32: {report['int8']['same_labels_as_fp32']}")
+    for precision, run in report["runs"].items():
+        lines.append(f"    --precision {precision:<5} {run['docs_per_s_job']:8.1f} docs/s  (b)/(a) "
+                     f"{report['ratio_by_precision'][precision]:.2f}  model stage {run['model_s']:.1f} s of "
+                     f"{run['job_s']:.1f} s  MFU {model['mfu_model_stage'][precision]:.2f}  labels equal to fp32: "
+                     + ", ".join(f"{task} {share:.2%}" for task, share in run["same_labels_as_fp32"].items()))
+    ceilings = ", ".join(f"{precision} {gflops:.0f}" for precision, gflops in model["matmul_ceiling_gflops"].items())
     lines += [
-        f"(b)/(a) = {report['ratio_b_over_a']:.2f} (wall: {report['ratio_b_over_a_wall']:.2f})"
-        + (f"; int8 (b)/(a) = {report['ratio_int8_over_a']:.2f}" if report["int8"] else ""),
-        f"model stage {b['model_s']:.1f} s of {b['job_s']:.1f} s job; padding overhead {b['padding_overhead']:.1%}",
-        f"MFU model stage {model['mfu_model_stage']:.2f} (baseline {model['mfu_baseline']:.2f}) of "
-        f"{model['matmul_ceiling_gflops']:.0f} GFLOP/s {model['ceiling_dtype']} matmul ceiling",
-        f"sentiment labels (a) = (b): {a['same_sentiment_as_undertone']:.2%}",
+        f"(b)/(a) = {report['ratio_b_over_a']:.2f} (wall: {report['ratio_b_over_a_wall']:.2f}); padding overhead "
+        f"{b['padding_overhead']:.1%}",
+        f"MFU model stage {model['mfu_model_stage'][default]:.2f} (baseline {model['mfu_baseline']:.2f} of fp32); "
+        f"matmul ceilings GFLOP/s: {ceilings} (int8 against fp32)",
+        f"sentiment labels (a) = (b, fp32): {a['same_sentiment_as_undertone']:.2%}",
     ]
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     sys.exit(main())

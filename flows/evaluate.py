@@ -21,11 +21,12 @@ from models.registry import default_model_dir
 @task(name="evaluate-task", cache_policy=NO_CACHE)
 def evaluate_task(model_dir: str, task_name: str, data: str, only_gold_labels: bool = False,
                   text_column: str | None = None, label_column: str | None = None,
-                  quantize: bool = False, label_map: dict[str, str] | None = None) -> dict[str, Any]:
-    """Accuracy, macro-F1, macro-recall, per-class report, confusion matrix and ECE; ``quantize`` measures
-    the int8 encoder (the accuracy delta that decides whether int8 may be a run's default); ``label_map``
-    renames the data's labels to the task's (``{"0": "negative", "1": "positive"}``)."""
-    classifier = Classifier.load(model_dir, tasks=[task_name], quantize=quantize)
+                  precision: str = "auto", label_map: dict[str, str] | None = None) -> dict[str, Any]:
+    """Accuracy, macro-F1, macro-recall, per-class report, confusion matrix and ECE, in the precision runs on
+    this machine use (``precision`` auto) or the one asked for (the accuracy delta of bf16 or int8 against fp32
+    decides whether it may be a run's default); ``label_map`` renames the data's labels to the task's
+    (``{"0": "negative", "1": "positive"}``)."""
+    classifier = Classifier.load(model_dir, tasks=[task_name], precision=precision)
     examples = [replace(e, label=(label_map or {}).get(e.label, e.label))
                 for e in read_labeled(Path(data), text_column, label_column)]
     if not examples:
@@ -39,13 +40,13 @@ def evaluate_task(model_dir: str, task_name: str, data: str, only_gold_labels: b
     predicted, scores = predict_task(classifier, task_name, [e.text for e in examples], allowed)
     report = classification_report([e.label for e in examples], predicted, labels, scores)
     return {"model_version": classifier.model_version, "task": task_name, "data": data,
-            "only_gold_labels": only_gold_labels, "int8": quantize, **report}
+            "only_gold_labels": only_gold_labels, "precision": classifier.precision, **report}
 
 
 @flow(name="undertone-evaluate")
 def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, output: str | None = None,
                   only_gold_labels: bool = False, text_column: str | None = None,
-                  label_column: str | None = None, quantize: bool = False,
+                  label_column: str | None = None, precision: str = "auto",
                   label_map: dict[str, str] | None = None) -> dict[str, Any]:
     """Evaluate ``task_name`` of a model bundle on a labeled file or email folder.
 
@@ -56,7 +57,7 @@ def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, outpu
         undertone evaluate --task sentiment --data ../shared/data/sentiment/sst2/dev.tsv --only-gold-labels
     """
     report = evaluate_task(str(model_dir or default_model_dir()), task_name, data, only_gold_labels,
-                           text_column, label_column, quantize, label_map)
+                           text_column, label_column, precision, label_map)
     if output:
         Path(output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     per_class = "\n".join(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | "
@@ -64,7 +65,7 @@ def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, outpu
     create_markdown_artifact(
         key=f"undertone-evaluate-{task_name}",
         markdown=(f"## {report['model_version']} · {task_name} on `{data}`\n\n"
-                  f"n={report['n']}{' · int8' if quantize else ''} · accuracy {report['accuracy']:.3f} · "
+                  f"n={report['n']} · {report['precision']} · accuracy {report['accuracy']:.3f} · "
                   f"macro-F1 {report['macro_f1']:.3f} · "
                   f"macro-recall {report['macro_recall']:.3f} · ECE {report['ece']:.3f}\n\n"
                   f"| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n{per_class}\n"),

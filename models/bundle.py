@@ -36,6 +36,10 @@ class UnsafeModelError(ValueError):
     """A model folder is missing files, holds pickled weights or asks for remote code."""
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+"""Encoder precision choices. auto: bf16 on CUDA (fp16 where the GPU lacks bf16); on CPU bf16 where the CPU
+computes bf16 natively and the bundle's card measured bf16 within the 1-point rule, else fp32. int8 is CPU only."""
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One classification task served by a head on the shared encoder."""

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from models.bundle import read_bundle_spec, read_metrics, write_metrics
-from models.recipes import SST2_MIN_WORDS, SST2_PHRASES
+from models.recipes import REDUCED_PRECISIONS, SST2_MIN_WORDS, SST2_PHRASES
 
 DATA_CREDITS = {
     "sentiment": "SemEval-2017 Task 4A English tweets (Rosenthal et al. 2017; research use, Twitter terms) and "
@@ -22,6 +22,38 @@ EVALUATION_NOTES = {
     "intent_heldout": "stratified 20% of BANKING77 held out from training (seeded)",
     "spam_heldout": "stratified 20% of the SpamAssassin emails held out from training (seeded); F1 of `spam`",
 }
+
+
+PRECISION_NOTES = {
+    "bf16": ("**bf16** (`--precision bf16`: the encoder under bf16 autocast, heads and pooling in fp32)",
+             "runs on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs use it by default (`--precision auto`)",
+             "runs use fp32 on CPUs unless asked"),
+    "int8": ("**int8** (`--precision int8`: dynamic int8 quantisation of the encoder's linear layers, a scale per "
+             "output channel, CPU)",
+             "runs still use it only when asked: int8 kernels differ between CPUs, so the figures hold for the "
+             "machine measured",
+             "runs use it only when asked"),
+}
+
+
+def _precision_line(precision: str, check: dict) -> str:
+    """One paragraph: how far the held-out figures and the labels of every task move in ``precision``."""
+    title, within, over = PRECISION_NOTES[precision]
+    worst = check["largest_loss"]
+    moves = "; ".join(f"{name} " + ", ".join(f"{figure.replace('_', '-')} {delta + 0.0:+.2f}"  # no "-0.00"
+                                             for figure, delta in row.items())
+                      for name, row in check["delta_points"].items())
+    loss = ("No figure lower than fp32 (to 0.01 point)." if worst["points"] >= 0 else
+            f"Largest loss {-worst['points']:.2f} points ({worst['figure'].replace('_', '-')}, {worst['set']}).")
+    agreement = check.get("label_agreement")
+    same = "" if agreement is None else (
+        f" Labels equal to fp32 on the {agreement['texts']:,} held-out texts: "
+        + ", ".join(f"`{task}` {share:.2%}" for task, share in agreement.items() if task != "texts") + ".")
+    machine = f" Measured on {check['measured_on']}." if "measured_on" in check else ""
+    verdict = ("within the rule (no figure more than 1 point below fp32, every task's labels at least 99 % the same): "
+               + within) if check["within_rule"] else "outside the rule: " + over
+    return f"{title}, the same held-out sets, in points against fp32: {moves}. {loss}{same}{machine} Verdict: " \
+           f"{verdict}."
 
 
 def _row(name: str, report: dict) -> str:
@@ -151,21 +183,9 @@ def render_card(folder: Path, provenance: str = "") -> str:
         lines += ["", f"**Few-shot**: {few['shots']} examples for each of {len(few['intents'])} seeded CLINC150 "
                   f"intents ({intents}) train a head in seconds (`undertone fewshot`); accuracy on their "
                   f"{few['n_val']} val rows: {few['accuracy']:.3f}."]
-    if "int8" in metrics:
-        int8 = metrics["int8"]
-        worst = int8["largest_loss"]
-        moves = "; ".join(f"{name} " + ", ".join(f"{figure.replace('_', '-')} {delta:+.2f}"
-                                                 for figure, delta in row.items())
-                          for name, row in int8["delta_points"].items())
-        unmeasured = [f"`{task}`" for task, task_spec in spec.tasks.items() if task_spec.zero_shot]
-        verdict = (("within" if int8["within_rule"] else "over")
-                   + " the 1-point rule under which int8 could be the default; runs use fp32 unless asked")
-        if int8["within_rule"] and unmeasured:
-            verdict += f": zero-shot {', '.join(unmeasured)} has no labeled set, so the rule cannot vouch for it"
-        lines += ["", "**int8** (`--int8`: dynamic int8 quantisation of the encoder's linear layers, a scale per "
-                  "output channel, CPU), the same held-out sets, in points against fp32: "
-                  f"{moves}. Largest loss {-worst['points']:.2f} points ({worst['figure'].replace('_', '-')}, "
-                  f"{worst['set']}): {verdict}."]
+    for precision in REDUCED_PRECISIONS:
+        if precision in metrics:
+            lines += ["", _precision_line(precision, metrics[precision])]
     phrases = "every SST-2 train phrase" if SST2_PHRASES is None else f"{SST2_PHRASES:,} seeded SST-2 train phrases"
     lines += [
         "",

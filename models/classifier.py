@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import json
 import os
+import platform
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,11 +25,13 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 from models.bundle import (
     ADAPTER_DIR,
     HEADS_FILE,
+    PRECISIONS,
     BundleSpec,
     TaskSpec,
     UnsafeModelError,
     check_hf_folder,
     read_bundle_spec,
+    read_metrics,
     resolve_base_path,
     sha256_file,
     with_zero_shot,
@@ -64,14 +67,18 @@ class MultiTaskModel(nn.Module):
         self.zero_shot = frozenset(task for task, spec in tasks.items() if spec.zero_shot)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled fp32 embeddings, whatever precision the encoder ran in (pooling sums up to a window of
+        token vectors, which bf16's 8-bit mantissa would blur)."""
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        return mean_pool(output.last_hidden_state, attention_mask)
+        return mean_pool(output.last_hidden_state.float(), attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw (uncalibrated) logits per task."""
+        """Raw (uncalibrated) logits per task. The heads run in fp32 even under autocast: they are tiny, and
+        zero-shot cosines of neighbouring labels can differ by less than bf16 resolves."""
         pooled = self.dropout(self.embed(input_ids, attention_mask))
-        normed = nn.functional.normalize(pooled, dim=-1) if self.zero_shot else pooled
-        return {task: head(normed if task in self.zero_shot else pooled) for task, head in self.heads.items()}
+        with torch.autocast(pooled.device.type, enabled=False):
+            normed = nn.functional.normalize(pooled, dim=-1) if self.zero_shot else pooled
+            return {task: head(normed if task in self.zero_shot else pooled) for task, head in self.heads.items()}
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -96,6 +103,15 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name: figures measured on one CPU (speed, int8 kernels) are quoted with it."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
 
 
 def resident_bytes() -> int | None:
@@ -142,11 +158,39 @@ class HeapTrimmer:
         return True
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Half precision for CUDA matmuls (bf16 where supported: no overflow risk), none on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX tiles: there bf16 matmuls run at several times fp32 (413 against 129 GFLOP/s on two
+    AMD EPYC cores at the model's shapes); elsewhere bf16 has no kernels that beat fp32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(precision: str, device: torch.device, bf16_measured: bool) -> str:
+    """The precision a load runs in: fp32, bf16, fp16 (CUDA without bf16) or int8.
+
+    ``bf16_measured``: the bundle's card holds a bf16 check within the 1-point rule, which auto requires on CPU
+    (on CUDA, half precision is the norm and the only way to use the GPU's matrix units)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if device.type == "cuda":
+        if precision == "int8":
+            raise ValueError("int8 quantisation is for CPU inference; on cuda the model runs in bf16/fp16")
+        if precision == "fp32":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "auto":
+        return "bf16" if bf16_measured and cpu_has_native_bf16() else "fp32"
+    return precision
+
+
+def bf16_within_rule(folder: Path) -> bool:
+    """Whether the bundle's ``metrics.json`` records a bf16 check that kept every figure within the rule."""
+    try:
+        return bool(read_metrics(folder).get("bf16", {}).get("within_rule"))
+    except (OSError, ValueError):
+        return False
 
 
 def quantize_int8(model: MultiTaskModel) -> MultiTaskModel:
@@ -192,13 +236,14 @@ class Classifier:
     """Labels texts with every task of a bundle in one encoder pass."""
 
     def __init__(self, spec: BundleSpec, model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase,
-                 quantized: bool = False) -> None:
+                 precision: str = "fp32") -> None:
         self.spec = spec
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
-        self.quantized = quantized
-        self.autocast = autocast_dtype(self.device)
+        self.precision = precision
+        """What the encoder runs in: fp32, bf16 or fp16 (autocast; weights stay fp32) or int8 (quantised)."""
+        self.autocast = AUTOCAST_DTYPES.get(precision)
         self.trim_heap = HeapTrimmer()
         """Call between batches of a long job: keeps peak memory independent of how many batches ran."""
 
@@ -212,20 +257,20 @@ class Classifier:
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu", tasks: Sequence[str] | None = None,
-             zero_shot: dict[str, dict[str, str]] | None = None, quantize: bool = False,
+             zero_shot: dict[str, dict[str, str]] | None = None, precision: str = "auto",
              threads: int | None = None) -> Classifier:
         """Load a bundle for inference: adapter merged into the encoder, heads restricted to ``tasks``.
 
         ``zero_shot`` adds or replaces zero-shot tasks from configuration (task → label → description).
-        ``device`` is auto, cpu or cuda[:N]; ``quantize`` runs the encoder in int8 (CPU only);
-        ``threads`` sets torch's intra-op threads on CPU (default: the cores this process may use).
+        ``device`` is auto, cpu or cuda[:N]; ``precision`` one of :data:`PRECISIONS` (see
+        :func:`resolve_precision`); ``threads`` sets torch's intra-op threads on CPU (default: the cores this
+        process may use).
         """
         device = resolve_device(device)
-        if quantize and torch.device(device).type != "cpu":
-            raise ValueError("int8 quantisation is for CPU inference; on cuda the model runs in bf16/fp16")
+        folder = Path(folder)
+        precision = resolve_precision(precision, torch.device(device), bf16_within_rule(folder))
         if torch.device(device).type == "cpu":
             torch.set_num_threads(threads or available_cores())
-        folder = Path(folder)
         spec = read_bundle_spec(folder)
         if zero_shot:
             spec = with_zero_shot(spec, zero_shot)
@@ -244,8 +289,8 @@ class Classifier:
                 encoder = encoder.merge_and_unload()
         model = MultiTaskModel(encoder, spec.tasks)
         load_heads(model, folder, [task for task in model.heads if task not in model.zero_shot])
-        model = quantize_int8(model) if quantize else model.to(device)
-        classifier = cls(spec, model, load_tokenizer(spec), quantized=quantize)
+        model = quantize_int8(model) if precision == "int8" else model.to(device)
+        classifier = cls(spec, model, load_tokenizer(spec), precision=precision)
         for task in model.zero_shot:
             classifier.set_prototypes(task)
         return classifier

@@ -51,7 +51,7 @@ def fit_head(features: torch.Tensor, targets: torch.Tensor, classes: int, l2: fl
 def add_fewshot_task(model_dir: Path, task: str, examples: list[Example], output: Path, version: str | None = None
                      ) -> Path:
     """Write a copy of the bundle at ``output`` with one more head, trained on ``examples``."""
-    classifier = Classifier.load(model_dir)
+    classifier = Classifier.load(model_dir, precision="fp32")  # the head learns from reference embeddings
     if task in classifier.spec.tasks:
         raise ValueError(f"bundle {classifier.model_version} already has a task {task!r}")
     labels = tuple(sorted({example.label for example in examples}))

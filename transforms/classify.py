@@ -49,7 +49,7 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         device: str = "auto",
         zero_shot: dict[str, dict[str, str]] | None = None,
         token_budget: int | None = None,
-        quantize: bool = False,
+        precision: str = "auto",
         threads: int | None = None,
     ) -> None:
         # With element_size_fn, BatchElements sizes batches in tokens: a batch of tweets holds
@@ -62,7 +62,7 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         self.tasks = tuple(tasks) if tasks else None
         self.device = device
         self.zero_shot = zero_shot
-        self.quantize = quantize
+        self.precision = precision
         self.threads = threads
 
     def estimated_tokens(self, document: Document) -> int:
@@ -74,13 +74,14 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         from models.classifier import Classifier
 
         return Classifier.load(self.model_dir, device=self.device, tasks=self.tasks, zero_shot=self.zero_shot,
-                               quantize=self.quantize, threads=self.threads)
+                               precision=self.precision, threads=self.threads)
 
     def run_inference(
         self, batch: Sequence[Document], model: Any, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
         """Tokenise once, then one encoder pass for every task per group of similar lengths; counts real and
-        padded tokens and model time so that a run can report its padding overhead and model FLOP utilisation."""
+        padded tokens and model time so that a run can report its padding overhead and model FLOP utilisation,
+        and documents per precision, the one a worker resolved ``auto`` to."""
         token_ids, truncated = model.tokenize([document["text"] for document in batch])
         predictions: list[Any] = [None] * len(batch)
         lengths = [len(ids) for ids in token_ids]
@@ -101,6 +102,7 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
                 for task, p in answer.items()
             }
             yield PredictionResult({**document, "truncated": cut}, labels, model.model_version)
+        Metrics.counter(METRICS_NAMESPACE, f"documents_{model.precision}").inc(len(batch))
         model.trim_heap()
 
     def get_num_bytes(self, batch: Sequence[Document]) -> int:

@@ -25,7 +25,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from models.bundle import read_bundle_spec, with_zero_shot
+from models.bundle import PRECISIONS, read_bundle_spec, with_zero_shot
 from models.registry import default_model_dir
 from schemas import (
     DEAD_LETTER_PARTITION_KEYS,
@@ -93,8 +93,10 @@ class PipelineConfig:
     token_budget: int | None = None
     """Most tokens per inference batch (documents are sorted by length first, so padding stays small);
     None: 8,192 on cpu, 65,536 on cuda."""
-    quantize: bool = False
-    """Run the encoder's linear layers in dynamic int8 on CPU workers (``--int8``); fp32 when False."""
+    precision: str = "auto"
+    """Encoder precision (``--precision``): auto, fp32, bf16 or int8 (CPU only). auto is bf16 on CUDA, and on CPU
+    bf16 where the worker's CPU computes bf16 natively and the bundle's card measured bf16 within 1 point of fp32,
+    else fp32; the manifest's ``classify`` counts documents per precision the workers used."""
     threads: int | None = None
     """Torch threads per CPU worker; None uses every core the worker may run on, divided among the worker
     processes (or threads) when Beam's local runner runs several on this machine."""
@@ -114,6 +116,8 @@ class PipelineConfig:
         date.fromisoformat(self.logical_date)
         if self.source not in ("auto", *SOURCES):
             raise ValueError(f"source must be auto or one of {SOURCES}, got {self.source!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 def runner_options(name: str) -> list[str]:
@@ -212,7 +216,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     if config.redact_pii:
         documents = documents | "RedactPII" >> beam.Map(redact_document)
     handler = DocumentModelHandler(config.model_dir, tuple(tasks), config.device, config.zero_shot,
-                                   token_budget=config.token_budget, quantize=config.quantize, threads=config.threads)
+                                   token_budget=config.token_budget, precision=config.precision, threads=config.threads)
     classified = documents | "Classify" >> Classify(handler, config.run_id)
 
     schema = labeled_schema(tasks)

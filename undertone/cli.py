@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefect is imported
+from models.bundle import PRECISIONS
 from transforms.ingest.read import SOURCE_CHOICES
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR
@@ -51,7 +52,9 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
     run.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="torch device of the workers (auto: cuda when there is a GPU)")
-    run.add_argument("--int8", action="store_true", help="dynamic int8 encoder on CPU workers (see README)")
+    run.add_argument("--precision", choices=PRECISIONS, default="auto",
+                     help="encoder precision (auto: bf16 on GPUs and on CPUs with native bf16 where the model card "
+                          "measured it within a point of fp32, else fp32; int8: CPU only; see README)")
     run.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t], help="comma-separated task list")
     run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
                      help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
@@ -116,7 +119,8 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
                           help="predict only among labels present in the data (e.g. binary SST-2)")
     evaluate.add_argument("--text-column")
     evaluate.add_argument("--label-column")
-    evaluate.add_argument("--int8", action="store_true", help="evaluate the dynamic int8 encoder (CPU)")
+    evaluate.add_argument("--precision", choices=PRECISIONS, default="auto",
+                          help="encoder precision, as for run (auto: what runs on this machine use)")
     evaluate.add_argument("--label-map", type=_label_map, metavar="DATA=TASK,...",
                           help="rename the data's labels to the task's, e.g. 0=negative,1=positive")
 
@@ -153,8 +157,8 @@ def run_model_command(args: argparse.Namespace) -> int:
 
     report = evaluate_flow(task_name=args.task, data=args.data, model_dir=args.model, output=args.output,
                            only_gold_labels=args.only_gold_labels, text_column=args.text_column,
-                           label_column=args.label_column, quantize=args.int8, label_map=args.label_map)
-    print(json.dumps({key: report[key] for key in ("model_version", "task", "n", "int8", "accuracy", "macro_f1",
+                           label_column=args.label_column, precision=args.precision, label_map=args.label_map)
+    print(json.dumps({key: report[key] for key in ("model_version", "task", "n", "precision", "accuracy", "macro_f1",
                                                     "macro_recall", "ece")}, indent=2))
     return 0
 
@@ -272,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                    if getattr(args, f"{field}_column")}
         result = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
                           runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
-                          quantize=args.int8,
+                          precision=args.precision,
                           beam_args=args.beam_arg, columns=columns or None,
                           hash_addresses=not args.keep_addresses, redact_pii=args.redact_pii,
                           zero_shot=args.zero_shot)
