@@ -116,6 +116,12 @@ def test_bf16_runs_the_encoder_in_bf16_and_the_heads_in_fp32(tiny_bundle: Path) 
     next(iter(bf16.model.heads.values())).register_forward_hook(record("head"))
     expected, actual = fp32.logits(TEXTS)["sentiment"], bf16.logits(TEXTS)["sentiment"]
     assert dtypes == {"encoder": torch.bfloat16, "head": torch.float32}
+    # Linear weights are stored in bf16 once instead of being cast on every pass, with the same result.
+    assert {m.weight.dtype for m in bf16.model.encoder.modules() if isinstance(m, nn.Linear)} == {torch.bfloat16}
+    encoded, _ = fp32.encode(TEXTS)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast_only = fp32.model(encoded["input_ids"], encoded["attention_mask"])["sentiment"]
+    assert torch.equal(autocast_only / fp32.spec.tasks["sentiment"].temperature, actual)
     assert not torch.equal(expected, actual)
     assert torch.allclose(torch.softmax(expected, -1), torch.softmax(actual, -1), atol=0.02)
 
