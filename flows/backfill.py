@@ -45,7 +45,7 @@ def process_day(logical_date: str, input_root: str, output: str, options: RunOpt
     """One day: the daily flow as a subflow run; a failure fails the task, which the backfill retries."""
     return daily_flow(input_root=input_root, output=output, date=logical_date, runner=options.runner,
                       model_dir=options.model_dir, tasks=list(options.tasks) if options.tasks else None,
-                      device=options.device, beam_args=list(options.beam_args))
+                      device=options.device, precision=options.precision, beam_args=list(options.beam_args))
 
 
 @task(name="publish-backfill-artifact", cache_policy=NO_CACHE)
@@ -80,6 +80,7 @@ def backfill_flow(
     model_dir: str = str(DEFAULT_MODEL_DIR),
     tasks: list[str] | None = None,
     device: str = "cpu",
+    precision: str = "auto",
     beam_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the daily flow for every day from ``start`` to ``end``, skipping complete days unless ``force``.
@@ -93,7 +94,7 @@ def backfill_flow(
     """
     days = date_range(start, end)
     options = RunOptions(runner=runner, model_dir=model_dir, tasks=tuple(tasks) if tasks else None, device=device,
-                         beam_args=tuple(beam_args or ()))
+                         precision=precision, beam_args=tuple(beam_args or ()))
     done = {} if force else find_complete_days(output, days)
     day_task = process_day.with_options(retries=retries, retry_delay_seconds=exponential_backoff(retry_delay_s)
                                         if retry_delay_s > 0 else 0)

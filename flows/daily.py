@@ -33,6 +33,9 @@ class RunOptions:
     """Tasks to label; None labels every task of the bundle."""
     device: str = "cpu"
     """Torch device of the workers: cpu or cuda."""
+    precision: str = "auto"
+    """Encoder precision: auto, fp32, bf16 or int8 (see ``PipelineConfig.precision``); pin fp32 where workers
+    of different CPU types must give identical labels from day to day."""
     beam_args: tuple[str, ...] = ()
     """Extra Beam pipeline options appended to the option set (e.g. ``--job_endpoint=...``)."""
 
@@ -90,6 +93,7 @@ def daily_flow(
     model_dir: str = str(DEFAULT_MODEL_DIR),
     tasks: list[str] | None = None,
     device: str = "cpu",
+    precision: str = "auto",
     beam_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Label every file of one logical date (default yesterday, UTC) and write that date's partitions.
@@ -104,7 +108,7 @@ def daily_flow(
     """
     logical_date = resolve_date(date)
     options = RunOptions(runner=runner, model_dir=model_dir, tasks=tuple(tasks) if tasks else None, device=device,
-                         beam_args=tuple(beam_args or ()))
+                         precision=precision, beam_args=tuple(beam_args or ()))
     inputs = find_date_inputs(input_root, logical_date)
     withdraw_date_marker(output, logical_date)
     manifest = label_documents(options.pipeline_config(inputs, output, logical_date))

@@ -217,6 +217,8 @@ def add_schedule_commands(commands: argparse._SubParsersAction) -> None:
         command.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
         command.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                              help="torch device of the workers (auto: cuda when there is a GPU)")
+        command.add_argument("--precision", choices=PRECISIONS, default="auto",
+                             help="encoder precision, as for run (pin fp32 for labels identical across CPU types)")
         command.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t],
                              help="comma-separated task list")
         command.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
@@ -227,7 +229,7 @@ def add_schedule_commands(commands: argparse._SubParsersAction) -> None:
 def run_schedule_command(args: argparse.Namespace) -> int:
     """Run the daily or backfill flow; the exit status is 1 if the flow failed (a failed day, no inputs)."""
     options = {"input_root": args.input_root, "output": args.output, "runner": args.runner, "model_dir": args.model,
-               "tasks": args.tasks, "device": args.device, "beam_args": args.beam_arg}
+               "tasks": args.tasks, "device": args.device, "precision": args.precision, "beam_args": args.beam_arg}
     if args.command == "daily":
         from flows.daily import daily_flow
 

@@ -78,8 +78,12 @@ def test_backfill_writes_skips_then_force_rewrites_identically(prefect_harness, 
     assert [day["run_id"] for day in again["days"]] == [day["run_id"] for day in first["days"]]
     assert len(list((tmp_path / "_runs").glob("*.json"))) == 3
 
-    forced = backfill(capsys, tmp_path, tiny_bundle, "--force", "--max-concurrency", "1")
+    forced = backfill(capsys, tmp_path, tiny_bundle, "--force", "--max-concurrency", "1", "--precision", "fp32")
     assert forced["complete"] == list(DAYS)
+    for day in forced["days"]:  # the pinned precision reaches the workers of every day
+        manifest = json.loads((tmp_path / "_runs" / f"{day['run_id']}.json").read_text(encoding="utf-8"))
+        assert manifest["config"]["precision"] == "fp32"
+        assert manifest["classify"]["documents_fp32"] == day["labeled"]
     rewritten = labeled(tmp_path)
     assert set(rewritten["run_id"]).isdisjoint(frame["run_id"])
     volatile = ["run_id", "processed_at"]
