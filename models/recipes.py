@@ -191,22 +191,30 @@ def task_labels(classifier: Classifier, texts: Sequence[str], batch_size: int = 
     return labels
 
 
+def heldout_texts(tasks: Sequence[str], data_dir: Path, tests: dict[str, list[Example]]) -> list[str]:
+    """Every held-out text of the card: the tasks' splits, then the sentiment sets."""
+    texts = [e.text for test in tests.values() for e in test]
+    if "sentiment" in tasks:
+        texts += [e.text for e in semeval_test(data_dir)]
+        texts += [e.text for e in read_sst2(data_dir / "sentiment" / "sst2" / "dev.tsv")]
+    return texts
+
+
 def precision_check(output: Path, data_dir: Path, seed: int, fp32: dict, precision: str,
-                    tests: dict[str, list[Example]] | None = None) -> dict:
+                    tests: dict[str, list[Example]] | None = None,
+                    reference: dict[str, list[str]] | None = None) -> dict:
     """The card's held-out evaluation again with the encoder in ``precision`` (bf16 or int8): the points each
     figure moves against ``fp32`` (the card's figures), and per task the share of the held-out texts whose top
-    label stays the fp32 one. Kernels differ between CPUs (int8 above all), so the machine is recorded."""
+    label stays the fp32 one (``reference``, the fp32 labels of :func:`heldout_texts`, when the caller has
+    them). Kernels differ between CPUs (int8 above all), so the machine is recorded."""
     reduced = Classifier.load(output, precision=precision)
     tests = tests if tests is not None else heldout_tests(reduced.tasks, data_dir, seed)
     evaluation = evaluate_bundle(reduced, data_dir, seed, tests)
     deltas = {name: {figure: round(100 * (report[figure] - fp32[name][figure]), 2) for figure in CHECKED_FIGURES}
               for name, report in evaluation.items()}
     worst = min((delta, name, figure) for name, row in deltas.items() for figure, delta in row.items())
-    texts = [e.text for test in tests.values() for e in test]
-    if "sentiment" in reduced.tasks:
-        texts += [e.text for e in semeval_test(data_dir)]
-        texts += [e.text for e in read_sst2(data_dir / "sentiment" / "sst2" / "dev.tsv")]
-    reference = task_labels(Classifier.load(output, precision="fp32"), texts)
+    texts = heldout_texts(reduced.tasks, data_dir, tests)
+    reference = reference or task_labels(Classifier.load(output, precision="fp32"), texts)
     labels = task_labels(reduced, texts)
     agreement = {task: sum(a == b for a, b in zip(reference[task], labels[task], strict=True)) / len(texts)
                  for task in labels}
@@ -362,8 +370,11 @@ def finalize_bundle(output: Path, data_dir: Path, seed: int = 13) -> dict:
     if "intent" in classifier.spec.tasks:
         metrics["clinc150_abstention"] = clinc150_abstention(classifier, data_dir, seed=seed)
     metrics["fewshot_clinc150"] = fewshot_clinc150(classifier, data_dir, seed=seed)
+    tests = heldout_tests(classifier.tasks, data_dir, seed)
+    reference = task_labels(classifier, heldout_texts(classifier.tasks, data_dir, tests))
     for precision in REDUCED_PRECISIONS:
-        metrics[precision] = precision_check(output, data_dir, seed, metrics["evaluation"], precision)
+        metrics[precision] = precision_check(output, data_dir, seed, metrics["evaluation"], precision, tests,
+                                             reference)
     write_metrics(output, metrics)
     return metrics
 

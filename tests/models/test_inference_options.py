@@ -11,12 +11,13 @@ from torch import nn
 
 import models.classifier
 import models.recipes
-from models.bundle import write_metrics
+from models.bundle import read_metrics, write_metrics
 from models.classifier import Classifier, available_cores, resolve_device, resolve_precision
 from models.recipes import (
     CHECKED_FIGURES,
     SPAM_LABELS,
     evaluate_bundle,
+    finalize_bundle,
     precision_check,
     spam_data,
     task_labels,
@@ -170,6 +171,29 @@ def test_precision_check_compares_figures_and_labels_with_fp32_on_the_held_out_s
     flipped = precision_check(bundle, shared_data, 13, fp32=reduced, precision="bf16", tests=held_out)
     assert flipped["largest_loss"]["points"] == 0 and flipped["label_agreement"]["spam"] == pytest.approx(470 / 480)
     assert not flipped["within_rule"]
+
+
+def test_finalize_records_bf16_and_int8_checks_against_one_fp32_reference(
+        tiny_encoder: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = build_tiny_bundle(tmp_path / "bundle", tiny_encoder, {"spam": SPAM_LABELS})
+    fp32 = evaluate_bundle(Classifier.load(bundle, precision="fp32"), shared_data, seed=13)
+    write_metrics(bundle, {"evaluation": fp32})
+    labelled: list[str] = []
+    real_task_labels = models.recipes.task_labels
+
+    def counted(classifier: Classifier, texts: list[str]) -> dict[str, list[str]]:
+        labelled.append(classifier.precision)
+        return real_task_labels(classifier, texts)
+
+    monkeypatch.setattr(models.recipes, "task_labels", counted)
+    metrics = finalize_bundle(bundle, shared_data)
+    assert labelled == ["fp32", "bf16", "int8"]  # the fp32 labels are computed once for both checks
+    assert read_metrics(bundle) == metrics
+    for precision in ("bf16", "int8"):
+        check = metrics[precision]
+        assert check["precision"] == precision and check["label_agreement"]["texts"] == 480
+        assert 0 < check["label_agreement"]["spam"] <= 1
+        assert check["delta_points"]["spam_heldout"].keys() == set(CHECKED_FIGURES)
 
 
 def test_int8_is_refused_on_cuda(tiny_bundle: Path, gpu_present: None) -> None:
