@@ -38,7 +38,8 @@ class UnsafeModelError(ValueError):
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 """Encoder precision choices. auto: bf16 on CUDA (fp16 where the GPU lacks bf16); on CPU bf16 where the CPU
-computes bf16 natively and the bundle's card measured bf16 within the 1-point rule, else fp32. int8 is CPU only."""
+computes bf16 natively and the bundle's card measured bf16 within the precision rule (see
+:func:`models.recipes.precision_check`), else fp32. int8 is CPU only."""
 
 @dataclass(frozen=True)
 class TaskSpec:

@@ -170,7 +170,7 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device, bf16_measured: bool) -> str:
     """The precision a load runs in: fp32, bf16, fp16 (CUDA without bf16) or int8.
 
-    ``bf16_measured``: the bundle's card holds a bf16 check within the 1-point rule, which auto requires on CPU
+    ``bf16_measured``: the bundle's card holds a bf16 check within the precision rule, which auto requires on CPU
     (on CUDA, half precision is the norm and the only way to use the GPU's matrix units)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -194,7 +194,7 @@ def cast_linear_weights(encoder: nn.Module, dtype: torch.dtype) -> None:
 
 
 def bf16_within_rule(folder: Path) -> bool:
-    """Whether the bundle's ``metrics.json`` records a bf16 check that kept every figure within the rule."""
+    """Whether the bundle's ``metrics.json`` records a bf16 check within the rule (figures and labels kept)."""
     try:
         return bool(read_metrics(folder).get("bf16", {}).get("within_rule"))
     except (OSError, ValueError):
@@ -250,7 +250,8 @@ class Classifier:
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         self.precision = precision
-        """What the encoder runs in: fp32, bf16 or fp16 (autocast; weights stay fp32) or int8 (quantised)."""
+        """What the encoder runs in: fp32, bf16 or fp16 (autocast over linear weights stored in that dtype) or int8
+        (quantised)."""
         self.autocast = AUTOCAST_DTYPES.get(precision)
         self.trim_heap = HeapTrimmer()
         """Call between batches of a long job: keeps peak memory independent of how many batches ran."""
