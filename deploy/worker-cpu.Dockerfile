@@ -11,7 +11,7 @@ FROM python:3.11-slim-bookworm
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false ARROW_DEFAULT_MEMORY_POOL=system \
-    ONEDNN_PRIMITIVE_CACHE_CAPACITY=16
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY=16 LRU_CACHE_CAPACITY=16
 # Beam's boot binary starts the SDK harness inside Dataflow/Flink workers.
 COPY --from=beam /opt/apache/beam /opt/apache/beam
 WORKDIR /opt/undertone
