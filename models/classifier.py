@@ -240,6 +240,29 @@ CHARS_PER_WINDOW_TOKEN = 16
 16 still fills the window for all but texts of long symbol runs (which are then tokenised whole)."""
 
 
+def window_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int
+                     ) -> tuple[list[list[int]], list[bool]]:
+    """Token ids cut to a window of ``limit`` tokens (keeping the final [SEP]), and per text whether it was cut.
+
+    The tokenizer cuts only after tokenising a whole text, so a long text is first cut at a space
+    near ``CHARS_PER_WINDOW_TOKEN`` characters a token: words before a space tokenise the same
+    whatever follows, so the ids are those of the whole text; where the cut text does not fill
+    the window (long runs of spaces or symbols), the whole text is tokenised.
+    """
+    chars = limit * CHARS_PER_WINDOW_TOKEN
+    prefixes = [text if len(text) <= chars else text[: max(text.rfind(" ", 0, chars), 1)] for text in texts]
+    token_ids = tokenizer(prefixes, truncation=True, max_length=limit + 1)["input_ids"]
+    unfilled = [i for i, (text, prefix) in enumerate(zip(texts, prefixes, strict=True))
+                if prefix is not text and len(token_ids[i]) <= limit]
+    if unfilled:
+        whole = tokenizer([texts[i] for i in unfilled], truncation=True, max_length=limit + 1)["input_ids"]
+        for i, ids in zip(unfilled, whole, strict=True):
+            token_ids[i] = ids
+    truncated = [len(ids) > limit for ids in token_ids]
+    kept = [ids[: limit - 1] + ids[-1:] if cut else ids for ids, cut in zip(token_ids, truncated, strict=True)]
+    return kept, truncated
+
+
 class Classifier:
     """Labels texts with every task of a bundle in one encoder pass."""
 
@@ -319,26 +342,8 @@ class Classifier:
         head.bias.data.zero_()
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        """Token ids cut to the model window (keeping the final [SEP]), and per text whether it was cut.
-
-        The tokenizer cuts only after tokenising a whole text, so a long text is first cut at a space
-        near ``CHARS_PER_WINDOW_TOKEN`` characters a token: words before a space tokenise the same
-        whatever follows, so the ids are those of the whole text; where the cut text does not fill
-        the window (long runs of spaces or symbols), the whole text is tokenised.
-        """
-        limit = self.spec.max_length
-        chars = limit * CHARS_PER_WINDOW_TOKEN
-        prefixes = [text if len(text) <= chars else text[: max(text.rfind(" ", 0, chars), 1)] for text in texts]
-        token_ids = self.tokenizer(prefixes, truncation=True, max_length=limit + 1)["input_ids"]
-        unfilled = [i for i, (text, prefix) in enumerate(zip(texts, prefixes, strict=True))
-                    if prefix is not text and len(token_ids[i]) <= limit]
-        if unfilled:
-            whole = self.tokenizer([texts[i] for i in unfilled], truncation=True, max_length=limit + 1)["input_ids"]
-            for i, ids in zip(unfilled, whole, strict=True):
-                token_ids[i] = ids
-        truncated = [len(ids) > limit for ids in token_ids]
-        kept = [ids[: limit - 1] + ids[-1:] if cut else ids for ids, cut in zip(token_ids, truncated, strict=True)]
-        return kept, truncated
+        """Token ids cut to the model window, and per text whether it was cut (:func:`window_token_ids`)."""
+        return window_token_ids(self.tokenizer, texts, self.spec.max_length)
 
     def pad(self, token_ids: Sequence[list[int]]) -> dict[str, torch.Tensor]:
         """Tokenised texts as padded tensors on the model's device."""

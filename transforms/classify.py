@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -24,11 +24,25 @@ from models.routing import route
 from transforms.records import Document, Failure
 
 METRICS_NAMESPACE = "undertone_classify"
-CPU_TOKEN_BUDGET = 8192
-"""Tokens per batch on CPU: matmuls of this many rows already run near the machine's ceiling; more only costs memory.
-4,096 peaked 100 MiB lower but made the bench job 7 % slower on 2 cores (model stage 5 %; two A/B pairs)."""
+CPU_TOKEN_BUDGET = 4096
+"""Tokens per batch on CPU. On 2 cores a pass labels about as many tokens a second at 512 as at 16,384 tokens
+(MiniLM-L6, bf16 and fp32 alike, seq 16-128), so the budget only needs to be big enough for matmuls to run
+well; a smaller one lets each batch span fewer lengths (less padding) and peaks lower."""
 CUDA_TOKEN_BUDGET = 65536
 """Tokens per batch on a GPU: big batches keep its many cores busy; MiniLM at this size needs well under 2 GiB."""
+
+
+class TokenizedDocument(NamedTuple):
+    """A document with its token ids, cut to the model window: tokenised once, before batching, so that
+    batches are cut by real tokens and every task shares the ids."""
+
+    document: Document
+    token_ids: list[int]
+    truncated: bool
+
+
+def token_count(item: TokenizedDocument) -> int:
+    return len(item.token_ids)
 
 
 def default_token_budget(device: str) -> int:
@@ -39,8 +53,8 @@ def default_token_budget(device: str) -> int:
     return CUDA_TOKEN_BUDGET if cuda else CPU_TOKEN_BUDGET
 
 
-class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
-    """Loads a model bundle and labels batches of documents with all of its tasks in one pass."""
+class DocumentModelHandler(ModelHandler[TokenizedDocument, PredictionResult, Any]):
+    """Loads a model bundle and labels batches of tokenised documents with all of its tasks in one pass."""
 
     def __init__(
         self,
@@ -52,22 +66,18 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         precision: str = "auto",
         threads: int | None = None,
     ) -> None:
-        # With element_size_fn, BatchElements sizes batches in tokens: a batch of tweets holds
-        # hundreds of documents, a batch of long emails a few dozen, and padding stays small.
-        self.max_length = read_bundle_spec(Path(model_dir)).max_length
+        # With element_size_fn, BatchElements sizes batches in tokens: a batch of tweets holds hundreds of
+        # documents, a batch of long emails a few dozen. A fixed size (min = max) keeps every pass at the
+        # budget; BatchElements' adaptive sizing started each bundle at a quarter of it.
         self.token_budget = token_budget or default_token_budget(device)
-        super().__init__(min_batch_size=max(1, self.token_budget // 4), max_batch_size=self.token_budget,
-                         element_size_fn=self.estimated_tokens)
+        super().__init__(min_batch_size=self.token_budget, max_batch_size=self.token_budget,
+                         element_size_fn=token_count)
         self.model_dir = model_dir
         self.tasks = tuple(tasks) if tasks else None
         self.device = device
         self.zero_shot = zero_shot
         self.precision = precision
         self.threads = threads
-
-    def estimated_tokens(self, document: Document) -> int:
-        """Tokens the document will take in the model (about 4 characters a token), capped by the window."""
-        return min(self.max_length, 2 + len(document["text"]) // 4)
 
     def load_model(self) -> Any:
         """The classifier object itself (Beam keeps a weak reference to it, so not a tuple)."""
@@ -77,16 +87,15 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
                                precision=self.precision, threads=self.threads)
 
     def run_inference(
-        self, batch: Sequence[Document], model: Any, inference_args: dict[str, Any] | None = None
+        self, batch: Sequence[TokenizedDocument], model: Any, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
-        """Tokenise once, then one encoder pass for every task per group of similar lengths; counts real and
-        padded tokens and model time so that a run can report its padding overhead and model FLOP utilisation,
-        and documents per precision, the one a worker resolved ``auto`` to."""
-        token_ids, truncated = model.tokenize([document["text"] for document in batch])
+        """One encoder pass for every task per group of similar lengths; counts real and padded tokens and
+        model time so that a run can report its padding overhead and model FLOP utilisation, and documents
+        per precision, the one a worker resolved ``auto`` to."""
         predictions: list[Any] = [None] * len(batch)
-        lengths = [len(ids) for ids in token_ids]
+        lengths = [len(item.token_ids) for item in batch]
         for group in length_groups(lengths, min_tokens=self.token_budget // 8, max_tokens=self.token_budget):
-            encoded = model.pad([token_ids[index] for index in group])
+            encoded = model.pad([batch[index].token_ids for index in group])
             started = time.perf_counter()
             answers = model.decode(model.logits_for(encoded))
             Metrics.counter(METRICS_NAMESPACE, "model_microseconds").inc(int((time.perf_counter() - started) * 1e6))
@@ -95,8 +104,8 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
             Metrics.distribution(METRICS_NAMESPACE, "pass_tokens").update(encoded["attention_mask"].numel())
             for index, answer in zip(group, answers, strict=True):
                 predictions[index] = answer
-        for document, answer, cut in zip(batch, predictions, truncated, strict=True):
-            tasks = model.spec.tasks
+        tasks = model.spec.tasks
+        for (document, _, cut), answer in zip(batch, predictions, strict=True):
             labels = {
                 task: (p.label, p.score) if applies(tasks[task].sources, document["source"]) else (None, None)
                 for task, p in answer.items()
@@ -105,23 +114,22 @@ class DocumentModelHandler(ModelHandler[Document, PredictionResult, Any]):
         Metrics.counter(METRICS_NAMESPACE, f"documents_{model.precision}").inc(len(batch))
         model.trim_heap()
 
-    def get_num_bytes(self, batch: Sequence[Document]) -> int:
-        return sum(len(document["text"].encode("utf-8", errors="replace")) for document in batch)
+    def get_num_bytes(self, batch: Sequence[TokenizedDocument]) -> int:
+        return sum(len(item.document["text"].encode("utf-8", errors="replace")) for item in batch)
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE
 
 
-def length_groups(lengths: Sequence[int], min_tokens: int, max_tokens: int | None = None, slack: float = 0.1
+def length_groups(lengths: Sequence[int], min_tokens: int, max_tokens: int | None = None, slack: float = 0.02
                   ) -> list[list[int]]:
     """Split a batch into encoder passes of similar lengths (indices, shortest first).
 
-    A batch of length-sorted documents can still straddle a jump in length (tweets then emails): padding
-    every tweet to an email's length would waste most of the pass. A group closes when adding the next
-    document would pad it beyond ``slack`` over its real tokens, once it holds ``min_tokens`` real tokens
-    (smaller groups would make matmuls too small to run efficiently), and always before its padded tokens
-    would pass ``max_tokens``: batches are sized by *estimated* tokens, and text the estimate undercounts
-    (CJK, digits, URLs) would otherwise make a pass several times the budget, and a memory peak with it.
+    A batch of length-sorted documents still spans a range of lengths (a batch of tweets runs from 10 to 20
+    tokens, say), and it can straddle a jump (tweets then emails): padding every document to the longest would
+    waste much of the pass. A group closes when adding the next document would pad it beyond ``slack`` over its
+    real tokens, once it holds ``min_tokens`` real tokens (smaller groups would make matmuls too small to run
+    efficiently), and always before its padded tokens would pass ``max_tokens``, the memory a pass may take.
     """
     groups: list[list[int]] = []
     current: list[int] = []
@@ -157,39 +165,70 @@ def labeled_row(result: PredictionResult, run_id: str) -> dict[str, Any]:
     return row
 
 
-def failed_batch_rows(failed: tuple[Sequence[Document], tuple[type, str, list[str]]]) -> Iterable[Failure]:
+def failed_batch_rows(failed: tuple[Sequence[TokenizedDocument], tuple[type, str, list[str]]]
+                      ) -> Iterable[Failure]:
     """A batch that raised in the model (Beam gives ``(batch, (type, repr, traceback))``): one failure per document."""
     batch, (error_type, error_repr, _traceback) = failed
-    for document in batch:
+    for document, _, _ in batch:
         yield Failure(document["source"], document["input_ref"], "classify", "inference_error",
                       f"{error_type.__name__}: {error_repr}", document["text"][:500], document["doc_id"])
 
 
-class SortByLength(beam.DoFn):
-    """Reorder documents in windows of ``window`` so consecutive ones (one batch) have similar lengths.
+class TokenizeInLengthOrder(beam.DoFn):
+    """Tokenise documents in windows of ``window`` and emit each window shortest first, so that consecutive
+    documents, which ``BatchElements`` puts in one batch, have nearly the same number of tokens.
 
-    Memory stays bounded by the window, whatever the corpus size.
+    Memory stays bounded by the window, whatever the corpus size. A window the tokenizer rejects is
+    tokenised one document at a time; a document it still rejects goes to the ``failed`` output.
     """
 
-    def __init__(self, window: int = 4096) -> None:
+    def __init__(self, model_dir: str, window: int = 4096) -> None:
+        self.model_dir = model_dir
         self.window = window
+
+    def setup(self) -> None:
+        from models.classifier import load_tokenizer
+
+        spec = read_bundle_spec(Path(self.model_dir))
+        self.tokenizer = load_tokenizer(spec)
+        self.max_length = spec.max_length
 
     def start_bundle(self) -> None:
         self._buffer: list[Document] = []
 
-    def process(self, document: Document) -> Iterable[Document]:
+    def process(self, document: Document) -> Iterable[TokenizedDocument | beam.pvalue.TaggedOutput]:
         self._buffer.append(document)
         if len(self._buffer) >= self.window:
             yield from self._drain()
 
-    def finish_bundle(self) -> Iterable[WindowedValue]:
-        for document in self._drain():
-            yield GlobalWindows.windowed_value_at_end_of_window(document)
+    def finish_bundle(self) -> Iterable[WindowedValue | beam.pvalue.TaggedOutput]:
+        for item in self._drain():
+            if isinstance(item, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(item.tag, GlobalWindows.windowed_value_at_end_of_window(item.value))
+            else:
+                yield GlobalWindows.windowed_value_at_end_of_window(item)
 
-    def _drain(self) -> list[Document]:
-        documents = sorted(self._buffer, key=lambda document: len(document["text"]))
-        self._buffer = []
-        return documents
+    def _drain(self) -> list[TokenizedDocument | beam.pvalue.TaggedOutput]:
+        documents, self._buffer = self._buffer, []
+        out: list[TokenizedDocument | beam.pvalue.TaggedOutput] = []
+        try:
+            tokenized = self._tokenize(documents)
+        except Exception:  # noqa: BLE001 - one text the tokenizer rejects must not lose the window
+            tokenized = []
+            for document in documents:
+                try:
+                    tokenized.extend(self._tokenize([document]))
+                except Exception as error:  # noqa: BLE001 - any tokenizer error is this document's failure
+                    out.append(beam.pvalue.TaggedOutput("failed", Failure(
+                        document["source"], document["input_ref"], "classify", "tokenize_error",
+                        f"{type(error).__name__}: {error}", document["text"][:500], document["doc_id"])))
+        return sorted(tokenized, key=token_count) + out
+
+    def _tokenize(self, documents: Sequence[Document]) -> list[TokenizedDocument]:
+        from models.classifier import window_token_ids
+
+        token_ids, truncated = window_token_ids(self.tokenizer, [d["text"] for d in documents], self.max_length)
+        return [TokenizedDocument(d, ids, cut) for d, ids, cut in zip(documents, token_ids, truncated, strict=True)]
 
 
 class Classify(beam.PTransform):
@@ -201,8 +240,10 @@ class Classify(beam.PTransform):
         self.run_id = run_id
 
     def expand(self, documents: beam.PCollection) -> dict[str, beam.PCollection]:
-        ordered = documents | "SortByLength" >> beam.ParDo(SortByLength())
-        main, other = ordered | "RunInference" >> RunInference(self.handler).with_exception_handling()
+        ordered = documents | "TokenizeInLengthOrder" >> beam.ParDo(
+            TokenizeInLengthOrder(self.handler.model_dir)).with_outputs("failed", main="tokenized")
+        main, other = ordered.tokenized | "RunInference" >> RunInference(self.handler).with_exception_handling()
         labeled = main | "ToLabeledRow" >> beam.Map(labeled_row, run_id=self.run_id)
-        failed = other.failed_inferences | "FailedBatchRows" >> beam.FlatMap(failed_batch_rows)
+        failed_batches = other.failed_inferences | "FailedBatchRows" >> beam.FlatMap(failed_batch_rows)
+        failed = (ordered.failed, failed_batches) | "AllClassifyFailures" >> beam.Flatten()
         return {"labeled": labeled, "failed": failed}

@@ -9,7 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import SENTIMENT
-from transforms.classify import Classify, DocumentModelHandler
+from transforms.classify import Classify, DocumentModelHandler, TokenizedDocument
 from transforms.records import new_document
 
 
@@ -18,11 +18,16 @@ def documents() -> list[dict]:
     return [new_document("review", f"f:{i}", text) for i, text in enumerate(texts)]
 
 
+def tokenized(batch: list[dict], model) -> list[TokenizedDocument]:
+    token_ids, truncated = model.tokenize([document["text"] for document in batch])
+    return [TokenizedDocument(*item) for item in zip(batch, token_ids, truncated, strict=True)]
+
+
 def test_handler_loads_an_object_and_labels_every_document(tiny_bundle: Path) -> None:
     handler = DocumentModelHandler(str(tiny_bundle))
     model = handler.load_model()
     assert not isinstance(model, tuple)
-    results = list(handler.run_inference(documents(), model))
+    results = list(handler.run_inference(tokenized(documents(), model), model))
     assert [r.example["doc_id"] for r in results] == [d["doc_id"] for d in documents()]
     assert all(r.model_id == "tiny-test@0.0.1" for r in results)
     assert all(r.inference["sentiment"][0] in SENTIMENT and 1 / 3 <= r.inference["sentiment"][1] <= 1 for r in results)
@@ -64,7 +69,8 @@ def test_tasks_apply_only_to_their_sources_and_intent_is_routed(tiny_encoder: Pa
     (bundle / "bundle.json").write_text(json.dumps(spec))
     handler = DocumentModelHandler(str(bundle))
     batch = [new_document("email", "m:1", "Win a FREE prize now"), new_document("review", "r:1", "good value")]
-    email, review = (labeled_row(r, "run") for r in handler.run_inference(batch, handler.load_model()))
+    model = handler.load_model()
+    email, review = (labeled_row(r, "run") for r in handler.run_inference(tokenized(batch, model), model))
     assert email["spam"] in ("ham", "spam") and email["spam_score"] >= 0.5
     assert review["spam"] is None and review["spam_score"] is None
     assert email["team"] in ("cards", "exchange", "unrouted") and review["team"] is not None
@@ -80,17 +86,44 @@ def varied_documents(count: int = 300) -> list[dict]:
 
 
 def test_batches_respect_the_token_budget_and_keep_every_document_once(tiny_bundle: Path) -> None:
-    from transforms.classify import SortByLength
+    from models.classifier import Classifier
+    from transforms.classify import TokenizeInLengthOrder, token_count
 
     handler = DocumentModelHandler(str(tiny_bundle), token_budget=512)
     documents = varied_documents()
+    real = dict(zip((d["doc_id"] for d in documents),
+                    (len(ids) for ids in Classifier.load(tiny_bundle).tokenize([d["text"] for d in documents])[0]),
+                    strict=True))
     with TestPipeline(runner="FnApiRunner") as pipeline:
-        batches = (pipeline | beam.Create(documents) | beam.ParDo(SortByLength(window=64))
-                   | beam.BatchElements(**handler.batch_elements_kwargs()))
-        sizes = batches | "Sizes" >> beam.Map(lambda batch: (len(batch), sum(map(handler.estimated_tokens, batch))))
-        assert_that(sizes | beam.Filter(lambda size: size[0] > 1 and size[1] > 512), equal_to([]), label="budget")
-        ids = batches | beam.FlatMap(lambda batch: [d["doc_id"] for d in batch])
-        assert_that(ids, equal_to([d["doc_id"] for d in documents]), label="once")
+        ordered = pipeline | beam.Create(documents) | beam.ParDo(
+            TokenizeInLengthOrder(str(tiny_bundle), window=64)).with_outputs("failed", main="tokenized")
+        batches = ordered.tokenized | beam.BatchElements(**handler.batch_elements_kwargs())
+        sizes = batches | "Sizes" >> beam.Map(lambda batch: sum(map(token_count, batch)))
+        assert_that(sizes | beam.Filter(lambda size: size > 512), equal_to([]), label="budget")
+        counted = batches | beam.FlatMap(lambda batch: [(item.document["doc_id"], token_count(item)) for item in batch])
+        assert_that(counted, equal_to(list(real.items())), label="once, with its real token count")
+        assert_that(ordered.failed, equal_to([]), label="failed")
+
+
+def test_a_text_the_tokenizer_rejects_fails_alone_and_its_window_is_still_tokenized(tiny_bundle: Path) -> None:
+    """A lone surrogate (half an emoji) makes the Rust tokenizer raise. ``new_document`` and Beam's coders keep
+    them out of a pipeline, so the DoFn is driven directly, as a worker would."""
+    from transforms.classify import TokenizeInLengthOrder
+
+    broken = {**new_document("social", "p:9", "half an emoji", source_id="p-9"), "text": "half an emoji \udcff"}
+    step = TokenizeInLengthOrder(str(tiny_bundle), window=3)
+    step.setup()
+    step.start_bundle()
+    out = [item for document in [*documents(), broken] for item in step.process(document)]
+    for item in step.finish_bundle():  # windowed values, tagged or not
+        out.append(beam.pvalue.TaggedOutput(item.tag, item.value.value) if isinstance(item, beam.pvalue.TaggedOutput)
+                   else item.value)
+    failed = [item.value for item in out if isinstance(item, beam.pvalue.TaggedOutput)]
+    labeled = [item for item in out if isinstance(item, TokenizedDocument)]
+    assert [(f.doc_id, f.stage, f.error_type) for f in failed] == [(broken["doc_id"], "classify", "tokenize_error")]
+    assert sorted(item.document["doc_id"] for item in labeled) == sorted(d["doc_id"] for d in documents())
+    first_window = [len(item.token_ids) for item in labeled[:3]]
+    assert first_window == sorted(first_window)
 
 
 def test_bucketed_pipeline_labels_equal_one_by_one_labels(tiny_bundle: Path) -> None:

@@ -63,15 +63,15 @@ def test_length_groups_cover_the_batch_once_and_split_at_length_jumps() -> None:
     assert len(length_groups(lengths, min_tokens=10**9)) == 1
 
 
-def test_no_encoder_pass_exceeds_the_token_budget_when_the_estimate_undercounts(tiny_bundle: Path) -> None:
-    """Batches are sized by estimated tokens (4 characters each); Chinese text takes a token per character."""
+def test_no_encoder_pass_exceeds_the_token_budget_with_many_tokens_per_character(tiny_bundle: Path) -> None:
+    """Chinese text takes a token per character: batches cut by characters would overrun the budget several
+    times over; batches cut by real tokens may not."""
     budget = 512
     documents = [new_document("email", f"m:{i}", "退款" * 50 + f" 订单{i}", source_id=f"m-{i}") for i in range(60)]
-    handler = DocumentModelHandler(str(tiny_bundle), token_budget=budget)
     real = [len(ids) for ids in Classifier.load(tiny_bundle).tokenize([d["text"] for d in documents])[0]]
-    per_batch = budget // handler.estimated_tokens(documents[0])
-    assert per_batch * max(real) > 2 * budget  # what one pass would hold if cut by the estimate alone
-    metrics = classify_metrics(documents, handler)
+    by_characters = budget // (len(documents[0]["text"]) // 4)
+    assert by_characters * max(real) > 2 * budget
+    metrics = classify_metrics(documents, DocumentModelHandler(str(tiny_bundle), token_budget=budget))
     assert metrics["real_tokens"] == sum(real)
     assert 0 < metrics["pass_tokens"].max <= budget
 
