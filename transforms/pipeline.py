@@ -92,7 +92,7 @@ class PipelineConfig:
     ``topic`` taxonomy when named ``topic``."""
     token_budget: int | None = None
     """Most tokens per inference batch (documents are sorted by length first, so padding stays small);
-    None: 8,192 on cpu, 65,536 on cuda."""
+    None: 4,096 on cpu, 65,536 on cuda."""
     precision: str = "auto"
     """Encoder precision (``--precision``): auto, fp32, bf16 or int8 (CPU only). auto is bf16 on CUDA, and on CPU
     bf16 where the worker's CPU computes bf16 natively and the bundle's card measured bf16 within 1 point of fp32,
