@@ -1,8 +1,9 @@
 """Label documents with every task of a model bundle, through Beam's ``RunInference``.
 
-``DocumentModelHandler`` is the framework glue (load once per worker process, label a
-batch); ``Classify`` wires it into ``RunInference`` with exception handling, so a batch
-that fails to classify becomes dead-letter rows rather than a failed run.
+``TokenizeInLengthOrder`` tokenises documents once and orders them by length, so that batches are cut
+by real tokens; ``DocumentModelHandler`` is the framework glue (load once per worker process, label a
+batch); ``Classify`` wires them into ``RunInference`` with exception handling, so a batch that fails to
+classify becomes dead-letter rows rather than a failed run.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class DocumentModelHandler(ModelHandler[TokenizedDocument, PredictionResult, Any
         threads: int | None = None,
     ) -> None:
         # With element_size_fn, BatchElements sizes batches in tokens: a batch of tweets holds hundreds of
-        # documents, a batch of long emails a few dozen. A fixed size (min = max) keeps every pass at the
+        # documents, a batch of long emails a few dozen. A fixed size (min = max) fills every batch to the
         # budget; BatchElements' adaptive sizing started each bundle at a quarter of it.
         self.token_budget = token_budget or default_token_budget(device)
         super().__init__(min_batch_size=self.token_budget, max_batch_size=self.token_budget,
@@ -165,13 +166,17 @@ def labeled_row(result: PredictionResult, run_id: str) -> dict[str, Any]:
     return row
 
 
+def classify_failure(document: Document, error_type: str, error: str) -> Failure:
+    return Failure(document["source"], document["input_ref"], "classify", error_type, error, document["text"][:500],
+                   document["doc_id"])
+
+
 def failed_batch_rows(failed: tuple[Sequence[TokenizedDocument], tuple[type, str, list[str]]]
                       ) -> Iterable[Failure]:
     """A batch that raised in the model (Beam gives ``(batch, (type, repr, traceback))``): one failure per document."""
     batch, (error_type, error_repr, _traceback) = failed
     for document, _, _ in batch:
-        yield Failure(document["source"], document["input_ref"], "classify", "inference_error",
-                      f"{error_type.__name__}: {error_repr}", document["text"][:500], document["doc_id"])
+        yield classify_failure(document, "inference_error", f"{error_type.__name__}: {error_repr}")
 
 
 class TokenizeInLengthOrder(beam.DoFn):
@@ -219,9 +224,8 @@ class TokenizeInLengthOrder(beam.DoFn):
                 try:
                     tokenized.extend(self._tokenize([document]))
                 except Exception as error:  # noqa: BLE001 - any tokenizer error is this document's failure
-                    out.append(beam.pvalue.TaggedOutput("failed", Failure(
-                        document["source"], document["input_ref"], "classify", "tokenize_error",
-                        f"{type(error).__name__}: {error}", document["text"][:500], document["doc_id"])))
+                    out.append(beam.pvalue.TaggedOutput(
+                        "failed", classify_failure(document, "tokenize_error", f"{type(error).__name__}: {error}")))
         return sorted(tokenized, key=token_count) + out
 
     def _tokenize(self, documents: Sequence[Document]) -> list[TokenizedDocument]:
