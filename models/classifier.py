@@ -67,10 +67,10 @@ class MultiTaskModel(nn.Module):
         self.zero_shot = frozenset(task for task, spec in tasks.items() if spec.zero_shot)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled fp32 embeddings, whatever precision the encoder ran in (pooling sums up to a window of
-        token vectors, which bf16's 8-bit mantissa would blur)."""
+        """Mean-pooled fp32 embeddings, whatever precision the encoder ran in (:func:`mean_pool` sums in fp32:
+        up to a window of token vectors, which bf16's 8-bit mantissa would blur)."""
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        return mean_pool(output.last_hidden_state.float(), attention_mask)
+        return mean_pool(output.last_hidden_state, attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw (uncalibrated) logits per task. The heads run in fp32 even under autocast: they are tiny, and
