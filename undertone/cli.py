@@ -230,6 +230,9 @@ def run_schedule_command(args: argparse.Namespace) -> int:
     """Run the daily or backfill flow; the exit status is 1 if the flow failed (a failed day, no inputs)."""
     options = {"input_root": args.input_root, "output": args.output, "runner": args.runner, "model_dir": args.model,
                "tasks": args.tasks, "device": args.device, "precision": args.precision, "beam_args": args.beam_arg}
+    from transforms.pipeline import warm_up_workers
+
+    warm_up_workers(args.runner, args.model, args.beam_arg or ())
     if args.command == "daily":
         from flows.daily import daily_flow
 
@@ -273,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         from flows.run import run_flow
+        from transforms.pipeline import warm_up_workers
 
+        warm_up_workers(args.runner, args.model, args.beam_arg or ())
         columns = {field: getattr(args, f"{field}_column") for field in COLUMN_FIELDS
                    if getattr(args, f"{field}_column")}
         result = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +15,14 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tests.conftest import SAMPLES
-from transforms.pipeline import PipelineConfig, default_threads, local_workers, run_pipeline, runner_options
+from transforms.pipeline import (
+    PipelineConfig,
+    default_threads,
+    local_workers,
+    run_pipeline,
+    runner_options,
+    warm_up_workers,
+)
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +140,27 @@ def test_default_threads_split_the_cores_among_local_workers(option_set: str, ex
 def test_local_workers_reads_zero_as_one_per_core() -> None:
     options = PipelineOptions([*runner_options("multiprocess"), "--direct_num_workers=0"])
     assert local_workers(options) == os.cpu_count()
+
+
+WARM_UP_PROBE = """
+import sys
+from transforms.pipeline import warm_up_workers
+before = "peft" in sys.modules or "transformers.models.bert.modeling_bert" in sys.modules
+thread = warm_up_workers({runner!r}, {model!r})
+if thread is not None:
+    thread.join()
+import py3langid.langid
+print(before, thread is not None, "peft" in sys.modules, "transformers.models.bert.modeling_bert" in sys.modules,
+      py3langid.langid.IDENTIFIER is not None)
+"""
+
+
+def test_warm_up_imports_the_model_code_only_for_in_process_workers(tiny_bundle: Path) -> None:
+    """In a fresh interpreter, as the CLI meets it: the launcher imports neither peft nor the encoder's
+    model module, and the warm-up thread imports both and loads the language identifier."""
+    probe = WARM_UP_PROBE.format(runner="local", model=str(tiny_bundle))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True", "True", "True", "True"]
+    assert warm_up_workers("multiprocess", str(tiny_bundle)) is None  # its workers are other processes
+    assert warm_up_workers("portable", str(tiny_bundle)) is None
+    assert warm_up_workers("nonexistent", str(tiny_bundle)) is None  # left for the job to report
