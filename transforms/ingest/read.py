@@ -29,6 +29,8 @@ _EXTENSIONS = {
     ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
     ".parquet": "parquet", ".pq": "parquet",
 }
+MAILBOX_SUFFIXES = (".mbox", ".mbx")
+"""Files of many messages; any other email file is one message (an empty one is a broken message)."""
 _COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".lzma")
 _HEADER_LINE = re.compile(rb"^(From |[A-Za-z][A-Za-z0-9-]{1,60}:[ \t])")
 SPOOL_BYTES = 64 << 20
@@ -93,10 +95,7 @@ def detect_format(path: str, head: bytes) -> str | None:
     """email | csv | jsonl | json | parquet from the extension, else from the first bytes."""
     if is_maildir_message(path):
         return "email"
-    name = path.lower()
-    for suffix in _COMPRESSED:
-        name = name.removesuffix(suffix)
-    by_extension = _EXTENSIONS.get(PurePosixPath(name).suffix)
+    by_extension = _EXTENSIONS.get(_suffix(path))
     if by_extension:
         return by_extension
     if head.startswith(b"PAR1"):
@@ -166,8 +165,18 @@ def _read_emails(handle, path: str, hash_addresses: bool, head: bytes) -> Iterat
     if is_mbox(head):
         for ref, raw in split_mbox(handle, path):
             yield parse_email(raw, ref, hash_addresses)
+    elif not head.strip() and _suffix(path) in MAILBOX_SUFFIXES:
+        return  # an empty mailbox holds no message, as an empty table holds no row
     else:
         yield parse_email(handle.read(), path, hash_addresses)
+
+
+def _suffix(path: str) -> str:
+    """The extension that names the format, under any compression suffix."""
+    name = path.lower()
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    return PurePosixPath(name).suffix
 
 
 PENDING_FAILURES = 1_000

@@ -6,6 +6,7 @@ runs the Beam job a few times (each run costs seconds) and checks labeled + dead
 
 from __future__ import annotations
 
+import gzip
 import json
 import tempfile
 from pathlib import Path
@@ -234,3 +235,15 @@ def test_names_and_text_that_beam_cannot_encode_do_not_stop_the_run(tiny_bundle:
     assert sorted(labeled["text"]) == ["cut at the limit \ufffd", "exported by Excel", "fine", "fine"]
     assert list(dead["error_type"]) == ["invalid_utf8"] and dead["raw_excerpt"][0].endswith('caf\\xe9 in latin-1"}')
     assert any(ref.startswith(f"{inputs}/caf\\xe9-tweets.jsonl:") for ref in labeled["input_ref"])
+
+
+def test_an_empty_container_holds_no_record_and_an_empty_message_is_a_broken_one(tmp_path: Path) -> None:
+    """0 bytes: a mailbox or a table holds nothing to lose; a single-message file is a broken message."""
+    outcomes = {}
+    for name in ("archive.mbox", "archive.mbx.gz", "reviews.csv", "posts.jsonl", "note.eml"):
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(b"") if name.endswith(".gz") else b"")
+        outcomes[name] = list(read_path(str(path)))
+    assert all(outcomes[name] == [] for name in ("archive.mbox", "archive.mbx.gz", "reviews.csv", "posts.jsonl"))
+    [message] = outcomes["note.eml"]
+    assert isinstance(message, Failure) and message.error_type == "not_email"
