@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefect is imported
-from models.bundle import PRECISIONS
+from models.bundle import PRECISIONS, read_bundle_spec
 from transforms.ingest.read import SOURCE_CHOICES
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR
@@ -260,7 +260,10 @@ def run_schedule_command(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line, with a ``--config`` file's settings as defaults that flags override."""
+    """The command line, with a ``--config`` file's settings as defaults that flags override.
+
+    A labeling command's ``--model`` must be a bundle folder: a usage error here, before Prefect's server
+    starts (seconds), rather than a failed flow run."""
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None):
         try:
@@ -268,6 +271,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except (OSError, ValueError) as error:
             build_parser().error(f"--config {args.config}: {error}")
         args = build_parser(defaults).parse_args(argv)
+    if args.command in ("run", "daily", "backfill"):
+        try:
+            read_bundle_spec(Path(args.model))
+        except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
+            build_parser().error(f"--model: {error}")
     return args
 
 
@@ -281,12 +289,16 @@ def main(argv: list[str] | None = None) -> int:
         warm_up_workers(args.runner, args.model, args.beam_arg or ())
         columns = {field: getattr(args, f"{field}_column") for field in COLUMN_FIELDS
                    if getattr(args, f"{field}_column")}
-        result = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
-                          runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
-                          precision=args.precision,
-                          beam_args=args.beam_arg, columns=columns or None,
-                          hash_addresses=not args.keep_addresses, redact_pii=args.redact_pii,
-                          zero_shot=args.zero_shot)
+        state = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
+                         runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
+                         precision=args.precision,
+                         beam_args=args.beam_arg, columns=columns or None,
+                         hash_addresses=not args.keep_addresses, redact_pii=args.redact_pii,
+                         zero_shot=args.zero_shot, return_state=True)
+        if not state.is_completed():  # Prefect has logged the traceback; one line says why it stopped
+            print(f"run failed: {state.result(raise_on_failure=False)}", file=sys.stderr)
+            return 1
+        result = state.result()
         print(json.dumps(result, indent=2) if args.json else "\n".join(summary_lines(result, args.output)))
         return 0 if result["reconciled"] is not False else 1
     if args.command in ("finetune", "evaluate", "fewshot"):

@@ -1,4 +1,5 @@
-"""The command line's ``--config`` files: the shipped example, flags that override it, and broken files."""
+"""The command line: `--config` files (the shipped example, flags that override it, broken files), a `--model`
+that is not a bundle, and how a failed run exits."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from undertone.cli import parse_args
+from undertone.cli import main, parse_args
 
 BANK_INBOX = REPO / "deploy" / "configs" / "bank-support-inbox.yaml"
 
@@ -36,3 +37,19 @@ def test_a_broken_config_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["run", "--config", str(config), "inbox/", "--output", "out"])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["run", "inbox/"], ["daily", "--input-root", "inbox/"]])
+def test_a_model_folder_that_is_not_a_bundle_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              command: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([*command, "--output", "out", "--model", str(tmp_path)])
+    assert exit_info.value.code == 2 and "bundle.json is missing; not a model bundle" in capsys.readouterr().err
+
+
+def test_a_failed_run_exits_1_with_the_reason(prefect_harness, tiny_bundle: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", str(tmp_path / "no-such-*.eml"), "--output", str(tmp_path / "out"),
+                 "--model", str(tiny_bundle)])
+    err = capsys.readouterr().err
+    assert code == 1 and "run failed:" in err and "matches no file" in err
