@@ -230,9 +230,6 @@ def run_schedule_command(args: argparse.Namespace) -> int:
     """Run the daily or backfill flow; the exit status is 1 if the flow failed (a failed day, no inputs)."""
     options = {"input_root": args.input_root, "output": args.output, "runner": args.runner, "model_dir": args.model,
                "tasks": args.tasks, "device": args.device, "precision": args.precision, "beam_args": args.beam_arg}
-    from transforms.pipeline import warm_up_workers
-
-    warm_up_workers(args.runner, args.model, args.beam_arg or ())
     if args.command == "daily":
         from flows.daily import daily_flow
 
@@ -259,6 +256,10 @@ def run_schedule_command(args: argparse.Namespace) -> int:
     return 0
 
 
+LABELING_COMMANDS = ("run", "daily", "backfill")
+"""The commands that run the labeling job: they take ``--model``, ``--runner`` and ``--beam-arg``."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with a ``--config`` file's settings as defaults that flags override.
 
@@ -271,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except (OSError, ValueError) as error:
             build_parser().error(f"--config {args.config}: {error}")
         args = build_parser(defaults).parse_args(argv)
-    if args.command in ("run", "daily", "backfill"):
+    if args.command in LABELING_COMMANDS:
         try:
             read_bundle_spec(Path(args.model))
         except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
@@ -281,12 +282,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command in LABELING_COMMANDS:
+        from transforms.pipeline import warm_up_workers
+
+        warm_up_workers(args.runner, args.model, args.beam_arg)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         from flows.run import run_flow
-        from transforms.pipeline import warm_up_workers
 
-        warm_up_workers(args.runner, args.model, args.beam_arg or ())
         columns = {field: getattr(args, f"{field}_column") for field in COLUMN_FIELDS
                    if getattr(args, f"{field}_column")}
         state = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
