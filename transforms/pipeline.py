@@ -38,7 +38,7 @@ from schemas import (
 )
 from transforms.classify import METRICS_NAMESPACE, Classify, DocumentModelHandler
 from transforms.clean import clean_document, detect_language
-from transforms.duplicates import MarkDuplicates
+from transforms.duplicates import DuplicateMarks, MarkDuplicatesInFiles
 from transforms.ingest.read import expand_inputs, read_path
 from transforms.ingest.tabular import ColumnMap
 from transforms.pii import redact_document, redact_fields
@@ -250,7 +250,8 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     )
     cleaned = read.documents | "Clean" >> beam.ParDo(CleanDocuments(config.max_text_chars)).with_outputs(
         "failed", main="documents")
-    documents = cleaned.documents | "Duplicates" >> MarkDuplicates()
+    documents = cleaned.documents
+    marks = documents | "Duplicates" >> DuplicateMarks()
     if config.redact_pii:
         documents = documents | "RedactPII" >> beam.Map(redact_document)
     handler = DocumentModelHandler(config.model_dir, tuple(tasks), config.device, config.zero_shot,
@@ -260,10 +261,12 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     schema = labeled_schema(tasks)
     by_source = classified["labeled"] | "BySource" >> beam.Partition(
         lambda row, _: SOURCES.index(row["source"]), len(SOURCES))
+    written = []
     for index, source in enumerate(SOURCES):
         folder = labeled_partition(staging, source, config.logical_date)
         writer = WritePartition(folder, schema, LABELED_PARTITION_KEYS, config.run_id)
-        _ = by_source[index] | f"Write_{source}" >> writer
+        written.append(by_source[index] | f"Write_{source}" >> writer)
+    _ = written | "LabeledFiles" >> beam.Flatten() | "MarkDuplicates" >> MarkDuplicatesInFiles(marks)
 
     failed_at = datetime.now(UTC)
     dead_sources = (*SOURCES, UNKNOWN_SOURCE)

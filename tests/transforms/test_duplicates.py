@@ -1,13 +1,22 @@
-"""Exact duplicates within a run are marked with the smallest doc_id of their group, never dropped."""
+"""Exact duplicates within a run are marked with the doc_id of their first occurrence, never dropped."""
 
 from __future__ import annotations
 
+import itertools
+from datetime import UTC, datetime
+from pathlib import Path
+
 import apache_beam as beam
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from schemas import LABELED_PARTITION_KEYS, file_schema, labeled_schema
 from transforms.clean import clean_document
-from transforms.duplicates import MarkDuplicates, duplicate_key, mark_duplicates, pack, unpack
+from transforms.duplicates import DuplicateMarks, duplicate_key, mark_file, marks_of_group, row_ref
+from transforms.pipeline import PipelineConfig, run_pipeline
 from transforms.records import new_document
 
 
@@ -24,35 +33,82 @@ def test_texts_equal_after_cleaning_share_a_key_per_source() -> None:
 
 
 def test_the_smallest_doc_id_is_the_original_whatever_the_order() -> None:
-    group = [cleaned("review", f"r:{n}", "Great phone", str(n)) for n in range(5)]
-    first = min(d["doc_id"] for d in group)
-    for ordering in (group, list(reversed(group))):
-        marked = list(mark_duplicates([pack(d) for d in ordering]))
-        assert len(marked) == 5
-        assert [d["doc_id"] for d in marked if d["duplicate_of"] is None] == [first]
-        assert {d["duplicate_of"] for d in marked if d["doc_id"] != first} == {first}
+    group = [row_ref(cleaned("review", f"r:{n}", "Great phone", str(n))) for n in range(4)]
+    first = min(group)
+    for ordering in itertools.permutations(group):
+        marks = dict(marks_of_group(ordering))
+        assert set(marks) == set(group) - {first}
+        assert set(marks.values()) == {first[0]}
 
 
 def test_the_same_record_read_twice_is_marked_once() -> None:
-    twice = [cleaned("email", folder, "Re: hi\n\nsee you", "<a@b>") for folder in ("inbox/1", "backup/1")]
-    marked = list(mark_duplicates([pack(d) for d in twice]))
-    assert [d["duplicate_of"] for d in marked] == [None, twice[0]["doc_id"]]
+    twice = [row_ref(cleaned("email", folder, "Re: hi\n\nsee you", "<a@b>")) for folder in ("inbox/1", "backup/1")]
+    assert twice[0][0] == twice[1][0]  # one message, one doc_id
+    assert list(marks_of_group(twice)) == [((twice[0][0], "inbox/1"), twice[0][0])]
 
 
-def test_beam_stage_marks_without_dropping() -> None:
+def test_beam_stage_marks_every_repeat_and_nothing_else() -> None:
     documents = [cleaned("review", "r:1", "Great phone", "1"), cleaned("review", "r:2", "Great  phone", "2"),
-                 cleaned("review", "r:3", "Terrible battery", "3"), cleaned("social", "s:1", "Great phone", "4")]
-    first = min(documents[0]["doc_id"], documents[1]["doc_id"])
-    expected = [(d["input_ref"], first if d["input_ref"] in ("r:1", "r:2") and d["doc_id"] != first else None)
-                for d in documents]
+                 cleaned("review", "r:3", "Terrible battery", "3"), cleaned("social", "s:1", "Great phone", "4"),
+                 cleaned("review", "r:4", "Great phone!", "5")]
+    first, repeat = sorted(row_ref(d) for d in documents[:2])
     with TestPipeline() as pipeline:
-        marked = pipeline | beam.Create(documents) | MarkDuplicates()
-        assert_that(marked | beam.Map(lambda d: (d["input_ref"], d["duplicate_of"])), equal_to(expected))
+        marks = pipeline | beam.Create(documents) | DuplicateMarks()
+        assert_that(marks, equal_to([(repeat, first[0])]))
 
 
-def test_a_document_crosses_the_shuffle_unchanged_and_smaller() -> None:
-    email = cleaned("email", "inbox/7", "Dear team,\n\n" + "The quarterly report is attached. " * 40, "<q@x>")
-    packed = pack(email)
-    assert unpack(packed) == email
-    assert packed[0] == email["doc_id"]
-    assert len(packed[1]) < len(email["text"]) / 3
+def write_labeled(path: Path, documents: list[dict], row_group_size: int) -> pa.Schema:
+    """A labeled file as a run writes it, from cleaned documents."""
+    schema = file_schema(labeled_schema({"sentiment": ("negative", "neutral", "positive")}), LABELED_PARTITION_KEYS)
+    run = {"sentiment": "positive", "sentiment_score": 0.9, "model_version": "tiny@0.0.1", "run_id": "r1",
+           "processed_at": datetime(2026, 11, 20, tzinfo=UTC)}
+    columns = {name: [{**document, **run}.get(name) for document in documents] for name in schema.names}
+    pq.write_table(pa.table(columns, schema=schema), path, row_group_size=row_group_size, compression="zstd")
+    return schema
+
+
+def test_marking_a_file_changes_duplicate_of_only(tmp_path: Path) -> None:
+    texts = ["Great phone", "Terrible battery", "Great phone", "Fine", "Great phone"]
+    rows = [cleaned("review", f"r:{n}", text, str(n)) for n, text in enumerate(texts)]
+    path = tmp_path / "part.parquet"
+    schema = write_labeled(path, rows, row_group_size=2)  # three row groups: marks must line up across them
+    before = pq.read_table(path)
+    group = sorted(row_ref(rows[n]) for n in (0, 2, 4))
+    marks = dict(marks_of_group(group))
+    assert mark_file(str(path), marks) is True
+    after = pq.read_table(path)
+    assert after.schema == schema and pq.ParquetFile(path).num_row_groups == 3
+    assert after.drop_columns(["duplicate_of"]) == before.drop_columns(["duplicate_of"])
+    expected = [marks.get(row_ref(row)) for row in rows]
+    assert after["duplicate_of"].to_pylist() == expected
+    assert sum(value is not None for value in expected) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["part.parquet"]
+
+
+def test_a_file_without_duplicates_is_left_as_written(tmp_path: Path) -> None:
+    rows = [cleaned("review", f"r:{n}", text, str(n)) for n, text in enumerate(["One", "Two"])]
+    path = tmp_path / "part.parquet"
+    write_labeled(path, rows, row_group_size=10)
+    written = path.stat().st_mtime_ns, path.read_bytes()
+    elsewhere = cleaned("review", "other:1", "One", "9")
+    assert mark_file(str(path), {row_ref(elsewhere): rows[0]["doc_id"]}) is False
+    assert mark_file(str(path), {}) is False
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == written
+
+
+def test_a_run_marks_repeats_across_files_and_row_groups(tiny_bundle: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.csv").write_text("review_id,review_text\n1,Great phone\n2,Terrible battery\n3,Great  phone\n",
+                                  encoding="utf-8")
+    (inputs / "b.csv").write_text("review_id,review_text\n4,Great phone\n5,Terrible battery!\n", encoding="utf-8")
+    (inputs / "posts.jsonl").write_text('{"id": "6", "text": "Great phone"}\n', encoding="utf-8")
+    manifest = run_pipeline(PipelineConfig(inputs=(str(inputs),), output=str(tmp_path / "out"),
+                                           logical_date="2026-11-20", model_dir=str(tiny_bundle)))
+    assert manifest["reconciled"] is True and manifest["totals"]["labeled"] == 6
+    labeled = pd.read_parquet(tmp_path / "out" / "labeled").set_index("source_id")
+    great = labeled.loc[["1", "3", "4"]]
+    first = min(zip(great["doc_id"], great["input_ref"], strict=True))[0]
+    assert sorted(great["duplicate_of"].fillna("first")) == sorted([first, first, "first"])
+    assert labeled.loc[["2", "5", "6"], "duplicate_of"].isna().all()  # other text; same text, other source
+    assert not list((tmp_path / "out").rglob(".*.marking"))
