@@ -253,6 +253,21 @@ CHARS_PER_WINDOW_TOKEN = 16
 16 still fills the window for all but texts of long symbol runs (which are then tokenised whole)."""
 
 
+TOKENIZE_CHUNK = 256
+"""Texts per tokenizer call. The fast tokenizer builds a full encoding (tokens, offsets, masks) of every text of a
+call before returning: a 4,096-text sorting window in one call raised RSS by about 130 MiB while it ran (25,000
+documents, tiny model: peak 941 MiB, 891 MiB in chunks of 256). Same ids, same speed (0.46-0.68 s a window)."""
+
+
+def input_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids only (no masks), at most ``max_length`` per text, tokenised ``TOKENIZE_CHUNK`` texts a call."""
+    ids: list[list[int]] = []
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+        ids.extend(tokenizer(list(texts[start:start + TOKENIZE_CHUNK]), truncation=True, max_length=max_length,
+                             return_attention_mask=False, return_token_type_ids=False)["input_ids"])
+    return ids
+
+
 def window_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], limit: int
                      ) -> tuple[list[list[int]], list[bool]]:
     """Token ids cut to a window of ``limit`` tokens (keeping the final [SEP]), and per text whether it was cut.
@@ -264,12 +279,11 @@ def window_token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], l
     """
     chars = limit * CHARS_PER_WINDOW_TOKEN
     prefixes = [text if len(text) <= chars else text[: max(text.rfind(" ", 0, chars), 1)] for text in texts]
-    token_ids = tokenizer(prefixes, truncation=True, max_length=limit + 1)["input_ids"]
+    token_ids = input_ids(tokenizer, prefixes, limit + 1)
     unfilled = [i for i, (text, prefix) in enumerate(zip(texts, prefixes, strict=True))
                 if prefix is not text and len(token_ids[i]) <= limit]
     if unfilled:
-        whole = tokenizer([texts[i] for i in unfilled], truncation=True, max_length=limit + 1)["input_ids"]
-        for i, ids in zip(unfilled, whole, strict=True):
+        for i, ids in zip(unfilled, input_ids(tokenizer, [texts[i] for i in unfilled], limit + 1), strict=True):
             token_ids[i] = ids
     truncated = [len(ids) > limit for ids in token_ids]
     kept = [ids[: limit - 1] + ids[-1:] if cut else ids for ids, cut in zip(token_ids, truncated, strict=True)]

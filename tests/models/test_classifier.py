@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from models.bundle import UnsafeModelError, read_bundle_spec
-from models.classifier import CHARS_PER_WINDOW_TOKEN, Classifier, save_bundle
+from models.classifier import CHARS_PER_WINDOW_TOKEN, TOKENIZE_CHUNK, Classifier, save_bundle
 from models.datasets import Example
 from models.training import TaskData, TrainingArguments, length_grouped_batches, train_bundle
 from tests.conftest import SENTIMENT, build_tiny_bundle
@@ -35,7 +35,7 @@ def test_predict_accepts_one_text_or_many(tiny_bundle: Path) -> None:
     assert classifier.predict([]) == []
 
 
-def test_long_texts_are_cut_before_tokenising_without_changing_the_ids(tiny_bundle: Path, shared_data: Path) -> None:
+def test_long_texts_are_cut_and_tokenised_in_chunks_with_the_same_ids(tiny_bundle: Path, shared_data: Path) -> None:
     classifier = Classifier.load(tiny_bundle)
     limit = classifier.spec.max_length
     reviews = [line.split("\t")[0] for line in
@@ -48,6 +48,7 @@ def test_long_texts_are_cut_before_tokenising_without_changing_the_ids(tiny_bund
         "Crème brûlée, naïve café! " * 400,             # accents and punctuation at the cut
         "=" * 3000 + " ok",                             # a symbol run that yields few tokens
     ]
+    texts += reviews[60:60 + 2 * TOKENIZE_CHUNK]        # more texts than one tokenizer call takes
     whole = classifier.tokenizer(texts, truncation=True, max_length=limit + 1)["input_ids"]
     expected_cut = [len(ids) > limit for ids in whole]
     expected = [ids[: limit - 1] + ids[-1:] if cut else ids for ids, cut in zip(whole, expected_cut, strict=True)]
