@@ -11,8 +11,10 @@ import ctypes
 import json
 import os
 import platform
+import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import overload
@@ -232,18 +234,6 @@ def load_encoder(spec: BundleSpec, verify_hash: bool = True) -> nn.Module:
     return AutoModel.from_pretrained(path, trust_remote_code=False, use_safetensors=True, local_files_only=True)
 
 
-def import_model_code(folder: str | Path) -> None:
-    """Import the code that loading ``folder``'s bundle runs, without reading weights: transformers' model
-    class for its base encoder and peft (about 2 s on 2 cores, most of a CPU worker's model load)."""
-    from peft import PeftModel  # noqa: F401 - imported for its side effect: the module is then loaded
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING
-
-    spec = read_bundle_spec(Path(folder))
-    config = AutoConfig.from_pretrained(resolve_base_path(spec.base), trust_remote_code=False, local_files_only=True)
-    _ = MODEL_MAPPING[type(config)]  # a lazy mapping: the lookup imports the model's module
-
-
 def load_tokenizer(spec: BundleSpec) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(resolve_base_path(spec.base), trust_remote_code=False, local_files_only=True)
 
@@ -431,6 +421,45 @@ class Classifier:
             return []
         results = self.decode(self.logits(batch))
         return results[0] if single else results
+
+
+_preloaded: dict[str, Future[Classifier]] = {}
+_preloaded_lock = threading.Lock()
+
+
+def _load_key(folder: str | Path, options: dict) -> str:
+    return json.dumps([str(Path(folder).resolve()), options], sort_keys=True, default=list)
+
+
+def preload_classifier(folder: str | Path, **options) -> None:
+    """Load a classifier for a worker of this process that will ask :func:`load_classifier` for it with the same
+    arguments (``Classifier.load``'s). The CLI does it in its warm-up thread while Prefect's server starts."""
+    future: Future[Classifier] = Future()
+    with _preloaded_lock:
+        _preloaded[_load_key(folder, options)] = future
+    try:
+        future.set_result(Classifier.load(folder, **options))
+    except Exception as error:  # noqa: BLE001 - the worker loads again and meets the error itself
+        future.set_exception(error)
+
+
+def load_classifier(folder: str | Path, **options) -> Classifier:
+    """``Classifier.load(folder, **options)``, or the classifier preloaded with the same arguments, handed over
+    once (waiting for it if it is still loading); any other preloaded one is dropped, so that a process never
+    holds a model nobody asked for."""
+    with _preloaded_lock:
+        future = _preloaded.pop(_load_key(folder, options), None)
+        _preloaded.clear()
+    if future is not None:
+        try:
+            classifier = future.result()
+        except Exception:  # noqa: BLE001 - load again below; a real problem raises there
+            pass
+        else:
+            if classifier.device.type == "cpu":  # torch keeps OpenMP's thread count per calling thread
+                torch.set_num_threads(options.get("threads") or available_cores())
+            return classifier
+    return Classifier.load(folder, **options)
 
 
 def load_heads(model: MultiTaskModel, folder: Path, tasks: Sequence[str]) -> None:

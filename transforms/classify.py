@@ -81,11 +81,21 @@ class DocumentModelHandler(ModelHandler[TokenizedDocument, PredictionResult, Any
         self.threads = threads
 
     def load_model(self) -> Any:
-        """The classifier object itself (Beam keeps a weak reference to it, so not a tuple)."""
-        from models.classifier import Classifier
+        """The classifier object itself (Beam keeps a weak reference to it, so not a tuple); the one the launcher
+        preloaded (:meth:`preload_model`) where this worker runs in its process."""
+        from models.classifier import load_classifier
 
-        return Classifier.load(self.model_dir, device=self.device, tasks=self.tasks, zero_shot=self.zero_shot,
-                               precision=self.precision, threads=self.threads)
+        return load_classifier(self.model_dir, **self._load_options())
+
+    def preload_model(self) -> None:
+        """Load the model now, for an in-process worker's :meth:`load_model` to take over."""
+        from models.classifier import preload_classifier
+
+        preload_classifier(self.model_dir, **self._load_options())
+
+    def _load_options(self) -> dict[str, Any]:
+        return {"device": self.device, "tasks": self.tasks, "zero_shot": self.zero_shot, "precision": self.precision,
+                "threads": self.threads}
 
     def run_inference(
         self, batch: Sequence[TokenizedDocument], model: Any, inference_args: dict[str, Any] | None = None

@@ -27,7 +27,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from models.bundle import PRECISIONS, read_bundle_spec, with_zero_shot
+from models.bundle import PRECISIONS, BundleSpec, read_bundle_spec, with_zero_shot
 from models.registry import default_model_dir
 from schemas import (
     DEAD_LETTER_PARTITION_KEYS,
@@ -159,27 +159,32 @@ def runs_in_this_process(options: PipelineOptions) -> bool:
             and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
 
 
-def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = ()) -> threading.Thread | None:
-    """Start loading the language identifier and importing the model code in a daemon thread, if the runner's
-    workers run in this process; the thread, or None.
+def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = (), *, tasks: Sequence[str] | None = None,
+                    device: str = "auto", precision: str = "auto", zero_shot: dict[str, dict[str, str]] | None = None
+                    ) -> threading.Thread | None:
+    """Start loading the language identifier and the run's model in a daemon thread, if the runner's workers run
+    in this process; the thread, or None.
 
-    The CLI calls it before the run flow, which on 2 cores waits about 3 s for Prefect's ephemeral server
-    with the CPU idle; a worker's first bundle would otherwise spend about 2.5 s on the same imports. When
-    there is no wait the work is only moved, not doubled (a module is imported once per process). Best
-    effort: an error is left for the job to meet and report.
+    The CLI calls it with the run's settings before the run flow, which on 2 cores waits about 3 s for Prefect's
+    ephemeral server with the CPU idle; a worker would otherwise spend about 3.5 s of the job on the same work
+    (imports of transformers' encoder and peft, then the bundle's load). The worker takes the preloaded model
+    over (``DocumentModelHandler.load_model``, waiting if it is still loading), so the work is moved, never
+    doubled. Best effort: an error is left for the job to meet and report.
     """
     try:
-        if not runs_in_this_process(PipelineOptions(runner_options(runner) + list(beam_args))):
-            return None
+        options = PipelineOptions(runner_options(runner) + list(beam_args))
     except ValueError:  # an unknown runner: the job reports it
+        return None
+    if not runs_in_this_process(options):
         return None
 
     def warm_up() -> None:
         try:
-            from models.classifier import import_model_code  # here: it imports transformers (~2 s)
-
             detect_language("loads the language model once per process")
-            import_model_code(model_dir)
+            config = PipelineConfig(inputs=(), output="", runner=runner, model_dir=model_dir,
+                                    tasks=tuple(tasks) if tasks else None, device=device, precision=precision,
+                                    zero_shot=zero_shot, threads=default_threads(options))
+            model_handler(config, labeling_tasks(model_dir, config.tasks, zero_shot)[1]).preload_model()
         except Exception:
             log.debug("worker warm-up failed", exc_info=True)
 
@@ -237,6 +242,24 @@ class CleanDocuments(beam.DoFn):
             yield cleaned
 
 
+def labeling_tasks(model_dir: str, tasks: Sequence[str] | None, zero_shot: dict[str, dict[str, str]] | None
+                   ) -> tuple[BundleSpec, dict[str, tuple[str, ...]]]:
+    """The bundle and the tasks a run labels (task → labels): ``tasks``, else the bundle's default ones."""
+    bundle = read_bundle_spec(Path(model_dir))
+    if zero_shot:
+        bundle = with_zero_shot(bundle, zero_shot)
+    chosen = tasks or bundle.default_tasks or tuple(bundle.tasks)
+    unknown = sorted(set(chosen) - set(bundle.tasks))
+    if unknown:
+        raise ValueError(f"model {bundle.model_version} has no task {unknown}; it has {sorted(bundle.tasks)}")
+    return bundle, {task: bundle.tasks[task].labels for task in chosen}
+
+
+def model_handler(config: PipelineConfig, tasks: dict[str, tuple[str, ...]]) -> DocumentModelHandler:
+    return DocumentModelHandler(config.model_dir, tuple(tasks), config.device, config.zero_shot,
+                                token_budget=config.token_budget, precision=config.precision, threads=config.threads)
+
+
 def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tasks: dict[str, tuple[str, ...]]
           ) -> None:
     """Add the labeling job to ``pipeline``, writing into this run's staging folder."""
@@ -254,8 +277,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     marks = documents | "Duplicates" >> DuplicateMarks()
     if config.redact_pii:
         documents = documents | "RedactPII" >> beam.Map(redact_document)
-    handler = DocumentModelHandler(config.model_dir, tuple(tasks), config.device, config.zero_shot,
-                                   token_budget=config.token_budget, precision=config.precision, threads=config.threads)
+    handler = model_handler(config, tasks)
     classified = documents | "Classify" >> Classify(handler, config.run_id)
 
     schema = labeled_schema(tasks)
@@ -291,14 +313,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     started = datetime.now(UTC)
     clock = time.monotonic()
     files = expand_inputs(config.inputs, output=config.output)
-    bundle = read_bundle_spec(Path(config.model_dir))
-    if config.zero_shot:
-        bundle = with_zero_shot(bundle, config.zero_shot)
-    chosen = config.tasks or bundle.default_tasks or tuple(bundle.tasks)
-    unknown = sorted(set(chosen) - set(bundle.tasks))
-    if unknown:
-        raise ValueError(f"model {bundle.model_version} has no task {unknown}; it has {sorted(bundle.tasks)}")
-    tasks = {task: bundle.tasks[task].labels for task in chosen}
+    bundle, tasks = labeling_tasks(config.model_dir, config.tasks, config.zero_shot)
     flags = runner_options(config.runner) + list(config.beam_args)
     log.info("run %s: %d files, date %s, runner %s (%s)", config.run_id, len(files), config.logical_date,
              config.runner, shlex.join(flags))

@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in LABELING_COMMANDS:
         from transforms.pipeline import warm_up_workers
 
-        warm_up_workers(args.runner, args.model, args.beam_arg)
+        warm_up_workers(args.runner, args.model, args.beam_arg, tasks=args.tasks, device=args.device,
+                        precision=args.precision, zero_shot=getattr(args, "zero_shot", None))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         from flows.run import run_flow

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +12,8 @@ import pyarrow.dataset as ds
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from models import classifier
+from models.classifier import Classifier
 from tests.conftest import SAMPLES
 from transforms.pipeline import (
     PipelineConfig,
@@ -142,25 +142,32 @@ def test_local_workers_reads_zero_as_one_per_core() -> None:
     assert local_workers(options) == os.cpu_count()
 
 
-WARM_UP_PROBE = """
-import sys
-from transforms.pipeline import warm_up_workers
-before = "peft" in sys.modules or "transformers.models.bert.modeling_bert" in sys.modules
-thread = warm_up_workers({runner!r}, {model!r})
-if thread is not None:
-    thread.join()
-import py3langid.langid
-print(before, thread is not None, "peft" in sys.modules, "transformers.models.bert.modeling_bert" in sys.modules,
-      py3langid.langid.IDENTIFIER is not None)
-"""
+def test_warm_up_preloads_the_runs_model_for_in_process_workers(tiny_bundle: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher's warm-up loads the model the run's worker will ask for, and the worker takes it over
+    instead of loading its own; a preloaded model for other settings is dropped, not used."""
+    loads: list[dict] = []
+    load = Classifier.load.__func__
 
+    def counted(cls: type[Classifier], folder: str, **options: object) -> Classifier:
+        loads.append(options)
+        return load(cls, folder, **options)
 
-def test_warm_up_imports_the_model_code_only_for_in_process_workers(tiny_bundle: Path) -> None:
-    """In a fresh interpreter, as the CLI meets it: the launcher imports neither peft nor the encoder's
-    model module, and the warm-up thread imports both and loads the language identifier."""
-    probe = WARM_UP_PROBE.format(runner="local", model=str(tiny_bundle))
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["False", "True", "True", "True", "True"]
+    monkeypatch.setattr(Classifier, "load", classmethod(counted))
+    (tmp_path / "reviews.csv").write_text("review_id,review_text\n1,Great phone\n2,Awful battery\n", encoding="utf-8")
+
+    def run(name: str) -> dict:
+        return run_pipeline(PipelineConfig(inputs=(str(tmp_path / "reviews.csv"),), output=str(tmp_path / name),
+                                           logical_date="2026-11-20", model_dir=str(tiny_bundle)))
+
+    warm_up_workers("local", str(tiny_bundle)).join()
+    assert len(loads) == 1
+    assert run("taken")["totals"]["labeled"] == 2
+    assert len(loads) == 1  # the worker's model is the preloaded one
+    warm_up_workers("local", str(tiny_bundle), precision="fp32").join()
+    assert run("dropped")["totals"]["labeled"] == 2
+    assert [options["precision"] for options in loads] == ["auto", "fp32", "auto"]
+    assert not classifier._preloaded  # nothing left held
     assert warm_up_workers("multiprocess", str(tiny_bundle)) is None  # its workers are other processes
     assert warm_up_workers("portable", str(tiny_bundle)) is None
     assert warm_up_workers("nonexistent", str(tiny_bundle)) is None  # left for the job to report
