@@ -11,10 +11,8 @@ import ctypes
 import json
 import os
 import platform
-import threading
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import overload
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from models import preload
 from models.attention import LENGTH_AWARE_ATTENTION
 from models.bundle import (
     ADAPTER_DIR,
@@ -423,43 +422,29 @@ class Classifier:
         return results[0] if single else results
 
 
-_preloaded: dict[str, Future[Classifier]] = {}
-_preloaded_lock = threading.Lock()
-
-
 def _load_key(folder: str | Path, options: dict) -> str:
     return json.dumps([str(Path(folder).resolve()), options], sort_keys=True, default=list)
 
 
 def preload_classifier(folder: str | Path, **options) -> None:
     """Load a classifier for a worker of this process that will ask :func:`load_classifier` for it with the same
-    arguments (``Classifier.load``'s). The CLI does it in its warm-up thread while Prefect's server starts."""
-    future: Future[Classifier] = Future()
-    with _preloaded_lock:
-        _preloaded[_load_key(folder, options)] = future
+    arguments (``Classifier.load``'s), and end the warm-up :func:`models.preload.begin` announced."""
+    key, classifier = None, None
     try:
-        future.set_result(Classifier.load(folder, **options))
-    except Exception as error:  # noqa: BLE001 - the worker loads again and meets the error itself
-        future.set_exception(error)
+        key, classifier = _load_key(folder, options), Classifier.load(folder, **options)
+    finally:  # a failed load still ends the warm-up; the worker then loads and meets the error itself
+        preload.finish(key, classifier)
 
 
 def load_classifier(folder: str | Path, **options) -> Classifier:
     """``Classifier.load(folder, **options)``, or the classifier preloaded with the same arguments, handed over
-    once (waiting for it if it is still loading); any other preloaded one is dropped, so that a process never
-    holds a model nobody asked for."""
-    with _preloaded_lock:
-        future = _preloaded.pop(_load_key(folder, options), None)
-        _preloaded.clear()
-    if future is not None:
-        try:
-            classifier = future.result()
-        except Exception:  # noqa: BLE001 - load again below; a real problem raises there
-            pass
-        else:
-            if classifier.device.type == "cpu":  # torch keeps OpenMP's thread count per calling thread
-                torch.set_num_threads(options.get("threads") or available_cores())
-            return classifier
-    return Classifier.load(folder, **options)
+    once (a worker that asks while the warm-up runs waits for it rather than load a second copy beside it)."""
+    classifier = preload.take(_load_key(folder, options))
+    if classifier is None:
+        return Classifier.load(folder, **options)
+    if classifier.device.type == "cpu":  # torch keeps OpenMP's thread count per calling thread
+        torch.set_num_threads(options.get("threads") or available_cores())
+    return classifier
 
 
 def load_heads(model: MultiTaskModel, folder: Path, tasks: Sequence[str]) -> None:

@@ -27,6 +27,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
+from models import preload
 from models.bundle import PRECISIONS, BundleSpec, read_bundle_spec, with_zero_shot
 from models.registry import default_model_dir
 from schemas import (
@@ -187,6 +188,10 @@ def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = (), 
             model_handler(config, labeling_tasks(model_dir, config.tasks, zero_shot)[1]).preload_model()
         except Exception:
             log.debug("worker warm-up failed", exc_info=True)
+        finally:
+            preload.finish()  # no-op after a preload; ends the wait when it never started
+
+    preload.begin()  # before the thread: a worker that asks early waits instead of loading a second model
 
     thread = threading.Thread(target=warm_up, name="undertone-warm-up", daemon=True)
     thread.start()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +14,7 @@ import pyarrow.dataset as ds
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from models import classifier
+from models import preload
 from models.classifier import Classifier
 from tests.conftest import SAMPLES
 from transforms.pipeline import (
@@ -145,12 +147,14 @@ def test_local_workers_reads_zero_as_one_per_core() -> None:
 def test_warm_up_preloads_the_runs_model_for_in_process_workers(tiny_bundle: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The launcher's warm-up loads the model the run's worker will ask for, and the worker takes it over
-    instead of loading its own; a preloaded model for other settings is dropped, not used."""
+    instead of loading its own, waiting for it when it asks first; a preload for other settings is dropped."""
     loads: list[dict] = []
     load = Classifier.load.__func__
 
     def counted(cls: type[Classifier], folder: str, **options: object) -> Classifier:
         loads.append(options)
+        if threading.current_thread().name == "undertone-warm-up":
+            time.sleep(2)  # still loading when the worker asks
         return load(cls, folder, **options)
 
     monkeypatch.setattr(Classifier, "load", classmethod(counted))
@@ -160,14 +164,14 @@ def test_warm_up_preloads_the_runs_model_for_in_process_workers(tiny_bundle: Pat
         return run_pipeline(PipelineConfig(inputs=(str(tmp_path / "reviews.csv"),), output=str(tmp_path / name),
                                            logical_date="2026-11-20", model_dir=str(tiny_bundle)))
 
-    warm_up_workers("local", str(tiny_bundle)).join()
-    assert len(loads) == 1
-    assert run("taken")["totals"]["labeled"] == 2
+    warm_up = warm_up_workers("local", str(tiny_bundle))
+    assert run("taken")["totals"]["labeled"] == 2  # started at once: the worker asks while the warm-up loads
+    warm_up.join()
     assert len(loads) == 1  # the worker's model is the preloaded one
     warm_up_workers("local", str(tiny_bundle), precision="fp32").join()
     assert run("dropped")["totals"]["labeled"] == 2
     assert [options["precision"] for options in loads] == ["auto", "fp32", "auto"]
-    assert not classifier._preloaded  # nothing left held
+    assert not preload._models  # nothing left held
     assert warm_up_workers("multiprocess", str(tiny_bundle)) is None  # its workers are other processes
     assert warm_up_workers("portable", str(tiny_bundle)) is None
     assert warm_up_workers("nonexistent", str(tiny_bundle)) is None  # left for the job to report
