@@ -428,12 +428,8 @@ def _load_key(folder: str | Path, options: dict) -> str:
 
 def preload_classifier(folder: str | Path, **options) -> None:
     """Load a classifier for a worker of this process that will ask :func:`load_classifier` for it with the same
-    arguments (``Classifier.load``'s), and end the warm-up :func:`models.preload.begin` announced."""
-    key, classifier = None, None
-    try:
-        key, classifier = _load_key(folder, options), Classifier.load(folder, **options)
-    finally:  # a failed load still ends the warm-up; the worker then loads and meets the error itself
-        preload.finish(key, classifier)
+    arguments (``Classifier.load``'s); the CLI's warm-up does it while Prefect's server starts."""
+    preload.offer(_load_key(folder, options), Classifier.load(folder, **options))
 
 
 def load_classifier(folder: str | Path, **options) -> Classifier:

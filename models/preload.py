@@ -24,11 +24,14 @@ def begin() -> None:
     _done.clear()
 
 
-def finish(key: str | None = None, model: Any = None) -> None:
-    """The warm-up is over, with ``model`` loaded for ``key`` (None: nothing loaded)."""
+def offer(key: str, model: Any) -> None:
+    """Keep ``model``, loaded for ``key``, for the worker that asks for it."""
     with _lock:
-        if key is not None:
-            _models[key] = model
+        _models[key] = model
+
+
+def finish() -> None:
+    """The warm-up is over (whether or not it loaded a model): waiting workers go on."""
     _done.set()
 
 

@@ -189,7 +189,7 @@ def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = (), 
         except Exception:
             log.debug("worker warm-up failed", exc_info=True)
         finally:
-            preload.finish()  # no-op after a preload; ends the wait when it never started
+            preload.finish()
 
     preload.begin()  # before the thread: a worker that asks early waits instead of loading a second model
 
