@@ -86,24 +86,25 @@ def mark_file(path: str, marks: Mapping[RowRef, str]) -> bool:
     if not marks:
         return False
     source = pq.ParquetFile(path)
-    if not any(any(firsts_of(source, index, marks)) for index in range(source.num_row_groups)):
+    refs = (source.read_row_group(index, columns=["doc_id", "input_ref"]) for index in range(source.num_row_groups))
+    if not any(any(firsts_of(group, marks)) for group in refs):
         return False
     column = source.schema_arrow.get_field_index("duplicate_of")
     partial = Path(path).with_name(f".{Path(path).name}.marking")
     with pq.ParquetWriter(partial, source.schema_arrow, compression="zstd") as writer:
         for index in range(source.num_row_groups):
             group = source.read_row_group(index)
-            values = pa.array(firsts_of(source, index, marks), pa.string())
+            values = pa.array(firsts_of(group, marks), pa.string())
             writer.write_table(group.set_column(column, group.schema.field(column), values),
                                row_group_size=max(group.num_rows, 1))
     os.replace(partial, path)
     return True
 
 
-def firsts_of(source: pq.ParquetFile, row_group: int, marks: Mapping[RowRef, str]) -> list[str | None]:
-    """``duplicate_of`` for the rows of one row group: the first's doc_id for a marked row, else None."""
-    refs = source.read_row_group(row_group, columns=["doc_id", "input_ref"])
-    return [marks.get(ref) for ref in zip(refs["doc_id"].to_pylist(), refs["input_ref"].to_pylist(), strict=True)]
+def firsts_of(rows: pa.Table, marks: Mapping[RowRef, str]) -> list[str | None]:
+    """``duplicate_of`` for ``rows`` (a table with ``doc_id`` and ``input_ref``): the first's doc_id for a marked
+    row, else None."""
+    return [marks.get(ref) for ref in zip(rows["doc_id"].to_pylist(), rows["input_ref"].to_pylist(), strict=True)]
 
 
 class MarkDuplicatesInFiles(beam.PTransform):
