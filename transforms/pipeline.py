@@ -155,7 +155,7 @@ def local_workers(options: PipelineOptions) -> int:
 
 def runs_in_this_process(options: PipelineOptions) -> bool:
     """Whether Beam's workers for ``options`` run inside the launching process (the local runner in memory or
-    in threads), so that modules the launcher imports are already there for them."""
+    in threads), so that what the launcher loads (modules, a preloaded model) is there for them."""
     return (options.view_as(StandardOptions).runner in LOCAL_RUNNERS
             and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
 
