@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from transforms.clean import clean_document, detect_language, normalise_social, normalise_text
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import ftfy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.clean import clean_document, detect_language, normalise_social, normalise_text, repair_unicode
+from transforms.ingest.email import body_text
 from transforms.records import Failure, new_document
+
+
+def ftfy_repair(text: str) -> str:
+    return ftfy.fix_text(text, normalization="NFC", uncurl_quotes=False)
 
 
 def test_social_posts_keep_hashtags_and_emoji_but_hide_handles_and_links() -> None:
@@ -52,3 +65,22 @@ def test_clean_document_normalises_social_posts_and_keeps_the_subject() -> None:
                                        subject="Baggage"), 1000)
     assert post["text"] == "@user lost my bag AGAIN 😡 http #fail"
     assert post["subject"] == "Baggage" and post["language"] == "en"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
+def test_repair_unicode_equals_ftfy_on_any_ascii_text(text: str) -> None:
+    assert repair_unicode(text) == ftfy_repair(text)
+
+
+def test_repair_unicode_still_repairs_what_ftfy_repairs_in_ascii_and_beyond() -> None:
+    for text in ("fish &amp; chips", "line one\r\nline two\rthree", "\x1b[36mblue\x1b[0m", "bell\x07 here",
+                 "CafÃ© au lait", "ﬂubberiﬁc ＬＯＵＤ"):
+        assert repair_unicode(text) == ftfy_repair(text) != text
+
+
+def test_repair_unicode_equals_ftfy_on_real_email_bodies(shared_data: Path) -> None:
+    files = sorted((shared_data / "email" / "spamassassin").glob("*/*"))[::6]
+    bodies = [body_text(BytesParser(policy=policy.default).parsebytes(path.read_bytes()), []) for path in files]
+    assert sum(body.isascii() for body in bodies) > len(bodies) / 2  # the shortcut is exercised, not only ftfy
+    assert [repair_unicode(body) for body in bodies] == [ftfy_repair(body) for body in bodies]
