@@ -115,8 +115,15 @@ def test_bf16_runs_the_encoder_in_bf16_and_the_heads_in_fp32(tiny_bundle: Path) 
 
     next(m for m in bf16.model.encoder.modules() if isinstance(m, nn.Linear)).register_forward_hook(record("encoder"))
     next(iter(bf16.model.heads.values())).register_forward_hook(record("head"))
+    projection_inputs: list[torch.Tensor] = []
+    attention = next(m for m in bf16.model.encoder.modules() if hasattr(m, "query"))
+    for projection in (attention.query, attention.key, attention.value):
+        projection.register_forward_hook(lambda module, args, output: projection_inputs.append(args[0]))
     expected, actual = fp32.logits(TEXTS)["sentiment"], bf16.logits(TEXTS)["sentiment"]
     assert dtypes == {"encoder": torch.bfloat16, "head": torch.float32}
+    # Query, key and value share one bf16 copy of their input instead of each casting it under autocast.
+    assert len(projection_inputs) == 3 and projection_inputs[0].dtype == torch.bfloat16
+    assert projection_inputs[0] is projection_inputs[1] is projection_inputs[2]
     # Linear weights are stored in bf16 once instead of being cast on every pass, with the same result.
     assert {m.weight.dtype for m in bf16.model.encoder.modules() if isinstance(m, nn.Linear)} == {torch.bfloat16}
     encoded, _ = fp32.encode(TEXTS)
