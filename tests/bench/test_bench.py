@@ -8,6 +8,7 @@ from pathlib import Path
 from bench.baseline import PooledSequenceClassifier
 from bench.corpus import Item, with_message_id, write_corpus
 from bench.flops import corpus_flops, linear_weights
+from bench.run import fastest
 from models.classifier import Classifier
 from transforms.ingest.read import expand_inputs, read_path
 
@@ -34,6 +35,11 @@ def test_every_copy_is_a_distinct_document_that_ingest_reads_back(tmp_path: Path
 
 def test_flops_count_linear_weights_per_token_and_attention_per_pair() -> None:
     assert corpus_flops([2, 3], weights=10, layers=1, hidden=4) == 2 * 10 * 5 + 4 * (4 + 9) * 4
+
+
+def test_each_side_keeps_its_fastest_round_and_reports_every_round() -> None:
+    rounds = [{"job_s": 15.7, "model_s": 9.4}, {"job_s": 14.9, "model_s": 9.0}, {"job_s": 16.2, "model_s": 9.9}]
+    assert fastest(rounds, "job_s") == {"job_s": 14.9, "model_s": 9.0, "job_s_rounds": [15.7, 14.9, 16.2]}
 
 
 def test_baseline_model_is_the_bundle_and_labels_like_it(tiny_bundle: Path) -> None:
