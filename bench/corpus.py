@@ -12,6 +12,7 @@ import csv
 import json
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,12 @@ class Item:
 
 
 def sample_items(data_dir: Path, documents: int, seed: int = 7) -> list[Item]:
-    """``documents`` distinct real documents in the ``MIX`` proportions."""
+    """``documents`` distinct real documents in the ``MIX`` proportions.
+
+    Up to 2,400 emails are distinct messages; beyond that (corpora over 12,000 documents) messages are drawn
+    again, as distinct documents (own Message-ID) with a repeated text. Reviews and tweets are drawn without
+    replacement (about 23,800 and 20,600 available: over 50,000 documents sampling fails); a tweet id the file
+    repeats gets a suffix per repeat."""
     rng = random.Random(seed)
     counts = {source: round(documents * share) for source, share in MIX.items()}
     counts["social"] = documents - counts["email"] - counts["review"]
@@ -40,11 +46,17 @@ def sample_items(data_dir: Path, documents: int, seed: int = 7) -> list[Item]:
     reviews = [e.text for e in read_sst2(sst2 / "dev.tsv")]
     reviews += rng.sample([e.text for e in read_sst2(sst2 / "train.tsv", min_words=10)], counts["review"])
     tweets = read_semeval(data_dir / "sentiment" / "semeval2017" / "twitter-2016test-A.tsv")
-    items = [Item("email", f"bench-{i}@undertone.invalid", path.read_bytes())
-             for i, path in enumerate(rng.sample(mail, counts["email"]))]
+    picked = rng.sample(mail, min(counts["email"], len(mail)))
+    picked += rng.choices(mail, k=counts["email"] - len(picked))
+    items = [Item("email", f"bench-{i}@undertone.invalid", path.read_bytes()) for i, path in enumerate(picked)]
     items += [Item("review", f"r{i}", text) for i, text in enumerate(reviews[: counts["review"]])]
-    items += [Item("social", f"t{tweet_id}", example.text)
-              for tweet_id, example in rng.sample(tweets, counts["social"])]
+    sampled = rng.sample(tweets, counts["social"])
+    repeats = Counter(tweet_id for tweet_id, _ in sampled)  # the file repeats a few ids: those get a suffix
+    seen: Counter[str] = Counter()
+    for tweet_id, example in sampled:
+        seen[tweet_id] += 1
+        suffix = f"-{seen[tweet_id]}" if repeats[tweet_id] > 1 else ""
+        items.append(Item("social", f"t{tweet_id}{suffix}", example.text))
     return items
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench.baseline import PooledSequenceClassifier
-from bench.corpus import Item, with_message_id, write_corpus
+from bench.corpus import Item, sample_items, with_message_id, write_corpus
 from bench.flops import corpus_flops, linear_weights
 from bench.run import fastest
 from models.classifier import Classifier
@@ -31,6 +31,14 @@ def test_every_copy_is_a_distinct_document_that_ingest_reads_back(tmp_path: Path
     records = [record for path in expand_inputs((str(tmp_path),)) for record in read_path(path, "auto")]
     assert {(r["source"], r["source_id"]) for r in records} == expected
     assert json.loads((tmp_path / "_corpus.json").read_text())["documents"] == description["documents"]
+
+
+def test_a_corpus_past_the_2400_emails_draws_messages_again_as_distinct_documents(shared_data: Path) -> None:
+    items = sample_items(shared_data, 12_600)  # a fifth are emails: 2,520, of 2,400 messages
+    emails = [item for item in items if item.source == "email"]
+    assert len(items) == 12_600 and len(emails) == 2_520
+    assert len({(item.source, item.source_id) for item in items}) == 12_600
+    assert len({item.payload for item in emails}) == 2_400  # every message once, then 120 drawn again
 
 
 def test_flops_count_linear_weights_per_token_and_attention_per_pair() -> None:
