@@ -15,8 +15,9 @@ same texts on one VM). So (a) and (b) at the default precision run ``--rounds`` 
 and each side keeps its best round, as ``timeit`` keeps the fastest of its repeats: the ratio is taken between
 the two sides' best, and every round's seconds are in the JSON and the summary.
 
-``--memory`` instead compares the peak RSS of ``undertone run`` on the corpus and on ten times the corpus.
-Prints a summary and writes ``bench/results/<device>.json`` (or ``memory-<device>.json``).
+``--memory`` instead compares the peak RSS of ``undertone run`` on the corpus and on ten times the corpus (copies,
+or with ``--memory-distinct`` other real documents).
+Prints a summary and writes ``bench/results/<device>.json`` (or ``memory-<device>[-distinct].json``).
 """
 
 from __future__ import annotations
