@@ -45,12 +45,13 @@ from transforms.ingest.tabular import ColumnMap
 from transforms.pii import redact_document, redact_fields
 from transforms.records import Failure, printable
 from transforms.sinks import (
+    DEAD_LETTER_TEMP_DIR,
     UNKNOWN_SOURCE,
+    WriteDeadLetters,
     WritePartition,
     claim_staging,
     commit_run,
     dead_letter_partition,
-    dead_letter_prefix,
     labeled_partition,
     reconcile,
     recover_staging,
@@ -296,7 +297,6 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     _ = written | "LabeledFiles" >> beam.Flatten() | "MarkDuplicates" >> MarkDuplicatesInFiles(marks)
 
     failed_at = datetime.now(UTC)
-    dead_sources = (*SOURCES, UNKNOWN_SOURCE)
     dead_rows = (
         (read.failed, cleaned.failed, classified["failed"])
         | "AllFailures" >> beam.Flatten()
@@ -304,13 +304,9 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     )
     if config.redact_pii:
         dead_rows = dead_rows | "RedactDeadLetters" >> beam.Map(redact_fields, ("raw_excerpt", "error"))
-    failures = dead_rows | "DeadBySource" >> beam.Partition(
-        lambda row, _: dead_sources.index(row["source"] or UNKNOWN_SOURCE), len(dead_sources))
-    folder = dead_letter_partition(staging, config.logical_date)
-    for index, source in enumerate(dead_sources):
-        writer = WritePartition(folder, DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS, config.run_id,
-                                prefix=dead_letter_prefix(source))
-        _ = failures[index] | f"WriteDeadLetter_{source}" >> writer
+    _ = dead_rows | "WriteDeadLetters" >> WriteDeadLetters(
+        dead_letter_partition(staging, config.logical_date), staging / DEAD_LETTER_TEMP_DIR, DEAD_LETTER_SCHEMA,
+        DEAD_LETTER_PARTITION_KEYS, config.run_id)
 
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Crash-safe partition swap: the commit journal, recovery of dead runs' staging, date markers."""
+"""Dead-letter files per source, and the crash-safe partition swap: commit journal, recovery, date markers."""
 
 from __future__ import annotations
 
@@ -6,15 +6,21 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import apache_beam as beam
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, file_schema
 from transforms import sinks
+from transforms.records import Failure
 from transforms.sinks import (
+    DEAD_LETTER_GROUP_ROWS,
+    WriteDeadLetters,
     clear_date_marker,
     commit_run,
     dead_letter_partition,
@@ -166,3 +172,25 @@ def test_arrow_allocates_through_glibc_once_undertone_is_imported() -> None:
     probe = "import undertone, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
     backend = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert backend.stdout.strip() == "system"
+
+
+def test_dead_letters_are_written_once_a_file_per_source_in_row_groups(tmp_path: Path) -> None:
+    failed_at = datetime(2026, 11, 20, tzinfo=UTC)
+    failures = [Failure("email", f"mail/{i}.eml", "parse", "binary", "binary content", None) for i in range(2500)]
+    failures += [Failure(None, "x.bin", "read", "unknown_format", "no reader for .bin", "\\x00"),
+                 Failure("social", "posts.jsonl:3", "read", "invalid_json", "Expecting value", "{oops")]
+    folder, temp = dead_letter_partition(tmp_path, DATE), tmp_path / "tmp"
+    with beam.Pipeline() as pipeline:
+        _ = (pipeline | beam.Create(failures) | beam.Map(lambda failure: failure.to_row(NEW, failed_at))
+             | WriteDeadLetters(folder, temp, DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS, NEW))
+    files = {path.name: pq.ParquetFile(path) for path in folder.iterdir()}
+    assert set(files) == {f"{source}-{NEW}-00000-of-00001.parquet" for source in ("email", "unknown", "social")}
+    assert {name.split("-", 1)[0]: file.metadata.num_rows for name, file in files.items()} == {
+        "email": 2500, "unknown": 1, "social": 1}
+    email = files[f"email-{NEW}-00000-of-00001.parquet"]
+    assert email.metadata.num_row_groups == -(-2500 // DEAD_LETTER_GROUP_ROWS)
+    assert email.schema_arrow == file_schema(DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS)
+    assert sorted(email.read().column("input_ref").to_pylist()) == sorted(f"mail/{i}.eml" for i in range(2500))
+    unknown = files[f"unknown-{NEW}-00000-of-00001.parquet"].read().to_pylist()
+    assert unknown[0]["source"] is None and unknown[0]["error_type"] == "unknown_format"
+    assert not any(path.is_file() for path in temp.rglob("*"))  # temporary files all moved
