@@ -147,10 +147,20 @@ class WriteDeadLetters(beam.PTransform):
         def file_name(window: Any, pane: Any, shard: int, shards: int, compression: str, source: str) -> str:
             return f"{dead_letter_prefix(source)}{run_id}-{shard:05d}-of-{shards:05d}.parquet"
 
-        return rows | fileio.WriteToFiles(
+        written = rows | fileio.WriteToFiles(
             str(self.folder), file_naming=file_name, destination=lambda row: row["source"] or UNKNOWN_SOURCE,
             sink=lambda source: ParquetRowsSink(schema), shards=1,
             temp_directory=StaticValueProvider(str, str(self.temp_folder)))  # fileio calls .get() on it
+        return written | "CheckMoved" >> beam.Map(moved_into, self.folder)
+
+
+def moved_into(result: fileio.FileResult, folder: Path) -> str:
+    """The path of a file ``fileio.WriteToFiles`` reports written; an error if it is not there. fileio only logs a
+    failed move from its temporary folder (as a possible retry), which would lose those dead letters unseen."""
+    path = folder / result.file_name
+    if not path.is_file():
+        raise OSError(f"dead-letter file {result.file_name} was not moved into {folder}")
+    return str(path)
 
 
 def parquet_rows(folder: Path) -> int:

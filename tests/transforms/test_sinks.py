@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
 
 from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, file_schema
 from transforms import sinks
@@ -194,3 +196,16 @@ def test_dead_letters_are_written_once_a_file_per_source_in_row_groups(tmp_path:
     unknown = files[f"unknown-{NEW}-00000-of-00001.parquet"].read().to_pylist()
     assert unknown[0]["source"] is None and unknown[0]["error_type"] == "unknown_format"
     assert not any(path.is_file() for path in temp.rglob("*"))  # temporary files all moved
+
+
+def test_a_dead_letter_file_left_behind_by_fileio_fails_the_job(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(sources: list[str], destinations: list[str]) -> None:
+        raise BeamIOError("rename refused", {})
+
+    monkeypatch.setattr(FileSystems, "rename", refuse)  # fileio logs this at debug level and goes on
+    row = Failure("email", "mail/1.eml", "parse", "binary", "binary content", None).to_row(
+        NEW, datetime(2026, 11, 20, tzinfo=UTC))
+    writer = WriteDeadLetters(tmp_path / "dead", tmp_path / "tmp", DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS, NEW)
+    with pytest.raises(Exception, match="was not moved into"), beam.Pipeline() as pipeline:
+        _ = pipeline | beam.Create([row]) | writer
