@@ -31,6 +31,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.value_provider import StaticValueProvider
 
 from schemas import SOURCES, file_schema
@@ -129,7 +130,7 @@ class WriteDeadLetters(beam.PTransform):
     """Dead-letter rows to one partition folder, a file per source: ``<source>-<run_id>-SSSSS-of-NNNNN.parquet``.
 
     One write with a destination per source (``fileio.WriteToFiles``), where a ``WritePartition`` per source
-    cost about 0.75 s of every run, idle or not (four Beam writes: set-up, grouping and finalisation stages
+    cost about a second of every run, idle or not (four Beam writes: set-up, grouping and finalisation stages
     each). Its temporary files go to ``temp_folder``, inside the run's staging folder, which the commit removes.
     """
 
@@ -157,10 +158,10 @@ class WriteDeadLetters(beam.PTransform):
 def moved_into(result: fileio.FileResult, folder: Path) -> str:
     """The path of a file ``fileio.WriteToFiles`` reports written; an error if it is not there. fileio only logs a
     failed move from its temporary folder (as a possible retry), which would lose those dead letters unseen."""
-    path = folder / result.file_name
-    if not path.is_file():
+    path = FileSystems.join(str(folder), result.file_name)
+    if not FileSystems.exists(path):
         raise OSError(f"dead-letter file {result.file_name} was not moved into {folder}")
-    return str(path)
+    return path
 
 
 def parquet_rows(folder: Path) -> int:
