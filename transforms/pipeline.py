@@ -31,8 +31,6 @@ from models import preload
 from models.bundle import PRECISIONS, BundleSpec, read_bundle_spec, with_zero_shot
 from models.registry import default_model_dir
 from schemas import (
-    DEAD_LETTER_PARTITION_KEYS,
-    DEAD_LETTER_SCHEMA,
     LABELED_PARTITION_KEYS,
     SOURCES,
     labeled_schema,
@@ -45,7 +43,6 @@ from transforms.ingest.tabular import ColumnMap
 from transforms.pii import redact_document, redact_fields
 from transforms.records import Failure, printable
 from transforms.sinks import (
-    DEAD_LETTER_TEMP_DIR,
     UNKNOWN_SOURCE,
     WriteDeadLetters,
     WritePartition,
@@ -304,9 +301,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     )
     if config.redact_pii:
         dead_rows = dead_rows | "RedactDeadLetters" >> beam.Map(redact_fields, ("raw_excerpt", "error"))
-    _ = dead_rows | "WriteDeadLetters" >> WriteDeadLetters(
-        dead_letter_partition(staging, config.logical_date), staging / DEAD_LETTER_TEMP_DIR, DEAD_LETTER_SCHEMA,
-        DEAD_LETTER_PARTITION_KEYS, config.run_id)
+    _ = dead_rows | "WriteDeadLetters" >> WriteDeadLetters(staging, config.logical_date, config.run_id)
 
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.value_provider import StaticValueProvider
 
-from schemas import SOURCES, file_schema
+from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, SOURCES, file_schema
 
 STAGING_DIR = "_staging"
 RUNS_DIR = "_runs"
@@ -127,30 +127,29 @@ class ParquetRowsSink(fileio.FileSink):
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Dead-letter rows to one partition folder, a file per source: ``<source>-<run_id>-SSSSS-of-NNNNN.parquet``.
+    """A run's dead-letter rows into its staging folder's dead-letter partition for ``date``, a file per source:
+    ``<source>-<run_id>-SSSSS-of-NNNNN.parquet``.
 
     One write with a destination per source (``fileio.WriteToFiles``), where a ``WritePartition`` per source
     cost about a second of every run, idle or not (four Beam writes: set-up, grouping and finalisation stages
-    each). Its temporary files go to ``temp_folder``, inside the run's staging folder, which the commit removes.
+    each). Its temporary files go to ``DEAD_LETTER_TEMP_DIR`` in the staging folder, which the commit removes.
     """
 
-    def __init__(self, folder: Path, temp_folder: Path, schema: pa.Schema, partition_keys: Sequence[str],
-                 run_id: str) -> None:
+    def __init__(self, staging: Path, date: str, run_id: str) -> None:
         super().__init__()
-        self.folder = folder
-        self.temp_folder = temp_folder
-        self.schema = file_schema(schema, partition_keys)
+        self.folder = dead_letter_partition(staging, date)
+        self.temp_folder = staging / DEAD_LETTER_TEMP_DIR
         self.run_id = run_id
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        schema, run_id = self.schema, self.run_id
+        schema, run_id = file_schema(DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS), self.run_id
 
-        def file_name(window: Any, pane: Any, shard: int, shards: int, compression: str, source: str) -> str:
-            return f"{dead_letter_prefix(source)}{run_id}-{shard:05d}-of-{shards:05d}.parquet"
+        def file_name(window: Any, pane: Any, shard: int, shards: int, compression: str, prefix: str) -> str:
+            return f"{prefix}{run_id}-{shard:05d}-of-{shards:05d}.parquet"
 
         written = rows | fileio.WriteToFiles(
-            str(self.folder), file_naming=file_name, destination=lambda row: row["source"] or UNKNOWN_SOURCE,
-            sink=lambda source: ParquetRowsSink(schema), shards=1,
+            str(self.folder), file_naming=file_name, destination=lambda row: dead_letter_prefix(row["source"]),
+            sink=lambda prefix: ParquetRowsSink(schema), shards=1,
             temp_directory=StaticValueProvider(str, str(self.temp_folder)))  # fileio calls .get() on it
         return written | "CheckMoved" >> beam.Map(moved_into, self.folder)
 

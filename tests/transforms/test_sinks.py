@@ -22,6 +22,7 @@ from transforms import sinks
 from transforms.records import Failure
 from transforms.sinks import (
     DEAD_LETTER_GROUP_ROWS,
+    DEAD_LETTER_TEMP_DIR,
     WriteDeadLetters,
     clear_date_marker,
     commit_run,
@@ -181,10 +182,10 @@ def test_dead_letters_are_written_once_a_file_per_source_in_row_groups(tmp_path:
     failures = [Failure("email", f"mail/{i}.eml", "parse", "binary", "binary content", None) for i in range(2500)]
     failures += [Failure(None, "x.bin", "read", "unknown_format", "no reader for .bin", "\\x00"),
                  Failure("social", "posts.jsonl:3", "read", "invalid_json", "Expecting value", "{oops")]
-    folder, temp = dead_letter_partition(tmp_path, DATE), tmp_path / "tmp"
+    folder, temp = dead_letter_partition(tmp_path, DATE), tmp_path / DEAD_LETTER_TEMP_DIR
     with beam.Pipeline() as pipeline:
         _ = (pipeline | beam.Create(failures) | beam.Map(lambda failure: failure.to_row(NEW, failed_at))
-             | WriteDeadLetters(folder, temp, DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS, NEW))
+             | WriteDeadLetters(tmp_path, DATE, NEW))
     files = {path.name: pq.ParquetFile(path) for path in folder.iterdir()}
     assert set(files) == {f"{source}-{NEW}-00000-of-00001.parquet" for source in ("email", "unknown", "social")}
     assert {name.split("-", 1)[0]: file.metadata.num_rows for name, file in files.items()} == {
@@ -206,6 +207,5 @@ def test_a_dead_letter_file_left_behind_by_fileio_fails_the_job(tmp_path: Path,
     monkeypatch.setattr(FileSystems, "rename", refuse)  # fileio logs this at debug level and goes on
     row = Failure("email", "mail/1.eml", "parse", "binary", "binary content", None).to_row(
         NEW, datetime(2026, 11, 20, tzinfo=UTC))
-    writer = WriteDeadLetters(tmp_path / "dead", tmp_path / "tmp", DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS, NEW)
     with pytest.raises(Exception, match="was not moved into"), beam.Pipeline() as pipeline:
-        _ = pipeline | beam.Create([row]) | writer
+        _ = pipeline | beam.Create([row]) | WriteDeadLetters(tmp_path, DATE, NEW)
