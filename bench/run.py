@@ -87,6 +87,11 @@ def agreement(first: list[Any], second: list[Any]) -> float:
     return sum(a == b for a, b in zip(first, second, strict=True)) / max(1, len(first))
 
 
+def same_labels(reference: list[dict[str, Any]], other: list[dict[str, Any]], tasks: list[str]) -> dict[str, float]:
+    """Per task, the share of rows where ``other`` has ``reference``'s label."""
+    return {task: agreement([r[task] for r in reference], [r[task] for r in other]) for task in tasks}
+
+
 def run_baseline(args: argparse.Namespace, texts: Path, device: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """(a) in its own process: its seconds (model load excluded), peak RSS and agreement with Undertone."""
     work = args.work
@@ -124,9 +129,7 @@ def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str
               f"{runs[precision]['job_s']:.1f} s job, {runs[precision]['wall_s']:.1f} s wall", flush=True)
     rows = labeled_rows(work / "out-fp32", order)
     for precision, run in runs.items():
-        other = labeled_rows(work / f"out-{precision}", order)
-        run["same_labels_as_fp32"] = {task: agreement([r[task] for r in rows], [r[task] for r in other])
-                                      for task in run["tasks"]}
+        run["same_labels_as_fp32"] = same_labels(rows, labeled_rows(work / f"out-{precision}", order), run["tasks"])
     texts = [row["text"] for row in rows]
     (work / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
     baselines = [run_baseline(args, work / "texts.json", device, rows)]
@@ -136,9 +139,8 @@ def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str
         # drift of a shared machine; each side keeps its best round.
         again = undertone_run(corpus, work / f"out-{default}-{round_number}", args.model, device, flags[default])
         print(f"(b) round {round_number}, --precision {flags[default]}: {again['job_s']:.1f} s job", flush=True)
-        again_rows = labeled_rows(work / f"out-{default}-{round_number}", order)
-        again["same_labels_as_fp32"] = {task: agreement([r[task] for r in rows], [r[task] for r in again_rows])
-                                        for task in again["tasks"]}
+        again["same_labels_as_fp32"] = same_labels(rows, labeled_rows(work / f"out-{default}-{round_number}", order),
+                                                   again["tasks"])
         defaults.append(again)
         baselines.append(run_baseline(args, work / "texts.json", device, rows))
     runs[default] = fastest(defaults, "job_s")
