@@ -2,7 +2,8 @@
 
 It classifies with exactly the bundle's weights: the encoder with the LoRA adapter merged (loaded by
 ``Classifier.load``), mean pooling and the bundle's ``sentiment`` head and temperature, the same tokenizer and
-the same ``max_length``, the same torch threads; attention is transformers' default (SDPA). Only one head runs
+the same ``max_length``, the same torch threads; attention is transformers' default (SDPA) and the linear
+layers stock ``nn.Linear`` (not Undertone's packed ones). Only one head runs
 (Undertone runs every default task), so the comparison, if anything, favours the baseline.
 
     python -m bench.baseline --model DIR --texts texts.json --output result.json [--device cpu]
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     texts = json.loads(args.texts.read_text(encoding="utf-8"))
     hf_logging.set_verbosity(hf_logging.CRITICAL)  # the stock pipeline lists every model class it knows otherwise
-    classifier = Classifier.load(args.model, device=args.device, tasks=["sentiment"], precision="fp32")
+    classifier = Classifier.load(args.model, device=args.device, tasks=["sentiment"], precision="fp32",
+                                 pack_linear=False)
     classifier.model.encoder.set_attn_implementation("sdpa")  # transformers' default, not Undertone's CPU choice
     model = PooledSequenceClassifier(classifier, "sentiment").eval()
     classify = pipeline("text-classification", model=model, tokenizer=classifier.tokenizer,

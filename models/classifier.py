@@ -39,6 +39,7 @@ from models.bundle import (
     with_zero_shot,
     write_bundle_spec,
 )
+from models.packed_linear import pack_linear_layers
 
 
 @dataclass(frozen=True)
@@ -319,13 +320,14 @@ class Classifier:
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu", tasks: Sequence[str] | None = None,
              zero_shot: dict[str, dict[str, str]] | None = None, precision: str = "auto",
-             threads: int | None = None) -> Classifier:
-        """Load a bundle for inference: adapter merged into the encoder, heads restricted to ``tasks``.
+             threads: int | None = None, pack_linear: bool = True) -> Classifier:
+        """Load a bundle for inference: adapter merged into the encoder, heads restricted to ``tasks``, and on CPU
+        the encoder's linear layers packed for oneDNN (:mod:`models.packed_linear`).
 
         ``zero_shot`` adds or replaces zero-shot tasks from configuration (task → label → description).
         ``device`` is auto, cpu or cuda[:N]; ``precision`` one of :data:`PRECISIONS` (see
         :func:`resolve_precision`); ``threads`` sets torch's intra-op threads on CPU (default: the cores this
-        process may use).
+        process may use); ``pack_linear=False`` keeps stock ``nn.Linear`` layers (the bench's baseline).
         """
         device = resolve_device(device)
         folder = Path(folder)
@@ -355,6 +357,8 @@ class Classifier:
         model = quantize_int8(model) if precision == "int8" else model.to(device)
         if precision in AUTOCAST_DTYPES:
             cast_linear_weights(model.encoder, AUTOCAST_DTYPES[precision])
+        if pack_linear and torch.device(device).type == "cpu" and precision != "int8":
+            pack_linear_layers(model.encoder)
         classifier = cls(spec, model, load_tokenizer(spec), precision=precision)
         for task in model.zero_shot:
             classifier.set_prototypes(task)

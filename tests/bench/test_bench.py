@@ -53,9 +53,10 @@ def test_each_side_keeps_its_fastest_round_and_reports_every_round() -> None:
 def test_baseline_model_is_the_bundle_and_labels_like_it(tiny_bundle: Path) -> None:
     from transformers import pipeline
 
-    classifier = Classifier.load(tiny_bundle)
+    classifier = Classifier.load(tiny_bundle, pack_linear=False)  # as bench.baseline loads it
     # Tiny encoder: 2 layers of 4 x 32x32 attention and 32x64, 64x32 feed-forward weights; pooler excluded.
     assert linear_weights(classifier.model.encoder) == 2 * (4 * 32 * 32 + 2 * 32 * 64)
+    assert linear_weights(Classifier.load(tiny_bundle).model.encoder) == 2 * (4 * 32 * 32 + 2 * 32 * 64)  # packed
     texts = ["I love it", "terrible, never again", "it arrived on Tuesday", "word " * 200, "ok"]
     classify = pipeline("text-classification", model=PooledSequenceClassifier(classifier, "sentiment").eval(),
                         tokenizer=classifier.tokenizer, device=classifier.device, batch_size=2)
