@@ -29,6 +29,13 @@ CPU_TOKEN_BUDGET = 4096
 """Tokens per batch on CPU. On 2 cores a pass labels about as many tokens a second at 512 as at 16,384 tokens
 (MiniLM-L6, bf16 and fp32 alike, seq 16-128), so the budget only needs to be big enough for matmuls to run
 well; a smaller one lets each batch span fewer lengths (less padding) and peaks lower."""
+SORT_WINDOW_DOCUMENTS = 4096
+"""Documents :class:`TokenizeInLengthOrder` sorts together: enough for batches of nearly equal lengths (a window
+of 2,048 made the model stage about 5 % slower)."""
+SORT_WINDOW_CHARS = 8_000_000
+"""...and the characters (text and full email body) they may hold: 4,096 documents of the 200,000 characters
+``max_text_chars`` lets through would hold 1.6 GB of text. A window of tweets and reviews closes by count long
+before this; one of emails at a few thousand characters each, near its count."""
 CUDA_TOKEN_BUDGET = 65536
 """Tokens per batch on a GPU: big batches keep its many cores busy; MiniLM at this size needs well under 2 GiB."""
 
@@ -190,16 +197,19 @@ def failed_batch_rows(failed: tuple[Sequence[TokenizedDocument], tuple[type, str
 
 
 class TokenizeInLengthOrder(beam.DoFn):
-    """Tokenise documents in windows of ``window`` and emit each window shortest first, so that consecutive
-    documents, which ``BatchElements`` puts in one batch, have nearly the same number of tokens.
+    """Tokenise documents in windows of ``window`` documents (or ``window_chars`` characters, whichever comes
+    first) and emit each window shortest first, so that consecutive documents, which ``BatchElements`` puts in
+    one batch, have nearly the same number of tokens.
 
-    Memory stays bounded by the window, whatever the corpus size. A window the tokenizer rejects is
-    tokenised one document at a time; a document it still rejects goes to the ``failed`` output.
+    Memory stays bounded by the window, whatever the corpus size or document size. A window the tokenizer
+    rejects is tokenised one document at a time; a document it still rejects goes to the ``failed`` output.
     """
 
-    def __init__(self, model_dir: str, window: int = 4096) -> None:
+    def __init__(self, model_dir: str, window: int = SORT_WINDOW_DOCUMENTS,
+                 window_chars: int = SORT_WINDOW_CHARS) -> None:
         self.model_dir = model_dir
         self.window = window
+        self.window_chars = window_chars
 
     def setup(self) -> None:
         from models.classifier import load_tokenizer
@@ -210,10 +220,12 @@ class TokenizeInLengthOrder(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._buffer: list[Document] = []
+        self._buffer_chars = 0
 
     def process(self, document: Document) -> Iterable[TokenizedDocument | beam.pvalue.TaggedOutput]:
         self._buffer.append(document)
-        if len(self._buffer) >= self.window:
+        self._buffer_chars += len(document["text"]) + len(document.get("full_text") or "")
+        if len(self._buffer) >= self.window or self._buffer_chars >= self.window_chars:
             yield from self._drain()
 
     def finish_bundle(self) -> Iterable[WindowedValue | beam.pvalue.TaggedOutput]:
@@ -224,7 +236,7 @@ class TokenizeInLengthOrder(beam.DoFn):
                 yield GlobalWindows.windowed_value_at_end_of_window(item)
 
     def _drain(self) -> list[TokenizedDocument | beam.pvalue.TaggedOutput]:
-        documents, self._buffer = self._buffer, []
+        documents, self._buffer, self._buffer_chars = self._buffer, [], 0
         out: list[TokenizedDocument | beam.pvalue.TaggedOutput] = []
         try:
             tokenized = self._tokenize(documents)

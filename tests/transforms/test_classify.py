@@ -126,6 +126,22 @@ def test_a_text_the_tokenizer_rejects_fails_alone_and_its_window_is_still_tokeni
     assert first_window == sorted(first_window)
 
 
+def test_a_window_of_long_documents_closes_at_its_character_budget(tiny_bundle: Path) -> None:
+    """Memory is bounded by characters as well as documents: 4,096 long emails would otherwise sit in one window."""
+    from transforms.classify import TokenizeInLengthOrder
+
+    long_documents = [new_document("email", f"m:{i}", "refund " * (100 + 40 * (i % 3)), full_text="body " * 100)
+                      for i in range(7)]
+    step = TokenizeInLengthOrder(str(tiny_bundle), window=100, window_chars=2_500)
+    step.setup()
+    step.start_bundle()
+    emitted_after = [len(list(step.process(document))) for document in long_documents]
+    # 700-1,260 characters of text and 500 of body each: every second document reaches the budget.
+    assert emitted_after == [0, 2, 0, 2, 0, 2, 0]
+    rest = [item.value for item in step.finish_bundle()]
+    assert [item.document["doc_id"] for item in rest] == [long_documents[6]["doc_id"]]
+
+
 def test_bucketed_pipeline_labels_equal_one_by_one_labels(tiny_bundle: Path) -> None:
     from models.classifier import Classifier
 
