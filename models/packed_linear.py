@@ -43,6 +43,9 @@ class PackedLinear(nn.Module):
         self.activation = "gelu" if gelu else "none"
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.requires_grad and torch.is_grad_enabled():
+            # The oneDNN operator has no backward: gradients would silently stop here.
+            raise RuntimeError("packed linear layers are for inference; load with pack_linear=False to train")
         algorithm = "none" if self.activation == "gelu" else ""  # "none": exact (erf) GELU, not the tanh one
         return torch.ops.mkldnn._linear_pointwise(hidden.to(self.weight.dtype), self.weight, self.bias,
                                                   self.activation, [], algorithm)

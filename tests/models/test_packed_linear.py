@@ -105,3 +105,12 @@ def test_every_plain_linear_child_is_packed_and_counted() -> None:
     assert [type(m) for m in encoder] == [PackedLinear, nn.ReLU, PackedLinear]
     with torch.inference_mode():
         assert torch.allclose(encoder(probe), expected, atol=1e-6)
+
+
+def test_a_packed_layer_refuses_to_run_where_gradients_would_be_lost() -> None:
+    packed = PackedLinear(nn.Linear(4, 2))
+    needs_grad = torch.randn(3, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="for inference"):
+        packed(needs_grad)
+    with torch.no_grad():
+        assert packed(needs_grad).shape == (3, 2)
