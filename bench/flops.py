@@ -39,9 +39,8 @@ def matmul_ceiling(hidden: int, intermediate: int, rows: int, device: str = "cpu
     flops = sum(2 * rows * k * m for k, m in shapes)
     kernels = [[lambda a=a, b=b: torch.matmul(a, b) for a, b in inputs]]
     if device == "cpu" and packing_works(dtype):
-        packed = [(a, torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), None)) for a, b in inputs]
-        kernels.append([lambda a=a, w=w: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
-                        for a, w in packed])
+        layers = [PackedLinear(nn.Linear(k, m, bias=False, dtype=dtype)) for k, m in shapes]
+        kernels.append([lambda a=a, layer=layer: layer(a) for (a, _), layer in zip(inputs, layers, strict=True)])
     return max(flops / best_seconds(products, device, seconds / len(kernels)) for products in kernels)
 
 
