@@ -7,8 +7,8 @@ Measures, on a mixed corpus built from ``../shared/data`` (emails, reviews, twee
     (:mod:`bench.baseline`);
 (b) ``undertone run`` on the corpus files: ingest, clean, duplicates, every default task, Parquet; once per
     encoder precision (fp32, bf16 and, on CPU, int8); the headline is the precision ``auto`` picks here;
-(c) the machine's matmul ceilings (fp32, bf16) at the model's shapes and the FLOPs the corpus needs, giving
-    the model stage's FLOP utilisation (MFU).
+(c) the machine's matmul ceiling at the model's shapes, measured right after each run of (b) in its precision
+    (int8: fp32's), and the FLOPs the corpus needs, giving each run's model-stage FLOP utilisation (MFU).
 
 A shared machine's speed drifts by 20 % and more between minutes, the baseline's most (45.9 to 71.6 s for the
 same texts on one VM). So (a) and (b) at the default precision run ``--rounds`` times (default 2), alternating,
@@ -120,11 +120,22 @@ def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str
     device = resolve_device(args.device)
     default = resolve_precision("auto", torch.device(device), bf16_within_rule(Path(args.model)))
     work = args.work
+    classifier = Classifier.load(args.model, device=device, precision="fp32")
+    config = classifier.model.encoder.config
+
+    def ceiling_gflops(precision: str) -> float:
+        """The matmul ceiling of ``precision`` (int8 has none of its own here: fp32's), measured right after
+        a run, so that each run's MFU is set against the machine's speed of that minute."""
+        dtype = AUTOCAST_DTYPES.get(precision, torch.float32)
+        return matmul_ceiling(config.hidden_size, config.intermediate_size, default_token_budget(device), device,
+                              dtype) / 1e9
+
     runs: dict[str, dict[str, Any]] = {}
     # On CUDA, auto is bf16 or fp16 by GPU; no flag names fp16, so that run asks for auto.
     flags = {p: p for p in ("fp32", "bf16", "int8")} if device == "cpu" else {"fp32": "fp32", default: "auto"}
     for precision, flag in flags.items():
         runs[precision] = undertone_run(corpus, work / f"out-{precision}", args.model, device, flag)
+        runs[precision]["ceiling_gflops"] = ceiling_gflops(precision)
         print(f"(b) undertone run --precision {flag}: {runs[precision]['labeled']} docs in "
               f"{runs[precision]['job_s']:.1f} s job, {runs[precision]['wall_s']:.1f} s wall", flush=True)
     rows = labeled_rows(work / "out-fp32", order)
@@ -138,6 +149,7 @@ def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str
         # Later rounds repeat (b) at the default precision and (a), alternating, so that both meet the same
         # drift of a shared machine; each side keeps its best round.
         again = undertone_run(corpus, work / f"out-{default}-{round_number}", args.model, device, flags[default])
+        again["ceiling_gflops"] = ceiling_gflops(default)
         print(f"(b) round {round_number}, --precision {flags[default]}: {again['job_s']:.1f} s job", flush=True)
         again["same_labels_as_fp32"] = same_labels(rows, labeled_rows(work / f"out-{default}-{round_number}", order),
                                                    again["tasks"])
@@ -146,22 +158,19 @@ def throughput(args: argparse.Namespace, corpus: Path, order: list[dict[str, str
     runs[default] = fastest(defaults, "job_s")
     baseline = fastest(baselines, "seconds")
 
-    classifier = Classifier.load(args.model, device=device, precision="fp32")
-    config = classifier.model.encoder.config
     encoded = classifier.tokenizer(texts, truncation=True, max_length=classifier.spec.max_length)
     lengths = [len(ids) for ids in encoded["input_ids"]]
     weights = linear_weights(classifier.model.encoder)
     flops = corpus_flops(lengths, weights, config.num_hidden_layers, config.hidden_size)
-    rows_per_batch = default_token_budget(device)
-    ceilings = {precision: matmul_ceiling(config.hidden_size, config.intermediate_size, rows_per_batch, device,
-                                          AUTOCAST_DTYPES.get(precision, torch.float32))
-                for precision in runs if precision != "int8"}
-    # int8 has no matmul ceiling of its own here: its model stage is set against the fp32 one.
-    mfu = {precision: flops / run["model_s"] / ceilings.get(precision, ceilings["fp32"])
-           for precision, run in runs.items()}
+    def utilisation(run: dict[str, Any]) -> float:
+        return flops / run["model_s"] / (run["ceiling_gflops"] * 1e9)
+
+    mfu = {precision: utilisation(run) for precision, run in runs.items()}
+    runs[default]["mfu_rounds"] = [utilisation(run) for run in defaults]
     model = {"encoder_linear_weights": weights, "real_tokens": sum(lengths), "flops": flops,
-             "matmul_ceiling_gflops": {precision: ceiling / 1e9 for precision, ceiling in ceilings.items()},
-             "mfu_model_stage": mfu, "mfu_baseline": flops / baseline["seconds"] / ceilings["fp32"]}
+             "matmul_ceiling_gflops": {precision: run["ceiling_gflops"] for precision, run in runs.items()},
+             "mfu_model_stage": mfu,
+             "mfu_baseline": flops / baseline["seconds"] / (runs["fp32"]["ceiling_gflops"] * 1e9)}
     return {"default_precision": default, "runs": runs, "baseline": baseline, "model": model,
             "ratio_b_over_a": runs[default]["docs_per_s_job"] / baseline["docs_per_s"],
             "ratio_b_over_a_wall": runs[default]["docs_per_s_wall"] / baseline["docs_per_s"],
@@ -270,9 +279,10 @@ def summary(report: dict[str, Any]) -> str:
         f"{b['padding_overhead']:.1%}",
         "best of rounds: (a) " + ", ".join(f"{t:.1f}" for t in a["seconds_rounds"]) + " s; (b) "
         + ", ".join(f"{t:.1f}" for t in b["job_s_rounds"]) + " s; ratio per round "
-        + ", ".join(f"{t_a / t_b:.2f}" for t_a, t_b in zip(a["seconds_rounds"], b["job_s_rounds"], strict=True)),
+        + ", ".join(f"{t_a / t_b:.2f}" for t_a, t_b in zip(a["seconds_rounds"], b["job_s_rounds"], strict=True))
+        + "; MFU per round " + ", ".join(f"{mfu:.2f}" for mfu in b["mfu_rounds"]),
         f"MFU model stage {model['mfu_model_stage'][default]:.2f} (baseline {model['mfu_baseline']:.2f} of fp32); "
-        f"matmul ceilings GFLOP/s: {ceilings} (int8 against fp32)",
+        f"matmul ceilings GFLOP/s, each measured after its run: {ceilings} (int8's is fp32's)",
         f"sentiment labels (a) = (b, fp32): {a['same_sentiment_as_undertone']:.2%}",
     ]
     return "\n".join(lines)
