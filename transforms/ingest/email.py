@@ -37,6 +37,8 @@ REPLY_STRIP_MAX_CHARS = 200_000
 """Longer bodies are not reply-stripped: the reply parser's regexes take minutes on megabytes, and the
 clean stage refuses such texts by size anyway (``text_too_large``)."""
 _ATTRIBUTION_MAX_CHARS = 200
+_NOT_CONTROL = bytes(byte for byte in range(256) if not (byte < 9 or 13 < byte < 32))
+"""Every byte but the control characters text never has (tab, line breaks, form feed and carriage return are text)."""
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _MAILDIR_INFO = re.compile(r"[:!]2,[A-Za-z]*$")
 _QUOTED_LINE = re.compile(r"^\s*(?:>|[A-Za-z]{1,15}>(?:\s|$))")
@@ -54,7 +56,7 @@ def looks_binary(raw: bytes) -> bool:
     head = raw[:4096]
     if b"\x00" in head:
         return True
-    control = sum(1 for byte in head if byte < 9 or 13 < byte < 32)
+    control = len(head.translate(None, _NOT_CONTROL))  # C speed: a byte loop took 0.06 s per 500 emails
     return bool(head) and control / len(head) > 0.1
 
 

@@ -7,8 +7,11 @@ import io
 import re
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.conftest import SAMPLES
-from transforms.ingest.email import detect_charset, hash_address, parse_email, split_mbox
+from transforms.ingest.email import detect_charset, hash_address, looks_binary, parse_email, split_mbox
 from transforms.records import Failure
 
 EMAILS = SAMPLES / "email"
@@ -98,6 +101,19 @@ def test_quoted_reply_and_signature_are_stripped_but_kept_in_full_text() -> None
     assert "Does Tuesday work" not in document["text"]
     assert "Tuesday works for me." in document["text"]
     assert "Does Tuesday work" in document["full_text"]
+
+
+@given(st.binary(max_size=5000) | st.lists(st.sampled_from(b"ab\t\n\r\x0c\x01\x1b\x7f\xff"), max_size=300).map(bytes))
+def test_binary_means_a_nul_or_over_a_tenth_control_bytes_in_the_first_4_kib(raw: bytes) -> None:
+    head = raw[:4096]
+    control = sum(1 for byte in head if byte < 9 or 13 < byte < 32)  # tab, line breaks, FF and CR are text
+    assert looks_binary(raw) == (b"\x00" in head or (bool(head) and control / len(head) > 0.1))
+
+
+def test_the_binary_threshold_is_a_tenth_of_the_bytes() -> None:
+    assert not looks_binary(b"\x01" * 10 + b"a" * 90 + b"\t\n\r" * 30)
+    assert looks_binary(b"\x01" * 11 + b"a" * 89)
+    assert not looks_binary(b"a" * 4096 + b"\x01" * 4096)  # only the first 4 KiB are read
 
 
 def test_binary_and_headerless_input_are_failures_with_reasons(tmp_path: Path) -> None:
