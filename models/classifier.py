@@ -331,8 +331,9 @@ class Classifier:
         """
         device = resolve_device(device)
         folder = Path(folder)
+        on_cpu = torch.device(device).type == "cpu"
         precision = resolve_precision(precision, torch.device(device), bf16_within_rule(folder))
-        if torch.device(device).type == "cpu":
+        if on_cpu:
             torch.set_num_threads(threads or available_cores())
         spec = read_bundle_spec(folder)
         if zero_shot:
@@ -350,14 +351,14 @@ class Classifier:
                 warnings.filterwarnings("ignore", category=FutureWarning)
                 encoder = PeftModel.from_pretrained(encoder, folder / ADAPTER_DIR, is_trainable=False)
                 encoder = encoder.merge_and_unload()
-        if torch.device(device).type == "cpu":
+        if on_cpu:
             encoder.set_attn_implementation(LENGTH_AWARE_ATTENTION)
         model = MultiTaskModel(encoder, spec.tasks)
         load_heads(model, folder, [task for task in model.heads if task not in model.zero_shot])
         model = quantize_int8(model) if precision == "int8" else model.to(device)
         if precision in AUTOCAST_DTYPES:
             cast_linear_weights(model.encoder, AUTOCAST_DTYPES[precision])
-        if pack_linear and torch.device(device).type == "cpu" and precision != "int8":
+        if pack_linear and on_cpu and precision != "int8":
             pack_linear_layers(model.encoder)
         classifier = cls(spec, model, load_tokenizer(spec), precision=precision)
         for task in model.zero_shot:
