@@ -211,7 +211,8 @@ def duplicate_rows(output: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.classifier import available_cores, cpu_model, resolve_device
+    from models.classifier import resolve_device
+    from models.machine import available_cores, cpu_model
     from models.registry import default_model_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

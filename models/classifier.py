@@ -10,7 +10,6 @@ import contextlib
 import ctypes
 import json
 import os
-import platform
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from models.bundle import (
     with_zero_shot,
     write_bundle_spec,
 )
+from models.machine import available_cores
 from models.packed_linear import pack_linear_layers
 
 
@@ -98,23 +98,6 @@ def resolve_device(device: str = "auto") -> str:
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU")
     return device
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which containers and Beam workers narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name: figures measured on one CPU (speed, int8 kernels) are quoted with it."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def resident_bytes() -> int | None:

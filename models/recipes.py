@@ -32,7 +32,7 @@ from models.bundle import (
     write_bundle_spec,
     write_metrics,
 )
-from models.classifier import Classifier, available_cores, cpu_model, save_bundle
+from models.classifier import Classifier, save_bundle
 from models.datasets import (
     SENTIMENT_LABELS,
     Example,
@@ -43,6 +43,7 @@ from models.datasets import (
     semeval_examples,
     semeval_test,
 )
+from models.machine import available_cores, cpu_model
 from models.metrics import classification_report
 from models.soup import average_bundles
 from models.topics import DEFAULT_TOPICS

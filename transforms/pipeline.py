@@ -26,9 +26,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
+from apache_beam.transforms.window import GlobalWindows
 
 from models import preload
 from models.bundle import PRECISIONS, BundleSpec, read_bundle_spec, with_zero_shot
+from models.machine import available_cores
 from models.registry import default_model_dir
 from schemas import (
     LABELED_PARTITION_KEYS,
@@ -36,9 +38,10 @@ from schemas import (
     labeled_schema,
 )
 from transforms.classify import METRICS_NAMESPACE, Classify, DocumentModelHandler
-from transforms.clean import clean_document, detect_language
+from transforms.clean import detect_language
 from transforms.duplicates import DuplicateMarks, MarkDuplicatesInFiles
-from transforms.ingest.read import expand_inputs, read_path
+from transforms.ingest.parallel import ChunkedIngest, IngestOptions, start_workers
+from transforms.ingest.read import expand_inputs
 from transforms.ingest.tabular import ColumnMap
 from transforms.pii import redact_document, redact_fields
 from transforms.records import Failure, printable
@@ -103,6 +106,9 @@ class PipelineConfig:
     processes (or threads) when Beam's local runner runs several on this machine."""
     max_text_chars: int = 200_000
     """Longer raw texts are sent to dead-letter (``text_too_large``) instead of being classified."""
+    ingest_processes: int | None = None
+    """Worker processes that read and clean small input files (:mod:`transforms.ingest.parallel`); None: every
+    core when Beam's workers run in this process (the local runner), else 1; 1 reads in the job's thread."""
     hash_addresses: bool = True
     """Store email addresses as unsalted sha256 pseudonyms, not in clear (``--keep-addresses`` turns it off)."""
     redact_pii: bool = False
@@ -161,14 +167,15 @@ def runs_in_this_process(options: PipelineOptions) -> bool:
 def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = (), *, tasks: Sequence[str] | None = None,
                     device: str = "auto", precision: str = "auto", zero_shot: dict[str, dict[str, str]] | None = None
                     ) -> threading.Thread | None:
-    """Start loading the language identifier and the run's model in a daemon thread, if the runner's workers run
-    in this process; the thread, or None.
+    """Start loading the language identifier and the run's model in a daemon thread, and the ingest worker
+    processes in another, if the runner's workers run in this process; the model's thread, or None.
 
     The CLI calls it with the run's settings before the run flow, which on 2 cores waits about 3 s for Prefect's
     ephemeral server with the CPU idle; a worker would otherwise spend about 3.5 s of the job on the same work
     (imports of transformers' encoder and peft, then the bundle's load). The worker takes the preloaded model
     over (``DocumentModelHandler.load_model``, waiting if it is still loading), so the work is moved, never
-    doubled. Best effort: an error is left for the job to meet and report.
+    doubled. The ingest workers' forkserver imports the ingest modules meanwhile (about 1.5 s, on the core the
+    model's thread leaves idle). Best effort: an error is left for the job to meet and report.
     """
     try:
         options = PipelineOptions(runner_options(runner) + list(beam_args))
@@ -193,6 +200,8 @@ def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = (), 
 
     thread = threading.Thread(target=warm_up, name="undertone-warm-up", daemon=True)
     thread.start()
+    threading.Thread(target=start_workers, args=(available_cores(),), name="undertone-ingest-workers",
+                     daemon=True).start()
     return thread
 
 
@@ -204,28 +213,37 @@ def default_threads(options: PipelineOptions, cores: int | None = None) -> int |
     workers = local_workers(options)
     if workers == 1:
         return None
-    if cores is None:
-        from models.classifier import available_cores  # only here: transformers takes ~2 s to import
-
-        cores = available_cores()
-    return max(1, cores // workers)
+    return max(1, (cores or available_cores()) // workers)
 
 
-class ReadRecords(beam.DoFn):
-    """A file path in; documents out, failures to the ``failed`` output, a counter per source."""
+class IngestFiles(beam.DoFn):
+    """A file path in; cleaned documents out, failures (unreadable records, unusable texts) to ``failed``, and a
+    counter per source of the records read. With ``processes`` above 1, small files are read and cleaned in
+    worker processes a chunk at a time (:mod:`transforms.ingest.parallel`); their records come out when the
+    chunk is full or the bundle ends."""
 
-    def __init__(self, source: str, columns: ColumnMap, hash_addresses: bool) -> None:
-        self.source = source
-        self.columns = columns
-        self.hash_addresses = hash_addresses
+    def __init__(self, options: IngestOptions, processes: int) -> None:
+        self.options = options
+        self.processes = processes
+
+    def start_bundle(self) -> None:
+        self._files = ChunkedIngest(self.options, self.processes)
 
     def process(self, path: bytes):
-        for record in read_path(os.fsdecode(path), self.source, self.columns, self.hash_addresses):
-            Metrics.counter(INGEST_METRICS, f"input_{record_source(record)}").inc()
-            if isinstance(record, Failure):
-                yield beam.pvalue.TaggedOutput("failed", record)
-            else:
-                yield record
+        for record in self._files.add(os.fsdecode(path)):
+            yield _routed(record)
+
+    def finish_bundle(self):
+        for record in self._files.flush():
+            yield _routed(record, at_bundle_end=True)
+
+
+def _routed(record: dict[str, Any] | Failure, at_bundle_end: bool = False) -> Any:
+    """Count a record read and route it: documents to the main output, failures to ``failed`` (at the end of a
+    bundle as windowed values, which Beam requires there; a batch job has the one global window)."""
+    Metrics.counter(INGEST_METRICS, f"input_{record_source(record)}").inc()
+    value = GlobalWindows.windowed_value(record) if at_bundle_end else record
+    return beam.pvalue.TaggedOutput("failed", value) if isinstance(record, Failure) else value
 
 
 def record_source(record: dict[str, Any] | Failure) -> str:
@@ -233,16 +251,13 @@ def record_source(record: dict[str, Any] | Failure) -> str:
     return source or UNKNOWN_SOURCE
 
 
-class CleanDocuments(beam.DoFn):
-    def __init__(self, max_chars: int) -> None:
-        self.max_chars = max_chars
-
-    def process(self, document: dict[str, Any]):
-        cleaned = clean_document(document, self.max_chars)
-        if isinstance(cleaned, Failure):
-            yield beam.pvalue.TaggedOutput("failed", cleaned)
-        else:
-            yield cleaned
+def ingest_processes(config: PipelineConfig, options: PipelineOptions) -> int:
+    """Worker processes for reading and cleaning: the configured number, else every core of this machine when
+    the runner's workers run in this process (one thread runs the stage there), else 1 (other runners spread
+    files over their own workers)."""
+    if config.ingest_processes is not None:
+        return config.ingest_processes
+    return available_cores() if runs_in_this_process(options) else 1
 
 
 def labeling_tasks(model_dir: str, tasks: Sequence[str] | None, zero_shot: dict[str, dict[str, str]] | None
@@ -267,16 +282,15 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
           ) -> None:
     """Add the labeling job to ``pipeline``, writing into this run's staging folder."""
     staging = staging_root(config.output, config.run_id)
-    read = (
+    ingest_options = IngestOptions(config.source, config.columns, config.hash_addresses, config.max_text_chars)
+    ingested = (
         pipeline
         | "Files" >> beam.Create([os.fsencode(file) for file in files])  # a file name need not be UTF-8
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadRecords(config.source, config.columns, config.hash_addresses)).with_outputs(
-            "failed", main="documents")
+        | "Ingest" >> beam.ParDo(IngestFiles(ingest_options, ingest_processes(config, pipeline.options))
+                                 ).with_outputs("failed", main="documents")
     )
-    cleaned = read.documents | "Clean" >> beam.ParDo(CleanDocuments(config.max_text_chars)).with_outputs(
-        "failed", main="documents")
-    documents = cleaned.documents
+    documents = ingested.documents
     marks = documents | "Duplicates" >> DuplicateMarks()
     if config.redact_pii:
         documents = documents | "RedactPII" >> beam.Map(redact_document)
@@ -295,7 +309,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
 
     failed_at = datetime.now(UTC)
     dead_rows = (
-        (read.failed, cleaned.failed, classified["failed"])
+        (ingested.failed, classified["failed"])
         | "AllFailures" >> beam.Flatten()
         | "DeadLetterRows" >> beam.Map(lambda failure: failure.to_row(config.run_id, failed_at))
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.classifier import available_cores
+from models.machine import available_cores
 from tests.conftest import SAMPLES
 from transforms.pipeline import PipelineConfig, run_pipeline
 

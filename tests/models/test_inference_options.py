@@ -12,7 +12,8 @@ from torch import nn
 import models.classifier
 import models.recipes
 from models.bundle import read_metrics, write_metrics
-from models.classifier import Classifier, available_cores, resolve_device, resolve_precision
+from models.classifier import Classifier, resolve_device, resolve_precision
+from models.machine import available_cores
 from models.packed_linear import PackedLinear
 from models.recipes import (
     CHECKED_FIGURES,

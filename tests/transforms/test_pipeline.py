@@ -31,7 +31,7 @@ from transforms.pipeline import (
 def first_run(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> tuple[Path, dict]:
     output = tmp_path_factory.mktemp("out")
     config = PipelineConfig(inputs=(str(SAMPLES),), output=str(output), logical_date="2026-11-20",
-                            model_dir=str(tiny_bundle))
+                            model_dir=str(tiny_bundle), ingest_processes=2)
     return output, run_pipeline(config)
 
 
@@ -82,14 +82,24 @@ def test_rerun_replaces_the_partition_and_ids_are_stable(first_run: tuple[Path, 
     copy = tmp_path / "out"
     shutil.copytree(output, copy)
     before = pd.read_parquet(copy / "labeled")
+    dead_before = pd.read_parquet(copy / "dead_letter")
+    # the first run read and cleaned in two worker processes, this one in the job's thread: same rows
     second = run_pipeline(PipelineConfig(inputs=(str(SAMPLES),), output=str(copy), logical_date="2026-11-20",
-                                         model_dir=str(tiny_bundle)))
+                                         model_dir=str(tiny_bundle), ingest_processes=1))
     after = pd.read_parquet(copy / "labeled")
     assert len(after) == len(before) == 83
     assert set(after["run_id"]) == {second["run_id"]} != {manifest["run_id"]}
     assert sorted(after["doc_id"]) == sorted(before["doc_id"])
-    assert len(pd.read_parquet(copy / "dead_letter")) == 3
+    assert rows_without(after, "run_id", "processed_at") == rows_without(before, "run_id", "processed_at")
+    dead_after = pd.read_parquet(copy / "dead_letter")
+    assert len(dead_after) == 3
+    assert rows_without(dead_after, "run_id", "failed_at") == rows_without(dead_before, "run_id", "failed_at")
     assert len(list((copy / "_runs").glob("*.json"))) == 2
+
+
+def rows_without(frame: pd.DataFrame, *columns: str) -> list[str]:
+    """A table's rows minus ``columns``, as sorted JSON lines: comparable across runs whatever the row order."""
+    return sorted(frame.drop(columns=list(columns)).astype(str).to_json(orient="records", lines=True).splitlines())
 
 
 def test_a_run_replaces_only_the_sources_it_read(first_run: tuple[Path, dict], tiny_bundle: Path,

@@ -31,7 +31,8 @@ _EXTENSIONS = {
 }
 MAILBOX_SUFFIXES = (".mbox", ".mbx")
 """Files of many messages; any other email file is one message (an empty one is a broken message)."""
-_COMPRESSED = (".gz", ".bz2", ".zst", ".deflate", ".lzma")
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".deflate", ".lzma")
+"""Suffixes of files Beam decompresses as it reads them (``CompressionTypes.AUTO``)."""
 _HEADER_LINE = re.compile(rb"^(From |[A-Za-z][A-Za-z0-9-]{1,60}:[ \t])")
 SPOOL_BYTES = 64 << 20
 """A decompressed input up to this size stays in memory; a larger one spills to a temporary file."""
@@ -174,7 +175,7 @@ def _read_emails(handle, path: str, hash_addresses: bool, head: bytes) -> Iterat
 def _suffix(path: str) -> str:
     """The extension that names the format, under any compression suffix."""
     name = path.lower()
-    for suffix in _COMPRESSED:
+    for suffix in COMPRESSED_SUFFIXES:
         name = name.removesuffix(suffix)
     return PurePosixPath(name).suffix
 

@@ -1,0 +1,208 @@
+"""Reading and cleaning on every core of a local run: small input files go to worker processes a chunk at a time.
+
+Beam's in-process local runner runs the whole fused stage in one thread, so reading and cleaning
+(single-threaded Python: MIME, reply stripping, language identification) kept every core but one idle before the
+model stage. Worker processes fork from a forkserver that imported only the ingest modules, so none inherits
+the runner's threads, locks or torch; the calling thread waits for each chunk, so the workers never compete
+with the model for the cores.
+
+Compressed files, files over ``SMALL_FILE_BYTES`` and paths that are not local files stream through the calling
+thread as before, so a chunk's results stay small. A worker that dies breaks only its chunk's pool: the chunk is
+read again in the calling thread and the next chunk starts a new pool. Workers exit when the process that
+started them does, also when it is killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import stat
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import repeat
+
+from transforms.clean import clean_document, detect_language
+from transforms.ingest.read import COMPRESSED_SUFFIXES, read_path
+from transforms.ingest.tabular import ColumnMap
+from transforms.records import Document, Failure
+
+log = logging.getLogger(__name__)
+
+SMALL_FILE_BYTES = 8 << 20
+"""Files up to this size (uncompressed, on local disk) may be read in a worker process; larger ones stream."""
+CHUNK_FILES = 256
+"""Files handed to the workers at once: enough that one slow file does not leave the other workers idle long."""
+CHUNK_BYTES = 32 << 20
+"""Bytes of files handed to the workers at once: bounds the records a chunk holds in memory."""
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How a run reads and cleans its files (from ``PipelineConfig``)."""
+
+    source: str = "auto"
+    """auto detects each file's source; email, review or social forces it."""
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    """Explicit column mapping for tables."""
+    hash_addresses: bool = True
+    """Store email addresses as sha256 pseudonyms."""
+    max_chars: int = 200_000
+    """Longer raw texts become ``text_too_large`` failures."""
+
+
+def ingest_records(path: str, options: IngestOptions) -> Iterator[Document | Failure]:
+    """Every record of one file, cleaned: a document, or a failure with its reason (read or clean)."""
+    for record in read_path(path, options.source, options.columns, options.hash_addresses):
+        yield record if isinstance(record, Failure) else clean_document(record, options.max_chars)
+
+
+def _ingest_file(path: str, options: IngestOptions) -> list[Document | Failure]:
+    return list(ingest_records(path, options))
+
+
+def _start_worker() -> None:
+    """Load the language model once, and leave with the process that owns the pool: a worker otherwise
+    outlives a job killed without cleanup (its task queue never closes), and with it the forkserver."""
+    detect_language("loads the language model once per worker process")
+    threading.Thread(target=_exit_with_owner, name="undertone-owner-watch", daemon=True).start()
+
+
+def _exit_with_owner() -> None:
+    owner = multiprocessing.parent_process()  # for a forkserver child: the process that asked for it
+    if owner is not None:
+        owner.join()
+        os._exit(0)
+
+
+class _Workers:
+    """This process's ingest pool, shared by every run and step in it, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._size = 0
+
+    def get(self, processes: int) -> ProcessPoolExecutor | None:
+        """A warmed-up pool of ``processes`` workers; None where this platform has no forkserver or the
+        workers cannot start (the files are then read in the calling thread)."""
+        if "forkserver" not in multiprocessing.get_all_start_methods():
+            return None
+        with self._lock:
+            if self._pool is None or self._size != processes:
+                self.shut_down()
+                try:
+                    self._pool, self._size = _started_pool(processes), processes
+                except (OSError, BrokenProcessPool) as error:
+                    log.warning("ingest worker processes did not start (%s); reading in the job's thread", error)
+            return self._pool
+
+    def discard(self, pool: ProcessPoolExecutor) -> None:
+        """Drop a broken pool (if it is still the current one); the next ``get`` starts another."""
+        with self._lock:
+            if self._pool is pool:
+                self.shut_down()
+
+    def shut_down(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool, self._size = None, 0
+
+
+def _started_pool(processes: int) -> ProcessPoolExecutor:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker)
+    with _main_script_hidden():
+        futures = [pool.submit(int) for _ in range(processes)]  # every worker starts now, not at the first file
+    for future in futures:
+        future.result()
+    return pool
+
+
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """multiprocessing re-imports the launching script or module in every new process (as ``__mp_main__``)
+    unless ``__main__`` has neither a file nor a module name; for the ``undertone`` command (or a Prefect
+    worker's flow-run process) that would import the whole CLI, Prefect and Beam into each worker, which
+    needs only the ingest modules the forkserver preloaded."""
+    main = sys.modules["__main__"]
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+
+
+_WORKERS = _Workers()
+atexit.register(_WORKERS.shut_down)
+
+
+def start_workers(processes: int) -> None:
+    """Start the pool ahead of the job (the launcher's warm-up); a no-op for fewer than two processes."""
+    if processes > 1:
+        _WORKERS.get(processes)
+
+
+def ingest_in_workers(paths: list[str], options: IngestOptions, processes: int) -> Iterator[Document | Failure]:
+    """The records of ``paths``, file by file in order, read and cleaned by ``processes`` worker processes."""
+    pool = _WORKERS.get(processes) if processes > 1 else None
+    if pool is None:
+        for path in paths:
+            yield from ingest_records(path, options)
+        return
+    try:
+        results = list(pool.map(_ingest_file, paths, repeat(options)))
+    except (BrokenProcessPool, CancelledError):  # a worker died, or another run restarted the pool
+        log.warning("ingest workers failed a chunk; reading its %d files in the job's thread", len(paths))
+        _WORKERS.discard(pool)
+        results = [_ingest_file(path, options) for path in paths]
+    for records in results:
+        yield from records
+
+
+def pooled_size(path: str) -> int | None:
+    """The size of a file that may go to a worker; None for compressed, large or non-local ones."""
+    if path.lower().endswith(COMPRESSED_SUFFIXES):
+        return None
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) and info.st_size <= SMALL_FILE_BYTES else None
+
+
+class ChunkedIngest:
+    """Files in, cleaned records out: small local files gathered into chunks for the workers, others read here.
+
+    ``add`` returns the records that are ready (a streamed file's, or a full chunk's); ``flush`` the rest.
+    """
+
+    def __init__(self, options: IngestOptions, processes: int) -> None:
+        self.options = options
+        self.processes = processes
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+
+    def add(self, path: str) -> Iterator[Document | Failure]:
+        size = pooled_size(path) if self.processes > 1 else None
+        if size is None:
+            yield from ingest_records(path, self.options)
+            return
+        self._pending.append(path)
+        self._pending_bytes += size
+        if len(self._pending) >= CHUNK_FILES or self._pending_bytes >= CHUNK_BYTES:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Document | Failure]:
+        paths, self._pending, self._pending_bytes = self._pending, [], 0
+        if paths:
+            yield from ingest_in_workers(paths, self.options, self.processes)
