@@ -183,7 +183,8 @@ def pooled_size(path: str) -> int | None:
 class ChunkedIngest:
     """Files in, cleaned records out: small local files gathered into chunks for the workers, others read here.
 
-    ``add`` returns the records that are ready (a streamed file's, or a full chunk's); ``flush`` the rest.
+    ``add`` yields the records that are ready (a streamed file's, or a full chunk's) and ``flush`` the rest; both
+    are generators, so a file counts as added once its ``add`` has been iterated.
     """
 
     def __init__(self, options: IngestOptions, processes: int) -> None:
