@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 from transforms.clean import clean_document, detect_language
-from transforms.ingest.read import COMPRESSED_SUFFIXES, read_path
+from transforms.ingest.read import is_compressed, read_path
 from transforms.ingest.tabular import ColumnMap
 from transforms.records import Document, Failure
 
@@ -171,7 +171,7 @@ def ingest_in_workers(paths: list[str], options: IngestOptions, processes: int) 
 
 def pooled_size(path: str) -> int | None:
     """The size of a file that may go to a worker; None for compressed, large or non-local ones."""
-    if path.lower().endswith(COMPRESSED_SUFFIXES):
+    if is_compressed(path):
         return None
     try:
         info = os.stat(path)

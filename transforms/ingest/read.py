@@ -16,9 +16,6 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from apache_beam.io.filesystem import CompressedFile, CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 from transforms.ingest.email import is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
 from transforms.ingest.tabular import TABLE_READERS, ColumnMap, guess_source, row_to_document
 from transforms.records import Document, Failure, excerpt
@@ -31,8 +28,8 @@ _EXTENSIONS = {
 }
 MAILBOX_SUFFIXES = (".mbox", ".mbx")
 """Files of many messages; any other email file is one message (an empty one is a broken message)."""
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".deflate", ".lzma")
-"""Suffixes of files Beam decompresses as it reads them (``CompressionTypes.AUTO``)."""
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".deflate", ".xz", ".lzma")
+"""Suffixes of files Beam decompresses as it reads them (``CompressionTypes.AUTO``; a test keeps the lists equal)."""
 _HEADER_LINE = re.compile(rb"^(From |[A-Za-z][A-Za-z0-9-]{1,60}:[ \t])")
 SPOOL_BYTES = 64 << 20
 """A decompressed input up to this size stays in memory; a larger one spills to a temporary file."""
@@ -53,6 +50,8 @@ def expand_inputs(inputs: Sequence[str], output: str | None = None) -> list[str]
         if os.path.isdir(item):
             found.update(_walk(item))
             continue
+        from apache_beam.io.filesystems import FileSystems  # see _open: the ingest workers never expand inputs
+
         matches = [m.path for result in FileSystems.match([item]) for m in result.metadata_list]
         if not matches:
             raise FileNotFoundError(f"input {item!r} matches no file")
@@ -120,8 +119,8 @@ def open_input(path: str) -> Iterator[BinaryIO]:
     Beam's ``CompressedFile`` can neither be iterated by line nor wrapped in a text reader, and
     Parquet needs random access, so a compressed input is decompressed into a spooled temporary file.
     """
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-        if not isinstance(handle, CompressedFile):
+    with _open(path) as handle:
+        if not is_compressed(path):
             yield handle
             return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
@@ -130,13 +129,30 @@ def open_input(path: str) -> Iterator[BinaryIO]:
             yield spooled
 
 
+def is_compressed(path: str) -> bool:
+    """Whether Beam decompresses ``path`` as it reads it (by the name's suffix)."""
+    return path.lower().endswith(COMPRESSED_SUFFIXES)
+
+
+def _open(path: str) -> BinaryIO:
+    """``path`` opened for reading. A local uncompressed file opens with Python's ``open``, as Beam's local file
+    system would open it, so the ingest worker processes, which get only such files, need not import Beam
+    (about 110 MiB each); anything else goes through Beam's ``FileSystems``: remote paths, decompression."""
+    if "://" not in path and not is_compressed(path):
+        return open(path, "rb")
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
+
+
 def read_path(
     path: str, source: str = "auto", columns: ColumnMap | None = None, hash_addresses: bool = True
 ) -> Iterator[Document | Failure]:
     """Every record of one file as a document or a failure; never raises for bad content."""
     forced = None if source == "auto" else source
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        with _open(path) as handle:
             head = handle.read(8192)
     except Exception as error:  # noqa: BLE001 - any I/O problem becomes one failure for the file
         yield Failure(forced, path, "read", "unreadable_file", f"cannot open: {error}")

@@ -100,3 +100,11 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def test_workers_import_no_beam() -> None:
+    """The forkserver preloads this module: without Beam (about 110 MiB a process), as workers get local files."""
+    probe = subprocess.run([sys.executable, "-c", "import sys, transforms.ingest.parallel; "
+                            "print('apache_beam' in sys.modules, 'torch' in sys.modules)"],
+                           cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    assert probe.stdout.split() == ["False", "False"]

@@ -11,9 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filesystem import CompressionTypes
 
 from tests.conftest import SAMPLES
-from transforms.ingest.read import detect_format, expand_inputs, read_path
+from transforms.ingest.read import COMPRESSED_SUFFIXES, detect_format, expand_inputs, is_compressed, read_path
 from transforms.records import Failure
 
 SAMPLE_FOLDERS = [str(SAMPLES / name) for name in ("email", "reviews", "social")]
@@ -123,3 +124,12 @@ def test_bad_rows_before_the_first_good_one_take_the_tables_source(tmp_path: Pat
                 for path in (posts, broken) for r in read_path(str(path))]
     assert outcomes == [("social", "invalid_utf8"), ("social", "fine"),
                         ("social", "invalid_json"), ("social", "not_an_object")]
+
+
+def test_compressed_suffixes_are_the_ones_beam_decompresses() -> None:
+    """Files read with Python's open must be exactly those Beam would not decompress."""
+    candidates = (*COMPRESSED_SUFFIXES, ".snappy", ".lz4", ".zip", ".br", ".7z", ".tar", ".Z", ".csv", ".eml")
+    beam_decompresses = {suffix for suffix in candidates
+                         if CompressionTypes.detect_compression_type(f"x{suffix}") != CompressionTypes.UNCOMPRESSED}
+    assert beam_decompresses == set(COMPRESSED_SUFFIXES)
+    assert is_compressed("posts.JSONL.XZ") and not is_compressed("reviews.csv")
