@@ -15,8 +15,9 @@ same texts on one VM). So (a) and (b) at the default precision run ``--rounds`` 
 and each side keeps its best round, as ``timeit`` keeps the fastest of its repeats: the ratio is taken between
 the two sides' best, and every round's seconds are in the JSON and the summary.
 
-``--memory`` instead compares the peak RSS of ``undertone run`` on the corpus and on ten times the corpus (copies,
-or with ``--memory-distinct`` other real documents).
+``--memory`` instead compares the peak RSS (largest process) and the peak PSS of the whole process tree (ingest
+workers included) of ``undertone run`` on the corpus and on ten times the corpus (copies, or with
+``--memory-distinct`` other real documents).
 Prints a summary and writes ``bench/results/<device>.json`` (or ``memory-<device>[-distinct].json``).
 """
 
@@ -30,36 +31,42 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import undertone  # noqa: F401 - offline defaults before transformers loads models
 from bench.corpus import sample_items, write_corpus
 from bench.flops import corpus_flops, linear_weights, matmul_ceiling
+from bench.memory import TreePeak
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOGICAL_DATE = "2026-11-20"
 
 
-def timed(command: list[str]) -> tuple[float, float, str]:
-    """Run a command; its wall seconds, peak RSS in MiB (largest process of its tree) and stdout."""
+def timed(command: list[str], tree_memory: bool = False) -> tuple[float, float, str, float | None]:
+    """Run a command; its wall seconds, peak RSS in MiB (largest process of its tree), stdout and, with
+    ``tree_memory``, the peak PSS of its whole process tree in MiB (:mod:`bench.memory`; else None)."""
     started = time.perf_counter()
     with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as process:
-        output = process.stdout.read() if process.stdout else ""
-        _, status, usage = os.wait4(process.pid, 0)
+        with TreePeak(process.pid) if tree_memory else nullcontext() as tree:
+            output = process.stdout.read() if process.stdout else ""
+            _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{command[:3]} exited {process.returncode}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, output
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, output, tree.peak_mib if tree else None
 
 
-def undertone_run(corpus: Path, output: Path, model: str, device: str, precision: str = "auto") -> dict[str, Any]:
-    """``undertone run`` as a user types it; the job's own seconds and model counters come from its manifest."""
+def undertone_run(corpus: Path, output: Path, model: str, device: str, precision: str = "auto",
+                  tree_memory: bool = False) -> dict[str, Any]:
+    """``undertone run`` as a user types it; the job's own seconds and model counters come from its manifest;
+    with ``tree_memory`` also the peak PSS of the command and its worker processes together."""
     shutil.rmtree(output, ignore_errors=True)
     command = [str(BIN / "undertone"), "run", str(corpus), "--output", str(output), "--date", LOGICAL_DATE,
                "--model", model, "--device", device, "--precision", precision, "--json"]
-    wall, rss, printed = timed(command)
+    wall, rss, printed, tree_pss = timed(command, tree_memory)
     result = json.loads(printed[printed.index("{"):])
     manifest = json.loads(Path(result["manifest_path"]).read_text(encoding="utf-8"))
     labeled = manifest["totals"]["labeled"]
@@ -67,7 +74,7 @@ def undertone_run(corpus: Path, output: Path, model: str, device: str, precision
     return {"labeled": labeled, "dead_letter": manifest["totals"]["dead_letter"], "tasks": manifest["tasks"],
             "reconciled": manifest["reconciled"], "wall_s": wall, "job_s": manifest["seconds"],
             "docs_per_s_job": labeled / manifest["seconds"], "docs_per_s_wall": labeled / wall,
-            "peak_rss_mib": rss, "model_s": counters["model_microseconds"] / 1e6,
+            "peak_rss_mib": rss, "peak_tree_pss_mib": tree_pss, "model_s": counters["model_microseconds"] / 1e6,
             "real_tokens": counters["real_tokens"], "padded_tokens": counters["padded_tokens"],
             "padding_overhead": counters["padded_tokens"] / counters["real_tokens"] - 1,
             "precision": {name.removeprefix("documents_"): count for name, count in counters.items()
@@ -95,7 +102,7 @@ def same_labels(reference: list[dict[str, Any]], other: list[dict[str, Any]], ta
 def run_baseline(args: argparse.Namespace, texts: Path, device: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """(a) in its own process: its seconds (model load excluded), peak RSS and agreement with Undertone."""
     work = args.work
-    wall, rss, _ = timed([str(BIN / "python"), "-m", "bench.baseline", "--model", args.model, "--texts", str(texts),
+    wall, rss, _, _ = timed([str(BIN / "python"), "-m", "bench.baseline", "--model", args.model, "--texts", str(texts),
                           "--output", str(work / "baseline.json"), "--device", device])
     baseline = json.loads((work / "baseline.json").read_text(encoding="utf-8"))
     labels = baseline.pop("labels")
@@ -191,14 +198,16 @@ def memory(args: argparse.Namespace, items: list, device: str) -> dict[str, Any]
                 write_corpus(corpus, sample_items(args.data_dir, len(items) * copies))
             else:
                 write_corpus(corpus, items, copies=copies)
-        result = undertone_run(corpus, args.work / f"out-{kind}{copies}", args.model, device)
+        result = undertone_run(corpus, args.work / f"out-{kind}{copies}", args.model, device, tree_memory=True)
         result["duplicates"] = duplicate_rows(args.work / f"out-{kind}{copies}")
         runs[str(result["labeled"] + result["dead_letter"])] = result
         print(f"memory: {result['labeled']} labeled, peak RSS {result['peak_rss_mib']:.0f} MiB, "
-              f"{result['job_s']:.0f} s", flush=True)
+              f"process tree PSS {result['peak_tree_pss_mib'] or 0:.0f} MiB, {result['job_s']:.0f} s", flush=True)
     small, large = runs.values()
     return {"larger_corpus": "distinct" if args.memory_distinct else "copies", "runs": runs,
-            "peak_rss_growth": large["peak_rss_mib"] / small["peak_rss_mib"] - 1}
+            "peak_rss_growth": large["peak_rss_mib"] / small["peak_rss_mib"] - 1,
+            "peak_tree_pss_growth": large["peak_tree_pss_mib"] / small["peak_tree_pss_mib"] - 1
+            if small["peak_tree_pss_mib"] and large["peak_tree_pss_mib"] else None}
 
 
 def duplicate_rows(output: Path) -> int:
@@ -259,8 +268,11 @@ def summary(report: dict[str, Any]) -> str:
     if "memory" in report:
         for docs, run in report["memory"]["runs"].items():
             lines.append(f"{docs:>7} documents ({run['duplicates']} duplicates): peak RSS "
-                         f"{run['peak_rss_mib']:.0f} MiB, {run['job_s']:.0f} s")
-        lines.append(f"peak RSS growth: {report['memory']['peak_rss_growth']:+.0%}")
+                         f"{run['peak_rss_mib']:.0f} MiB, process tree PSS {run['peak_tree_pss_mib'] or 0:.0f} MiB, "
+                         f"{run['job_s']:.0f} s")
+        growth = report["memory"]["peak_tree_pss_growth"]
+        lines.append(f"peak RSS growth: {report['memory']['peak_rss_growth']:+.0%}"
+                     + (f", process tree PSS growth: {growth:+.0%}" if growth is not None else ""))
         return "\n".join(lines)
     a, model, default = report["baseline"], report["model"], report["default_precision"]
     b = report["runs"][default]

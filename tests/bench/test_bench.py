@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from bench.baseline import PooledSequenceClassifier
 from bench.corpus import Item, sample_items, with_message_id, write_corpus
 from bench.flops import corpus_flops, linear_weights
+from bench.memory import TreePeak, process_tree, pss_kib
 from bench.run import fastest
 from models.classifier import Classifier
 from transforms.ingest.read import expand_inputs, read_path
@@ -64,3 +68,13 @@ def test_baseline_model_is_the_bundle_and_labels_like_it(tiny_bundle: Path) -> N
     expected = classifier.predict(texts)
     assert [r["label"] for r in results] == [p["sentiment"].label for p in expected]
     assert all(abs(r["score"] - p["sentiment"].score) < 1e-4 for r, p in zip(results, expected, strict=True))
+
+
+def test_tree_peak_counts_the_memory_of_child_processes() -> None:
+    """A parent that holds little while its child holds 200 MiB: the tree's peak sees the child's."""
+    child = "import time; block = b'x' * (200 << 20); time.sleep(3)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    with subprocess.Popen([sys.executable, "-c", parent]) as process, TreePeak(process.pid, period_s=0.1) as tree:
+        process.wait(timeout=60)
+    assert tree.peak_mib is not None and tree.peak_mib > 200
+    assert process_tree(os.getpid())[0] == os.getpid() and pss_kib(os.getpid()) > 0
