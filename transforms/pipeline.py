@@ -174,7 +174,7 @@ def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = (), 
     ephemeral server with the CPU idle; a worker would otherwise spend about 3.5 s of the job on the same work
     (imports of transformers' encoder and peft, then the bundle's load). The worker takes the preloaded model
     over (``DocumentModelHandler.load_model``, waiting if it is still loading), so the work is moved, never
-    doubled. The ingest workers' forkserver imports the ingest modules meanwhile (about 1.5 s, on the core the
+    doubled. The ingest workers' forkserver imports the ingest modules meanwhile (about 1 s, on the core the
     model's thread leaves idle). Best effort: an error is left for the job to meet and report.
     """
     try:
