@@ -40,7 +40,7 @@ from schemas import (
 from transforms.classify import METRICS_NAMESPACE, Classify, DocumentModelHandler
 from transforms.clean import detect_language
 from transforms.duplicates import DuplicateMarks, MarkDuplicatesInFiles
-from transforms.ingest.parallel import ChunkedIngest, IngestOptions, start_workers
+from transforms.ingest.parallel import ChunkedIngest, IngestOptions, drop_read_ahead, read_ahead, start_workers
 from transforms.ingest.read import expand_inputs
 from transforms.ingest.tabular import ColumnMap
 from transforms.pii import redact_document, redact_fields
@@ -260,6 +260,10 @@ def ingest_processes(config: PipelineConfig, options: PipelineOptions) -> int:
     return available_cores() if runs_in_this_process(options) else 1
 
 
+def ingest_options(config: PipelineConfig) -> IngestOptions:
+    return IngestOptions(config.source, config.columns, config.hash_addresses, config.max_text_chars)
+
+
 def labeling_tasks(model_dir: str, tasks: Sequence[str] | None, zero_shot: dict[str, dict[str, str]] | None
                    ) -> tuple[BundleSpec, dict[str, tuple[str, ...]]]:
     """The bundle and the tasks a run labels (task → labels): ``tasks``, else the bundle's default ones."""
@@ -282,12 +286,11 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
           ) -> None:
     """Add the labeling job to ``pipeline``, writing into this run's staging folder."""
     staging = staging_root(config.output, config.run_id)
-    ingest_options = IngestOptions(config.source, config.columns, config.hash_addresses, config.max_text_chars)
     ingested = (
         pipeline
         | "Files" >> beam.Create([os.fsencode(file) for file in files])  # a file name need not be UTF-8
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Ingest" >> beam.ParDo(IngestFiles(ingest_options, ingest_processes(config, pipeline.options))
+        | "Ingest" >> beam.ParDo(IngestFiles(ingest_options(config), ingest_processes(config, pipeline.options))
                                  ).with_outputs("failed", main="documents")
     )
     documents = ingested.documents
@@ -325,18 +328,21 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     files = expand_inputs(config.inputs, output=config.output)
     bundle, tasks = labeling_tasks(config.model_dir, config.tasks, config.zero_shot)
     flags = runner_options(config.runner) + list(config.beam_args)
+    options = PipelineOptions(flags)
     log.info("run %s: %d files, date %s, runner %s (%s)", config.run_id, len(files), config.logical_date,
              config.runner, shlex.join(flags))
     recovered = recover_staging(config.output)
     if recovered:
         log.warning("finished or discarded the staging folders of dead runs: %s", recovered)
     staging = claim_staging(config.output, config.run_id)
-    options = PipelineOptions(flags)
     if config.threads is None:
         config = replace(config, threads=default_threads(options))
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, config, files, tasks)
+    # The ingest workers read the first files while Beam builds and starts the job in this thread (about 1 s).
+    read_early = read_ahead(files, ingest_options(config), ingest_processes(config, options)
+                            ) if runs_in_this_process(options) else []
     try:
+        build(pipeline, config, files, tasks)
         result = pipeline.run()
         state = result.wait_until_finish()
         if state != PipelineState.DONE:
@@ -344,6 +350,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        drop_read_ahead(read_early, ingest_options(config))
     inputs = _counters(result, INGEST_METRICS, prefix="input_")  # records read per source
     committed = commit_run(config.output, config.run_id, config.logical_date,
                            sources_read=inputs if inputs is not None else (*SOURCES, UNKNOWN_SOURCE))

@@ -17,6 +17,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from models import preload
 from models.classifier import Classifier
 from tests.conftest import SAMPLES
+from transforms import pipeline
+from transforms.ingest import parallel
 from transforms.pipeline import (
     PipelineConfig,
     default_threads,
@@ -48,6 +50,7 @@ def test_layout_and_manifest_reconcile(first_run: tuple[Path, dict]) -> None:
         "social": {"input": 38, "labeled": 36, "dead_letter": 2},
     }
     assert saved["reconciled"] is True and saved["totals"]["input"] == 86
+    assert len(parallel._READ_AHEAD) == 0  # the files read ahead were taken or dropped
 
 
 def test_output_reads_back_with_pyarrow_and_pandas(first_run: tuple[Path, dict]) -> None:
@@ -117,6 +120,23 @@ def test_a_run_replaces_only_the_sources_it_read(first_run: tuple[Path, dict], t
     dead = pd.read_parquet(copy / "dead_letter")
     assert sorted(dead["source"]) == ["email", "social", "social"]
     assert set(dead.loc[dead["source"] == "social", "run_id"]) == {social_only["run_id"]}
+
+
+def test_a_job_that_fails_leaves_no_staging_and_drops_its_read_ahead(tiny_bundle: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("the pipeline could not be built")
+
+    monkeypatch.setattr(pipeline, "build", broken)
+    handed: list[list[str]] = []
+    read_ahead = pipeline.read_ahead
+    monkeypatch.setattr(pipeline, "read_ahead", lambda *args: handed.append(read_ahead(*args)) or handed[-1])
+    with pytest.raises(RuntimeError, match="could not be built"):
+        run_pipeline(PipelineConfig(inputs=(str(SAMPLES),), output=str(tmp_path), logical_date="2026-11-20",
+                                    model_dir=str(tiny_bundle), ingest_processes=2))
+    assert len(handed[0]) > 10  # the samples' files went to the workers before the job failed
+    assert len(parallel._READ_AHEAD) == 0
+    assert not list((tmp_path / "_staging").glob("*"))
 
 
 def test_forced_source_and_task_validation(tmp_path: Path, tiny_bundle: Path) -> None:

@@ -10,6 +10,9 @@ Compressed files, files over ``SMALL_FILE_BYTES`` and paths that are not local f
 thread as before, so a chunk's results stay small. A worker that dies breaks only its chunk's pool: the chunk is
 read again in the calling thread and the next chunk starts a new pool. Workers exit when the process that
 started them does, also when it is killed.
+
+A run can hand its first chunk's worth of files to the workers before its job starts (:func:`read_ahead`):
+Beam then builds, translates and starts the pipeline (about a second of the job's thread) while the workers read.
 """
 
 from __future__ import annotations
@@ -21,12 +24,11 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Iterator
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 
 from transforms.clean import clean_document, detect_language
 from transforms.ingest.read import is_compressed, read_path
@@ -39,6 +41,8 @@ SMALL_FILE_BYTES = 8 << 20
 """Files up to this size (uncompressed, on local disk) may be read in a worker process; larger ones stream."""
 CHUNK_FILES = 256
 """Files handed to the workers at once: enough that one slow file does not leave the other workers idle long."""
+WORKER_NICENESS = 10
+"""Workers yield the CPU to the job's thread (Beam building and starting a job while they read ahead)."""
 CHUNK_BYTES = 32 << 20
 """Bytes of files handed to the workers at once: bounds the records a chunk holds in memory."""
 
@@ -70,6 +74,7 @@ def _ingest_file(path: str, options: IngestOptions) -> list[Document | Failure]:
 def _start_worker() -> None:
     """Load the language model once, and leave with the process that owns the pool: a worker otherwise
     outlives a job killed without cleanup (its task queue never closes), and with it the forkserver."""
+    os.nice(WORKER_NICENESS)
     detect_language("loads the language model once per worker process")
     threading.Thread(target=_exit_with_owner, name="undertone-owner-watch", daemon=True).start()
 
@@ -153,20 +158,80 @@ def start_workers(processes: int) -> None:
 
 
 def ingest_in_workers(paths: list[str], options: IngestOptions, processes: int) -> Iterator[Document | Failure]:
-    """The records of ``paths``, file by file in order, read and cleaned by ``processes`` worker processes."""
+    """The records of ``paths``, file by file in order, read and cleaned by ``processes`` worker processes (files
+    read ahead for this run are taken from :func:`read_ahead`)."""
     pool = _WORKERS.get(processes) if processes > 1 else None
     if pool is None:
         for path in paths:
             yield from ingest_records(path, options)
         return
+    futures: list[Future] = []
     try:
-        results = list(pool.map(_ingest_file, paths, repeat(options)))
+        for path in paths:
+            futures.append(_READ_AHEAD.take(path, options) or pool.submit(_ingest_file, path, options))
+        results = [future.result() for future in futures]
     except (BrokenProcessPool, CancelledError):  # a worker died, or another run restarted the pool
         log.warning("ingest workers failed a chunk; reading its %d files in the job's thread", len(paths))
         _WORKERS.discard(pool)
         results = [_ingest_file(path, options) for path in paths]
     for records in results:
         yield from records
+
+
+class _ReadAhead:
+    """Futures of files handed to the workers before the job asked for them, by path and options."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[tuple[str, IngestOptions], Future] = {}
+
+    def put(self, path: str, options: IngestOptions, future: Future) -> None:
+        with self._lock:
+            self._futures[path, options] = future
+
+    def take(self, path: str, options: IngestOptions) -> Future | None:
+        with self._lock:
+            return self._futures.pop((path, options), None)
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+
+_READ_AHEAD = _ReadAhead()
+
+
+def read_ahead(paths: Sequence[str], options: IngestOptions, processes: int) -> list[str]:
+    """Hand the first small local files of ``paths``, up to one chunk (``CHUNK_FILES``, ``CHUNK_BYTES``), to
+    ``processes`` workers now, for this process's ``IngestFiles`` to take when its job reaches them; the paths
+    handed over. The caller ends with :func:`drop_read_ahead` on them, so that records a job never asked for
+    (it failed first, or read elsewhere) are not held."""
+    pool = _WORKERS.get(processes) if processes > 1 else None
+    if pool is None:
+        return []
+    handed: list[str] = []
+    chunk_bytes = 0
+    for path in paths:
+        if len(handed) >= CHUNK_FILES or chunk_bytes >= CHUNK_BYTES:
+            break
+        size = pooled_size(path)
+        if size is None:
+            continue
+        try:
+            future = pool.submit(_ingest_file, path, options)
+        except (BrokenProcessPool, RuntimeError):  # the pool broke or shut down: the job reads these itself
+            break
+        _READ_AHEAD.put(path, options, future)
+        handed.append(path)
+        chunk_bytes += size
+    return handed
+
+
+def drop_read_ahead(paths: Sequence[str], options: IngestOptions) -> None:
+    """Forget the files of ``paths`` read ahead and not taken (cancelled where not started)."""
+    for path in paths:
+        future = _READ_AHEAD.take(path, options)
+        if future is not None:
+            future.cancel()
 
 
 def pooled_size(path: str) -> int | None:

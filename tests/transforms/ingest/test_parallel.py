@@ -108,3 +108,39 @@ def test_workers_import_no_beam() -> None:
                             "print('apache_beam' in sys.modules, 'torch' in sys.modules)"],
                            cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
     assert probe.stdout.split() == ["False", "False"]
+
+
+def test_files_read_ahead_are_taken_as_read_and_the_rest_dropped(files: list[str], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run hands its first chunk to the workers before its job starts; the job takes those records (read when
+    handed over, not again) and the run drops what its job never asked for."""
+    monkeypatch.setattr(parallel, "CHUNK_FILES", 4)
+    options = IngestOptions()
+    table = tmp_path / "reviews.csv"
+    table.write_text("review_id,review_text\nr1,The battery died within a week\n", encoding="utf-8")
+    compressed = tmp_path / "posts.jsonl.gz"
+    compressed.write_bytes(gzip.compress(b'{"id": "z1", "text": "streams in the job"}\n'))
+    paths = [str(compressed), str(table), *files]
+    handed = parallel.read_ahead(paths, options, processes=2)
+    assert handed == [str(table), *files[:3]]  # small local files only, one chunk's worth
+    assert len(parallel._READ_AHEAD) == 4
+    parallel._READ_AHEAD._futures[str(table), options].result()
+    table.write_text("review_id,review_text\nr2,Changed after it was read\n", encoding="utf-8")
+    first = list(ingest_in_workers([str(table), files[0]], options, processes=2))
+    assert [record["source_id"] for record in first[:1]] == ["r1"]  # as read ahead
+    assert first[1:] == in_thread(files[:1], options)
+    assert len(parallel._READ_AHEAD) == 2
+    other = IngestOptions(hash_addresses=False)  # records read with other options are not served
+    assert list(ingest_in_workers(files[1:2], other, processes=2)) == in_thread(files[1:2], other)
+    assert len(parallel._READ_AHEAD) == 2
+    parallel.drop_read_ahead(handed, options)
+    assert len(parallel._READ_AHEAD) == 0
+    assert parallel.read_ahead(paths, options, processes=1) == []
+
+
+def test_workers_yield_the_cpu_to_the_job() -> None:
+    pool = parallel._WORKERS.get(2)
+    assert pool is not None
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pool._processes} == {
+        min(own + parallel.WORKER_NICENESS, 19)}
