@@ -33,7 +33,6 @@ from models.bundle import PRECISIONS, BundleSpec, read_bundle_spec, with_zero_sh
 from models.machine import available_cores
 from models.registry import default_model_dir
 from schemas import (
-    LABELED_PARTITION_KEYS,
     SOURCES,
     labeled_schema,
 )
@@ -48,7 +47,7 @@ from transforms.records import Failure, printable
 from transforms.sinks import (
     UNKNOWN_SOURCE,
     WriteDeadLetters,
-    WritePartition,
+    WriteLabeled,
     claim_staging,
     commit_run,
     dead_letter_partition,
@@ -300,15 +299,9 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     handler = model_handler(config, tasks)
     classified = documents | "Classify" >> Classify(handler, config.run_id)
 
-    schema = labeled_schema(tasks)
-    by_source = classified["labeled"] | "BySource" >> beam.Partition(
-        lambda row, _: SOURCES.index(row["source"]), len(SOURCES))
-    written = []
-    for index, source in enumerate(SOURCES):
-        folder = labeled_partition(staging, source, config.logical_date)
-        writer = WritePartition(folder, schema, LABELED_PARTITION_KEYS, config.run_id)
-        written.append(by_source[index] | f"Write_{source}" >> writer)
-    _ = written | "LabeledFiles" >> beam.Flatten() | "MarkDuplicates" >> MarkDuplicatesInFiles(marks)
+    labeled_files = classified["labeled"] | "WriteLabeled" >> WriteLabeled(
+        staging, labeled_schema(tasks), config.logical_date, config.run_id)
+    _ = labeled_files | "MarkDuplicates" >> MarkDuplicatesInFiles(marks)
 
     failed_at = datetime.now(UTC)
     dead_rows = (

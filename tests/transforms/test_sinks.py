@@ -1,4 +1,4 @@
-"""Dead-letter files per source, and the crash-safe partition swap: commit journal, recovery, date markers."""
+"""Labeled and dead-letter files per source; the crash-safe partition swap: commit journal, recovery, date markers."""
 
 from __future__ import annotations
 
@@ -16,14 +16,18 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.testing.util import assert_that, equal_to
 
-from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, file_schema
+from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, LABELED_PARTITION_KEYS, LABELED_SCHEMA, file_schema
 from transforms import sinks
 from transforms.records import Failure
 from transforms.sinks import (
     DEAD_LETTER_GROUP_ROWS,
     DEAD_LETTER_TEMP_DIR,
+    LABELED_TEMP_DIR,
+    LABELED_WRITTEN_DIR,
     WriteDeadLetters,
+    WriteLabeled,
     clear_date_marker,
     commit_run,
     dead_letter_partition,
@@ -197,6 +201,58 @@ def test_dead_letters_are_written_once_a_file_per_source_in_row_groups(tmp_path:
     unknown = files[f"unknown-{NEW}-00000-of-00001.parquet"].read().to_pylist()
     assert unknown[0]["source"] is None and unknown[0]["error_type"] == "unknown_format"
     assert not any(path.is_file() for path in temp.rglob("*"))  # temporary files all moved
+
+
+def labeled_rows(source: str, count: int) -> list[dict]:
+    """Rows of the labeled schema, every field filled as its type allows."""
+    def value(field: pa.Field, index: int) -> object:
+        if pa.types.is_timestamp(field.type):
+            return datetime(2026, 11, 20, tzinfo=UTC)
+        if pa.types.is_list(field.type):
+            return [f"{field.name}-{index}"]
+        if pa.types.is_map(field.type):
+            return {"email": index}
+        if pa.types.is_floating(field.type):
+            return index / count
+        if pa.types.is_integer(field.type):
+            return index
+        if pa.types.is_boolean(field.type):
+            return index % 2 == 0
+        return f"{field.name}-{source}-{index}"
+
+    return [{**{field.name: value(field, index) for field in LABELED_SCHEMA}, "source": source, "date": DATE}
+            for index in range(count)]
+
+
+@pytest.mark.parametrize("row_group_bytes", [1, sinks.ROW_GROUP_BYTES])
+def test_labeled_rows_are_written_once_into_their_sources_partitions(tmp_path: Path, row_group_bytes: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sinks, "ROW_GROUP_BYTES", row_group_bytes)
+    rows = labeled_rows("email", 2500) + labeled_rows("social", 3)
+    with beam.Pipeline() as pipeline:
+        paths = pipeline | beam.Create(rows) | WriteLabeled(tmp_path, LABELED_SCHEMA, DATE, NEW)
+        name = f"part-{NEW}-00000-of-00001.parquet"
+        assert_that(paths, equal_to([str(labeled_partition(tmp_path, source, DATE) / name)
+                                     for source in ("email", "social")]))
+    files = sorted(path.relative_to(tmp_path / "labeled") for path in (tmp_path / "labeled").rglob("*.parquet"))
+    assert files == [Path(f"source={source}/date={DATE}/part-{NEW}-00000-of-00001.parquet")
+                     for source in ("email", "social")]  # no folder for a source without rows
+    email = pq.ParquetFile(labeled_partition(tmp_path, "email", DATE) / files[0].name)
+    assert email.schema_arrow == file_schema(LABELED_SCHEMA, LABELED_PARTITION_KEYS)
+    assert email.metadata.num_row_groups == (3 if row_group_bytes == 1 else 1)  # batches of 1,000 rows
+    table = ds.dataset(tmp_path / "labeled", partitioning="hive").to_table()
+    assert sorted(table["doc_id"].to_pylist()) == sorted(row["doc_id"] for row in rows)
+    assert not any(path.is_file() for folder in (LABELED_TEMP_DIR, LABELED_WRITTEN_DIR)
+                   for path in (tmp_path / folder).rglob("*"))
+
+
+def test_a_labeled_file_left_behind_by_fileio_fails_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(sources: list[str], destinations: list[str]) -> None:
+        raise BeamIOError("rename refused", {})
+
+    monkeypatch.setattr(FileSystems, "rename", refuse)  # fileio logs this at debug level and goes on
+    with pytest.raises(Exception, match="was not written into"), beam.Pipeline() as pipeline:
+        _ = pipeline | beam.Create(labeled_rows("review", 1)) | WriteLabeled(tmp_path, LABELED_SCHEMA, DATE, NEW)
 
 
 def test_a_dead_letter_file_left_behind_by_fileio_fails_the_job(tmp_path: Path,
