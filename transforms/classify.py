@@ -201,8 +201,10 @@ class TokenizeInLengthOrder(beam.DoFn):
     first) and emit each window shortest first, so that consecutive documents, which ``BatchElements`` puts in
     one batch, have nearly the same number of tokens.
 
-    Memory stays bounded by the window, whatever the corpus size or document size. A window the tokenizer
-    rejects is tokenised one document at a time; a document it still rejects goes to the ``failed`` output.
+    Documents are tokenised ``TOKENIZE_CHUNK`` at a time as they arrive, so that on the local runner the job's
+    thread tokenises while the ingest workers read. Memory stays bounded by the window, whatever the corpus size or
+    document size. A chunk the tokenizer rejects is tokenised one document at a time; a document it still rejects
+    goes to the ``failed`` output.
     """
 
     def __init__(self, model_dir: str, window: int = SORT_WINDOW_DOCUMENTS,
@@ -212,20 +214,24 @@ class TokenizeInLengthOrder(beam.DoFn):
         self.window_chars = window_chars
 
     def setup(self) -> None:
-        from models.classifier import load_tokenizer
+        from models.classifier import TOKENIZE_CHUNK, load_tokenizer
 
+        self.tokenize_chunk = TOKENIZE_CHUNK
         spec = read_bundle_spec(Path(self.model_dir))
         self.tokenizer = load_tokenizer(spec)
         self.max_length = spec.max_length
 
     def start_bundle(self) -> None:
-        self._buffer: list[Document] = []
-        self._buffer_chars = 0
+        self._pending: list[Document] = []
+        self._window: list[TokenizedDocument | beam.pvalue.TaggedOutput] = []
+        self._window_chars = 0
 
     def process(self, document: Document) -> Iterable[TokenizedDocument | beam.pvalue.TaggedOutput]:
-        self._buffer.append(document)
-        self._buffer_chars += len(document["text"]) + len(document.get("full_text") or "")
-        if len(self._buffer) >= self.window or self._buffer_chars >= self.window_chars:
+        self._pending.append(document)
+        self._window_chars += len(document["text"]) + len(document.get("full_text") or "")
+        if len(self._pending) >= self.tokenize_chunk:
+            self._tokenize_pending()
+        if len(self._window) + len(self._pending) >= self.window or self._window_chars >= self.window_chars:
             yield from self._drain()
 
     def finish_bundle(self) -> Iterable[WindowedValue | beam.pvalue.TaggedOutput]:
@@ -236,19 +242,23 @@ class TokenizeInLengthOrder(beam.DoFn):
                 yield GlobalWindows.windowed_value_at_end_of_window(item)
 
     def _drain(self) -> list[TokenizedDocument | beam.pvalue.TaggedOutput]:
-        documents, self._buffer, self._buffer_chars = self._buffer, [], 0
-        out: list[TokenizedDocument | beam.pvalue.TaggedOutput] = []
+        """The window, shortest first, then its tokenizer failures."""
+        self._tokenize_pending()
+        window, self._window, self._window_chars = self._window, [], 0
+        tokenized = [item for item in window if isinstance(item, TokenizedDocument)]
+        return sorted(tokenized, key=token_count) + [item for item in window if not isinstance(item, TokenizedDocument)]
+
+    def _tokenize_pending(self) -> None:
+        documents, self._pending = self._pending, []
         try:
-            tokenized = self._tokenize(documents)
-        except Exception:  # noqa: BLE001 - one text the tokenizer rejects must not lose the window
-            tokenized = []
+            self._window.extend(self._tokenize(documents))
+        except Exception:  # noqa: BLE001 - one text the tokenizer rejects must not lose the others
             for document in documents:
                 try:
-                    tokenized.extend(self._tokenize([document]))
+                    self._window.extend(self._tokenize([document]))
                 except Exception as error:  # noqa: BLE001 - any tokenizer error is this document's failure
-                    out.append(beam.pvalue.TaggedOutput(
+                    self._window.append(beam.pvalue.TaggedOutput(
                         "failed", classify_failure(document, "tokenize_error", f"{type(error).__name__}: {error}")))
-        return sorted(tokenized, key=token_count) + out
 
     def _tokenize(self, documents: Sequence[Document]) -> list[TokenizedDocument]:
         from models.classifier import window_token_ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -105,7 +106,9 @@ def test_batches_respect_the_token_budget_and_keep_every_document_once(tiny_bund
         assert_that(ordered.failed, equal_to([]), label="failed")
 
 
-def test_a_text_the_tokenizer_rejects_fails_alone_and_its_window_is_still_tokenized(tiny_bundle: Path) -> None:
+@pytest.mark.parametrize("chunk", [2, 256])
+def test_a_text_the_tokenizer_rejects_fails_alone_and_its_window_is_still_tokenized(tiny_bundle: Path,
+                                                                                    chunk: int) -> None:
     """A lone surrogate (half an emoji) makes the Rust tokenizer raise. ``new_document`` and Beam's coders keep
     them out of a pipeline, so the DoFn is driven directly, as a worker would."""
     from transforms.classify import TokenizeInLengthOrder
@@ -113,6 +116,7 @@ def test_a_text_the_tokenizer_rejects_fails_alone_and_its_window_is_still_tokeni
     broken = {**new_document("social", "p:9", "half an emoji", source_id="p-9"), "text": "half an emoji \udcff"}
     step = TokenizeInLengthOrder(str(tiny_bundle), window=3)
     step.setup()
+    step.tokenize_chunk = chunk
     step.start_bundle()
     out = [item for document in [*documents(), broken] for item in step.process(document)]
     for item in step.finish_bundle():  # windowed values, tagged or not
@@ -124,6 +128,25 @@ def test_a_text_the_tokenizer_rejects_fails_alone_and_its_window_is_still_tokeni
     assert sorted(item.document["doc_id"] for item in labeled) == sorted(d["doc_id"] for d in documents())
     first_window = [len(item.token_ids) for item in labeled[:3]]
     assert first_window == sorted(first_window)
+
+
+def test_documents_are_tokenized_as_they_arrive_and_emitted_when_the_window_closes(tiny_bundle: Path) -> None:
+    from transforms.classify import TokenizeInLengthOrder
+
+    step = TokenizeInLengthOrder(str(tiny_bundle), window=9)
+    step.setup()
+    step.tokenize_chunk = 4
+    calls: list[int] = []
+    tokenize = step._tokenize
+    step._tokenize = lambda documents: calls.append(len(documents)) or tokenize(documents)
+    step.start_bundle()
+    emitted = [list(step.process(document)) for document in varied_documents(12)]
+    assert calls == [4, 4, 1]  # two chunks as they came, the ninth when the window closed
+    assert [len(out) for out in emitted] == [0] * 8 + [9] + [0] * 3
+    lengths = [len(item.token_ids) for item in emitted[8]]
+    assert lengths == sorted(lengths)
+    assert len([item.value for item in step.finish_bundle()]) == 3
+    assert calls == [4, 4, 1, 3]
 
 
 def test_a_window_of_long_documents_closes_at_its_character_budget(tiny_bundle: Path) -> None:

@@ -3,13 +3,14 @@
 Beam's in-process local runner runs the whole fused stage in one thread, so reading and cleaning
 (single-threaded Python: MIME, reply stripping, language identification) kept every core but one idle before the
 model stage. Worker processes fork from a forkserver that imported only the ingest modules, so none inherits
-the runner's threads, locks or torch; the calling thread waits for each chunk, so the workers never compete
-with the model for the cores.
+the runner's threads, locks or torch. While the workers read one chunk, the calling thread passes the records of
+the chunk before it downstream (tokenising them, and labeling them when a sorting window fills); workers run at
+a lower priority, so the job's thread and the model keep the cores they need.
 
 Compressed files, files over ``SMALL_FILE_BYTES`` and paths that are not local files stream through the calling
-thread as before, so a chunk's results stay small. A worker that dies breaks only its chunk's pool: the chunk is
-read again in the calling thread and the next chunk starts a new pool. Workers exit when the process that
-started them does, also when it is killed.
+thread as before, so a chunk's results stay small. A worker that dies breaks only its pool: the files it had
+not finished are read in the calling thread and the next chunk starts a new pool. Workers exit when the process
+that started them does, also when it is killed.
 
 A run can hand its first chunk's worth of files to the workers before its job starts (:func:`read_ahead`):
 Beam then builds, translates and starts the pipeline (about a second of the job's thread) while the workers read.
@@ -157,25 +158,52 @@ def start_workers(processes: int) -> None:
         _WORKERS.get(processes)
 
 
-def ingest_in_workers(paths: list[str], options: IngestOptions, processes: int) -> Iterator[Document | Failure]:
-    """The records of ``paths``, file by file in order, read and cleaned by ``processes`` worker processes (files
-    read ahead for this run are taken from :func:`read_ahead`)."""
+@dataclass
+class _Chunk:
+    """Files handed to the workers together, with a future per file (fewer where handing them over failed)."""
+
+    paths: list[str]
+    options: IngestOptions
+    futures: list[Future]
+    pool: ProcessPoolExecutor | None
+
+
+def submit_chunk(paths: list[str], options: IngestOptions, processes: int) -> _Chunk:
+    """Hand ``paths`` to ``processes`` worker processes (files read ahead for this run are taken over, not read
+    again); :func:`chunk_records` collects them."""
     pool = _WORKERS.get(processes) if processes > 1 else None
-    if pool is None:
-        for path in paths:
-            yield from ingest_records(path, options)
-        return
     futures: list[Future] = []
-    try:
-        for path in paths:
-            futures.append(_READ_AHEAD.take(path, options) or pool.submit(_ingest_file, path, options))
-        results = [future.result() for future in futures]
-    except (BrokenProcessPool, CancelledError):  # a worker died, or another run restarted the pool
-        log.warning("ingest workers failed a chunk; reading its %d files in the job's thread", len(paths))
-        _WORKERS.discard(pool)
-        results = [_ingest_file(path, options) for path in paths]
-    for records in results:
-        yield from records
+    if pool is not None:
+        try:
+            for path in paths:
+                futures.append(_READ_AHEAD.take(path, options) or pool.submit(_ingest_file, path, options))
+        except (BrokenProcessPool, RuntimeError):  # a worker died, or another run shut the pool down
+            _WORKERS.discard(pool)
+    return _Chunk(paths, options, futures, pool)
+
+
+def chunk_records(chunk: _Chunk) -> Iterator[Document | Failure]:
+    """The records of a chunk, file by file in order, each file's as soon as its worker is done; a file whose
+    worker died (or that never reached one) is read in the calling thread."""
+    warned = False
+    for index, path in enumerate(chunk.paths):
+        records = None
+        if index < len(chunk.futures):
+            try:
+                records = chunk.futures[index].result()
+            except (BrokenProcessPool, CancelledError):  # a worker died, or another run restarted the pool
+                if chunk.pool is not None:
+                    _WORKERS.discard(chunk.pool)
+                if not warned:
+                    log.warning("ingest workers failed; reading the rest of a chunk (%d files) in the job's thread",
+                                len(chunk.paths) - index)
+                    warned = True
+        yield from records if records is not None else ingest_records(path, chunk.options)
+
+
+def ingest_in_workers(paths: list[str], options: IngestOptions, processes: int) -> Iterator[Document | Failure]:
+    """The records of ``paths``, file by file in order, read and cleaned by ``processes`` worker processes."""
+    yield from chunk_records(submit_chunk(paths, options, processes))
 
 
 class _ReadAhead:
@@ -248,8 +276,10 @@ def pooled_size(path: str) -> int | None:
 class ChunkedIngest:
     """Files in, cleaned records out: small local files gathered into chunks for the workers, others read here.
 
-    ``add`` yields the records that are ready (a streamed file's, or a full chunk's) and ``flush`` the rest; both
-    are generators, so a file counts as added once its ``add`` has been iterated.
+    A full chunk goes to the workers at once, and ``add`` then yields the records of the chunk before it (and a
+    streamed file's), so the workers read the next chunk while the job's thread passes the last one downstream
+    (at most two chunks of records are held). ``flush`` yields the rest. Both are generators, so a file counts as
+    added once its ``add`` has been iterated.
     """
 
     def __init__(self, options: IngestOptions, processes: int) -> None:
@@ -257,6 +287,7 @@ class ChunkedIngest:
         self.processes = processes
         self._pending: list[str] = []
         self._pending_bytes = 0
+        self._in_flight: _Chunk | None = None
 
     def add(self, path: str) -> Iterator[Document | Failure]:
         size = pooled_size(path) if self.processes > 1 else None
@@ -266,9 +297,19 @@ class ChunkedIngest:
         self._pending.append(path)
         self._pending_bytes += size
         if len(self._pending) >= CHUNK_FILES or self._pending_bytes >= CHUNK_BYTES:
-            yield from self.flush()
+            yield from self._hand_over()
 
     def flush(self) -> Iterator[Document | Failure]:
-        paths, self._pending, self._pending_bytes = self._pending, [], 0
-        if paths:
-            yield from ingest_in_workers(paths, self.options, self.processes)
+        if self._pending:
+            yield from self._hand_over()
+        last, self._in_flight = self._in_flight, None
+        if last is not None:
+            yield from chunk_records(last)
+
+    def _hand_over(self) -> Iterator[Document | Failure]:
+        """Send the pending files to the workers; the records of the chunk sent before them."""
+        previous = self._in_flight
+        self._in_flight = submit_chunk(self._pending, self.options, self.processes)
+        self._pending, self._pending_bytes = [], 0
+        if previous is not None:
+            yield from chunk_records(previous)

@@ -63,10 +63,12 @@ def test_chunks_hold_small_local_files_and_stream_the_rest(files: list[str], tmp
     chunks = ChunkedIngest(IngestOptions(), processes=2)
     assert [record["source_id"] for record in chunks.add(str(compressed))] == ["z1"]
     assert list(chunks.add(files[0])) == list(chunks.add(files[1])) == []  # waiting for the chunk to fill
-    full = list(chunks.add(files[2]))
-    assert full == in_thread(files[:3], IngestOptions())
-    assert list(chunks.add(files[3])) == []
-    assert list(chunks.flush()) == in_thread(files[3:4], IngestOptions())
+    assert list(chunks.add(files[2])) == []  # the full chunk went to the workers, and none went before it
+    assert list(chunks.add(files[3])) == list(chunks.add(files[4])) == []
+    # the next chunk went to the workers, so the records of the one before come out (read while it was pending)
+    assert list(chunks.add(files[5])) == in_thread(files[:3], IngestOptions())
+    assert list(chunks.add(files[6])) == []
+    assert list(chunks.flush()) == in_thread(files[3:7], IngestOptions())
     assert list(chunks.flush()) == []
     alone = ChunkedIngest(IngestOptions(), processes=1)
     assert list(alone.add(files[0])) == in_thread(files[:1], IngestOptions())  # one process: nothing waits
