@@ -260,6 +260,7 @@ def ingest_processes(config: PipelineConfig, options: PipelineOptions) -> int:
 
 
 def ingest_options(config: PipelineConfig) -> IngestOptions:
+    """How a run reads and cleans its files; also the key its files read ahead are taken by."""
     return IngestOptions(config.source, config.columns, config.hash_addresses, config.max_text_chars)
 
 

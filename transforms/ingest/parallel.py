@@ -42,10 +42,11 @@ SMALL_FILE_BYTES = 8 << 20
 """Files up to this size (uncompressed, on local disk) may be read in a worker process; larger ones stream."""
 CHUNK_FILES = 256
 """Files handed to the workers at once: enough that one slow file does not leave the other workers idle long."""
-WORKER_NICENESS = 10
-"""Workers yield the CPU to the job's thread (Beam building and starting a job while they read ahead)."""
 CHUNK_BYTES = 32 << 20
 """Bytes of files handed to the workers at once: bounds the records a chunk holds in memory."""
+WORKER_NICENESS = 10
+"""Workers yield the CPU to the job's thread (Beam building and starting a job while they read ahead, the model
+labeling a sorting window while they read the next chunk)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def submit_chunk(paths: list[str], options: IngestOptions, processes: int) -> _C
             for path in paths:
                 futures.append(_READ_AHEAD.take(path, options) or pool.submit(_ingest_file, path, options))
         except (BrokenProcessPool, RuntimeError):  # a worker died, or another run shut the pool down
+            log.warning("ingest workers unavailable; reading %d files in the job's thread", len(paths) - len(futures))
             _WORKERS.discard(pool)
     return _Chunk(paths, options, futures, pool)
 
