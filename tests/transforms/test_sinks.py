@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io import fileio
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.testing.util import assert_that, equal_to
@@ -244,6 +245,22 @@ def test_labeled_rows_are_written_once_into_their_sources_partitions(tmp_path: P
     assert sorted(table["doc_id"].to_pylist()) == sorted(row["doc_id"] for row in rows)
     assert not any(path.is_file() for folder in (LABELED_TEMP_DIR, LABELED_WRITTEN_DIR)
                    for path in (tmp_path / folder).rglob("*"))
+
+
+def test_placing_a_labeled_file_again_finds_it_in_place(tmp_path: Path) -> None:
+    """A retried step moves nothing twice and reports the same path; a file in neither place is an error."""
+    written = tmp_path / LABELED_WRITTEN_DIR
+    written.mkdir()
+    name = f"review-part-{NEW}-00000-of-00001.parquet"
+    pq.write_table(pa.table({"doc_id": ["r1"]}), written / name)
+    result = fileio.FileResult(name, 0, 1, None, None, "review")
+    placed = sinks.place_labeled(result, written, tmp_path, DATE)
+    assert placed == str(labeled_partition(tmp_path, "review", DATE) / f"part-{NEW}-00000-of-00001.parquet")
+    assert sinks.place_labeled(result, written, tmp_path, DATE) == placed
+    assert pq.read_table(placed)["doc_id"].to_pylist() == ["r1"] and not list(written.iterdir())
+    with pytest.raises(OSError, match="was not written into"):
+        sinks.place_labeled(fileio.FileResult(f"social-part-{NEW}-00000-of-00001.parquet", 0, 1, None, None, "social"),
+                            written, tmp_path, DATE)
 
 
 def test_a_labeled_file_left_behind_by_fileio_fails_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
