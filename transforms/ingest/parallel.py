@@ -38,12 +38,16 @@ from transforms.records import Document, Failure
 
 log = logging.getLogger(__name__)
 
-SMALL_FILE_BYTES = 8 << 20
-"""Files up to this size (uncompressed, on local disk) may be read in a worker process; larger ones stream."""
+SMALL_FILE_BYTES = 2 << 20
+"""Files up to this size (uncompressed, on local disk) may be read in a worker process; larger ones stream. A
+worker returns a file's records at once, and records weigh far more than their bytes: 9 MiB of tweets as JSON
+lines are 60,000 records, 194 MiB of Python objects (26 MiB pickled on their way back)."""
 CHUNK_FILES = 256
 """Files handed to the workers at once: enough that one slow file does not leave the other workers idle long."""
-CHUNK_BYTES = 32 << 20
-"""Bytes of files handed to the workers at once: bounds the records a chunk holds in memory."""
+CHUNK_BYTES = 4 << 20
+"""Bytes of files handed to the workers at once: bounds the records a chunk holds in memory (two chunks at most,
+with this and ``SMALL_FILE_BYTES``: about 250 MiB of records for short posts, far less for emails) while still
+giving two workers seconds of work (4 MiB are about 1,000 of the bench corpus's emails)."""
 WORKER_NICENESS = 10
 """Workers yield the CPU to the job's thread (Beam building and starting a job while they read ahead, the model
 labeling a sorting window while they read the next chunk)."""
