@@ -245,7 +245,7 @@ def read_ahead(paths: Sequence[str], options: IngestOptions, processes: int) -> 
     handed: list[str] = []
     chunk_bytes = 0
     for path in paths:
-        if len(handed) >= CHUNK_FILES or chunk_bytes >= CHUNK_BYTES:
+        if chunk_full(len(handed), chunk_bytes):
             break
         size = pooled_size(path)
         if size is None:
@@ -266,6 +266,11 @@ def drop_read_ahead(paths: Sequence[str], options: IngestOptions) -> None:
         future = _READ_AHEAD.take(path, options)
         if future is not None:
             future.cancel()
+
+
+def chunk_full(files: int, size: int) -> bool:
+    """Whether ``files`` files of ``size`` bytes in all are a chunk to hand to the workers."""
+    return files >= CHUNK_FILES or size >= CHUNK_BYTES
 
 
 def pooled_size(path: str) -> int | None:
@@ -302,7 +307,7 @@ class ChunkedIngest:
             return
         self._pending.append(path)
         self._pending_bytes += size
-        if len(self._pending) >= CHUNK_FILES or self._pending_bytes >= CHUNK_BYTES:
+        if chunk_full(len(self._pending), self._pending_bytes):
             yield from self._hand_over()
 
     def flush(self) -> Iterator[Document | Failure]:
