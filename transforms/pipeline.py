@@ -218,8 +218,8 @@ def default_threads(options: PipelineOptions, cores: int | None = None) -> int |
 class IngestFiles(beam.DoFn):
     """A file path in; cleaned documents out, failures (unreadable records, unusable texts) to ``failed``, and a
     counter per source of the records read. With ``processes`` above 1, small files are read and cleaned in
-    worker processes a chunk at a time (:mod:`transforms.ingest.parallel`); their records come out when the
-    chunk is full or the bundle ends."""
+    worker processes a chunk at a time (:mod:`transforms.ingest.parallel`); a chunk's records come out once the
+    next chunk has gone to the workers, or when the bundle ends."""
 
     def __init__(self, options: IngestOptions, processes: int) -> None:
         self.options = options
@@ -333,8 +333,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         config = replace(config, threads=default_threads(options))
     pipeline = beam.Pipeline(options=options)
     # The ingest workers read the first files while Beam builds and starts the job in this thread (about 1 s).
-    read_early = read_ahead(files, ingest_options(config), ingest_processes(config, options)
-                            ) if runs_in_this_process(options) else []
+    reading = ingest_options(config)
+    read_early = read_ahead(files, reading, ingest_processes(config, options)) if runs_in_this_process(options) else []
     try:
         build(pipeline, config, files, tasks)
         result = pipeline.run()
@@ -345,7 +345,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        drop_read_ahead(read_early, ingest_options(config))
+        drop_read_ahead(read_early, reading)
     inputs = _counters(result, INGEST_METRICS, prefix="input_")  # records read per source
     committed = commit_run(config.output, config.run_id, config.logical_date,
                            sources_read=inputs if inputs is not None else (*SOURCES, UNKNOWN_SOURCE))
