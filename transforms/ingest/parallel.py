@@ -38,16 +38,19 @@ from transforms.records import Document, Failure
 
 log = logging.getLogger(__name__)
 
-SMALL_FILE_BYTES = 2 << 20
+SMALL_FILE_BYTES = 256 << 10
 """Files up to this size (uncompressed, on local disk) may be read in a worker process; larger ones stream. A
 worker returns a file's records at once, and records weigh far more than their bytes: 9 MiB of tweets as JSON
-lines are 60,000 records, 194 MiB of Python objects (26 MiB pickled on their way back)."""
+lines are 60,000 records, 194 MiB of Python objects (26 MiB pickled on their way back). At 2 MiB, a run's two
+1-1.5 MiB tables (20,000 posts and reviews) arrived at once and left 40 MiB more of Python's memory in use to the
+end of a 25,000-document run; at 256 KiB a file brings at most about 1,700 short posts (6 MiB), while emails,
+mostly far smaller, still go to the workers. Reading a 10,000-row table here costs the job's thread about 1 s."""
 CHUNK_FILES = 256
 """Files handed to the workers at once: enough that one slow file does not leave the other workers idle long."""
 CHUNK_BYTES = 4 << 20
-"""Bytes of files handed to the workers at once: bounds the records a chunk holds in memory (two chunks at most,
-with this and ``SMALL_FILE_BYTES``: about 250 MiB of records for short posts, far less for emails) while still
-giving two workers seconds of work (4 MiB are about 1,000 of the bench corpus's emails)."""
+"""Bytes of files handed to the workers at once: bounds the records a chunk holds in memory (one chunk read and the
+rest of the one being passed on: about 90 MiB of records per chunk of short posts, far less for emails) while
+still giving two workers seconds of work (4 MiB are about 1,000 of the bench corpus's emails)."""
 WORKER_NICENESS = 10
 """Workers yield the CPU to the job's thread (Beam building and starting a job while they read ahead, the model
 labeling a sorting window while they read the next chunk)."""
@@ -189,8 +192,8 @@ def submit_chunk(paths: list[str], options: IngestOptions, processes: int) -> _C
 
 
 def chunk_records(chunk: _Chunk) -> Iterator[Document | Failure]:
-    """The records of a chunk, file by file in order, each file's as soon as its worker is done; a file whose
-    worker died (or that never reached one) is read in the calling thread."""
+    """The records of a chunk, file by file in order, each file's as soon as its worker is done, let go as they are
+    passed on; a file whose worker died (or that never reached one) is read in the calling thread."""
     warned = False
     for index, path in enumerate(chunk.paths):
         records = None
@@ -204,7 +207,16 @@ def chunk_records(chunk: _Chunk) -> Iterator[Document | Failure]:
                     log.warning("ingest workers failed; reading the rest of a chunk (%d files) in the job's thread",
                                 len(chunk.paths) - index)
                     warned = True
-        yield from records if records is not None else ingest_records(path, chunk.options)
+        yield from ingest_records(path, chunk.options) if records is None else _let_go(records)
+
+
+def _let_go(records: list[Document | Failure]) -> Iterator[Document | Failure]:
+    """``records`` in order, each taken out of the list before it is passed on: the list (also held by its future)
+    would otherwise keep a whole file's records alive until the chunk is done, and the last chunk's until the
+    job ends (40 MiB of Python objects for 20,000 posts and reviews)."""
+    records.reverse()
+    while records:
+        yield records.pop()
 
 
 def ingest_in_workers(paths: list[str], options: IngestOptions, processes: int) -> Iterator[Document | Failure]:

@@ -74,6 +74,27 @@ def test_chunks_hold_small_local_files_and_stream_the_rest(files: list[str], tmp
     assert list(alone.add(files[0])) == in_thread(files[:1], IngestOptions())  # one process: nothing waits
     assert parallel.pooled_size(str(tmp_path / "missing.eml")) is None
     assert parallel.pooled_size(str(compressed)) is None
+    table = tmp_path / "posts.jsonl"
+    table.write_bytes(b'{"id": "t", "text": "a post"}\n' * (parallel.SMALL_FILE_BYTES // 30))
+    assert parallel.pooled_size(str(table)) == table.stat().st_size
+    table.write_bytes(table.read_bytes() * 2)  # over the bound: streams, a record at a time
+    assert parallel.pooled_size(str(table)) is None
+
+
+def test_records_passed_on_are_no_longer_held_by_their_chunk() -> None:
+    """A worker's result lets go of each record as it is passed on: a run's last chunk (its tables, often) was
+    otherwise held, every record of it, until the job ended."""
+    options = IngestOptions()
+    table = str(SAMPLES / "reviews" / "movie-reviews.csv")
+    expected = in_thread([table], options)
+    assert len(expected) > 10
+    chunk = parallel.submit_chunk([table], options, processes=2)
+    records = parallel.chunk_records(chunk)
+    first = next(records)
+    held = chunk.futures[0].result()
+    assert len(held) == len(expected) - 1
+    assert [first, *records] == expected
+    assert held == []
 
 
 def test_workers_leave_with_a_killed_job(tmp_path: Path) -> None:
