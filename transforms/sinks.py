@@ -78,9 +78,8 @@ ROW_GROUP_BYTES = 16 << 20
 default, held by each of a run's writers, let peak memory grow with corpus size up to 450 MiB; 16 MiB groups
 still read fast."""
 BATCH_ROWS = 1000
-"""Rows a writer converts to Arrow at a time (as Beam's ``WriteToParquet`` does)."""
-DEAD_LETTER_GROUP_ROWS = BATCH_ROWS
-"""Dead-letter rows per Parquet row group (excerpts are at most 500 characters: about a megabyte a group)."""
+"""Rows a writer converts to Arrow at a time (as Beam's ``WriteToParquet`` does), and a dead-letter file's row
+group (excerpts are at most 500 characters: about a megabyte a group)."""
 
 
 class ParquetRowsSink(fileio.FileSink):

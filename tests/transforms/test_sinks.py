@@ -23,7 +23,7 @@ from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, LABELED_PART
 from transforms import sinks
 from transforms.records import Failure
 from transforms.sinks import (
-    DEAD_LETTER_GROUP_ROWS,
+    BATCH_ROWS,
     DEAD_LETTER_TEMP_DIR,
     LABELED_TEMP_DIR,
     LABELED_WRITTEN_DIR,
@@ -196,7 +196,7 @@ def test_dead_letters_are_written_once_a_file_per_source_in_row_groups(tmp_path:
     assert {name.split("-", 1)[0]: file.metadata.num_rows for name, file in files.items()} == {
         "email": 2500, "unknown": 1, "social": 1}
     email = files[f"email-{NEW}-00000-of-00001.parquet"]
-    assert email.metadata.num_row_groups == -(-2500 // DEAD_LETTER_GROUP_ROWS)
+    assert email.metadata.num_row_groups == -(-2500 // BATCH_ROWS)
     assert email.schema_arrow == file_schema(DEAD_LETTER_SCHEMA, DEAD_LETTER_PARTITION_KEYS)
     assert sorted(email.read().column("input_ref").to_pylist()) == sorted(f"mail/{i}.eml" for i in range(2500))
     unknown = files[f"unknown-{NEW}-00000-of-00001.parquet"].read().to_pylist()
