@@ -55,8 +55,9 @@ DOCUMENT_FIELDS: tuple[pa.Field, ...] = (
     _field("truncated", pa.bool_(),
            "True when the text is longer than the model window: only its head (the first tokens) was classified."),
     _field("duplicate_of", pa.string(),
-           "doc_id of the first document (smallest doc_id) of this run with the same source and cleaned text; "
-           "null for that first one and for unique texts. Duplicates are marked, never dropped."),
+           "doc_id of the first document (smallest doc_id) of this run with the same source and text (cleaned, "
+           "and redacted where PII redaction is on); null for that first one and for unique texts. Duplicates "
+           "are marked, never dropped."),
     _field("pii_redactions", pa.map_(pa.string(), pa.int32()),
            "With PII redaction on: distinct values replaced per kind (email, phone, card, iban, url_secret) in "
            "text, full_text, subject and notes; empty when none were found, null when redaction was off."),

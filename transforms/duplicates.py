@@ -1,25 +1,29 @@
 """Exact duplicates within a run: marked with the id of their first occurrence, never dropped.
 
-Two documents are duplicates when they come from the same source and their cleaned text is
-identical (a retweet, a review pasted twice, the same mail in two folders). "First" is the
-smallest ``(doc_id, input_ref)`` of the group, so the mark does not depend on file order or on how
-the runner split the work.
+Two rows are duplicates when they come from the same source and their written text is identical (a retweet, a
+review pasted twice, the same mail in two folders; with ``redact_pii``, identical once redacted). "First" is the
+smallest ``(doc_id, input_ref)`` of the group, so the mark does not depend on file order or on how the runner
+split the work.
 
-Documents never wait for the marks. Only small ``(key, (doc_id, input_ref))`` pairs are grouped
-(:class:`DuplicateMarks`); the documents stream on through the model into Parquet, and once the files
-are written, :class:`MarkDuplicatesInFiles` fills ``duplicate_of`` in the few files that hold a
-duplicate. Grouping the documents themselves held the whole corpus in Beam's local runner until the
-last one was read, so peak memory grew with the input (1,004 → 1,126 MiB from 2,500 to 25,000 documents).
+Duplicates are found after the labeled files are written, from the files themselves (:class:`MarkDuplicates`):
+an 8-byte fingerprint of every row's text, held in one array per file, picks out the texts that occur more than
+once, only those rows are read again and grouped by their full text, and :func:`mark_file` fills
+``duplicate_of`` in the few files that hold one. Documents never wait for the marks. Grouping ``(text key,
+row)`` pairs in the pipeline instead held about 500 bytes a document in Beam's local runner (its combining table
+and shuffle keep them as Python objects) for the whole model stage; the fingerprints cost 8 bytes a document, at
+the end of the run only. Grouping the documents themselves, earlier, held the whole corpus.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePath
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -29,14 +33,69 @@ RowRef = tuple[str, str]
 """A labeled row's identity: its ``doc_id`` and ``input_ref`` (one record read twice has one doc_id, two refs)."""
 
 
-def duplicate_key(document: Document) -> str:
-    """Source and sha256 of the cleaned text: equal keys mean equal texts from one source."""
-    digest = hashlib.sha256(document["text"].encode("utf-8", errors="surrogatepass")).hexdigest()
-    return f"{document['source']}:{digest}"
-
-
 def row_ref(document: Document) -> RowRef:
     return document["doc_id"], document["input_ref"]
+
+
+def text_fingerprint(text: str) -> int:
+    """A 64-bit hash of a text: equal texts share it; a rare unequal pair that does too is told apart by
+    :func:`duplicate_marks`, which compares full digests of the candidates."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=8).digest(),
+                          "little")
+
+
+def text_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).digest()
+
+
+def file_fingerprints(path: str) -> np.ndarray:
+    """Fingerprints of a labeled file's texts in row order, read a row group at a time (8 bytes a row)."""
+    source = pq.ParquetFile(path)
+    groups = [np.fromiter((text_fingerprint(text) for text in source.read_row_group(index, ["text"])["text"]
+                           .to_pylist()), dtype=np.uint64) for index in range(source.num_row_groups)]
+    return np.concatenate(groups) if groups else np.empty(0, dtype=np.uint64)
+
+
+def partition_source(path: str) -> str:
+    """The ``source=`` partition a labeled file lies in (duplicates never cross sources)."""
+    return next((part for part in PurePath(path).parts if part.startswith("source=")), "")
+
+
+def duplicate_marks(paths: Iterable[str]) -> dict[RowRef, str]:
+    """``(doc_id, input_ref) → doc_id of the first`` for every repeated row of the labeled files ``paths``."""
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(paths):
+        by_source[partition_source(path)].append(path)
+    marks: dict[RowRef, str] = {}
+    for files in by_source.values():
+        fingerprints = [file_fingerprints(path) for path in files]
+        values, counts = np.unique(np.concatenate(fingerprints), return_counts=True)
+        repeated = values[counts > 1]
+        if not len(repeated):
+            continue
+        rows_of_text: dict[bytes, list[RowRef]] = defaultdict(list)
+        for path, prints in zip(files, fingerprints, strict=True):
+            for ref, text in candidate_rows(path, np.isin(prints, repeated)):
+                rows_of_text[text_digest(text)].append(ref)
+        for refs in rows_of_text.values():
+            marks.update(marks_of_group(refs))
+    return marks
+
+
+def candidate_rows(path: str, wanted: np.ndarray) -> Iterator[tuple[RowRef, str]]:
+    """``((doc_id, input_ref), text)`` of the rows of a file that ``wanted`` (a mask in row order) selects."""
+    if not wanted.any():
+        return
+    source = pq.ParquetFile(path)
+    start = 0
+    for index in range(source.num_row_groups):
+        rows = source.metadata.row_group(index).num_rows
+        picked = np.flatnonzero(wanted[start:start + rows])
+        start += rows
+        if len(picked):
+            group = source.read_row_group(index, ["doc_id", "input_ref", "text"]).take(pa.array(picked))
+            yield from zip(zip(group["doc_id"].to_pylist(), group["input_ref"].to_pylist(), strict=True),
+                           group["text"].to_pylist(), strict=True)
 
 
 def marks_of_group(refs: Iterable[RowRef]) -> Iterator[tuple[RowRef, str]]:
@@ -45,36 +104,6 @@ def marks_of_group(refs: Iterable[RowRef]) -> Iterator[tuple[RowRef, str]]:
     first_doc_id = ordered[0][0]
     for ref in ordered[1:]:
         yield ref, first_doc_id
-
-
-class RefsOfText(beam.CombineFn):
-    """The row references of one text, merged across workers before the shuffle (a unique text costs one
-    small list, whatever the size of its document)."""
-
-    def create_accumulator(self) -> list[RowRef]:
-        return []
-
-    def add_input(self, refs: list[RowRef], ref: RowRef) -> list[RowRef]:
-        refs.append(ref)
-        return refs
-
-    def merge_accumulators(self, accumulators: Iterable[list[RowRef]]) -> list[RowRef]:
-        return [ref for refs in accumulators for ref in refs]
-
-    def extract_output(self, refs: list[RowRef]) -> list[RowRef]:
-        return refs
-
-
-class DuplicateMarks(beam.PTransform):
-    """Cleaned documents in; ``((doc_id, input_ref), first doc_id)`` out for every duplicate."""
-
-    def expand(self, documents: beam.PCollection) -> beam.PCollection:
-        return (
-            documents
-            | "RefByText" >> beam.Map(lambda document: (duplicate_key(document), row_ref(document)))
-            | "RefsPerText" >> beam.CombinePerKey(RefsOfText())
-            | "Marks" >> beam.FlatMap(lambda keyed: marks_of_group(keyed[1]))
-        )
 
 
 def mark_file(path: str, marks: Mapping[RowRef, str]) -> bool:
@@ -107,12 +136,20 @@ def firsts_of(rows: pa.Table, marks: Mapping[RowRef, str]) -> list[str | None]:
     return [marks.get(ref) for ref in zip(rows["doc_id"].to_pylist(), rows["input_ref"].to_pylist(), strict=True)]
 
 
-class MarkDuplicatesInFiles(beam.PTransform):
-    """Written labeled files in (their paths); ``duplicate_of`` filled from the marks side input."""
-
-    def __init__(self, marks: beam.PCollection) -> None:
-        super().__init__()
-        self.marks = marks
+class MarkDuplicates(beam.PTransform):
+    """Written labeled files in (their paths); ``duplicate_of`` filled in those holding a repeat, once every file
+    is written. Out: the paths of the files it rewrote."""
 
     def expand(self, paths: beam.PCollection) -> beam.PCollection:
-        return paths | "MarkFiles" >> beam.Map(mark_file, marks=beam.pvalue.AsDict(self.marks))
+        return (
+            paths
+            | "AllFiles" >> beam.combiners.ToList()
+            | "Mark" >> beam.FlatMap(mark_files)
+        )
+
+
+def mark_files(paths: Sequence[str]) -> Iterator[str]:
+    marks = duplicate_marks(paths)
+    for path in sorted(paths):
+        if mark_file(path, marks):
+            yield path

@@ -38,7 +38,7 @@ from schemas import (
 )
 from transforms.classify import METRICS_NAMESPACE, Classify, DocumentModelHandler
 from transforms.clean import detect_language
-from transforms.duplicates import DuplicateMarks, MarkDuplicatesInFiles
+from transforms.duplicates import MarkDuplicates
 from transforms.ingest.parallel import ChunkedIngest, IngestOptions, drop_read_ahead, read_ahead, start_workers
 from transforms.ingest.read import expand_inputs
 from transforms.ingest.tabular import ColumnMap
@@ -294,7 +294,6 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
                                  ).with_outputs("failed", main="documents")
     )
     documents = ingested.documents
-    marks = documents | "Duplicates" >> DuplicateMarks()
     if config.redact_pii:
         documents = documents | "RedactPII" >> beam.Map(redact_document)
     handler = model_handler(config, tasks)
@@ -302,7 +301,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
 
     labeled_files = classified["labeled"] | "WriteLabeled" >> WriteLabeled(
         staging, labeled_schema(tasks), config.logical_date, config.run_id)
-    _ = labeled_files | "MarkDuplicates" >> MarkDuplicatesInFiles(marks)
+    _ = labeled_files | "MarkDuplicates" >> MarkDuplicates()
 
     failed_at = datetime.now(UTC)
     dead_rows = (

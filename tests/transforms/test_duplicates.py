@@ -6,30 +6,21 @@ import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
-import apache_beam as beam
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that, equal_to
+import pytest
 
+import transforms.duplicates as duplicates
 from schemas import LABELED_PARTITION_KEYS, file_schema, labeled_schema
 from transforms.clean import clean_document
-from transforms.duplicates import DuplicateMarks, duplicate_key, mark_file, marks_of_group, row_ref
+from transforms.duplicates import duplicate_marks, file_fingerprints, mark_file, marks_of_group, row_ref
 from transforms.pipeline import PipelineConfig, run_pipeline
 from transforms.records import new_document
 
 
 def cleaned(source: str, ref: str, text: str, source_id: str | None = None) -> dict:
     return clean_document(new_document(source, ref, text, source_id=source_id), 10_000)
-
-
-def test_texts_equal_after_cleaning_share_a_key_per_source() -> None:
-    retweet = cleaned("social", "a:1", "Love it &amp; more @Delta https://t.co/x1", "1")
-    copy = cleaned("social", "a:2", "Love  it & more   @united https://t.co/y2", "2")
-    review = cleaned("review", "r:1", "Love it & more @user http", "3")
-    assert retweet["text"] == copy["text"] == review["text"] == "Love it & more @user http"
-    assert duplicate_key(retweet) == duplicate_key(copy) != duplicate_key(review)
 
 
 def test_the_smallest_doc_id_is_the_original_whatever_the_order() -> None:
@@ -47,14 +38,44 @@ def test_the_same_record_read_twice_is_marked_once() -> None:
     assert list(marks_of_group(twice)) == [((twice[0][0], "inbox/1"), twice[0][0])]
 
 
-def test_beam_stage_marks_every_repeat_and_nothing_else() -> None:
-    documents = [cleaned("review", "r:1", "Great phone", "1"), cleaned("review", "r:2", "Great  phone", "2"),
-                 cleaned("review", "r:3", "Terrible battery", "3"), cleaned("social", "s:1", "Great phone", "4"),
-                 cleaned("review", "r:4", "Great phone!", "5")]
-    first, repeat = sorted(row_ref(d) for d in documents[:2])
-    with TestPipeline() as pipeline:
-        marks = pipeline | beam.Create(documents) | DuplicateMarks()
-        assert_that(marks, equal_to([(repeat, first[0])]))
+def labeled_files(root: Path, files: dict[str, list[dict]], row_group_size: int = 2) -> list[str]:
+    """Labeled files under ``root`` as a run lays them out: name → cleaned documents of one source."""
+    paths = []
+    for name, documents in files.items():
+        folder = root / f"source={documents[0]['source']}" / "date=2026-11-20"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_labeled(folder / name, documents, row_group_size)
+        paths.append(str(folder / name))
+    return paths
+
+
+def test_repeats_are_marked_across_files_and_row_groups_within_a_source(tmp_path: Path) -> None:
+    reviews = [cleaned("review", f"r:{n}", text, str(n)) for n, text in
+               enumerate(["Great phone", "Terrible battery", "Great  phone", "Fine", "Great phone!"])]
+    more = [cleaned("review", "b:1", "Great phone", "7"), cleaned("review", "b:2", "Fine", "8")]
+    posts = [cleaned("social", "s:1", "Great phone", "9")]
+    assert reviews[0]["text"] == reviews[2]["text"] == more[0]["text"] == posts[0]["text"]
+    paths = labeled_files(tmp_path, {"a.parquet": reviews, "b.parquet": more, "c.parquet": posts})
+    great = sorted(row_ref(d) for d in (reviews[0], reviews[2], more[0]))
+    fine = sorted(row_ref(d) for d in (reviews[3], more[1]))
+    expected = {**dict(marks_of_group(great)), **dict(marks_of_group(fine))}
+    assert duplicate_marks(reversed(paths)) == expected
+    assert len(expected) == 3 and set(expected.values()) == {great[0][0], fine[0][0]}
+
+
+def test_texts_that_share_a_fingerprint_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [cleaned("review", f"r:{n}", text, str(n)) for n, text in enumerate(["One", "Two", "One"])]
+    paths = labeled_files(tmp_path, {"a.parquet": rows})
+    monkeypatch.setattr(duplicates, "text_fingerprint", lambda text: 42)  # every text collides
+    assert set(file_fingerprints(paths[0]).tolist()) == {42}
+    assert duplicate_marks(paths) == dict(marks_of_group([row_ref(rows[0]), row_ref(rows[2])]))
+
+
+def test_files_without_repeats_give_no_marks(tmp_path: Path) -> None:
+    paths = labeled_files(tmp_path, {"a.parquet": [cleaned("review", "r:1", "One", "1")],
+                                     "b.parquet": [cleaned("social", "s:1", "One", "2")]})
+    assert duplicate_marks(paths) == {}
+    assert duplicate_marks([]) == {}
 
 
 def write_labeled(path: Path, documents: list[dict], row_group_size: int) -> pa.Schema:
