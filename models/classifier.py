@@ -38,6 +38,7 @@ from models.bundle import (
     with_zero_shot,
     write_bundle_spec,
 )
+from models.feed_forward import chunk_feed_forward
 from models.machine import available_cores
 from models.packed_linear import pack_linear_layers
 
@@ -305,7 +306,8 @@ class Classifier:
              zero_shot: dict[str, dict[str, str]] | None = None, precision: str = "auto",
              threads: int | None = None, pack_linear: bool = True) -> Classifier:
         """Load a bundle for inference: adapter merged into the encoder, heads restricted to ``tasks``, and on CPU
-        the encoder's linear layers packed for oneDNN (:mod:`models.packed_linear`).
+        the encoder's linear layers packed for oneDNN (:mod:`models.packed_linear`) and its feed-forward blocks run in
+        token chunks (:mod:`models.feed_forward`).
 
         ``zero_shot`` adds or replaces zero-shot tasks from configuration (task → label → description).
         ``device`` is auto, cpu or cuda[:N]; ``precision`` one of :data:`PRECISIONS` (see
@@ -343,6 +345,8 @@ class Classifier:
             cast_linear_weights(model.encoder, AUTOCAST_DTYPES[precision])
         if pack_linear and on_cpu and precision != "int8":
             pack_linear_layers(model.encoder)
+        if on_cpu and precision != "int8":
+            chunk_feed_forward(model.encoder)
         classifier = cls(spec, model, load_tokenizer(spec), precision=precision)
         for task in model.zero_shot:
             classifier.set_prototypes(task)
