@@ -61,12 +61,13 @@ def partition_source(path: str) -> str:
     return next((part for part in PurePath(path).parts if part.startswith("source=")), "")
 
 
-def duplicate_marks(paths: Iterable[str]) -> dict[RowRef, str]:
-    """``(doc_id, input_ref) → doc_id of the first`` for every repeated row of the labeled files ``paths``."""
+def duplicate_marks(paths: Iterable[str]) -> dict[str, dict[RowRef, str]]:
+    """Per labeled file of ``paths`` that holds a repeated row: ``(doc_id, input_ref) → doc_id of the first`` for
+    each of its repeats (files without one are not listed, so nothing reads them again)."""
     by_source: dict[str, list[str]] = defaultdict(list)
     for path in sorted(paths):
         by_source[partition_source(path)].append(path)
-    marks: dict[RowRef, str] = {}
+    marks: dict[str, dict[RowRef, str]] = defaultdict(dict)
     for files in by_source.values():
         fingerprints = [file_fingerprints(path) for path in files]
         values, counts = np.unique(np.concatenate(fingerprints), return_counts=True)
@@ -74,12 +75,15 @@ def duplicate_marks(paths: Iterable[str]) -> dict[RowRef, str]:
         if not len(repeated):
             continue
         rows_of_text: dict[bytes, list[RowRef]] = defaultdict(list)
+        file_of: dict[RowRef, str] = {}
         for path, prints in zip(files, fingerprints, strict=True):
             for ref, text in candidate_rows(path, np.isin(prints, repeated)):
                 rows_of_text[text_digest(text)].append(ref)
+                file_of[ref] = path
         for refs in rows_of_text.values():
-            marks.update(marks_of_group(refs))
-    return marks
+            for ref, first in marks_of_group(refs):
+                marks[file_of[ref]][ref] = first
+    return dict(marks)
 
 
 def candidate_rows(path: str, wanted: np.ndarray) -> Iterator[tuple[RowRef, str]]:
@@ -149,7 +153,6 @@ class MarkDuplicates(beam.PTransform):
 
 
 def mark_files(paths: Sequence[str]) -> Iterator[str]:
-    marks = duplicate_marks(paths)
-    for path in sorted(paths):
+    for path, marks in sorted(duplicate_marks(paths).items()):
         if mark_file(path, marks):
             yield path

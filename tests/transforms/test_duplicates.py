@@ -59,8 +59,12 @@ def test_repeats_are_marked_across_files_and_row_groups_within_a_source(tmp_path
     great = sorted(row_ref(d) for d in (reviews[0], reviews[2], more[0]))
     fine = sorted(row_ref(d) for d in (reviews[3], more[1]))
     expected = {**dict(marks_of_group(great)), **dict(marks_of_group(fine))}
-    assert duplicate_marks(reversed(paths)) == expected
+    marks = duplicate_marks(reversed(paths))
+    assert {ref: first for of_file in marks.values() for ref, first in of_file.items()} == expected
     assert len(expected) == 3 and set(expected.values()) == {great[0][0], fine[0][0]}
+    in_a = {row_ref(d) for d in reviews}
+    assert marks == {paths[0]: {ref: first for ref, first in expected.items() if ref in in_a},
+                     paths[1]: {ref: first for ref, first in expected.items() if ref not in in_a}}
 
 
 def test_texts_that_share_a_fingerprint_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +72,7 @@ def test_texts_that_share_a_fingerprint_are_told_apart(tmp_path: Path, monkeypat
     paths = labeled_files(tmp_path, {"a.parquet": rows})
     monkeypatch.setattr(duplicates, "text_fingerprint", lambda text: 42)  # every text collides
     assert set(file_fingerprints(paths[0]).tolist()) == {42}
-    assert duplicate_marks(paths) == dict(marks_of_group([row_ref(rows[0]), row_ref(rows[2])]))
+    assert duplicate_marks(paths) == {paths[0]: dict(marks_of_group([row_ref(rows[0]), row_ref(rows[2])]))}
 
 
 def test_files_without_repeats_give_no_marks(tmp_path: Path) -> None:
