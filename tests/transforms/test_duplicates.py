@@ -6,6 +6,7 @@ import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,7 +15,17 @@ import pytest
 import transforms.duplicates as duplicates
 from schemas import LABELED_PARTITION_KEYS, file_schema, labeled_schema
 from transforms.clean import clean_document
-from transforms.duplicates import duplicate_marks, file_fingerprints, mark_file, marks_of_group, row_ref
+from transforms.duplicates import (
+    candidate_digests,
+    duplicate_marks,
+    file_fingerprints,
+    mark_file,
+    marks_of_group,
+    row_ref,
+    text_digest,
+    text_fingerprint,
+    utf8_values,
+)
 from transforms.pipeline import PipelineConfig, run_pipeline
 from transforms.records import new_document
 
@@ -73,6 +84,27 @@ def test_texts_that_share_a_fingerprint_are_told_apart(tmp_path: Path, monkeypat
     monkeypatch.setattr(duplicates, "text_fingerprint", lambda text: 42)  # every text collides
     assert set(file_fingerprints(paths[0]).tolist()) == {42}
     assert duplicate_marks(paths) == {paths[0]: dict(marks_of_group([row_ref(rows[0]), row_ref(rows[2])]))}
+
+
+TEXTS = ["Great phone", "", "Überraschung: 5 € off 🎉", "日本語のレビュー", "Great phone", "x" * 3000]
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_texts_are_hashed_as_their_utf8_bytes_also_in_a_slice(kind: pa.DataType) -> None:
+    texts = pa.array(["skipped", *TEXTS], kind).slice(1)  # a slice starts at an offset into Arrow's buffers
+    assert [bytes(view) for view in utf8_values(texts)] == [text.encode("utf-8") for text in TEXTS]
+
+
+def test_fingerprints_and_digests_line_up_with_rows_across_reads(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duplicates, "SCAN_ROWS", 4)  # batches that cut across the file's row groups of 3
+    rows = [cleaned("review", f"r:{n}", text or ".", str(n)) for n, text in enumerate(TEXTS * 2)]
+    [path] = labeled_files(tmp_path, {"a.parquet": rows}, row_group_size=3)
+    texts = [row["text"].encode("utf-8") for row in rows]
+    assert file_fingerprints(path).tolist() == [text_fingerprint(text) for text in texts]
+    wanted = np.array([n % 3 == 1 for n in range(len(rows))])
+    assert list(candidate_digests(path, wanted)) == [
+        (row_ref(row), text_digest(text)) for row, text, keep in zip(rows, texts, wanted, strict=True) if keep]
 
 
 def test_files_without_repeats_give_no_marks(tmp_path: Path) -> None:

@@ -247,6 +247,22 @@ def test_labeled_rows_are_written_once_into_their_sources_partitions(tmp_path: P
                    for path in (tmp_path / folder).rglob("*"))
 
 
+def test_a_writer_turns_long_rows_into_arrow_by_their_characters_not_only_their_count(tmp_path: Path) -> None:
+    rows = [{**row, "text": "x" * 300_000} for row in labeled_rows("email", 10)]
+    row_chars = sum(len(value) for value in rows[0].values() if isinstance(value, str))
+    sink = sinks.ParquetRowsSink(file_schema(LABELED_SCHEMA, LABELED_PARTITION_KEYS))  # a row group per batch
+    with open(tmp_path / "part.parquet", "wb") as handle:
+        sink.open(handle)
+        for row in rows:
+            sink.write(row)
+        sink.flush()
+    written = pq.ParquetFile(tmp_path / "part.parquet")
+    groups = [written.metadata.row_group(index).num_rows for index in range(written.num_row_groups)]
+    per_batch = -(-sinks.BATCH_CHARS // row_chars)
+    assert per_batch < BATCH_ROWS and groups == [per_batch, per_batch, len(rows) - 2 * per_batch]
+    assert written.read()["text"].to_pylist() == [row["text"] for row in rows]
+
+
 def test_placing_a_labeled_file_again_finds_it_in_place(tmp_path: Path) -> None:
     """A retried step moves nothing twice and reports the same path; a file in neither place is an error."""
     written = tmp_path / LABELED_WRITTEN_DIR
