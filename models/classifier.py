@@ -7,9 +7,7 @@ adapter into the encoder weights and returns an object that labels one text or m
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -39,7 +37,7 @@ from models.bundle import (
     write_bundle_spec,
 )
 from models.feed_forward import chunk_feed_forward
-from models.machine import available_cores
+from models.machine import HeapTrimmer, available_cores
 from models.packed_linear import pack_linear_layers
 
 
@@ -99,50 +97,6 @@ def resolve_device(device: str = "auto") -> str:
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU")
     return device
-
-
-def resident_bytes() -> int | None:
-    """This process's resident memory (Linux ``/proc``), None where it cannot be read."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class HeapTrimmer:
-    """Hands freed heap memory back to the OS whenever the process has grown by ``slack_bytes``.
-
-    Every batch has a new shape (length-grouped batches all differ), and glibc serves the activations
-    from its heap, whose freed holes stay resident: without trimming the process grew by about 50 MB
-    per thousand documents. ``malloc_trim`` releases them; doing it only after real growth keeps the
-    page faults of re-touching released memory rare (a fixed 1 MiB mmap threshold also kept memory
-    flat but cost a fifth of the model stage's speed here). The slack is also how far the heap swings
-    above its floor between trims, and a longer run has more batches to peak in: with 128 MiB a
-    25,000-document run peaked 150 MiB higher than with 32 MiB, at the same speed. A no-op where the C
-    library is not glibc.
-    """
-
-    def __init__(self, slack_bytes: int = 32 << 20) -> None:
-        try:
-            self._malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            self._malloc_trim = None
-        self.slack_bytes = slack_bytes
-        self.baseline = resident_bytes()
-
-    def __call__(self) -> bool:
-        """Trim if the process outgrew its last baseline by the slack; whether it trimmed."""
-        if self._malloc_trim is None:
-            return False
-        resident = resident_bytes()
-        if resident is None or self.baseline is None:
-            return False
-        if resident - self.baseline < self.slack_bytes:
-            return False
-        self._malloc_trim(0)
-        self.baseline = resident_bytes()
-        return True
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

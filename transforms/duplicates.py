@@ -8,7 +8,10 @@ split the work.
 Duplicates are found after the labeled files are written, from the files themselves (:class:`MarkDuplicates`):
 an 8-byte fingerprint of every row's text, held in one array per file, picks out the texts that occur more than
 once, only those rows are read again and grouped by their full text, and :func:`mark_file` fills
-``duplicate_of`` in the few files that hold one. Documents never wait for the marks. Grouping ``(text key,
+``duplicate_of`` in the few files that hold one. Documents never wait for the marks. Each file read gives its
+freed memory back to the OS before the next (:func:`release_freed_memory`): read one after another, they left
+54 MiB more resident at the end of a 25,000-document run (946 → 1,000 MiB with the aggregates, against 949 →
+950), close to the model stage's peak. Grouping ``(text key,
 row)`` pairs in the pipeline instead held about 500 bytes a document in Beam's local runner (its combining table
 and shuffle keep them as Python objects) for the whole model stage; the fingerprints cost 8 bytes a document, at
 the end of the run only. Grouping the documents themselves, earlier, held the whole corpus.
@@ -28,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models.machine import release_freed_memory
 from transforms.records import Document
 
 RowRef = tuple[str, str]
@@ -72,6 +76,7 @@ def file_fingerprints(path: str) -> np.ndarray:
     batches = pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["text"])
     parts = [np.fromiter(map(text_fingerprint, utf8_values(batch.column(0))), dtype=np.uint64, count=batch.num_rows)
              for batch in batches]
+    release_freed_memory()
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
 
 
@@ -118,6 +123,7 @@ def candidate_digests(path: str, wanted: np.ndarray) -> Iterator[tuple[RowRef, b
             rows = batch.take(pa.array(picked))
             refs = zip(rows["doc_id"].to_pylist(), rows["input_ref"].to_pylist(), strict=True)
             yield from zip(refs, map(text_digest, utf8_values(rows["text"])), strict=True)
+    release_freed_memory()
 
 
 def marks_of_group(refs: Iterable[RowRef]) -> Iterator[tuple[RowRef, str]]:
@@ -149,6 +155,7 @@ def mark_file(path: str, marks: Mapping[RowRef, str]) -> bool:
             writer.write_table(group.set_column(column, group.schema.field(column), values),
                                row_group_size=max(group.num_rows, 1))
     os.replace(partial, path)
+    release_freed_memory()
     return True
 
 
