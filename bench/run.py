@@ -45,9 +45,9 @@ BIN = Path(sys.executable).parent
 LOGICAL_DATE = "2026-11-20"
 
 
-def timed(command: list[str], tree_memory: bool = False) -> tuple[float, float, str, float | None]:
+def timed(command: list[str], tree_memory: bool = False) -> tuple[float, float, str, TreePeak | None]:
     """Run a command; its wall seconds, peak RSS in MiB (largest process of its tree), stdout and, with
-    ``tree_memory``, the peak PSS of its whole process tree in MiB (:mod:`bench.memory`; else None)."""
+    ``tree_memory``, the samples of its whole process tree's PSS (:mod:`bench.memory`; else None)."""
     started = time.perf_counter()
     with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as process:
         with TreePeak(process.pid) if tree_memory else nullcontext() as tree:
@@ -56,7 +56,7 @@ def timed(command: list[str], tree_memory: bool = False) -> tuple[float, float, 
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{command[:3]} exited {process.returncode}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, output, tree.peak_mib if tree else None
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, output, tree
 
 
 def undertone_run(corpus: Path, output: Path, model: str, device: str, precision: str = "auto",
@@ -66,7 +66,7 @@ def undertone_run(corpus: Path, output: Path, model: str, device: str, precision
     shutil.rmtree(output, ignore_errors=True)
     command = [str(BIN / "undertone"), "run", str(corpus), "--output", str(output), "--date", LOGICAL_DATE,
                "--model", model, "--device", device, "--precision", precision, "--json"]
-    wall, rss, printed, tree_pss = timed(command, tree_memory)
+    wall, rss, printed, tree = timed(command, tree_memory)
     result = json.loads(printed[printed.index("{"):])
     manifest = json.loads(Path(result["manifest_path"]).read_text(encoding="utf-8"))
     labeled = manifest["totals"]["labeled"]
@@ -74,7 +74,9 @@ def undertone_run(corpus: Path, output: Path, model: str, device: str, precision
     return {"labeled": labeled, "dead_letter": manifest["totals"]["dead_letter"], "tasks": manifest["tasks"],
             "reconciled": manifest["reconciled"], "wall_s": wall, "job_s": manifest["seconds"],
             "docs_per_s_job": labeled / manifest["seconds"], "docs_per_s_wall": labeled / wall,
-            "peak_rss_mib": rss, "peak_tree_pss_mib": tree_pss, "model_s": counters["model_microseconds"] / 1e6,
+            "peak_rss_mib": rss, "peak_tree_pss_mib": tree.peak_mib if tree else None,
+            **({"peaks_by_tenth_of_run": tree.peaks_by_part(10)} if tree else {}),
+            "model_s": counters["model_microseconds"] / 1e6,
             "real_tokens": counters["real_tokens"], "padded_tokens": counters["padded_tokens"],
             "padding_overhead": counters["padded_tokens"] / counters["real_tokens"] - 1,
             "precision": {name.removeprefix("documents_"): count for name, count in counters.items()
@@ -204,7 +206,12 @@ def memory(args: argparse.Namespace, items: list, device: str) -> dict[str, Any]
         print(f"memory: {result['labeled']} labeled, peak RSS {result['peak_rss_mib']:.0f} MiB, "
               f"process tree PSS {result['peak_tree_pss_mib'] or 0:.0f} MiB, {result['job_s']:.0f} s", flush=True)
     small, large = runs.values()
+    halves = {kind: (max(peaks[:5], default=0), max(peaks[5:], default=0))
+              for kind, peaks in large["peaks_by_tenth_of_run"].items()}
     return {"larger_corpus": "distinct" if args.memory_distinct else "copies", "runs": runs,
+            # Memory that grew with the documents labeled would peak higher in the larger run's second half.
+            "larger_run_second_half_vs_first": {kind: second / first - 1 if first else None
+                                                for kind, (first, second) in halves.items()},
             "peak_rss_growth": large["peak_rss_mib"] / small["peak_rss_mib"] - 1,
             "peak_tree_pss_growth": large["peak_tree_pss_mib"] / small["peak_tree_pss_mib"] - 1
             if small["peak_tree_pss_mib"] and large["peak_tree_pss_mib"] else None}
@@ -270,6 +277,10 @@ def summary(report: dict[str, Any]) -> str:
             lines.append(f"{docs:>7} documents ({run['duplicates']} duplicates): peak RSS "
                          f"{run['peak_rss_mib']:.0f} MiB, process tree PSS {run['peak_tree_pss_mib'] or 0:.0f} MiB, "
                          f"{run['job_s']:.0f} s")
+            lines.append(f"{'':>9}peak RSS in each tenth of the run: {run['peaks_by_tenth_of_run']['rss_mib']}")
+        late = report["memory"]["larger_run_second_half_vs_first"]
+        lines.append("larger run, peak of its second half against its first: " + ", ".join(
+            f"{kind} {rise:+.1%}" for kind, rise in late.items() if rise is not None))
         growth = report["memory"]["peak_tree_pss_growth"]
         lines.append(f"peak RSS growth: {report['memory']['peak_rss_growth']:+.0%}"
                      + (f", process tree PSS growth: {growth:+.0%}" if growth is not None else ""))
