@@ -11,7 +11,9 @@ once, only those rows are read again and grouped by their full text, and :func:`
 ``duplicate_of`` in the few files that hold one. Documents never wait for the marks. Each file read gives its
 freed memory back to the OS before the next (:func:`release_freed_memory`): read one after another, they left
 54 MiB more resident at the end of a 25,000-document run (946 → 1,000 MiB with the aggregates, against 949 →
-950), close to the model stage's peak. Grouping ``(text key,
+950), close to the model stage's peak. Arrow decodes in the calling thread (``use_threads=False``): its own
+threads allocate from glibc arenas whose free top ``malloc_trim`` does not release (10 row groups of 8 MB left
+95 MiB resident that way, 5 MiB this way). Grouping ``(text key,
 row)`` pairs in the pipeline instead held about 500 bytes a document in Beam's local runner (its combining table
 and shuffle keep them as Python objects) for the whole model stage; the fingerprints cost 8 bytes a document, at
 the end of the run only. Grouping the documents themselves, earlier, held the whole corpus.
@@ -73,7 +75,7 @@ def utf8_values(texts: pa.Array) -> Iterator[memoryview]:
 
 def file_fingerprints(path: str) -> np.ndarray:
     """Fingerprints of a labeled file's texts in row order, ``SCAN_ROWS`` at a time (8 bytes a row)."""
-    batches = pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["text"])
+    batches = pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["text"], use_threads=False)
     parts = [np.fromiter(map(text_fingerprint, utf8_values(batch.column(0))), dtype=np.uint64, count=batch.num_rows)
              for batch in batches]
     release_freed_memory()
@@ -104,6 +106,7 @@ def duplicate_marks(paths: Iterable[str]) -> dict[str, dict[RowRef, str]]:
             for ref, digest in candidate_digests(path, np.isin(prints, repeated)):
                 rows_of_text[digest].append(ref)
                 file_of[ref] = path
+            release_freed_memory()  # here, not in the generator, whose frame still holds its last batch
         for refs in rows_of_text.values():
             for ref, first in marks_of_group(refs):
                 marks[file_of[ref]][ref] = first
@@ -116,14 +119,14 @@ def candidate_digests(path: str, wanted: np.ndarray) -> Iterator[tuple[RowRef, b
     if not wanted.any():
         return
     start = 0
-    for batch in pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["doc_id", "input_ref", "text"]):
+    for batch in pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["doc_id", "input_ref", "text"],
+                                                      use_threads=False):
         picked = np.flatnonzero(wanted[start:start + batch.num_rows])
         start += batch.num_rows
         if len(picked):
             rows = batch.take(pa.array(picked))
             refs = zip(rows["doc_id"].to_pylist(), rows["input_ref"].to_pylist(), strict=True)
             yield from zip(refs, map(text_digest, utf8_values(rows["text"])), strict=True)
-    release_freed_memory()
 
 
 def marks_of_group(refs: Iterable[RowRef]) -> Iterator[tuple[RowRef, str]]:
@@ -143,19 +146,19 @@ def mark_file(path: str, marks: Mapping[RowRef, str]) -> bool:
     if not marks:
         return False
     source = pq.ParquetFile(path)
-    refs = (source.read_row_group(index, columns=["doc_id", "input_ref"]) for index in range(source.num_row_groups))
+    refs = (source.read_row_group(index, columns=["doc_id", "input_ref"], use_threads=False)
+            for index in range(source.num_row_groups))
     if not any(any(firsts_of(group, marks)) for group in refs):
         return False
     column = source.schema_arrow.get_field_index("duplicate_of")
     partial = Path(path).with_name(f".{Path(path).name}.marking")
     with pq.ParquetWriter(partial, source.schema_arrow, compression="zstd") as writer:
         for index in range(source.num_row_groups):
-            group = source.read_row_group(index)
+            group = source.read_row_group(index, use_threads=False)
             values = pa.array(firsts_of(group, marks), pa.string())
             writer.write_table(group.set_column(column, group.schema.field(column), values),
                                row_group_size=max(group.num_rows, 1))
     os.replace(partial, path)
-    release_freed_memory()
     return True
 
 
@@ -179,5 +182,7 @@ class MarkDuplicates(beam.PTransform):
 
 def mark_files(paths: Sequence[str]) -> Iterator[str]:
     for path, marks in sorted(duplicate_marks(paths).items()):
-        if mark_file(path, marks):
+        rewritten = mark_file(path, marks)
+        release_freed_memory()
+        if rewritten:
             yield path
