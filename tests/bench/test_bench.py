@@ -81,11 +81,10 @@ def test_tree_peak_counts_the_memory_of_child_processes() -> None:
 
 
 def test_tree_peak_tells_when_in_the_run_memory_rose() -> None:
-    """A command that holds 20 MiB, then 170 MiB: the second half of its samples peaks 150 MiB higher."""
-    child = "import time; a = b'x' * (20 << 20); time.sleep(1.5); b = b'y' * (150 << 20); time.sleep(1.5)"
+    """A command that holds 20 MiB for 2 s, then 170 MiB for 2 s: its last quarter peaks 150 MiB above its first."""
+    child = "import time; a = b'x' * (20 << 20); time.sleep(2); b = b'y' * (150 << 20); time.sleep(2)"
     with subprocess.Popen([sys.executable, "-c", child]) as process, TreePeak(process.pid, period_s=0.05) as tree:
         process.wait(timeout=60)
-    first, second = tree.peaks_by_part(2)["rss_mib"]
-    assert first < 100 and second - first > 140
+    quarters = tree.peaks_by_part(4)["rss_mib"]
+    assert quarters[0] < 100 and quarters[-1] - quarters[0] > 140
     assert len(tree.peaks_by_part(10)["tree_pss_mib"]) == 10
-
