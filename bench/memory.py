@@ -26,22 +26,24 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def pss_kib(pid: int) -> int:
-    """A process's proportional set size in KiB; 0 once it has gone or where ``/proc`` does not tell."""
+def proc_kib(pid: int, file: str, field: str) -> int:
+    """A ``field: <n> kB`` line of ``/proc/<pid>/<file>`` in KiB; 0 once the process has gone or where ``/proc``
+    does not tell."""
     with suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     return 0
+
+
+def pss_kib(pid: int) -> int:
+    """A process's proportional set size in KiB."""
+    return proc_kib(pid, "smaps_rollup", "Pss")
 
 
 def rss_kib(pid: int) -> int:
-    """A process's resident set size in KiB; 0 once it has gone or where ``/proc`` does not tell."""
-    with suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    """A process's resident set size in KiB."""
+    return proc_kib(pid, "status", "VmRSS")
 
 
 class TreePeak:
