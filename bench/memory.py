@@ -69,7 +69,7 @@ class TreePeak:
         self._stop.set()
         self._thread.join()
 
-    def peaks_by_part(self, parts: int = 10) -> dict[str, list[float]]:
+    def peaks_by_part(self, parts: int = 10) -> dict[str, list[int]]:
         """The highest tree PSS and command RSS (MiB) in each of ``parts`` equal spans of the sampled time."""
         if not self.samples:
             return {"tree_pss_mib": [], "rss_mib": []}

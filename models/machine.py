@@ -7,6 +7,7 @@ import ctypes
 import functools
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -65,7 +66,7 @@ class HeapTrimmer:
 
 
 @functools.cache
-def _malloc_trim() -> ctypes._CFuncPtr | None:
+def _malloc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
