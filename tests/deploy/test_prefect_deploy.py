@@ -85,3 +85,23 @@ def test_deploy_all_registers_daily_backfill_and_finetune(prefect_server: dict[s
     finetune = by_name["undertone-finetune/finetune"]
     assert finetune["work_pool_name"] == "undertone-gpu"
     assert finetune["job_variables"]["image"].endswith("worker-gpu:latest")
+
+
+def test_a_worker_loading_an_entrypoint_gets_the_process_defaults() -> None:
+    """A process worker imports ``flows/daily.py`` by path, not through the ``undertone`` command: Arrow must still
+    allocate through glibc (else the model's heap trims miss the writers' memory) and models load offline."""
+    entrypoints = [line.split(":", 1)[1].strip() for line in (REPO / "deploy" / "prefect.yaml").read_text().splitlines()
+                   if line.strip().startswith("entrypoint:")]
+    assert len(entrypoints) == 3
+    defaults = ("ARROW_DEFAULT_MEMORY_POOL", "HF_HUB_OFFLINE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY",
+                "TOKENIZERS_PARALLELISM")
+    env = {key: value for key, value in os.environ.items() if key not in defaults}
+    probe = ("import os, sys\n"
+             "from prefect.flows import load_flow_from_entrypoint\n"
+             "for entrypoint in sys.argv[1:]:\n"
+             "    load_flow_from_entrypoint(entrypoint)\n"
+             "import pyarrow\n"
+             f"print(pyarrow.default_memory_pool().backend_name, *(os.environ.get(key) for key in {defaults!r}))\n")
+    loaded = subprocess.run([sys.executable, "-c", probe, *entrypoints], env=env, cwd=REPO, capture_output=True,
+                            text=True, check=True)
+    assert loaded.stdout.split() == ["system", "system", "1", "16", "false"]
