@@ -1,5 +1,6 @@
 """Undertone: batch text analytics from raw emails, reviews and posts to labeled Parquet."""
 
+import logging
 import os
 
 # No network at run time: models load from local paths only, and Prefect's ephemeral server
@@ -23,3 +24,15 @@ for _name, _value in {
     "LRU_CACHE_CAPACITY": "16",
 }.items():
     os.environ.setdefault(_name, _value)
+
+
+class _WithoutBeamGcpNotice(logging.Filter):
+    """Apache Beam installed without its ``gcp`` extra logs, on the root logger at import, that apitools is missing
+    for BigQuery (``apache_beam/io/gcp/internal/clients/bigquery``). Undertone reads and writes no BigQuery, and the
+    line, printed before every command's output, reads like an error; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and str(record.msg).startswith("apitools not found"))
+
+
+logging.getLogger().addFilter(_WithoutBeamGcpNotice())

@@ -3,6 +3,8 @@ that is not a bundle, and how a failed run exits."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,13 @@ def test_a_failed_run_exits_1_with_the_reason(prefect_harness, tiny_bundle: Path
                  "--model", str(tiny_bundle)])
     err = capsys.readouterr().err
     assert code == 1 and "run failed:" in err and "matches no file" in err
+
+
+def test_the_command_starts_without_beams_bigquery_notice_and_keeps_other_warnings() -> None:
+    """Beam without its gcp extra logs that apitools is missing on every import; the command's output starts clean,
+    while other root-logger warnings still print."""
+    probe = "import undertone, logging, apache_beam; logging.warning('a warning of our own')"
+    started = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert started.stderr.splitlines() == ["WARNING:root:a warning of our own"]
+    plain = subprocess.run([sys.executable, "-c", "import apache_beam"], capture_output=True, text=True, check=True)
+    assert "apitools not found" in plain.stderr  # the notice this filters still exists in the pinned Beam
