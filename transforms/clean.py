@@ -74,6 +74,13 @@ def detect_language(text: str) -> str | None:
     return language
 
 
+BINARY_SNIFF_CHARS = 4096
+BINARY_CONTROL_SHARE = 0.1
+"""A text whose first ``BINARY_SNIFF_CHARS`` characters are more than this share control characters (NUL
+included) is binary content read as text; fewer (a stray NUL from a database export, a form feed) are removed
+and noted, and the rest of the record is labeled."""
+
+
 def clean_document(document: Document, max_chars: int) -> Document | Failure:
     """Normalise a document's text; empty, oversized or binary text becomes a failure.
 
@@ -85,7 +92,7 @@ def clean_document(document: Document, max_chars: int) -> Document | Failure:
     if len(raw) > max_chars:
         return Failure(source, ref, "clean", "text_too_large",
                        f"text has {len(raw):,} characters, limit is {max_chars:,}", excerpt(raw), document["doc_id"])
-    if "\x00" in raw or len(_CONTROL.findall(raw[:4096])) > 0.1 * min(len(raw), 4096):
+    if len(_CONTROL.findall(raw[:BINARY_SNIFF_CHARS])) > BINARY_CONTROL_SHARE * min(len(raw), BINARY_SNIFF_CHARS):
         return Failure(source, ref, "clean", "binary", "text is mostly control characters (binary content)",
                        excerpt(raw), document["doc_id"])
     text = normalise_social(raw) if source == "social" else normalise_text(raw)
@@ -93,6 +100,8 @@ def clean_document(document: Document, max_chars: int) -> Document | Failure:
         return Failure(source, ref, "clean", "empty_text", "no text left after clean-up", excerpt(raw),
                        document["doc_id"])
     notes = list(document["ingest_notes"] or [])
+    if _CONTROL.search(raw):
+        notes.append(f"{len(_CONTROL.findall(raw))} control characters removed")
     if not raw.isascii() and ftfy.fix_encoding(raw) != raw:  # ASCII is never mojibake
         notes.append("mojibake or unicode repaired")
     full_text = document.get("full_text")

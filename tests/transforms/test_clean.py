@@ -38,6 +38,18 @@ def test_clean_document_refuses_empty_huge_and_binary_text() -> None:
     assert outcome("ok\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f" * 5) == "binary"
     cleaned = outcome("This phone is absolutely wonderful, I love it")
     assert cleaned["language"] == "en" and cleaned["text"].startswith("This phone")
+    assert cleaned["ingest_notes"] == []
+
+
+def test_a_few_stray_control_characters_are_removed_and_noted_not_a_binary_record() -> None:
+    """A NUL from a database export or a terminal bell in a review is noise in text, not binary content."""
+    review = clean_document(new_document("review", "f:1", "hello\x00 world, great\x07 value for money"), 1000)
+    assert not isinstance(review, Failure)
+    assert review["text"] == "hello world, great value for money"
+    assert review["ingest_notes"] == ["2 control characters removed"]
+    # The share is of the first 4,096 characters: one in ten is the most that is still text.
+    assert not isinstance(clean_document(new_document("review", "f:2", ("\x00" + "a" * 9) * 20), 1000), Failure)
+    assert clean_document(new_document("review", "f:3", ("\x00\x00" + "a" * 8) * 20), 1000).error_type == "binary"
 
 
 def test_language_detection_is_offline_and_abstains_on_tiny_text() -> None:
