@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import struct
+import zlib
 from pathlib import Path
 
 from hypothesis import given
@@ -103,17 +105,22 @@ def test_quoted_reply_and_signature_are_stripped_but_kept_in_full_text() -> None
     assert "Does Tuesday work" in document["full_text"]
 
 
-@given(st.binary(max_size=5000) | st.lists(st.sampled_from(b"ab\t\n\r\x0c\x01\x1b\x7f\xff"), max_size=300).map(bytes))
-def test_binary_means_a_nul_or_over_a_tenth_control_bytes_in_the_first_4_kib(raw: bytes) -> None:
+TEXT_AND_CONTROL_BYTES = st.lists(st.sampled_from(b"ab\t\n\r\x0c\x00\x01\x1b\x7f\xff"), max_size=300).map(bytes)
+
+
+@given(st.binary(max_size=5000) | TEXT_AND_CONTROL_BYTES)
+def test_binary_means_nuls_over_one_in_1000_or_a_tenth_control_bytes_in_the_first_4_kib(raw: bytes) -> None:
     head = raw[:4096]
     control = sum(1 for byte in head if byte < 9 or 13 < byte < 32)  # tab, line breaks, FF and CR are text
-    assert looks_binary(raw) == (b"\x00" in head or (bool(head) and control / len(head) > 0.1))
+    nuls = head.count(0)
+    assert looks_binary(raw) == (nuls > max(1, len(head) / 1000) or (bool(head) and control / len(head) > 0.1))
 
 
 def test_the_binary_threshold_is_a_tenth_of_the_bytes() -> None:
     assert not looks_binary(b"\x01" * 10 + b"a" * 90 + b"\t\n\r" * 30)
     assert looks_binary(b"\x01" * 11 + b"a" * 89)
     assert not looks_binary(b"a" * 4096 + b"\x01" * 4096)  # only the first 4 KiB are read
+    assert not looks_binary(b"a" * 4000 + b"\x00" * 4) and looks_binary(b"a" * 4000 + b"\x00" * 5)
 
 
 def test_binary_and_headerless_input_are_failures_with_reasons(tmp_path: Path) -> None:
@@ -263,3 +270,117 @@ def test_a_megabyte_header_is_cut_before_parsing() -> None:
     document = parse_email(raw, "inline")
     assert 65_000 < len(document["subject"]) <= 65_536 and document["full_text"].strip() == "body"
     assert "header subject cut at 65,536 of 1,000,000 characters" in document["ingest_notes"]
+
+
+ORDER_HEADERS = (b"From: Claire Martin <claire@example.fr>\nTo: support@shop.example\nSubject: Commande 4411\n"
+                 b"Date: Tue, 3 Mar 2026 09:12:00 +0100\nMessage-ID: <4411@example.fr>\nMIME-Version: 1.0\n")
+
+
+def test_declared_utf8_with_a_stray_byte_stays_utf8() -> None:
+    """One bad byte made the whole body fail strict UTF-8, and detection read it as another charset."""
+    body = "Bonjour,\nje suis très déçu: la pièce reçue est cassée.\n".encode() + b"\xff"
+    document = parse_email(ORDER_HEADERS + b"Content-Type: text/plain; charset=utf-8\n\n" + body, "x.eml")
+    assert document["full_text"] == "Bonjour,\nje suis très déçu: la pièce reçue est cassée.\n\ufffd"
+    assert document["ingest_notes"] == ["declared charset utf-8 kept: 1 undecodable byte sequence replaced"]
+
+
+def test_a_broken_quoted_printable_escape_keeps_the_declared_utf8() -> None:
+    body = (b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"
+            b"Je suis tr=C3=A8s d=C3=A9=C3=A7u =E2=80=94 la pi=C3=A8ce re=C3=A7ue est cass=C3=A9e =E2=80=9\n"
+            b"Merci de me rembourser.\n")
+    document = parse_email(ORDER_HEADERS + body, "x.eml")
+    assert document["full_text"].startswith("Je suis très déçu — la pièce reçue est cassée \ufffd")
+    assert document["full_text"].count("\ufffd") == 1 and "Merci de me rembourser." in document["full_text"]
+    assert "declared charset utf-8 kept: 1 undecodable byte sequence replaced" in document["ingest_notes"]
+
+
+def test_a_wrong_declared_charset_still_falls_back_to_detection() -> None:
+    """cp1252 text declared UTF-8 fails on every accent; one accent and no valid UTF-8 is no evidence either."""
+    wrong = "Le colis est arrivé cassé, je suis très déçu. Merci de me rembourser.\n"
+    utf8 = ORDER_HEADERS + b"Content-Type: text/plain; charset=utf-8\n\n"
+    document = parse_email(utf8 + wrong.encode("cp1252"), "x.eml")
+    assert document["full_text"] == wrong
+    assert document["ingest_notes"] == ["declared charset utf-8 failed (UnicodeDecodeError)",
+                                        "charset detected: cp1252"]
+    single = parse_email(utf8 + b"Thanks for the caf\xe9 voucher.\n", "x.eml")
+    assert single["full_text"] == "Thanks for the café voucher.\n"
+    ascii_declared = parse_email(ORDER_HEADERS + b"Content-Type: text/plain; charset=us-ascii\n\nThe president\x92s "
+                                 b"speech was long, and the order never came.\n", "x.eml")
+    assert ascii_declared["full_text"].startswith("The president’s speech")
+
+
+FRENCH = "Le colis est arrivé cassé, je suis très déçu… Merci de me rembourser."
+
+
+def test_undeclared_french_cp1252_is_not_read_as_iso8859_10() -> None:
+    """iso8859_10 scored less chaos (it takes ``…`` for an unprinted control) and won: ``trčs déįu``."""
+    assert detect_charset(FRENCH.encode("cp1252")) == "cp1252"
+    for content_type in (b"", b'Content-Type: text/plain; charset="x-unknown"\n'):
+        document = parse_email(ORDER_HEADERS + content_type + b"\n" + FRENCH.encode("cp1252"), "x.eml")
+        assert document["full_text"] == FRENCH
+        assert "charset detected: cp1252" in document["ingest_notes"]
+
+
+def test_western_european_cp1252_text_is_read_as_cp1252() -> None:
+    """Italian was read as Vietnamese cp1258 (``così`` with a combining accent); the others must stay right."""
+    texts = ["Die Straße war gesperrt, die Lieferung kam zu spät. Schöne Grüße, Jürgen Müller",
+             "Das Gerät ist kaputt – ich möchte mein Geld zurück. Grüße aus München",
+             "¿Dónde está mi pedido? El señor de la tienda no contestó. ¡Qué desastre! Atentamente, Iñaki",
+             "Perché il pacco è arrivato così tardi? Non è possibile, è già la terza volta.",
+             "Não recebi o produto… A atenção do serviço foi péssima – vocês vão devolver o dinheiro?"]
+    assert [detect_charset(text.encode("cp1252")) for text in texts] == ["cp1252"] * len(texts)
+
+
+def test_near_ties_do_not_override_central_european_or_japanese() -> None:
+    """A code page that misreads the letters scores well behind; multi-byte charsets are never near-tied."""
+    polish = "Zażółć gęślą jaźń, dziękuję za szybką odpowiedź. Przesyłka dotarła uszkodzona."
+    assert detect_charset(polish.encode("iso8859_2")) == "iso8859_2"
+    japanese = "注文した商品がまだ届きません。至急確認してください。よろしくお願いします。"
+    assert detect_charset(japanese.encode("euc_jp")) == "euc_jp"
+    assert detect_charset("Спасибо за быструю доставку, всё отлично работает.".encode("cp1251")) == "cp1251"
+
+
+def test_utf16_declared_on_an_ascii_body_is_read_as_ascii() -> None:
+    """Any even number of bytes decodes as UTF-16: ``Hello, my order...`` read as ``效汬...``."""
+    body = b"Hello, my order never arrived and nobody answers.\n"
+    document = parse_email(ORDER_HEADERS + b"Content-Type: text/plain; charset=utf-16\n\n" + body, "x.eml")
+    assert document["full_text"] == "Hello, my order never arrived and nobody answers.\n"
+    assert document["ingest_notes"] == ["declared charset utf-16 does not fit an ASCII body"]
+
+
+def test_real_utf16_bodies_still_decode_as_utf16() -> None:
+    """With a BOM, or without one but with the NUL bytes Latin text has in UTF-16."""
+    for charset, payload, text in (
+            ("utf-16", "Grüße aus Köln, die Lieferung fehlt.".encode("utf-16"), "Grüße aus Köln, die Lieferung fehlt."),
+            ("utf-16-le", "Hello, my order never arrived.".encode("utf-16-le"), "Hello, my order never arrived.")):
+        raw = (ORDER_HEADERS + f"Content-Type: text/plain; charset={charset}\n".encode()
+               + b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(payload))
+        document = parse_email(raw, "x.eml")
+        assert document["full_text"] == text and document["ingest_notes"] == []
+
+
+def test_a_stray_nul_in_the_body_does_not_reject_the_email() -> None:
+    """Any NUL in the first 4 KiB made a valid email a ``parse/binary`` dead letter."""
+    raw = ORDER_HEADERS + b"Content-Type: text/plain\n\nThe parcel arrived broken.\x00\nPlease refund me.\n"
+    document = parse_email(raw, "x.eml")
+    assert not isinstance(document, Failure)
+    assert document["subject"] == "Commande 4411"
+    assert document["full_text"] == "The parcel arrived broken.\x00\nPlease refund me.\n"
+
+
+def png(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes((x * y) % 256 for x in range(width * 3)) for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_real_binary_files_are_still_rejected() -> None:
+    executable = Path("/bin/ls").read_bytes()[:4096]
+    image = png(64, 64)
+    assert looks_binary(executable) and looks_binary(image)
+    for raw in (executable, image, ORDER_HEADERS + b"\n" + image):
+        outcome = parse_email(raw, "x.eml")
+        assert isinstance(outcome, Failure) and outcome.error_type == "binary"
