@@ -6,15 +6,19 @@ cannot be opened or recognised is one failure for the whole file.
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import json
+import lzma
 import os
 import re
-import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from transforms.ingest.email import is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
 from transforms.ingest.tabular import TABLE_READERS, ColumnMap, guess_source, row_to_document
@@ -29,7 +33,8 @@ _EXTENSIONS = {
 MAILBOX_SUFFIXES = (".mbox", ".mbx")
 """Files of many messages; any other email file is one message (an empty one is a broken message)."""
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".deflate", ".xz", ".lzma")
-"""Suffixes of files Beam decompresses as it reads them (``CompressionTypes.AUTO``; a test keeps the lists equal)."""
+"""Suffixes of compressed inputs, read through :data:`DECOMPRESSORS`: those Beam's ``CompressionTypes.AUTO``
+decompresses (a test keeps the lists equal)."""
 _HEADER_LINE = re.compile(rb"^(From |[A-Za-z][A-Za-z0-9-]{1,60}:[ \t])")
 SPOOL_BYTES = 64 << 20
 """A decompressed input up to this size stays in memory; a larger one spills to a temporary file."""
@@ -112,38 +117,125 @@ def detect_format(path: str, head: bytes) -> str | None:
     return None
 
 
+def _zstd_decompressor() -> Any:
+    import zstandard
+
+    return zstandard.ZstdDecompressor(max_window_size=1 << 31).decompressobj()  # Beam's window bound
+
+
+DECOMPRESSORS: dict[str, Callable[[], Any]] = {
+    ".gz": lambda: zlib.decompressobj(zlib.MAX_WBITS | 16), ".deflate": zlib.decompressobj,
+    ".bz2": bz2.BZ2Decompressor, ".xz": lzma.LZMADecompressor, ".lzma": lzma.LZMADecompressor,
+    ".zst": _zstd_decompressor, ".zstd": _zstd_decompressor,
+}
+"""A streaming decompressor per compression suffix: the libraries and settings Beam's ``CompressedFile`` uses."""
+
+
+class TruncatedInputError(EOFError):
+    """A compressed input whose stream stops before its end marker: the file was cut short."""
+
+
+def decompressed_chunks(raw: BinaryIO, suffix: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """The decompressed bytes of ``raw``, compressed as ``suffix`` says; streams that follow one another (gzip
+    members, bzip2 streams, zstd frames) are read in turn, as Beam reads them.
+
+    Beam's reader ends quietly where a cut-short file ends, so a truncated ``posts.jsonl.gz`` read as its
+    first records and one broken line, the rest of its records gone without a word; here the end of the input
+    before the stream's end marker raises :class:`TruncatedInputError`, after every byte before the cut.
+    """
+    new_decompressor = DECOMPRESSORS[suffix]
+    decompressor = new_decompressor()
+    while data := raw.read(chunk_bytes):
+        while data:
+            yield decompressor.decompress(data)
+            data = decompressor.unused_data if decompressor.eof else b""
+            if data:
+                decompressor = new_decompressor()
+    if not decompressor.eof:
+        raise TruncatedInputError(f"the {suffix} stream ends before its end marker: the file is cut short")
+
+
+def read_head(path: str, size: int = 8192) -> bytes:
+    """The first ``size`` bytes of ``path``'s content, decompressed when its name says so; what a cut-short or
+    corrupt stream yields before it breaks (reading it all says what is wrong)."""
+    with _open(path) as raw:
+        if not is_compressed(path):
+            return raw.read(size)
+        head = b""
+        try:
+            for piece in decompressed_chunks(raw, compression_suffix(path), chunk_bytes=64 << 10):
+                head += piece
+                if len(head) >= size:
+                    break
+        except (EOFError, OSError, ValueError, zlib.error, lzma.LZMAError):
+            pass
+        return head[:size]
+
+
 @contextmanager
 def open_input(path: str) -> Iterator[BinaryIO]:
     """A seekable, line-iterable binary handle on ``path``, decompressed when its name says so.
 
-    Beam's ``CompressedFile`` can neither be iterated by line nor wrapped in a text reader, and
-    Parquet needs random access, so a compressed input is decompressed into a spooled temporary file.
+    A compressed input is decompressed into a spooled temporary file (Parquet needs random access). When its
+    stream is cut short, the caller reads what came before the cut, and :class:`TruncatedInputError` is raised as
+    it closes the handle, so the file's records are kept and the truncation is reported after them.
     """
-    with _open(path) as handle:
+    with _open(path) as raw:
         if not is_compressed(path):
-            yield handle
+            yield raw
             return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
-            shutil.copyfileobj(handle, spooled, 1 << 20)
+            cut: TruncatedInputError | None = None
+            try:
+                for piece in decompressed_chunks(raw, compression_suffix(path)):
+                    spooled.write(piece)
+            except TruncatedInputError as error:
+                cut = error
             spooled.seek(0)
             yield spooled
+            if cut is not None:
+                raise cut
 
 
 def is_compressed(path: str) -> bool:
-    """Whether Beam decompresses ``path`` as it reads it (by the name's suffix)."""
+    """Whether ``path`` is read through a decompressor (by the name's suffix)."""
     return path.lower().endswith(COMPRESSED_SUFFIXES)
 
 
+def compression_suffix(path: str) -> str:
+    return next(suffix for suffix in COMPRESSED_SUFFIXES if path.lower().endswith(suffix))
+
+
 def _open(path: str) -> BinaryIO:
-    """``path`` opened for reading. A local uncompressed file opens with Python's ``open``, as Beam's local file
-    system would open it, so the ingest worker processes, which get only such files, need not import Beam
-    (about 110 MiB each); anything else goes through Beam's ``FileSystems``: remote paths, decompression."""
-    if "://" not in path and not is_compressed(path):
+    """``path``'s raw bytes: a local file with Python's ``open``, so that the ingest worker processes need not
+    import Beam (about 110 MiB each); a remote one through Beam's ``FileSystems``."""
+    if "://" not in path:
         return open(path, "rb")
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+_TEXT_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+"""Byte-order marks of the text encodings tables are read in (UTF-32's start with UTF-16's)."""
+
+
+BINARY_TABLE_MIN_BYTES = 1024
+"""Bytes a table file must have before it can be judged binary as a whole: a shorter one is a few lines, each a
+record or a dead letter of its own, as for any table."""
+
+
+def binary_table(kind: str, head: bytes) -> bool:
+    """Whether a file named as a CSV or JSON table holds binary content (an executable or image renamed, a
+    database file): one failure for the file, where reading it would give a dead letter per line of garbage.
+    Text in UTF-16 or UTF-32 holds NUL bytes: a byte-order mark, or for JSON the NUL pattern by which JSON tells
+    its encoding, says it is text."""
+    if kind not in ("csv", "jsonl", "json") or len(head) < BINARY_TABLE_MIN_BYTES or head.startswith(_TEXT_BOMS):
+        return False
+    if kind == "json" and json.detect_encoding(head) != "utf-8":
+        return False
+    return looks_binary(head)
 
 
 def read_path(
@@ -152,8 +244,7 @@ def read_path(
     """Every record of one file as a document or a failure; never raises for bad content."""
     forced = None if source == "auto" else source
     try:
-        with _open(path) as handle:
-            head = handle.read(8192)
+        head = read_head(path)
     except Exception as error:  # noqa: BLE001 - any I/O problem becomes one failure for the file
         yield Failure(forced, path, "read", "unreadable_file", f"cannot open: {error}")
         return
@@ -163,6 +254,10 @@ def read_path(
     if kind is None:
         yield Failure(forced, path, "read", "unknown_format",
                       "not a recognised email, CSV, JSON(L) or Parquet file", excerpt(head))
+        return
+    if binary_table(kind, head):
+        yield Failure(forced, path, "read", "binary", f"binary content in a file named as {kind} (NUL or control "
+                      "bytes in its first 4 KiB, no byte-order mark)", excerpt(head))
         return
     count = 0
     try:
