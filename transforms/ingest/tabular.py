@@ -15,6 +15,7 @@ import json
 import math
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -98,6 +99,8 @@ def parse_timestamp(value: Any) -> datetime | None:
     """ISO-8601 text, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC."""
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return None
+    if isinstance(value, bool):
+        raise ValueError(f"a boolean is not a time: {value}")
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, date):
@@ -123,6 +126,8 @@ def parse_rating(value: Any) -> float | None:
     if isinstance(value, bool):
         raise ValueError(f"a boolean is not a rating: {value}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a rating: {value}")
         return float(value)
     text = str(value).strip()
     if text and set(text) <= {"★", "☆"}:
@@ -188,7 +193,7 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
         source,
         input_ref,
         text,
-        source_id=str(source_id) if source_id not in (None, "") else None,
+        source_id=_id_text(source_id),
         created_at=created_at,
         author=_text_or_none(row.get(columns.author)) if columns.author else None,
         rating=rating,
@@ -196,6 +201,16 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
         subject=_text_or_none(row.get(columns.title)) if columns.title else None,
         ingest_notes=notes,
     )
+
+
+def _id_text(value: Any) -> str | None:
+    """An id cell as text; a nested one (``{"a": 1}``) as compact JSON, which other tools can read back, not
+    Python's ``repr``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -236,6 +251,8 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     except csv.Error:
         dialect = csv.excel
     reader = csv.DictReader(text, dialect=dialect)
+    if reader.fieldnames:
+        reader.fieldnames = distinct_names(reader.fieldnames)
     line = 1
     try:
         for row in reader:
@@ -253,6 +270,17 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
             yield ref, row
     except csv.Error as error:
         yield f"{name}:{line + 1}", Failure(None, f"{name}:{line + 1}", "parse", "invalid_csv", str(error))
+
+
+def distinct_names(names: Sequence[str]) -> list[str]:
+    """A header's names with repeats numbered as pandas numbers them (``text``, ``text.1``): the csv module keeps the
+    last of two ``text`` columns without a word, and the first is the one a reader of the file sees first."""
+    seen: Counter[str] = Counter()
+    distinct = []
+    for name in names:
+        distinct.append(f"{name}.{seen[name]}" if seen[name] else name)
+        seen[name] += 1
+    return distinct
 
 
 def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:

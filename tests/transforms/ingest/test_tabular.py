@@ -129,8 +129,8 @@ def test_timestamps_as_exports_write_them(written: str, expected: str) -> None:
     assert parse_timestamp(written).isoformat() == expected
 
 
-@pytest.mark.parametrize("written", ["01/02/2026", "Monday", "Nov 29", "10:30 PST 2026-11-29", "5 stars"])
-def test_a_date_that_would_be_a_guess_is_left_empty_with_a_note(written: str) -> None:
+@pytest.mark.parametrize("written", ["01/02/2026", "Monday", "Nov 29", "10:30 PST 2026-11-29", "5 stars", True])
+def test_a_date_that_would_be_a_guess_is_left_empty_with_a_note(written: object) -> None:
     row = {"text": "fine", "created_at": written}
     document = to_document(row, ColumnMap().resolve(list(row)), "social", "f.jsonl:1")
     assert document["created_at"] is None
@@ -149,3 +149,24 @@ def test_a_rating_that_is_not_one_is_left_empty_with_a_note() -> None:
     row = {"review_text": "fine", "stars": "3-4"}
     document = to_document(row, ColumnMap().resolve(list(row)), "review", "r.csv:2")
     assert document["rating"] is None and document["ingest_notes"] == ["non-numeric rating: 3-4"]
+
+
+@pytest.mark.parametrize("written", [float("inf"), float("-inf")])
+def test_an_infinite_rating_is_left_empty_with_a_note(written: float) -> None:
+    row = {"review_text": "fine", "rating": written}
+    document = to_document(row, ColumnMap().resolve(list(row)), "review", "r.jsonl:2")
+    assert document["rating"] is None and document["ingest_notes"] == [f"non-numeric rating: {written}"]
+
+
+def test_a_nested_id_is_kept_as_json_text() -> None:
+    row = {"id": {"shop": "eu", "n": 7}, "text": "fine"}
+    document = to_document(row, ColumnMap().resolve(list(row)), "review", "r.jsonl:2")
+    assert document["source_id"] == '{"n":7,"shop":"eu"}'
+
+
+def test_a_repeated_header_name_keeps_the_first_column_as_the_text() -> None:
+    """The csv module kept the last of two ``text`` columns; pandas numbers the repeat ``text.1``."""
+    rows = list(read_csv(io.BytesIO(b"id,text,rating,text\n1,the review itself,4,internal note\n"), "r.csv"))
+    ((ref, row),) = rows
+    assert row == {"id": "1", "text": "the review itself", "rating": "4", "text.1": "internal note"}
+    assert to_document(row, ColumnMap().resolve(list(row)), "review", ref)["text"] == "the review itself"
