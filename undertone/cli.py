@@ -25,7 +25,10 @@ COLUMN_FIELDS = tuple(field.name for field in fields(ColumnMap))
 
 
 def _iso_date(value: str) -> str:
-    return date.fromisoformat(value).isoformat()
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {value!r} ({error})") from None
 
 
 def _label_map(value: str) -> dict[str, str]:
@@ -263,8 +266,9 @@ LABELING_COMMANDS = ("run", "daily", "backfill")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with a ``--config`` file's settings as defaults that flags override.
 
-    A labeling command's ``--model`` must be a bundle folder: a usage error here, before Prefect's server
-    starts (seconds), rather than a failed flow run."""
+    A labeling command's ``--model`` must be a bundle folder and its ``--tasks`` tasks the bundle has (or the
+    config's zero-shot tasks): a usage error here, before Prefect's server starts (seconds), rather than a failed
+    flow run, which for ``daily`` would also have withdrawn the date's completion record."""
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None):
         try:
@@ -274,9 +278,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args = build_parser(defaults).parse_args(argv)
     if args.command in LABELING_COMMANDS:
         try:
-            read_bundle_spec(Path(args.model))
+            spec = read_bundle_spec(Path(args.model))
         except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
             build_parser().error(f"--model: {error}")
+        known = {*spec.tasks, *(getattr(args, "zero_shot", None) or {})}
+        unknown = [task for task in args.tasks or () if task not in known]
+        if unknown:
+            build_parser().error(f"--tasks: {spec.model_version} has no task {', '.join(unknown)}; "
+                                 f"it has {', '.join(sorted(known))}")
     return args
 
 

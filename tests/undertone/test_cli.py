@@ -49,6 +49,33 @@ def test_a_model_folder_that_is_not_a_bundle_is_a_usage_error(tmp_path: Path, ca
     assert exit_info.value.code == 2 and "bundle.json is missing; not a model bundle" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["run", "inbox/"], ["daily", "--input-root", "inbox/"]])
+def test_a_task_the_model_does_not_have_is_a_usage_error(capsys: pytest.CaptureFixture[str],
+                                                         command: list[str]) -> None:
+    """A misspelled task failed the flow after Prefect started, and ``daily`` had withdrawn the date's completion
+    record by then."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([*command, "--output", "out", "--tasks", "sentiment,sentimnt"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--tasks: undertone-base@" in err and "has no task sentimnt; it has intent, sentiment, spam, topic" in err
+    assert parse_args([*command, "--output", "out", "--tasks", "sentiment,intent"]).tasks == ["sentiment", "intent"]
+
+
+def test_a_zero_shot_task_from_the_config_is_a_known_task(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("zero_shot:\n  urgency:\n    urgent: needs an answer today\n    routine: can wait\n",
+                      encoding="utf-8")
+    args = parse_args(["run", "--config", str(config), "inbox/", "--output", "out", "--tasks", "sentiment,urgency"])
+    assert args.tasks == ["sentiment", "urgency"]
+
+
+def test_an_impossible_date_names_the_expected_form(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["run", "inbox/", "--output", "out", "--date", "2026-02-30"])
+    assert exit_info.value.code == 2 and "expected a date as YYYY-MM-DD, got '2026-02-30'" in capsys.readouterr().err
+
+
 def test_a_failed_run_exits_1_with_the_reason(prefect_harness, tiny_bundle: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", str(tmp_path / "no-such-*.eml"), "--output", str(tmp_path / "out"),
