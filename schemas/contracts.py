@@ -122,7 +122,8 @@ DEAD_LETTER_SCHEMA = _schema(
         _field("stage", pa.string(), "Where it failed: read | parse | clean | classify.", False),
         _field("error", pa.string(), "What went wrong, for a person to read.", False),
         _field("error_type", pa.string(), "A short machine-readable reason (invalid_json, empty_text, ...).", False),
-        _field("raw_excerpt", pa.string(), "The first 500 characters of the raw record (bytes shown escaped)."),
+        _field("raw_excerpt", pa.string(), "The first 500 characters of the raw record (undecodable bytes and "
+               "control characters shown as \\xNN)."),
         _field("doc_id", pa.string(), "The document id when the record got that far."),
         _field("run_id", pa.string(), "The run that wrote this row.", False),
         _field("failed_at", TIMESTAMP, "When the record failed.", False),

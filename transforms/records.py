@@ -46,13 +46,19 @@ class Failure:
         return {**asdict(self), "run_id": run_id, "failed_at": failed_at}
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Control characters other than tab and line breaks: shown escaped in excerpts, where they would garble a terminal
+or a dashboard cell and read as nothing."""
+
+
 def excerpt(raw: bytes | str | None, limit: int = EXCERPT_CHARS) -> str | None:
-    """A short excerpt of a raw record; undecodable bytes shown as ``\\xNN`` (by :class:`Failure` for text)."""
+    """A short excerpt of a raw record; undecodable bytes and control characters shown as ``\\xNN`` (lone
+    surrogates of text by :class:`Failure`)."""
     if raw is None:
         return None
     if isinstance(raw, bytes):
         raw = raw[: limit * 4].decode("utf-8", errors="backslashreplace")
-    return raw[:limit]
+    return _CONTROL_CHARACTER.sub(lambda control: f"\\x{ord(control.group()):02x}", raw[: limit * 4])[:limit]
 
 
 def printable(text: str) -> str:
