@@ -259,8 +259,9 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
             line = reader.line_num
             if None in row:
                 extra = row.pop(None)
+                cells = json.dumps([*row.values(), *extra], ensure_ascii=False)  # the whole row, not its extra cells
                 yield f"{name}:{line}", Failure(None, f"{name}:{line}", "parse", "csv_extra_cells",
-                                                f"row has {len(extra)} more cells than the header", excerpt(str(extra)))
+                                                f"row has {len(extra)} more cells than the header", excerpt(cells))
                 continue
             ref = f"{name}:{line}"
             if any(isinstance(cell, str) and _has_surrogates(cell) for cell in row.values()):

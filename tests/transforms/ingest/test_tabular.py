@@ -170,3 +170,12 @@ def test_a_repeated_header_name_keeps_the_first_column_as_the_text() -> None:
     ((ref, row),) = rows
     assert row == {"id": "1", "text": "the review itself", "rating": "4", "text.1": "internal note"}
     assert to_document(row, ColumnMap().resolve(list(row)), "review", ref)["text"] == "the review itself"
+
+
+def test_a_row_with_extra_cells_is_a_failure_that_shows_the_whole_row() -> None:
+    data = b"uid,opinion,stars\nr1,fine,4\nr5,\"arrived broken, twice\",2,EXTRA,MORE\n"
+    ((_, good), (ref, failure)) = read_csv(io.BytesIO(data), "r.csv")
+    assert good == {"uid": "r1", "opinion": "fine", "stars": "4"}
+    assert (ref, failure.error_type) == ("r.csv:3", "csv_extra_cells")
+    assert failure.error == "row has 2 more cells than the header"
+    assert json.loads(failure.raw_excerpt) == ["r5", "arrived broken, twice", "2", "EXTRA", "MORE"]
