@@ -16,9 +16,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
-from flows.run import label_documents, publish_run_artifact
+from flows.run import label_documents, publish_run_artifact, withdraw_date_marker
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
-from transforms.sinks import clear_date_marker, mark_date_complete
+from transforms.sinks import mark_date_complete
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,6 @@ def find_date_inputs(input_root: str, logical_date: str) -> list[str]:
     if not found:
         raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ folder under {input_root}")
     return found
-
-
-@task(name="withdraw-date-marker", cache_policy=NO_CACHE)
-def withdraw_date_marker(output: str, logical_date: str) -> None:
-    """Mark the date incomplete while it is redone: a run that dies midway leaves it to the next backfill."""
-    clear_date_marker(output, logical_date)
 
 
 @task(name="mark-date-complete", cache_policy=NO_CACHE)

@@ -12,6 +12,7 @@ from flows.artifacts import artifact_key, report_markdown, run_report
 from flows.report import aggregate_partition
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, run_pipeline
+from transforms.sinks import clear_date_marker
 
 
 @task(name="publish-run-artifact", cache_policy=NO_CACHE)
@@ -21,6 +22,13 @@ def publish_run_artifact(output: str, manifest: dict[str, Any], key_prefix: str 
     create_markdown_artifact(report_markdown(report), key=artifact_key(key_prefix, manifest["logical_date"]),
                              description=f"run {manifest['run_id']} for {manifest['logical_date']}")
     return report
+
+
+@task(name="withdraw-date-marker", cache_policy=NO_CACHE)
+def withdraw_date_marker(output: str, logical_date: str) -> None:
+    """Mark the date incomplete while its partitions are rewritten: a run that dies midway leaves it to the next
+    backfill, and a run of some sources into a completed date leaves no record whose totals no longer hold."""
+    clear_date_marker(output, logical_date)
 
 
 @task(name="label-documents", cache_policy=NO_CACHE)
@@ -49,7 +57,8 @@ def run_flow(
     """Label every record under ``inputs`` and write the ``date`` partitions of ``output``.
 
     Returns the run id, the input files, per-source counts (input = labeled + dead-letter)
-    and the manifest path.
+    and the manifest path. The date's completion record (``undertone daily``'s) is withdrawn: the partitions
+    this run replaces no longer hold what it counted, and the next backfill redoes the date from its input root.
 
     Example:
         python -c "from flows.run import run_flow; print(run_flow(['samples'], 'out', date='2026-11-20'))"
@@ -71,7 +80,9 @@ def run_flow(
     }
     if date:
         options["logical_date"] = date
-    manifest = label_documents(PipelineConfig(**options))
+    config = PipelineConfig(**options)
+    withdraw_date_marker(output, config.logical_date)
+    manifest = label_documents(config)
     aggregate_partition(output, manifest["logical_date"])
     publish_run_artifact(output, manifest)
     return {key: manifest[key] for key in ("run_id", "logical_date", "inputs", "counts", "totals", "reconciled",

@@ -14,6 +14,7 @@ from prefect.client.orchestration import get_client
 
 from flows.run import run_flow
 from tests.conftest import REPO, SAMPLES
+from transforms.sinks import mark_date_complete, read_date_marker
 
 
 def test_flow_returns_run_id_inputs_and_counts(prefect_harness, tiny_bundle: Path, tmp_path: Path) -> None:
@@ -36,6 +37,19 @@ def test_flow_returns_run_id_inputs_and_counts(prefect_harness, tiny_bundle: Pat
     artifact = Artifact.get("undertone-run-2026-11-19")
     assert artifact is not None and result["run_id"] in artifact.description
     assert "| review | 36 | 36 | 0 |" in artifact.data and "| social | 38 | 36 | 2 |" in artifact.data
+
+
+def test_a_run_into_a_completed_date_withdraws_its_completion_record(prefect_harness, tiny_bundle: Path,
+                                                                   tmp_path: Path) -> None:
+    """The record's totals described the whole date; after a run replaced one source's partition they no longer
+    held, and a backfill skipped the date quoting them."""
+    mark_date_complete(tmp_path, "2026-11-19", {"run_id": "daily-run", "totals": {"input": 86}})
+    mark_date_complete(tmp_path, "2026-11-18", {"run_id": "other-day"})
+    state = run_flow(inputs=[str(SAMPLES / "social")], output=str(tmp_path), date="2026-11-19",
+                     model_dir=str(tiny_bundle), return_state=True)
+    assert state.is_completed()
+    assert read_date_marker(tmp_path, "2026-11-19") is None
+    assert read_date_marker(tmp_path, "2026-11-18")["run_id"] == "other-day"
 
 
 def test_cli_run_prints_summary_and_json(tiny_bundle: Path, tmp_path: Path) -> None:
