@@ -158,9 +158,14 @@ def run_model_command(args: argparse.Namespace) -> int:
         return 0
     from flows.evaluate import evaluate_flow
 
-    report = evaluate_flow(task_name=args.task, data=args.data, model_dir=args.model, output=args.output,
-                           only_gold_labels=args.only_gold_labels, text_column=args.text_column,
-                           label_column=args.label_column, precision=args.precision, label_map=args.label_map)
+    state = evaluate_flow(task_name=args.task, data=args.data, model_dir=args.model, output=args.output,
+                          only_gold_labels=args.only_gold_labels, text_column=args.text_column,
+                          label_column=args.label_column, precision=args.precision, label_map=args.label_map,
+                          return_state=True)
+    if not state.is_completed():  # Prefect has logged the traceback; one line says why it stopped
+        print(f"evaluate failed: {state.result(raise_on_failure=False)}", file=sys.stderr)
+        return 1
+    report = state.result()
     print(json.dumps({key: report[key] for key in ("model_version", "task", "n", "precision", "accuracy", "macro_f1",
                                                     "macro_recall", "ece")}, indent=2))
     return 0

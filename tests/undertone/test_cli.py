@@ -92,3 +92,12 @@ def test_the_command_starts_without_beams_bigquery_notice_and_keeps_other_warnin
     assert started.stderr.splitlines() == ["WARNING:root:a warning of our own"]
     plain = subprocess.run([sys.executable, "-c", "import apache_beam"], capture_output=True, text=True, check=True)
     assert "apitools not found" in plain.stderr  # the notice this filters still exists in the pinned Beam
+
+
+def test_an_evaluation_with_unmapped_labels_exits_1_with_one_line(prefect_harness, tiny_bundle: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "gold.csv"
+    data.write_text("text,label\nlovely,positive\nit was fine I guess,mixed\n", encoding="utf-8")
+    code = main(["evaluate", "--task", "sentiment", "--data", str(data), "--model", str(tiny_bundle)])
+    err = capsys.readouterr().err
+    assert code == 1 and "evaluate failed:" in err and "--label-map" in err
