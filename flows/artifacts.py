@@ -100,5 +100,5 @@ def backfill_markdown(days: list[dict[str, Any]]) -> str:
 
 def artifact_key(*parts: str) -> str:
     """Prefect artifact keys allow only lowercase letters, digits and dashes."""
-    return "-".join("".join(c if c.isalnum() else "-" for c in part.lower()) for part in parts)
+    return "-".join("".join(c if c.isascii() and c.isalnum() else "-" for c in part.lower()) for part in parts)
 

@@ -11,6 +11,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import artifact_key
 from models.classifier import Classifier
 from models.datasets import read_labeled
 from models.metrics import classification_report
@@ -63,7 +64,7 @@ def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, outpu
     per_class = "\n".join(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | "
                           f"{row['support']} |" for label, row in report["per_class"].items() if row["support"])
     create_markdown_artifact(
-        key=f"undertone-evaluate-{task_name}",
+        key=artifact_key("undertone-evaluate", task_name),
         markdown=(f"## {report['model_version']} · {task_name} on `{data}`\n\n"
                   f"n={report['n']} · {report['precision']} · accuracy {report['accuracy']:.3f} · "
                   f"macro-F1 {report['macro_f1']:.3f} · "

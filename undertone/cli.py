@@ -275,6 +275,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     config's zero-shot tasks): a usage error here, before Prefect's server starts (seconds), rather than a failed
     flow run, which for ``daily`` would also have withdrawn the date's completion record."""
     args = build_parser().parse_args(argv)
+    defaults: dict[str, Any] = {}
     if getattr(args, "config", None):
         try:
             defaults = config_defaults(args.config)
@@ -286,11 +287,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             spec = read_bundle_spec(Path(args.model))
         except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
             build_parser().error(f"--model: {error}")
-        known = {*spec.tasks, *(getattr(args, "zero_shot", None) or {})}
+        zero_shot = getattr(args, "zero_shot", None) or {}
+        known = {*spec.tasks, *zero_shot}
         unknown = [task for task in args.tasks or () if task not in known]
         if unknown:
             build_parser().error(f"--tasks: {spec.model_version} has no task {', '.join(unknown)}; "
                                  f"it has {', '.join(sorted(known))}")
+        left_out = [task for task in zero_shot if args.tasks and task not in args.tasks]
+        if left_out and args.tasks == defaults.get("tasks"):  # the config's block would change nothing
+            build_parser().error(f"--config {args.config}: zero_shot defines {', '.join(left_out)}, which its tasks "
+                                 f"({', '.join(args.tasks)}) leave out: add it to tasks or drop the block")
+        if left_out:
+            print(f"undertone: --tasks leaves out the config's zero-shot {', '.join(left_out)}; "
+                  "its labels are not used", file=sys.stderr)
     return args
 
 

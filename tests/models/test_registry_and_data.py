@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prefect.artifacts import Artifact
 
 from flows.evaluate import evaluate_flow, evaluate_task
 from models.classifier import Classifier
-from models.datasets import read_labeled
+from models.datasets import Example, read_labeled
+from models.fewshot import add_fewshot_task
 from models.recipes import SST2_CANDIDATES, sentiment_data
 from models.registry import default_model_dir, load_registry, register
 
@@ -102,3 +104,18 @@ def test_evaluate_maps_numeric_labels_and_skips_rows_without_one(prefect_harness
     (tmp_path / "empty.csv").write_text("text,label\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no row with both a text and a label"):
         evaluate_task.fn(str(tiny_bundle), "sentiment", str(tmp_path / "empty.csv"))
+
+
+def test_evaluating_a_task_whose_name_has_an_underscore_publishes_its_artifact(prefect_harness, tiny_bundle: Path,
+                                                                                tmp_path: Path) -> None:
+    """The README's few-shot example task is ``complaint_type``; Prefect refused the artifact key
+    ``undertone-evaluate-complaint_type`` and the evaluation failed after it had measured."""
+    examples = [Example(f"{word} problem number {i}", label) for i in range(4)
+                for word, label in (("refund", "billing"), ("login", "access"))]
+    bundle = add_fewshot_task(tiny_bundle, "complaint_type", examples, tmp_path / "with-complaints")
+    gold = tmp_path / "gold.csv"
+    gold.write_text("text,label\nrefund please,billing\ncannot login,access\n", encoding="utf-8")
+    report = evaluate_flow("complaint_type", str(gold), model_dir=str(bundle))
+    assert report["n"] == 2
+    artifact = Artifact.get("undertone-evaluate-complaint-type")
+    assert artifact is not None and "complaint_type" in artifact.data

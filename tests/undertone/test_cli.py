@@ -15,13 +15,25 @@ from undertone.cli import main, parse_args
 BANK_INBOX = REPO / "deploy" / "configs" / "bank-support-inbox.yaml"
 
 
-def test_the_shipped_config_sets_run_options_and_flags_win() -> None:
+def test_the_shipped_config_sets_run_options_and_flags_win(capsys: pytest.CaptureFixture[str]) -> None:
     args = parse_args(["run", "--config", str(BANK_INBOX), "inbox/", "--output", "out"])
-    assert (args.source, args.tasks, args.redact_pii) == ("email", ["sentiment", "spam", "intent"], True)
+    assert (args.source, args.tasks, args.redact_pii) == ("email", ["sentiment", "spam", "intent", "topic"], True)
     assert "fraud" in args.zero_shot["topic"]
     overridden = parse_args(["run", "--config", str(BANK_INBOX), "inbox/", "--output", "out", "--source", "auto",
                              "--tasks", "sentiment"])
     assert (overridden.source, overridden.tasks) == ("auto", ["sentiment"])
+    assert "--tasks leaves out the config's zero-shot topic; its labels are not used" in capsys.readouterr().err
+
+
+def test_a_config_whose_tasks_leave_out_its_zero_shot_task_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped bank-inbox config did this: its topic taxonomy was ignored without a word."""
+    config = tmp_path / "inbox.yaml"
+    config.write_text(BANK_INBOX.read_text(encoding="utf-8").replace("intent, topic]", "intent]"), encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["run", "--config", str(config), "inbox/", "--output", "out"])
+    assert exit_info.value.code == 2
+    assert "zero_shot defines topic, which its tasks (sentiment, spam, intent) leave out" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("content", "message"), [
