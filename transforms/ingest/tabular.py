@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import Any, BinaryIO
 
+import ijson
 import pyarrow.parquet as pq
 from dateutil import parser as date_parser
 from dateutil.parser import UnknownTimezoneWarning
@@ -311,27 +312,78 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
         yield ref, row
 
 
+class _Utf8Reader:
+    """A UTF-16, UTF-32 or BOM-led UTF-8 file as plain UTF-8 bytes, the input ijson reads (a text reader is
+    deprecated there); decoded a chunk at a time."""
+
+    def __init__(self, handle: BinaryIO, encoding: str) -> None:
+        self.handle = handle
+        self.decoder = codecs.getincrementaldecoder(encoding)()
+
+    def read(self, size: int = 1 << 16) -> bytes:
+        if size == 0:  # ijson asks for nothing to learn whether a reader gives bytes
+            return b""
+        while True:
+            data = self.handle.read(size if size > 0 else 1 << 16)
+            text = self.decoder.decode(data, final=not data)
+            if text or not data:  # an empty answer is the end of the file, never a half character
+                return text.encode("utf-8")
+
+
+def _json_bytes(handle: BinaryIO) -> BinaryIO | _Utf8Reader:
+    """``handle`` from its start as UTF-8 bytes, the encoding told as ``json.loads`` tells it (from the NUL
+    bytes of the first four, or a byte-order mark)."""
+    handle.seek(0)
+    encoding = json.detect_encoding(handle.read(4))
+    handle.seek(0)
+    return handle if encoding == "utf-8" else _Utf8Reader(handle, encoding)
+
+
+def records_prefix(handle: BinaryIO) -> str | None:
+    """Where a JSON document's records are, as an ijson prefix: ``item`` for an array, ``<key>.item`` for the
+    first array an object holds (``{"meta": {...}, "data": [...]}``), ``""`` for an object without one (one
+    record), None for a scalar. Reads only up to that array's start."""
+    depth, key = 0, None
+    for _, event, value in ijson.parse(_json_bytes(handle)):
+        if depth == 0 and event != "start_map":
+            return "item" if event == "start_array" else None
+        if depth == 1 and event == "map_key":
+            key = value
+        elif depth == 1 and event == "start_array":
+            return f"{key}.item"
+        depth += event in ("start_map", "start_array")
+        depth -= event in ("end_map", "end_array")
+    return ""
+
+
 def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
-    raw = handle.read()
+    """The records of a JSON array, or of the first array an object holds, streamed with ijson: memory holds
+    one record, whatever the file's size (``json.loads`` held the file and every record it parsed, several
+    times the file). A document that breaks keeps the records before the break."""
+    read = 0
     try:
-        rows = json.loads(raw)  # from bytes, json tells UTF-8 (with or without a BOM), UTF-16 and UTF-32 apart
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        reason = "nested too deeply to read" if isinstance(error, RecursionError) else str(error)
-        yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document: {reason}",
-                            excerpt(raw))
-        return
-    if isinstance(rows, dict):
-        rows = next((v for v in rows.values() if isinstance(v, list)), [rows])
-    if not isinstance(rows, list):
-        yield name, Failure(None, name, "parse", "not_an_array", "JSON file holds no array of records", excerpt(raw))
-        return
-    for index, row in enumerate(rows):
-        ref = f"{name}[{index}]"
-        if isinstance(row, dict):
-            yield ref, row
-        else:
-            yield ref, Failure(None, ref, "parse", "not_an_object", f"array item is a {type(row).__name__}",
-                               excerpt(json.dumps(row, default=str)))
+        prefix = records_prefix(handle)
+        if prefix is None:
+            yield name, Failure(None, name, "parse", "not_an_array", "JSON file holds no array of records",
+                                excerpt(_head(handle)))
+            return
+        for index, row in enumerate(ijson.items(_json_bytes(handle), prefix, use_float=True)):
+            ref = f"{name}[{index}]" if prefix else name
+            read += 1
+            if isinstance(row, dict):
+                yield ref, row
+            else:
+                yield ref, Failure(None, ref, "parse", "not_an_object", f"array item is a {type(row).__name__}",
+                                   excerpt(json.dumps(row, default=str)))
+    except (UnicodeDecodeError, ijson.JSONError) as error:
+        where = f"after {read} records" if read else "before any record"
+        yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document ({where}): {error}",
+                            excerpt(_head(handle)))
+
+
+def _head(handle: BinaryIO, size: int = 2048) -> bytes:
+    handle.seek(0)
+    return handle.read(size)
 
 
 def read_parquet(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import tracemalloc
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -179,3 +180,34 @@ def test_a_row_with_extra_cells_is_a_failure_that_shows_the_whole_row() -> None:
     assert (ref, failure.error_type) == ("r.csv:3", "csv_extra_cells")
     assert failure.error == "row has 2 more cells than the header"
     assert json.loads(failure.raw_excerpt) == ["r5", "arrived broken, twice", "2", "EXTRA", "MORE"]
+
+
+def test_a_json_array_streams_a_record_at_a_time() -> None:
+    """``json.loads`` held the whole file and every record at once: several times a large export's size."""
+    record = {"id": "x", "text": "the parcel arrived two weeks late and the box was crushed " * 4, "stars": 2.5}
+    data = ("[" + ",".join(json.dumps({**record, "id": str(i)}) for i in range(60_000)) + "]").encode()
+    assert len(data) > 15_000_000
+    tracemalloc.start()
+    try:
+        rows = read_json_array(io.BytesIO(data), "export.json")
+        first = next(rows)
+        count = 1 + sum(1 for _ in rows)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 60_000 and first == ("export.json[0]", {**record, "id": "0"})
+    assert peak < 2_000_000, peak
+
+
+def test_records_of_the_first_array_an_object_holds_and_a_break_keeps_what_came_before() -> None:
+    wrapped = b'{"meta": {"pages": [1, 2]}, "data": [{"text": "one"}, 7, {"text": "two"}], "more": [{"text": "no"}]}'
+    assert [(ref, row if isinstance(row, dict) else row.error_type) for ref, row in
+            read_json_array(io.BytesIO(wrapped), "f.json")] == \
+        [("f.json[0]", {"text": "one"}), ("f.json[1]", "not_an_object"), ("f.json[2]", {"text": "two"})]
+    single = list(read_json_array(io.BytesIO(b'{"text": "just one"}'), "one.json"))
+    assert single == [("one.json", {"text": "just one"})]
+    cut = list(read_json_array(io.BytesIO(b'[{"text": "a"}, {"text": "b"}, {"text": '), "cut.json"))
+    assert [row for _, row in cut[:2]] == [{"text": "a"}, {"text": "b"}]
+    assert cut[2][1].error_type == "invalid_json" and "after 2 records" in cut[2][1].error
+    (scalar,) = read_json_array(io.BytesIO(b'"just a string"'), "s.json")
+    assert scalar[1].error_type == "not_an_array"
