@@ -31,7 +31,8 @@ def _schema(name: str, version: str, fields: Sequence[pa.Field]) -> pa.Schema:
 
 
 DOCUMENT_FIELDS: tuple[pa.Field, ...] = (
-    _field("doc_id", pa.string(), "Stable id: sha256 of source and source_id, the same on every run.", False),
+    _field("doc_id", pa.string(), "Stable id: sha256 of source and source_id, the same on every run; records that "
+           "share a source id share it (the run manifest's reused_ids counts those of different texts).", False),
     _field("source", pa.string(), "email | review | social.", False),
     _field("source_id", pa.string(),
            "The record's own id: its id column, else the email Message-ID, else a hash of its place (file name "

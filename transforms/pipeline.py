@@ -38,7 +38,7 @@ from schemas import (
 )
 from transforms.classify import METRICS_NAMESPACE, Classify, DocumentModelHandler
 from transforms.clean import detect_language
-from transforms.duplicates import MarkDuplicates
+from transforms.duplicates import DUPLICATES_METRICS, MarkDuplicates
 from transforms.ingest.parallel import ChunkedIngest, IngestOptions, drop_read_ahead, read_ahead, start_workers
 from transforms.ingest.read import expand_inputs
 from transforms.ingest.tabular import ColumnMap
@@ -372,7 +372,11 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         },
         "config": {k: v for k, v in asdict(config).items() if k not in ("run_id",)},
         "classify": _counters(result, METRICS_NAMESPACE),  # real/padded tokens, model time: padding and MFU
+        "reused_ids": _counters(result, DUPLICATES_METRICS, prefix="reused_ids_"),
     }
+    if manifest["reused_ids"]:
+        log.warning("run %s: doc_ids shared by records of different texts (a source id used twice), per source: %s",
+                    config.run_id, manifest["reused_ids"])
     path = write_manifest(config.output, config.run_id, manifest)
     return {**manifest, "manifest_path": str(path)}
 

@@ -24,6 +24,7 @@ from transforms.duplicates import (
     file_fingerprints,
     mark_file,
     marks_of_group,
+    reused_ids,
     row_ref,
     text_digest,
     text_fingerprint,
@@ -210,3 +211,17 @@ def test_a_run_marks_repeats_across_files_and_row_groups(tiny_bundle: Path, tmp_
     assert sorted(great["duplicate_of"].fillna("first")) == sorted([first, first, "first"])
     assert labeled.loc[["2", "5", "6"], "duplicate_of"].isna().all()  # other text; same text, other source
     assert not list((tmp_path / "out").rglob(".*.marking"))
+
+
+def test_doc_ids_shared_by_different_texts_are_counted_per_source(tmp_path: Path) -> None:
+    """A review export that reuses an id, two mails with one Message-ID: one doc_id, two texts, which
+    ``duplicate_of`` cannot show. The same record read twice (one text) is not a reused id."""
+    reviews = [cleaned("review", "r:1", "Great phone", "a8"), cleaned("review", "r:2", "Battery died in a day", "a8"),
+               cleaned("review", "r:3", "Fine", "a9"), cleaned("review", "copy:3", "Fine", "a9")]
+    more = [cleaned("review", "b:1", "Arrived broken", "b1"), cleaned("review", "b:2", "Works well", "b1"),
+            cleaned("review", "b:3", "Works", "b1")]
+    posts = [cleaned("social", "s:1", "Great phone", "a8")]
+    assert reviews[0]["doc_id"] == reviews[1]["doc_id"] != posts[0]["doc_id"]
+    paths = labeled_files(tmp_path, {"a.parquet": reviews, "b.parquet": more, "c.parquet": posts})
+    assert reused_ids(paths) == {"review": 2}
+    assert reused_ids(paths[2:]) == {} and reused_ids([]) == {}

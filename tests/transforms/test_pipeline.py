@@ -50,6 +50,7 @@ def test_layout_and_manifest_reconcile(first_run: tuple[Path, dict]) -> None:
         "social": {"input": 38, "labeled": 36, "dead_letter": 2},
     }
     assert saved["reconciled"] is True and saved["totals"]["input"] == 86
+    assert saved["reused_ids"] == {}  # every sample record has an id of its own
     assert len(parallel._READ_AHEAD) == 0  # the files read ahead were taken or dropped
 
 
@@ -146,6 +147,19 @@ def test_forced_source_and_task_validation(tmp_path: Path, tiny_bundle: Path) ->
     with pytest.raises(ValueError, match="no task"):
         run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "reviews"),), output=str(tmp_path),
                                     model_dir=str(tiny_bundle), tasks=("spam",)))
+
+
+def test_the_manifest_counts_ids_that_different_records_share(tmp_path: Path, tiny_bundle: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    posts = tmp_path / "in" / "posts.jsonl"
+    posts.parent.mkdir()
+    posts.write_text('{"id": "p1", "text": "loving the new update"}\n{"id": "p1", "text": "the update broke login"}\n'
+                     '{"id": "p2", "text": "meh"}\n', encoding="utf-8")
+    manifest = run_pipeline(PipelineConfig(inputs=(str(posts.parent),), output=str(tmp_path / "out"),
+                                           logical_date="2026-11-21", model_dir=str(tiny_bundle)))
+    assert manifest["counts"]["social"] == {"input": 3, "labeled": 3, "dead_letter": 0}
+    assert manifest["reused_ids"] == {"social": 1}
+    assert "doc_ids shared by records of different texts" in caplog.text
 
 
 def test_runner_option_sets() -> None:
