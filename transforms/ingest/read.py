@@ -167,7 +167,7 @@ def read_head(path: str, size: int = 8192) -> bytes:
                 head += piece
                 if len(head) >= size:
                     break
-        except (EOFError, OSError, ValueError, zlib.error, lzma.LZMAError):
+        except Exception:  # noqa: BLE001 - any decoder's error (zlib, lzma, zstd): reading it all reports it
             pass
         return head[:size]
 
