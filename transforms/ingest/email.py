@@ -28,14 +28,19 @@ from charset_normalizer import CharsetMatch
 from charset_normalizer.constant import IANA_SUPPORTED
 from charset_normalizer.utils import is_multi_byte_encoding
 from inscriptis import get_text
-from mailparser_reply import EmailReplyParser
+from mailparser_reply import EmailMessage as ReplyThread
 
 from transforms.records import Document, Failure, excerpt, new_document, without_surrogates
 
 _HEADERS_THAT_MAKE_AN_EMAIL = ("from", "to", "subject", "date", "message-id", "received", "mime-version")
 _ENVELOPE = re.compile(rb"From \S+ .*\d{1,2}:\d{2}")
 _QUOTED_FROM = re.compile(rb"(?m)^>(>*From )")
-_REPLY_PARSER = EmailReplyParser(languages=["en", "de", "fr", "es", "it", "nl"])
+REPLY_LANGUAGES = ("en", "de", "fr", "es", "it", "nl")
+"""Languages whose reply headers ("On ... wrote:", "Am ... schrieb") and sign-offs the reply parser knows."""
+SIGN_OFF_WORDS = 4
+"""Most words the first line of a signature may have: "Best regards," or "Thanks!" opens one, while "Thanks, but
+it did not help at all." is the message; the parser took any line starting with a sign-off word for a signature
+and dropped the rest of the body with it."""
 REPLY_STRIP_MAX_CHARS = 200_000
 """Longer bodies are not reply-stripped: the reply parser's regexes take minutes on megabytes, and the
 clean stage refuses such texts by size anyway (``text_too_large``)."""
@@ -291,12 +296,33 @@ def strip_reply(text: str) -> str:
     """The newest reply without quoted history or signature; the whole text if nothing is left."""
     if len(text) > REPLY_STRIP_MAX_CHARS:
         return text
-    try:
-        replies = _REPLY_PARSER.read(text).replies
+    try:  # keep_hyphen_lists: a "- item" line is a list, not a signature ("-John" signs off only without a space)
+        thread = ReplyThread(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True).read()
+        replies = thread.replies
     except Exception:  # noqa: BLE001 - a regex failure keeps the full body rather than losing it
         return text
-    newest = replies[0].body if replies else ""
-    return newest if newest.strip() else text
+    if not replies:
+        return text
+    newest = replies[0].full_body  # without reply headers; signature and disclaimers cut here
+    for disclaimer in replies[0].disclaimers:
+        newest = newest.replace(disclaimer, "")
+    newest = without_signature(newest, thread.SIGNATURE_REGEX).strip()
+    return newest if newest else text
+
+
+def without_signature(text: str, signature: re.Pattern[str]) -> str:
+    """``text`` up to the first match of the parser's signature pattern that starts like a sign-off
+    (:data:`SIGN_OFF_WORDS`); a match on a longer line is the message, and the search goes on after it."""
+    position = 0
+    while match := signature.search(text, position):
+        block = match.group()
+        first_line = block.lstrip().split("\n", 1)[0]
+        if len(first_line.split()) <= SIGN_OFF_WORDS:
+            return text[: match.start()]
+        position = text.find("\n", match.start() + len(block) - len(block.lstrip()))
+        if position < 0:
+            break
+    return text
 
 
 def drop_quoted_lines(text: str) -> str:

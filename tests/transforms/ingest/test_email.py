@@ -9,11 +9,19 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES
-from transforms.ingest.email import detect_charset, hash_address, looks_binary, parse_email, split_mbox
+from transforms.ingest.email import (
+    detect_charset,
+    hash_address,
+    looks_binary,
+    parse_email,
+    split_mbox,
+    strip_reply,
+)
 from transforms.records import Failure
 
 EMAILS = SAMPLES / "email"
@@ -384,3 +392,23 @@ def test_real_binary_files_are_still_rejected() -> None:
     for raw in (executable, image, ORDER_HEADERS + b"\n" + image):
         outcome = parse_email(raw, "x.eml")
         assert isinstance(outcome, Failure) and outcome.error_type == "binary"
+
+
+@pytest.mark.parametrize("body", [
+    "Hi,\n\nI tried your fix.\nThanks, but it did not help at all. The app still crashes and I am losing data.\n"
+    "Please escalate.",
+    "Hello,\nI got your reply.\nThank you, but no: the refund never arrived and I am still waiting after 30 days.",
+    "Balance check:\n-50 EUR was taken from my account without reason.\nPlease refund immediately, I am furious.",
+    "Three problems with my order:\n- the box was crushed\n- the manual is missing\n- wrong colour",
+])
+def test_a_sentence_or_a_list_is_not_taken_for_a_signature(body: str) -> None:
+    """The reply parser dropped the rest of the body at a line starting "Thanks, but" or "- ": the sentiment of
+    what was left flipped to positive."""
+    assert strip_reply(body + "\n\nBest regards,\nAnna\n") == body
+    assert strip_reply(body) == body
+
+
+@pytest.mark.parametrize("closing", ["\n\nThanks,\nBob", "\n\n--\nJohn Doe\nACME Corp", "\nSent from my iPhone"])
+def test_sign_offs_and_quoted_history_are_still_stripped(closing: str) -> None:
+    text = "Great, it works now." + closing + "\n\nOn Tue, 10 Nov 2026 at 09:15, Support <s@acme.com> wrote:\n> fixed"
+    assert strip_reply(text) == "Great, it works now."
