@@ -252,19 +252,51 @@ def _base64_then_text(raw: str, notes: list[str]) -> bytes | None:
 
 
 def body_text(message: EmailMessage, notes: list[str]) -> str:
-    """text/plain when present, else HTML turned into readable text."""
-    try:
-        body = message.get_body(preferencelist=("plain", "html"))
+    """The message's own text: every inline text part in order (a client that splits a body around an image sends
+    several), of each ``multipart/alternative`` the plain part, or the HTML one turned into readable text where the
+    plain one is blank. Attachments (a file name, or disposition attachment, an inline log included) and attached
+    emails are not the message's words and are left out; a message with nothing else is labeled by its subject."""
+    try:  # an inline part with a file name is the body when there is no other (spam often names its one part)
+        parts = _own_text_parts(message) or _own_text_parts(message, named_inline=True)
     except Exception as error:  # noqa: BLE001 - a broken MIME tree falls back to the first text part
         notes.append(f"MIME structure broken ({type(error).__name__})")
-        body = None
-    if body is None:
-        body = next((p for p in message.walk() if p.get_content_maintype() == "text"), None)
-    if body is None:
-        return ""
-    text = part_text(body, notes)
-    if body.get_content_subtype() == "html":
-        notes.append("html converted to text")
+        parts = [next((p for p in message.walk() if p.get_content_maintype() == "text"), None)]
+    texts = [_readable(part, notes) for part in parts if part is not None]
+    return "\n\n".join(text for text in texts if text.strip())
+
+
+def _own_text_parts(part: EmailMessage, named_inline: bool = False) -> list[EmailMessage]:
+    if part.get_content_type() == "message/rfc822" or _is_attachment(part, named_inline):
+        return []
+    if part.is_multipart():
+        children = list(part.iter_parts())
+        if part.get_content_subtype() != "alternative":
+            return [text for child in children for text in _own_text_parts(child, named_inline)]
+        for child in sorted(children, key=_alternative_rank):  # stable: the sender's order within a rank
+            chosen = _own_text_parts(child, named_inline)
+            if any((p.get_payload(decode=True) or b"").strip() for p in chosen):
+                return chosen
+        return []
+    return [part] if part.get_content_type() in ("text/plain", "text/html") else []
+
+
+def _is_attachment(part: EmailMessage, named_inline: bool = False) -> bool:
+    """Disposition attachment, or a file name on an inline part (a log pasted as a file) unless ``named_inline``."""
+    if part.get_content_disposition() == "attachment":
+        return True
+    return not named_inline and not part.is_multipart() and bool(part.get_filename())
+
+
+def _alternative_rank(part: EmailMessage) -> int:
+    """Plain text first, then HTML (alone or in a ``multipart/related`` with its images), then anything else."""
+    return {"text/plain": 0, "text/html": 1}.get(part.get_content_type(), 1 if part.is_multipart() else 2)
+
+
+def _readable(part: EmailMessage, notes: list[str]) -> str:
+    text = part_text(part, notes)
+    if part.get_content_subtype() == "html":
+        if "html converted to text" not in notes:
+            notes.append("html converted to text")
         text = get_text(text)
     return text
 

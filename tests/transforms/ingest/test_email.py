@@ -412,3 +412,60 @@ def test_a_sentence_or_a_list_is_not_taken_for_a_signature(body: str) -> None:
 def test_sign_offs_and_quoted_history_are_still_stripped(closing: str) -> None:
     text = "Great, it works now." + closing + "\n\nOn Tue, 10 Nov 2026 at 09:15, Support <s@acme.com> wrote:\n> fixed"
     assert strip_reply(text) == "Great, it works now."
+
+
+def mime(build) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "c@example.com", "support@acme.com", "Order 1234"
+    message["Date"], message["Message-ID"] = "Tue, 10 Nov 2026 09:15:00 +0000", "<m1@example.com>"
+    build(message)
+    return message.as_bytes()
+
+
+def test_attachments_and_attached_emails_are_not_the_messages_text() -> None:
+    """A text attachment, an inline log with a file name, a calendar file or a forwarded .eml became ``text``."""
+    def html_and_inline_log(message) -> None:
+        message.set_content("<p>The app <b>crashes</b> on start, please help.</p>", subtype="html")
+        message.add_attachment("Traceback: NullPointerException at line 42", filename="crash.log",
+                               disposition="inline")
+    def only_attachments(message) -> None:
+        message.make_mixed()
+        message.add_attachment("meeting notes: budget approved", filename="notes.txt")
+    labeled = parse_email(mime(html_and_inline_log), "a.eml")
+    assert "crashes on start" in labeled["full_text"] and "NullPointer" not in labeled["full_text"]
+    subject_only = parse_email(mime(only_attachments), "b.eml")
+    assert not (subject_only["full_text"] or "").strip() and subject_only["text"].strip() == "Order 1234"
+    assert "notes.txt" in subject_only["attachments"]
+
+
+def test_a_forwarded_email_attached_is_not_read_as_the_body() -> None:
+    from email import message_from_bytes
+    from email import policy as email_policy
+
+    inner = message_from_bytes(mime(lambda m: m.set_content("words of someone else")), policy=email_policy.default)
+    def forward(message) -> None:
+        message.set_content("See below, the customer is angry.")
+        message.add_attachment(inner)
+    labeled = parse_email(mime(forward), "f.eml")
+    assert labeled["full_text"].strip() == "See below, the customer is angry."
+
+
+def test_a_blank_plain_alternative_falls_back_to_the_html_one() -> None:
+    def alternative(message) -> None:
+        message.set_content("   \n")
+        message.add_alternative("<p>Your parcel was <b>delivered damaged</b>.</p>", subtype="html")
+    labeled = parse_email(mime(alternative), "alt.eml")
+    assert "delivered damaged" in labeled["text"] and "html converted to text" in labeled["ingest_notes"]
+
+
+def test_a_body_split_around_an_image_keeps_every_text_part() -> None:
+    """Apple Mail sends text, image, text: only the first part was kept, the complaint after the image lost."""
+    def split(message) -> None:
+        message.set_content("Here is a photo of the box:")
+        message.add_attachment(b"\x89PNG\r\n\x1a\n" + bytes(64), maintype="image", subtype="png",
+                               disposition="inline")
+        message.add_attachment("It arrived completely crushed. I want a full refund.", disposition="inline")
+    labeled = parse_email(mime(split), "split.eml")
+    assert "photo of the box" in labeled["full_text"] and "full refund" in labeled["full_text"]
