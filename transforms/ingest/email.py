@@ -420,6 +420,15 @@ def message_ids(value: str | None) -> list[str]:
     return _MESSAGE_ID.findall(value or "")
 
 
+_BARE_ID = re.compile(r"[^<>\s]+@[^<>\s]+")
+
+
+def _bracketed(message_id: str) -> str:
+    """A Message-ID written without its angle brackets (``abc@example.com``), as its replies quote it
+    (``<abc@example.com>``): the root and its replies then share one ``thread_id``."""
+    return f"<{message_id}>" if _BARE_ID.fullmatch(message_id) else message_id
+
+
 def thread_of(message_id: str | None, in_reply_to: str | None, references: list[str]) -> str | None:
     """The conversation an email belongs to: the root Message-ID of its References chain.
 
@@ -451,7 +460,7 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
     sender = addresses([header(message, "from", notes)], hash_addresses)
     recipients = addresses([header(message, name, notes) for name in ("to", "cc")], hash_addresses)
     declared_id = header(message, "message-id", notes)
-    message_id = next(iter(message_ids(declared_id)), None) or (declared_id or "").strip() or None
+    message_id = next(iter(message_ids(declared_id)), None) or _bracketed((declared_id or "").strip()) or None
     parent = next(iter(message_ids(header(message, "in-reply-to", notes))), None)
     if len(body) > REPLY_STRIP_MAX_CHARS:
         notes.append(f"body over {REPLY_STRIP_MAX_CHARS:,} characters: replies not stripped")
@@ -486,6 +495,9 @@ def split_mbox(handle: BinaryIO, name: str) -> Iterator[tuple[str, bytes]]:
     offset = 0
     previous_blank = True
     for line in handle:
+        if not buffer and not line.strip():  # blank lines before the first envelope belong to no message
+            offset += len(line)
+            continue
         if previous_blank and _ENVELOPE.match(line) and buffer:
             yield f"{name}@{start}", _unquote_from(b"".join(buffer))
             buffer, start = [], offset
@@ -506,5 +518,6 @@ def is_maildir_message(path: str) -> bool:
 
 
 def is_mbox(raw_head: bytes) -> bool:
-    """An mbox starts with a ``From `` envelope line (SpamAssassin single messages do too)."""
-    return raw_head.startswith(b"From ")
+    """An mbox starts with a ``From `` envelope line (SpamAssassin single messages do too), after any blank lines
+    an export left before it."""
+    return raw_head.lstrip(b"\r\n").startswith(b"From ")

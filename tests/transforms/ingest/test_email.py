@@ -17,6 +17,7 @@ from tests.conftest import SAMPLES
 from transforms.ingest.email import (
     detect_charset,
     hash_address,
+    is_mbox,
     looks_binary,
     parse_email,
     split_mbox,
@@ -469,3 +470,18 @@ def test_a_body_split_around_an_image_keeps_every_text_part() -> None:
         message.add_attachment("It arrived completely crushed. I want a full refund.", disposition="inline")
     labeled = parse_email(mime(split), "split.eml")
     assert "photo of the box" in labeled["full_text"] and "full refund" in labeled["full_text"]
+
+
+def test_a_root_whose_message_id_has_no_brackets_shares_its_replies_thread() -> None:
+    root = parse_email(b"From: a@x.org\nSubject: q\nMessage-ID: nobrackets-123@example.com\n\nIs it open?", "r.eml")
+    reply = parse_email(b"From: b@x.org\nSubject: Re: q\nMessage-ID: <r2@example.com>\n"
+                        b"In-Reply-To: <nobrackets-123@example.com>\n\nYes.", "s.eml")
+    assert root["thread_id"] == reply["thread_id"] == "<nobrackets-123@example.com>"
+
+
+def test_blank_lines_before_the_first_envelope_do_not_make_a_mailbox_one_broken_message() -> None:
+    mailbox = (b"\n\nFrom a@x.org Tue Nov 10 09:15:00 2026\nFrom: a@x.org\nSubject: one\n\nfirst body\n\n"
+               b"From b@x.org Tue Nov 10 09:16:00 2026\nFrom: b@x.org\nSubject: two\n\nsecond body\n")
+    assert is_mbox(mailbox[:8192])
+    messages = [parse_email(raw, ref) for ref, raw in split_mbox(io.BytesIO(mailbox), "box.mbox")]
+    assert [m["subject"] for m in messages] == ["one", "two"]
