@@ -379,12 +379,27 @@ def _quote_follows(lines: list[str], index: int) -> bool:
     return bool(_QUOTED_LINE.match(following))
 
 
+_PREFIXED_OFFSET = re.compile(r"\b(?:GMT|UTC)\s*([+-]\d{4})\b", re.IGNORECASE)
+_COLON_OFFSET = re.compile(r"([+-]\d{2}):(\d{2})(?=\s*(?:\(.*\))?\s*$)")
+_TWELVE_HOUR = re.compile(r"\d\s*[AP]\.?M\b\.?", re.IGNORECASE)
+
+
 def parse_date(value: str | None, notes: list[str]) -> datetime | None:
-    """An RFC 5322 date in UTC; a date without zone (``-0000`` or none) is taken as UTC and noted."""
+    """An RFC 5322 date in UTC; a date without zone (``-0000`` or none) is taken as UTC and noted.
+
+    Mailers also write ``+01:00`` and ``GMT-0500`` (the email package read both as no zone, so as UTC) and
+    ``9:15 PM`` (read as 09:15): offsets are rewritten as RFC 5322 writes them, and a 12-hour time goes to
+    dateutil, which reads the PM."""
     if not value:
         return None
+    value = _COLON_OFFSET.sub(r"\1\2", _PREFIXED_OFFSET.sub(r"\1", value.strip()))
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
+        if _TWELVE_HOUR.search(value):
+            from dateutil import parser as date_parser
+
+            parsed = date_parser.parse(value)
+        else:
+            parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         notes.append("date unparseable")
         return None

@@ -19,6 +19,7 @@ from transforms.ingest.email import (
     hash_address,
     is_mbox,
     looks_binary,
+    parse_date,
     parse_email,
     split_mbox,
     strip_reply,
@@ -485,3 +486,18 @@ def test_blank_lines_before_the_first_envelope_do_not_make_a_mailbox_one_broken_
     assert is_mbox(mailbox[:8192])
     messages = [parse_email(raw, ref) for ref, raw in split_mbox(io.BytesIO(mailbox), "box.mbox")]
     assert [m["subject"] for m in messages] == ["one", "two"]
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("Tue, 10 Nov 2026 09:15:00 +01:00", "2026-11-10T08:15:00+00:00"),
+    ("Tue, 10 Nov 2026 09:15:00 GMT-0500", "2026-11-10T14:15:00+00:00"),
+    ("Tuesday, November 10, 2026 9:15 PM", "2026-11-10T21:15:00+00:00"),
+    ("Tue, 10 Nov 2026 09:15:00 +0100 (CET)", "2026-11-10T08:15:00+00:00"),
+    ("Tue, 10 Nov 2026 09:15:00 EST", "2026-11-10T14:15:00+00:00"),
+])
+def test_dates_as_mailers_write_them(written: str, expected: str) -> None:
+    """``+01:00`` and ``GMT-0500`` were read as no zone (so as UTC, with a note), ``9:15 PM`` as 09:15."""
+    notes: list[str] = []
+    assert parse_date(written, notes).isoformat() == expected
+    assert notes == ([] if any(zone in written for zone in ("+", "-0", "EST")) else
+                     ["date without timezone: taken as UTC"])
