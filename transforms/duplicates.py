@@ -74,13 +74,30 @@ def utf8_values(texts: pa.Array) -> Iterator[memoryview]:
         yield values[start:end]
 
 
-def file_fingerprints(path: str) -> np.ndarray:
-    """Fingerprints of a labeled file's texts in row order, ``SCAN_ROWS`` at a time (8 bytes a row)."""
-    batches = pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["text"], use_threads=False)
-    parts = [np.fromiter(map(text_fingerprint, utf8_values(batch.column(0))), dtype=np.uint64, count=batch.num_rows)
-             for batch in batches]
+def id_and_text_fingerprints(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprints of a labeled file's ``doc_id`` and text in row order, ``SCAN_ROWS`` at a time (16 bytes a row)."""
+    ids: list[np.ndarray] = []
+    texts: list[np.ndarray] = []
+    for batch in pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["doc_id", "text"], use_threads=False):
+        for column, parts in ((batch.column(0), ids), (batch.column(1), texts)):
+            parts.append(np.fromiter(map(text_fingerprint, utf8_values(column)), dtype=np.uint64,
+                                     count=batch.num_rows))
     release_freed_memory()
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+    empty = np.empty(0, dtype=np.uint64)
+    return (np.concatenate(ids) if ids else empty), (np.concatenate(texts) if texts else empty)
+
+
+FileFingerprints = tuple[str, np.ndarray, np.ndarray]
+"""A labeled file's path with its ``doc_id`` and text fingerprints."""
+
+
+def source_fingerprints(paths: Iterable[str]) -> dict[str, list[FileFingerprints]]:
+    """Per source partition, every labeled file's fingerprints, read once for both :func:`duplicate_marks` and
+    :func:`reused_ids` (duplicates never cross sources)."""
+    by_source: dict[str, list[FileFingerprints]] = defaultdict(list)
+    for path in sorted(paths):
+        by_source[partition_source(path)].append((path, *id_and_text_fingerprints(path)))
+    return dict(by_source)
 
 
 def partition_source(path: str) -> str:
@@ -88,22 +105,19 @@ def partition_source(path: str) -> str:
     return next((part for part in PurePath(path).parts if part.startswith("source=")), "")
 
 
-def duplicate_marks(paths: Iterable[str]) -> dict[str, dict[RowRef, str]]:
-    """Per labeled file of ``paths`` that holds a repeated row: ``(doc_id, input_ref) → doc_id of the first`` for
-    each of its repeats (files without one are not listed, so nothing reads them again)."""
-    by_source: dict[str, list[str]] = defaultdict(list)
-    for path in sorted(paths):
-        by_source[partition_source(path)].append(path)
+def duplicate_marks(fingerprints: Mapping[str, list[FileFingerprints]]) -> dict[str, dict[RowRef, str]]:
+    """Per labeled file that holds a repeated row (``fingerprints`` from :func:`source_fingerprints`):
+    ``(doc_id, input_ref) → doc_id of the first`` for each of its repeats (files without one are not listed, so
+    nothing reads them again)."""
     marks: dict[str, dict[RowRef, str]] = defaultdict(dict)
-    for files in by_source.values():
-        fingerprints = [file_fingerprints(path) for path in files]
-        values, counts = np.unique(np.concatenate(fingerprints), return_counts=True)
+    for files in fingerprints.values():
+        values, counts = np.unique(np.concatenate([texts for _, _, texts in files]), return_counts=True)
         repeated = values[counts > 1]
         if not len(repeated):
             continue
         rows_of_text: dict[bytes, list[RowRef]] = defaultdict(list)
         file_of: dict[RowRef, str] = {}
-        for path, prints in zip(files, fingerprints, strict=True):
+        for path, _, prints in files:
             for ref, digest in candidate_digests(path, np.isin(prints, repeated)):
                 rows_of_text[digest].append(ref)
                 file_of[ref] = path
@@ -173,39 +187,18 @@ DUPLICATES_METRICS = "undertone_duplicates"
 """Beam counter namespace of :class:`MarkDuplicates`: ``reused_ids_<source>``, read into the run manifest."""
 
 
-def id_and_text_fingerprints(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Fingerprints of a labeled file's ``doc_id`` and text in row order, ``SCAN_ROWS`` at a time."""
-    ids: list[np.ndarray] = []
-    texts: list[np.ndarray] = []
-    for batch in pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["doc_id", "text"], use_threads=False):
-        for column, parts in ((batch.column(0), ids), (batch.column(1), texts)):
-            parts.append(np.fromiter(map(text_fingerprint, utf8_values(column)), dtype=np.uint64,
-                                     count=batch.num_rows))
-    release_freed_memory()
-    empty = np.empty(0, dtype=np.uint64)
-    return (np.concatenate(ids) if ids else empty), (np.concatenate(texts) if texts else empty)
-
-
-def reused_ids(paths: Iterable[str]) -> dict[str, int]:
+def reused_ids(fingerprints: Mapping[str, list[FileFingerprints]]) -> dict[str, int]:
     """Per source, the doc_ids that rows of different texts share: a source id used twice (a review export's
     repeated id, two mails with one Message-ID), which ``duplicate_of`` cannot show (the texts differ) and which a
     dashboard keyed on doc_id would count once. Told by 8-byte fingerprints (a false match is a 1-in-2^64 chance)."""
-    by_source: dict[str, list[str]] = defaultdict(list)
-    for path in sorted(paths):
-        by_source[partition_source(path)].append(path)
     counts: dict[str, int] = {}
-    for source, files in by_source.items():
-        ids, texts = zip(*map(id_and_text_fingerprints, files), strict=True)
-        pairs = np.unique(np.stack([np.concatenate(ids), np.concatenate(texts)], axis=1), axis=0)
+    for source, files in fingerprints.items():
+        pairs = np.unique(np.stack([np.concatenate([ids for _, ids, _ in files]),
+                                    np.concatenate([texts for _, _, texts in files])], axis=1), axis=0)
         _, texts_per_id = np.unique(pairs[:, 0], return_counts=True)
         if reused := int((texts_per_id > 1).sum()):
             counts[source.removeprefix("source=")] = reused
     return counts
-
-
-def count_reused_ids(paths: Sequence[str]) -> None:
-    for source, count in reused_ids(paths).items():
-        Metrics.counter(DUPLICATES_METRICS, f"reused_ids_{source}").inc(count)
 
 
 class MarkDuplicates(beam.PTransform):
@@ -214,13 +207,18 @@ class MarkDuplicates(beam.PTransform):
     rewrote."""
 
     def expand(self, paths: beam.PCollection) -> beam.PCollection:
-        files = paths | "AllFiles" >> beam.combiners.ToList()
-        _ = files | "CountReusedIds" >> beam.Map(count_reused_ids)
-        return files | "Mark" >> beam.FlatMap(mark_files)
+        return (
+            paths
+            | "AllFiles" >> beam.combiners.ToList()
+            | "Mark" >> beam.FlatMap(mark_files)
+        )
 
 
 def mark_files(paths: Sequence[str]) -> Iterator[str]:
-    for path, marks in sorted(duplicate_marks(paths).items()):
+    fingerprints = source_fingerprints(paths)
+    for source, count in reused_ids(fingerprints).items():
+        Metrics.counter(DUPLICATES_METRICS, f"reused_ids_{source}").inc(count)
+    for path, marks in sorted(duplicate_marks(fingerprints).items()):
         rewritten = mark_file(path, marks)
         release_freed_memory()
         if rewritten:

@@ -21,11 +21,12 @@ from transforms.clean import clean_document
 from transforms.duplicates import (
     candidate_digests,
     duplicate_marks,
-    file_fingerprints,
+    id_and_text_fingerprints,
     mark_file,
     marks_of_group,
     reused_ids,
     row_ref,
+    source_fingerprints,
     text_digest,
     text_fingerprint,
     utf8_values,
@@ -74,7 +75,7 @@ def test_repeats_are_marked_across_files_and_row_groups_within_a_source(tmp_path
     great = sorted(row_ref(d) for d in (reviews[0], reviews[2], more[0]))
     fine = sorted(row_ref(d) for d in (reviews[3], more[1]))
     expected = {**dict(marks_of_group(great)), **dict(marks_of_group(fine))}
-    marks = duplicate_marks(reversed(paths))
+    marks = duplicate_marks(source_fingerprints(reversed(paths)))
     assert {ref: first for of_file in marks.values() for ref, first in of_file.items()} == expected
     assert len(expected) == 3 and set(expected.values()) == {great[0][0], fine[0][0]}
     in_a = {row_ref(d) for d in reviews}
@@ -86,8 +87,9 @@ def test_texts_that_share_a_fingerprint_are_told_apart(tmp_path: Path, monkeypat
     rows = [cleaned("review", f"r:{n}", text, str(n)) for n, text in enumerate(["One", "Two", "One"])]
     paths = labeled_files(tmp_path, {"a.parquet": rows})
     monkeypatch.setattr(duplicates, "text_fingerprint", lambda text: 42)  # every text collides
-    assert set(file_fingerprints(paths[0]).tolist()) == {42}
-    assert duplicate_marks(paths) == {paths[0]: dict(marks_of_group([row_ref(rows[0]), row_ref(rows[2])]))}
+    assert set(id_and_text_fingerprints(paths[0])[1].tolist()) == {42}
+    expected = {paths[0]: dict(marks_of_group([row_ref(rows[0]), row_ref(rows[2])]))}
+    assert duplicate_marks(source_fingerprints(paths)) == expected
 
 
 TEXTS = ["Great phone", "", "Überraschung: 5 € off 🎉", "日本語のレビュー", "Great phone", "x" * 3000]
@@ -105,7 +107,7 @@ def test_fingerprints_and_digests_line_up_with_rows_across_reads(tmp_path: Path,
     rows = [cleaned("review", f"r:{n}", text or ".", str(n)) for n, text in enumerate(TEXTS * 2)]
     [path] = labeled_files(tmp_path, {"a.parquet": rows}, row_group_size=3)
     texts = [row["text"].encode("utf-8") for row in rows]
-    assert file_fingerprints(path).tolist() == [text_fingerprint(text) for text in texts]
+    assert id_and_text_fingerprints(path)[1].tolist() == [text_fingerprint(text) for text in texts]
     wanted = np.array([n % 3 == 1 for n in range(len(rows))])
     assert list(candidate_digests(path, wanted)) == [
         (row_ref(row), text_digest(text)) for row, text, keep in zip(rows, texts, wanted, strict=True) if keep]
@@ -152,8 +154,8 @@ def test_marking_gives_the_memory_of_what_it_read_back(tmp_path: Path) -> None:
 def test_files_without_repeats_give_no_marks(tmp_path: Path) -> None:
     paths = labeled_files(tmp_path, {"a.parquet": [cleaned("review", "r:1", "One", "1")],
                                      "b.parquet": [cleaned("social", "s:1", "One", "2")]})
-    assert duplicate_marks(paths) == {}
-    assert duplicate_marks([]) == {}
+    assert duplicate_marks(source_fingerprints(paths)) == {}
+    assert duplicate_marks(source_fingerprints([])) == {}
 
 
 def write_labeled(path: Path, documents: list[dict], row_group_size: int) -> pa.Schema:
@@ -223,5 +225,6 @@ def test_doc_ids_shared_by_different_texts_are_counted_per_source(tmp_path: Path
     posts = [cleaned("social", "s:1", "Great phone", "a8")]
     assert reviews[0]["doc_id"] == reviews[1]["doc_id"] != posts[0]["doc_id"]
     paths = labeled_files(tmp_path, {"a.parquet": reviews, "b.parquet": more, "c.parquet": posts})
-    assert reused_ids(paths) == {"review": 2}
-    assert reused_ids(paths[2:]) == {} and reused_ids([]) == {}
+    assert reused_ids(source_fingerprints(paths)) == {"review": 2}
+    assert reused_ids(source_fingerprints(paths[2:])) == {}
+    assert reused_ids(source_fingerprints([])) == {}
