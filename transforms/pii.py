@@ -40,8 +40,10 @@ _SECRET_NAMES = frozenset({
 _SECRET_SUFFIXES = ("token", "secret", "key", "password", "signature")
 _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![\w-])")
-_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
-_IBAN = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})(\d{2})((?: ?[A-Z0-9]){11,30})")
+_CARD = re.compile(r"(?<![\w.-])\d(?:[ .-]?\d){12,18}(?![\w-]|\.\d)")
+"""13-19 digits, grouped by spaces, hyphens or dots (``4111.1111.1111.1111``)."""
+_IBAN = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})(\d{2})((?: ?[A-Z0-9]){11,30})", re.IGNORECASE)
+"""Upper or lower case (``fr14 2004 ...`` typed into a form): the check digits decide."""
 _IBAN_LENGTHS = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
     "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
@@ -131,8 +133,8 @@ def _redact_cards(text: str, found: Found) -> str:
 def _redact_ibans(text: str, found: Found) -> str:
     def replace(match: re.Match[str]) -> str:
         country, check, rest = match.groups()
-        length = _IBAN_LENGTHS.get(country)
-        compact = (country + check + rest.replace(" ", ""))[: length or 0]
+        length = _IBAN_LENGTHS.get(country.upper())
+        compact = (country + check + rest.replace(" ", "")).upper()[: length or 0]
         end = _span_of_compact(match.group(0), length or 0)
         tail = match.group(0)[end:]
         if not length or len(compact) < length or tail[:1].isalnum() or not iban_valid(compact):
