@@ -476,7 +476,9 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
     recipients = addresses([header(message, name, notes) for name in ("to", "cc")], hash_addresses)
     declared_id = header(message, "message-id", notes)
     message_id = next(iter(message_ids(declared_id)), None) or _bracketed((declared_id or "").strip()) or None
-    parent = next(iter(message_ids(header(message, "in-reply-to", notes))), None)
+    replied_to = (header(message, "in-reply-to", notes) or "").strip()
+    parent = next(iter(message_ids(replied_to)), None) or (_bracketed(replied_to) if _BARE_ID.fullmatch(replied_to)
+                                                             else None)
     if len(body) > REPLY_STRIP_MAX_CHARS:
         notes.append(f"body over {REPLY_STRIP_MAX_CHARS:,} characters: replies not stripped")
     reply = drop_quoted_lines(strip_reply(body))

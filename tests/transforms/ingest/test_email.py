@@ -477,7 +477,11 @@ def test_a_root_whose_message_id_has_no_brackets_shares_its_replies_thread() -> 
     root = parse_email(b"From: a@x.org\nSubject: q\nMessage-ID: nobrackets-123@example.com\n\nIs it open?", "r.eml")
     reply = parse_email(b"From: b@x.org\nSubject: Re: q\nMessage-ID: <r2@example.com>\n"
                         b"In-Reply-To: <nobrackets-123@example.com>\n\nYes.", "s.eml")
-    assert root["thread_id"] == reply["thread_id"] == "<nobrackets-123@example.com>"
+    bare_reply = parse_email(b"From: c@x.org\nSubject: Re: q\nMessage-ID: <r3@example.com>\n"
+                             b"In-Reply-To: nobrackets-123@example.com\n\nNo.", "t.eml")
+    assert root["thread_id"] == reply["thread_id"] == bare_reply["thread_id"] == "<nobrackets-123@example.com>"
+    junk = parse_email(b"From: d@x.org\nSubject: q\nMessage-ID: <r4@example.com>\nIn-Reply-To: see below\n\n?", "u.eml")
+    assert junk["in_reply_to"] is None and junk["thread_id"] == "<r4@example.com>"
 
 
 def test_blank_lines_before_the_first_envelope_do_not_make_a_mailbox_one_broken_message() -> None:
