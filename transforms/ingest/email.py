@@ -438,10 +438,11 @@ def message_ids(value: str | None) -> list[str]:
 _BARE_ID = re.compile(r"[^<>\s]+@[^<>\s]+")
 
 
-def _bracketed(message_id: str) -> str:
-    """A Message-ID written without its angle brackets (``abc@example.com``), as its replies quote it
-    (``<abc@example.com>``): the root and its replies then share one ``thread_id``."""
-    return f"<{message_id}>" if _BARE_ID.fullmatch(message_id) else message_id
+def first_message_id(value: str | None) -> str | None:
+    """The first ``<...>`` id of a header, or the whole value in brackets when it is one id written without them
+    (``abc@example.com``), as replies quote it: a root and its replies then share one ``thread_id``."""
+    bare = (value or "").strip()
+    return next(iter(message_ids(bare)), None) or (f"<{bare}>" if _BARE_ID.fullmatch(bare) else None)
 
 
 def thread_of(message_id: str | None, in_reply_to: str | None, references: list[str]) -> str | None:
@@ -475,10 +476,8 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
     sender = addresses([header(message, "from", notes)], hash_addresses)
     recipients = addresses([header(message, name, notes) for name in ("to", "cc")], hash_addresses)
     declared_id = header(message, "message-id", notes)
-    message_id = next(iter(message_ids(declared_id)), None) or _bracketed((declared_id or "").strip()) or None
-    replied_to = (header(message, "in-reply-to", notes) or "").strip()
-    parent = next(iter(message_ids(replied_to)), None) or (_bracketed(replied_to) if _BARE_ID.fullmatch(replied_to)
-                                                             else None)
+    message_id = first_message_id(declared_id) or (declared_id or "").strip() or None
+    parent = first_message_id(header(message, "in-reply-to", notes))
     if len(body) > REPLY_STRIP_MAX_CHARS:
         notes.append(f"body over {REPLY_STRIP_MAX_CHARS:,} characters: replies not stripped")
     reply = drop_quoted_lines(strip_reply(body))
