@@ -48,6 +48,7 @@ from transforms.sinks import (
     UNKNOWN_SOURCE,
     WriteDeadLetters,
     WriteLabeled,
+    check_output_root,
     claim_staging,
     commit_run,
     dead_letter_partition,
@@ -120,6 +121,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         date.fromisoformat(self.logical_date)
+        check_output_root(self.output)
         if self.source not in ("auto", *SOURCES):
             raise ValueError(f"source must be auto or one of {SOURCES}, got {self.source!r}")
         if self.precision not in PRECISIONS:

@@ -19,6 +19,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -54,6 +55,16 @@ LABELED_TEMP_DIR = "_labeled_tmp"
 """Folder in a run's staging folder for the labeled writer's temporary files (removed with it at commit)."""
 LABELED_WRITTEN_DIR = "_labeled_written"
 """Folder in a run's staging folder where the labeled writer's files land before they move to their partition."""
+
+
+def check_output_root(output: str) -> None:
+    """Refuse an object-store output (``gs://``, ``s3://``, any ``scheme://``): a path like that would become a
+    local folder named after the scheme, and the partition swap, the commit journal and the manifest need a file
+    system with renames that every worker and the submitting process see at the same path."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", output):
+        raise ValueError(f"output {output!r} is a URL; object-store outputs are not supported yet: use a folder "
+                         "path that the workers and this process share (a local disk for the local runners, "
+                         "an NFS or other shared mount on a cluster)")
 
 
 def labeled_partition(root: str | Path, source: str, date: str) -> Path:

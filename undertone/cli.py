@@ -19,6 +19,7 @@ from models.bundle import PRECISIONS, read_bundle_spec
 from transforms.ingest.read import SOURCE_CHOICES
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR
+from transforms.sinks import check_output_root
 
 COLUMN_FIELDS = tuple(field.name for field in fields(ColumnMap))
 """Document fields a table column can be mapped to, one ``--<field>-column`` flag each."""
@@ -266,6 +267,8 @@ def run_schedule_command(args: argparse.Namespace) -> int:
 
 LABELING_COMMANDS = ("run", "daily", "backfill")
 """The commands that run the labeling job: they take ``--model``, ``--runner`` and ``--beam-arg``."""
+OUTPUT_ROOT_COMMANDS = (*LABELING_COMMANDS, "report")
+"""The commands whose ``--output`` is an output root (``labeled/``, ``dead_letter/``, ``aggregates/``)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -282,6 +285,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except (OSError, ValueError) as error:
             build_parser().error(f"--config {args.config}: {error}")
         args = build_parser(defaults).parse_args(argv)
+    if args.command in OUTPUT_ROOT_COMMANDS:
+        try:
+            check_output_root(args.output)
+        except ValueError as error:
+            build_parser().error(f"--output: {error}")
     if args.command in LABELING_COMMANDS:
         try:
             spec = read_bundle_spec(Path(args.model))

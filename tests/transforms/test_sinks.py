@@ -298,3 +298,12 @@ def test_a_dead_letter_file_left_behind_by_fileio_fails_the_job(tmp_path: Path,
         NEW, datetime(2026, 11, 20, tzinfo=UTC))
     with pytest.raises(Exception, match="was not moved into"), beam.Pipeline() as pipeline:
         _ = pipeline | beam.Create([row]) | WriteDeadLetters(tmp_path, DATE, NEW)
+
+
+@pytest.mark.parametrize("output", ["gs://bucket/out", "s3://bucket/out", "file:///tmp/out", "hdfs://namenode/out"])
+def test_a_scheduled_run_into_an_object_store_is_refused_before_it_starts(output: str) -> None:
+    """Flows build the config without the CLI's check; the run must not write into a local ``gs:`` folder."""
+    from transforms.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="object-store outputs are not supported yet"):
+        PipelineConfig(inputs=("inbox/",), output=output)

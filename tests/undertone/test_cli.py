@@ -74,6 +74,22 @@ def test_a_task_the_model_does_not_have_is_a_usage_error(capsys: pytest.CaptureF
     assert parse_args([*command, "--output", "out", "--tasks", "sentiment,intent"]).tasks == ["sentiment", "intent"]
 
 
+@pytest.mark.parametrize("command", [["run", "inbox/"], ["daily", "--input-root", "inbox/"],
+                                     ["report", "--html", "report.html"]])
+def test_an_object_store_output_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """``gs://bucket/out`` became a local folder ``gs:/bucket/out``: the run "succeeded" and wrote nothing where
+    the user looked."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([*command, "--output", "gs://bucket/out"])
+    assert exit_info.value.code == 2
+    assert "--output: output 'gs://bucket/out' is a URL; object-store outputs are not supported yet" in (
+        capsys.readouterr().err)
+    assert not any(tmp_path.iterdir())
+    assert parse_args([*command, "--output", "out/gs:data"]).output == "out/gs:data"
+
+
 def test_a_zero_shot_task_from_the_config_is_a_known_task(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text("zero_shot:\n  urgency:\n    urgent: needs an answer today\n    routine: can wait\n",
