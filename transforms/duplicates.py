@@ -24,18 +24,23 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path, PurePath
+from contextlib import ExitStack
+from pathlib import PurePath
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from models.machine import release_freed_memory
 from transforms.records import Document
+from transforms.sinks import is_url
 
 RowRef = tuple[str, str]
 """A labeled row's identity: its ``doc_id`` and ``input_ref`` (one record read twice has one doc_id, two refs)."""
@@ -74,11 +79,19 @@ def utf8_values(texts: pa.Array) -> Iterator[memoryview]:
         yield values[start:end]
 
 
+def parquet_file(path: str) -> pq.ParquetFile:
+    """A written labeled file: a local path read directly, a remote one (workers' staging in an object store,
+    see :func:`transforms.sinks.worker_staging`) through Beam's file systems, which hold the workers' credentials."""
+    if not is_url(path):
+        return pq.ParquetFile(path)
+    return pq.ParquetFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
+
+
 def id_and_text_fingerprints(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Fingerprints of a labeled file's ``doc_id`` and text in row order, ``SCAN_ROWS`` at a time (16 bytes a row)."""
     ids: list[np.ndarray] = []
     texts: list[np.ndarray] = []
-    for batch in pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["doc_id", "text"], use_threads=False):
+    for batch in parquet_file(path).iter_batches(SCAN_ROWS, columns=["doc_id", "text"], use_threads=False):
         for column, parts in ((batch.column(0), ids), (batch.column(1), texts)):
             parts.append(np.fromiter(map(text_fingerprint, utf8_values(column)), dtype=np.uint64,
                                      count=batch.num_rows))
@@ -134,7 +147,7 @@ def candidate_digests(path: str, wanted: np.ndarray) -> Iterator[tuple[RowRef, b
     if not wanted.any():
         return
     start = 0
-    for batch in pq.ParquetFile(path).iter_batches(SCAN_ROWS, columns=["doc_id", "input_ref", "text"],
+    for batch in parquet_file(path).iter_batches(SCAN_ROWS, columns=["doc_id", "input_ref", "text"],
                                                       use_threads=False):
         picked = np.flatnonzero(wanted[start:start + batch.num_rows])
         start += batch.num_rows
@@ -160,20 +173,25 @@ def mark_file(path: str, marks: Mapping[RowRef, str]) -> bool:
     """
     if not marks:
         return False
-    source = pq.ParquetFile(path)
+    source = parquet_file(path)
     refs = (source.read_row_group(index, columns=["doc_id", "input_ref"], use_threads=False)
             for index in range(source.num_row_groups))
     if not any(any(firsts_of(group, marks)) for group in refs):
         return False
     column = source.schema_arrow.get_field_index("duplicate_of")
-    partial = Path(path).with_name(f".{Path(path).name}.marking")
-    with pq.ParquetWriter(partial, source.schema_arrow, compression="zstd") as writer:
+    partial = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.marking")
+    with ExitStack() as stack:  # closes the writer (its footer), then a remote file's stream
+        where = stack.enter_context(FileSystems.create(partial)) if is_url(path) else partial
+        writer = stack.enter_context(pq.ParquetWriter(where, source.schema_arrow, compression="zstd"))
         for index in range(source.num_row_groups):
             group = source.read_row_group(index, use_threads=False)
             values = pa.array(firsts_of(group, marks), pa.string())
             writer.write_table(group.set_column(column, group.schema.field(column), values),
                                row_group_size=max(group.num_rows, 1))
-    os.replace(partial, path)
+    if is_url(path):  # an object store's rename is a copy over the old object, then a delete
+        FileSystems.rename([partial], [path])
+    else:
+        os.replace(partial, path)
     return True
 
 

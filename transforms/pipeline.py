@@ -24,7 +24,7 @@ import apache_beam as beam
 import yaml
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms.window import GlobalWindows
 
@@ -52,11 +52,13 @@ from transforms.sinks import (
     claim_staging,
     commit_run,
     dead_letter_partition,
+    discard_remote,
+    fetch_staged,
     labeled_partition,
     reconcile,
     recover_staging,
-    staging_root,
     totals,
+    worker_staging,
     write_manifest,
 )
 
@@ -284,10 +286,9 @@ def model_handler(config: PipelineConfig, tasks: dict[str, tuple[str, ...]]) -> 
                                 token_budget=config.token_budget, precision=config.precision, threads=config.threads)
 
 
-def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tasks: dict[str, tuple[str, ...]]
-          ) -> None:
-    """Add the labeling job to ``pipeline``, writing into this run's staging folder."""
-    staging = staging_root(config.output, config.run_id)
+def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tasks: dict[str, tuple[str, ...]],
+          staging: str) -> None:
+    """Add the labeling job to ``pipeline``, writing into the staging folder ``staging`` (:func:`worker_staging`)."""
     ingested = (
         pipeline
         | "Files" >> beam.Create([os.fsencode(file) for file in files])  # a file name need not be UTF-8
@@ -330,6 +331,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     if recovered:
         log.warning("finished or discarded the staging folders of dead runs: %s", recovered)
     staging = claim_staging(config.output, config.run_id)
+    remote = worker_staging(config.output, config.run_id, options.view_as(GoogleCloudOptions).temp_location)
     if config.threads is None:
         config = replace(config, threads=default_threads(options))
     pipeline = beam.Pipeline(options=options)
@@ -337,13 +339,17 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     reading = ingest_options(config)
     read_early = read_ahead(files, reading, ingest_processes(config, options)) if runs_in_this_process(options) else []
     try:
-        build(pipeline, config, files, tasks)
+        build(pipeline, config, files, tasks, remote)
         result = pipeline.run()
         state = result.wait_until_finish()
         if state != PipelineState.DONE:
             raise RuntimeError(f"Beam job of run {config.run_id} ended {state}")
+        if remote != str(staging):
+            log.info("run %s: %d files fetched from %s", config.run_id, fetch_staged(remote, staging), remote)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if remote != str(staging):
+            discard_remote(remote)
         raise
     finally:
         drop_read_ahead(read_early, reading)
@@ -362,6 +368,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "tasks": list(tasks),
         "runner": config.runner,
         "beam_options": flags,
+        "worker_staging": remote,
         "inputs": [printable(file) for file in files],
         "counts": counts,
         "totals": totals(counts),

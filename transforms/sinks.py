@@ -32,6 +32,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.value_provider import StaticValueProvider
 
@@ -57,11 +58,16 @@ LABELED_WRITTEN_DIR = "_labeled_written"
 """Folder in a run's staging folder where the labeled writer's files land before they move to their partition."""
 
 
+def is_url(path: str) -> bool:
+    """Whether ``path`` names a file system by scheme (``gs://``, ``s3://``, ``hdfs://``) rather than a local path."""
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
+
+
 def check_output_root(output: str) -> None:
     """Refuse an object-store output (``gs://``, ``s3://``, any ``scheme://``): a path like that would become a
     local folder named after the scheme, and the partition swap, the commit journal and the manifest need a file
-    system with renames that every worker and the submitting process see at the same path."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", output):
+    system with renames. Workers that cannot see the output write elsewhere (:func:`worker_staging`)."""
+    if is_url(output):
         raise ValueError(f"output {output!r} is a URL; object-store outputs are not supported yet: use a folder "
                          "path that the workers and this process share (a local disk for the local runners, "
                          "an NFS or other shared mount on a cluster)")
@@ -77,6 +83,40 @@ def dead_letter_partition(root: str | Path, date: str) -> Path:
 
 def staging_root(output: str | Path, run_id: str) -> Path:
     return Path(output) / STAGING_DIR / run_id
+
+
+def worker_staging(output: str, run_id: str, temp_location: str | None) -> str:
+    """Where the job's workers write the run's files: the run's staging folder in the output, or, when the runner's
+    ``temp_location`` is a URL (Dataflow's ``gs://BUCKET/tmp``), a folder under it, since such workers cannot see
+    the submitting machine's disk; :func:`fetch_staged` then brings the files over before the commit."""
+    if temp_location and is_url(temp_location):
+        return FileSystems.join(temp_location, STAGING_DIR.lstrip("_"), run_id)
+    return str(staging_root(output, run_id))
+
+
+def fetch_staged(remote: str, staging: Path) -> int:
+    """Copy a run's Parquet files from the workers' remote staging folder into its local one (same layout), then
+    delete the remote folder; returns the number of files. Fileio's temporary files are left out."""
+    prefix = remote.rstrip("/") + "/"
+    fetched = 0
+    for pattern in (f"{prefix}labeled/**.parquet", f"{prefix}dead_letter/**.parquet"):
+        for metadata in FileSystems.match([pattern])[0].metadata_list:
+            local = staging / metadata.path.removeprefix(prefix)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with FileSystems.open(metadata.path, compression_type=CompressionTypes.UNCOMPRESSED) as source, \
+                    local.open("wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            fetched += 1
+    discard_remote(remote)
+    return fetched
+
+
+def discard_remote(remote: str) -> None:
+    """Delete a run's remote staging folder (an object-store "folder" is every object under its prefix)."""
+    prefix = remote.rstrip("/") + "/"
+    leftovers = [metadata.path for metadata in FileSystems.match([prefix + "**"])[0].metadata_list]
+    if leftovers:
+        FileSystems.delete(leftovers)
 
 
 def dead_letter_prefix(source: str | None) -> str:
@@ -152,7 +192,7 @@ class WriteLabeled(beam.PTransform):
     ``LABELED_WRITTEN_DIR`` and :func:`place_labeled` moves each into its partition.
     """
 
-    def __init__(self, staging: Path, schema: pa.Schema, date: str, run_id: str) -> None:
+    def __init__(self, staging: str, schema: pa.Schema, date: str, run_id: str) -> None:
         super().__init__()
         self.staging = staging
         self.schema = file_schema(schema, LABELED_PARTITION_KEYS)
@@ -165,27 +205,31 @@ class WriteLabeled(beam.PTransform):
         def file_name(window: Any, pane: Any, shard: int, shards: int, compression: str, source: str) -> str:
             return f"{source}-part-{run_id}-{shard:05d}-of-{shards:05d}.parquet"
 
-        written = self.staging / LABELED_WRITTEN_DIR
+        written = FileSystems.join(self.staging, LABELED_WRITTEN_DIR)
         files = rows | fileio.WriteToFiles(
-            str(written), file_naming=file_name, destination=lambda row: row["source"],
+            written, file_naming=file_name, destination=lambda row: row["source"],
             sink=lambda source: ParquetRowsSink(schema, ROW_GROUP_BYTES),
-            temp_directory=StaticValueProvider(str, str(self.staging / LABELED_TEMP_DIR)))
+            temp_directory=StaticValueProvider(str, FileSystems.join(self.staging, LABELED_TEMP_DIR)))
         return files | "IntoPartitions" >> beam.Map(place_labeled, written, self.staging, self.date)
 
 
-def place_labeled(result: fileio.FileResult, written: Path, staging: Path, date: str) -> str:
+def place_labeled(result: fileio.FileResult, written: str, staging: str, date: str) -> str:
     """Move a labeled file ``fileio.WriteToFiles`` reports written into its source's partition; its new path. A
     retried step finds it moved already; a file in neither place is an error (fileio only logs a failed move
     from its temporary folder, as a possible retry, which would lose those rows unseen)."""
     source, name = result.file_name.split("-", 1)
-    target = labeled_partition(staging, source, date) / name
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(written / result.file_name, target)
-        except FileNotFoundError:
-            raise OSError(f"labeled file {result.file_name} was not written into {written}") from None
-    return str(target)
+    target = FileSystems.join(staging, "labeled", f"source={source}", f"date={date}", name)
+    if FileSystems.exists(target):
+        return target
+    moved = FileSystems.join(written, result.file_name)
+    if not FileSystems.exists(moved):
+        raise OSError(f"labeled file {result.file_name} was not written into {written}")
+    if is_url(target):  # an object store has no folders to make, and no atomic rename either way
+        FileSystems.rename([moved], [target])
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.rename(moved, target)
+    return target
 
 
 class WriteDeadLetters(beam.PTransform):
@@ -197,10 +241,10 @@ class WriteDeadLetters(beam.PTransform):
     each). Its temporary files go to ``DEAD_LETTER_TEMP_DIR`` in the staging folder, which the commit removes.
     """
 
-    def __init__(self, staging: Path, date: str, run_id: str) -> None:
+    def __init__(self, staging: str, date: str, run_id: str) -> None:
         super().__init__()
-        self.folder = dead_letter_partition(staging, date)
-        self.temp_folder = staging / DEAD_LETTER_TEMP_DIR
+        self.folder = FileSystems.join(staging, "dead_letter", f"date={date}")
+        self.temp_folder = FileSystems.join(staging, DEAD_LETTER_TEMP_DIR)
         self.run_id = run_id
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
@@ -210,16 +254,16 @@ class WriteDeadLetters(beam.PTransform):
             return f"{prefix}{run_id}-{shard:05d}-of-{shards:05d}.parquet"
 
         written = rows | fileio.WriteToFiles(
-            str(self.folder), file_naming=file_name, destination=lambda row: dead_letter_prefix(row["source"]),
+            self.folder, file_naming=file_name, destination=lambda row: dead_letter_prefix(row["source"]),
             sink=lambda prefix: ParquetRowsSink(schema), shards=1,
-            temp_directory=StaticValueProvider(str, str(self.temp_folder)))  # fileio calls .get() on it
+            temp_directory=StaticValueProvider(str, self.temp_folder))  # fileio calls .get() on it
         return written | "CheckMoved" >> beam.Map(moved_into, self.folder)
 
 
-def moved_into(result: fileio.FileResult, folder: Path) -> str:
+def moved_into(result: fileio.FileResult, folder: str) -> str:
     """The path of a file ``fileio.WriteToFiles`` reports written; an error if it is not there. fileio only logs a
     failed move from its temporary folder (as a possible retry), which would lose those dead letters unseen."""
-    path = FileSystems.join(str(folder), result.file_name)
+    path = FileSystems.join(folder, result.file_name)
     if not FileSystems.exists(path):
         raise OSError(f"dead-letter file {result.file_name} was not moved into {folder}")
     return path

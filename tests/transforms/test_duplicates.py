@@ -17,6 +17,7 @@ import pytest
 
 import transforms.duplicates as duplicates
 from schemas import LABELED_PARTITION_KEYS, file_schema, labeled_schema
+from tests.object_store import FakeObjectStore, objects
 from transforms.clean import clean_document
 from transforms.duplicates import (
     candidate_digests,
@@ -197,16 +198,30 @@ def test_a_file_without_duplicates_is_left_as_written(tmp_path: Path) -> None:
     assert (path.stat().st_mtime_ns, path.read_bytes()) == written
 
 
-def test_a_run_marks_repeats_across_files_and_row_groups(tiny_bundle: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def object_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake object store (``fakestore://``) kept under ``tmp_path/store``."""
+    monkeypatch.setattr(FakeObjectStore, "root", tmp_path / "store")
+    return tmp_path / "store"
+
+
+@pytest.mark.parametrize("temp_location", [None, "fakestore://bucket/tmp"])
+def test_a_run_marks_repeats_across_files_and_row_groups(tiny_bundle: Path, tmp_path: Path, object_store: Path,
+                                                         temp_location: str | None) -> None:
+    """Also with the workers' files in an object store (a runner whose ``temp_location`` is a URL, as on
+    Dataflow): they write and mark there, and the run fetches the files and empties the store."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "a.csv").write_text("review_id,review_text\n1,Great phone\n2,Terrible battery\n3,Great  phone\n",
                                   encoding="utf-8")
     (inputs / "b.csv").write_text("review_id,review_text\n4,Great phone\n5,Terrible battery!\n", encoding="utf-8")
     (inputs / "posts.jsonl").write_text('{"id": "6", "text": "Great phone"}\n', encoding="utf-8")
+    beam_args = (f"--temp_location={temp_location}",) if temp_location else ()
     manifest = run_pipeline(PipelineConfig(inputs=(str(inputs),), output=str(tmp_path / "out"),
-                                           logical_date="2026-11-20", model_dir=str(tiny_bundle)))
+                                           logical_date="2026-11-20", model_dir=str(tiny_bundle), beam_args=beam_args))
     assert manifest["reconciled"] is True and manifest["totals"]["labeled"] == 6
+    assert manifest["worker_staging"].startswith(temp_location or str(tmp_path / "out"))
+    assert objects() == []
     labeled = pd.read_parquet(tmp_path / "out" / "labeled").set_index("source_id")
     great = labeled.loc[["1", "3", "4"]]
     first = min(zip(great["doc_id"], great["input_ref"], strict=True))[0]

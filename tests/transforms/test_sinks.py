@@ -20,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, LABELED_PARTITION_KEYS, LABELED_SCHEMA, file_schema
+from tests.object_store import FakeObjectStore, objects
 from transforms import sinks
 from transforms.records import Failure
 from transforms.sinks import (
@@ -190,7 +191,7 @@ def test_dead_letters_are_written_once_a_file_per_source_in_row_groups(tmp_path:
     folder, temp = dead_letter_partition(tmp_path, DATE), tmp_path / DEAD_LETTER_TEMP_DIR
     with beam.Pipeline() as pipeline:
         _ = (pipeline | beam.Create(failures) | beam.Map(lambda failure: failure.to_row(NEW, failed_at))
-             | WriteDeadLetters(tmp_path, DATE, NEW))
+             | WriteDeadLetters(str(tmp_path), DATE, NEW))
     files = {path.name: pq.ParquetFile(path) for path in folder.iterdir()}
     assert set(files) == {f"{source}-{NEW}-00000-of-00001.parquet" for source in ("email", "unknown", "social")}
     assert {name.split("-", 1)[0]: file.metadata.num_rows for name, file in files.items()} == {
@@ -231,7 +232,7 @@ def test_labeled_rows_are_written_once_into_their_sources_partitions(tmp_path: P
     monkeypatch.setattr(sinks, "ROW_GROUP_BYTES", row_group_bytes)
     rows = labeled_rows("email", 2500) + labeled_rows("social", 3)
     with beam.Pipeline() as pipeline:
-        paths = pipeline | beam.Create(rows) | WriteLabeled(tmp_path, LABELED_SCHEMA, DATE, NEW)
+        paths = pipeline | beam.Create(rows) | WriteLabeled(str(tmp_path), LABELED_SCHEMA, DATE, NEW)
         name = f"part-{NEW}-00000-of-00001.parquet"
         assert_that(paths, equal_to([str(labeled_partition(tmp_path, source, DATE) / name)
                                      for source in ("email", "social")]))
@@ -270,13 +271,13 @@ def test_placing_a_labeled_file_again_finds_it_in_place(tmp_path: Path) -> None:
     name = f"review-part-{NEW}-00000-of-00001.parquet"
     pq.write_table(pa.table({"doc_id": ["r1"]}), written / name)
     result = fileio.FileResult(name, 0, 1, None, None, "review")
-    placed = sinks.place_labeled(result, written, tmp_path, DATE)
+    placed = sinks.place_labeled(result, str(written), str(tmp_path), DATE)
     assert placed == str(labeled_partition(tmp_path, "review", DATE) / f"part-{NEW}-00000-of-00001.parquet")
-    assert sinks.place_labeled(result, written, tmp_path, DATE) == placed
+    assert sinks.place_labeled(result, str(written), str(tmp_path), DATE) == placed
     assert pq.read_table(placed)["doc_id"].to_pylist() == ["r1"] and not list(written.iterdir())
     with pytest.raises(OSError, match="was not written into"):
         sinks.place_labeled(fileio.FileResult(f"social-part-{NEW}-00000-of-00001.parquet", 0, 1, None, None, "social"),
-                            written, tmp_path, DATE)
+                            str(written), str(tmp_path), DATE)
 
 
 def test_a_labeled_file_left_behind_by_fileio_fails_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,7 +286,7 @@ def test_a_labeled_file_left_behind_by_fileio_fails_the_job(tmp_path: Path, monk
 
     monkeypatch.setattr(FileSystems, "rename", refuse)  # fileio logs this at debug level and goes on
     with pytest.raises(Exception, match="was not written into"), beam.Pipeline() as pipeline:
-        _ = pipeline | beam.Create(labeled_rows("review", 1)) | WriteLabeled(tmp_path, LABELED_SCHEMA, DATE, NEW)
+        _ = pipeline | beam.Create(labeled_rows("review", 1)) | WriteLabeled(str(tmp_path), LABELED_SCHEMA, DATE, NEW)
 
 
 def test_a_dead_letter_file_left_behind_by_fileio_fails_the_job(tmp_path: Path,
@@ -297,7 +298,7 @@ def test_a_dead_letter_file_left_behind_by_fileio_fails_the_job(tmp_path: Path,
     row = Failure("email", "mail/1.eml", "parse", "binary", "binary content", None).to_row(
         NEW, datetime(2026, 11, 20, tzinfo=UTC))
     with pytest.raises(Exception, match="was not moved into"), beam.Pipeline() as pipeline:
-        _ = pipeline | beam.Create([row]) | WriteDeadLetters(tmp_path, DATE, NEW)
+        _ = pipeline | beam.Create([row]) | WriteDeadLetters(str(tmp_path), DATE, NEW)
 
 
 @pytest.mark.parametrize("output", ["gs://bucket/out", "s3://bucket/out", "file:///tmp/out", "hdfs://namenode/out"])
@@ -307,3 +308,27 @@ def test_a_scheduled_run_into_an_object_store_is_refused_before_it_starts(output
 
     with pytest.raises(ValueError, match="object-store outputs are not supported yet"):
         PipelineConfig(inputs=("inbox/",), output=output)
+
+
+def test_files_staged_in_an_object_store_are_fetched_into_the_runs_staging_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dataflow's workers cannot see the submitting machine's disk: they stage under the runner's ``gs://``
+    temp_location, and the commit works on a local copy; fileio's temporary files are not copied, and the
+    remote folder is emptied."""
+    monkeypatch.setattr(FakeObjectStore, "root", tmp_path / "store")
+    remote = sinks.worker_staging(str(tmp_path / "out"), NEW, "fakestore://bucket/tmp")
+    assert remote == f"fakestore://bucket/tmp/staging/{NEW}"
+    assert sinks.worker_staging(str(tmp_path / "out"), NEW, "/tmp/beam") == str(tmp_path / "out" / "_staging" / NEW)
+    staged = {f"labeled/source=review/date={DATE}/part-{NEW}-00000-of-00001.parquet": b"review rows",
+              f"dead_letter/date={DATE}/email-{NEW}-00000-of-00001.parquet": b"dead letters",
+              f"{sinks.LABELED_TEMP_DIR}/123_abc": b"fileio's temporary file"}
+    for name, content in staged.items():
+        with FileSystems.create(f"{remote}/{name}") as handle:
+            handle.write(content)
+    with FileSystems.create(f"fakestore://bucket/tmp/staging/{NEW}-other/labeled/x.parquet") as handle:
+        handle.write(b"another run's")
+    local = tmp_path / "out" / "_staging" / NEW
+    assert sinks.fetch_staged(remote, local) == 2
+    assert {path.relative_to(local).as_posix(): path.read_bytes() for path in local.rglob("*") if path.is_file()
+            } == {name: content for name, content in staged.items() if name.endswith(".parquet")}
+    assert objects() == [f"fakestore://bucket/tmp/staging/{NEW}-other/labeled/x.parquet"]
