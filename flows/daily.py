@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from apache_beam.io.filesystems import FileSystems
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
 from flows.run import label_documents, publish_run_artifact, withdraw_date_marker
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
-from transforms.sinks import mark_date_complete
+from transforms.sinks import is_url, mark_date_complete
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ def resolve_date(value: str | None) -> str:
 
 @task(name="find-date-inputs", cache_policy=NO_CACHE)
 def find_date_inputs(input_root: str, logical_date: str) -> list[str]:
-    """The folders holding ``logical_date``'s files: ``<source>/<date>/`` and any ``.../date=<date>/``."""
+    """The folders holding ``logical_date``'s files: ``<source>/<date>/`` and any ``.../date=<date>/``. Under an
+    object-store root (``gs://``, which has no folders) the same two layouts as glob patterns of the date's files."""
+    if is_url(input_root):
+        return remote_date_inputs(input_root, logical_date)
     root = Path(input_root)
     if not root.is_dir():
         raise NoInputs(f"input root {input_root} is not a folder")
@@ -65,6 +69,16 @@ def find_date_inputs(input_root: str, logical_date: str) -> list[str]:
                    if path.is_dir() and not any(part.startswith((".", "_")) for part in path.relative_to(root).parts))
     if not found:
         raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ folder under {input_root}")
+    return found
+
+
+def remote_date_inputs(input_root: str, logical_date: str) -> list[str]:
+    root = input_root.rstrip("/")
+    patterns = [f"{root}/*/{logical_date}/**", f"{root}/**/date={logical_date}/**"]
+    found = [pattern for pattern, result in zip(patterns, FileSystems.match(patterns), strict=True)
+             if result.metadata_list]
+    if not found:
+        raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ files under {input_root}")
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from flows.backfill import backfill_flow, date_range
 from flows.daily import find_date_inputs
 from tests.conftest import SAMPLES
+from tests.object_store import FakeObjectStore
+from transforms.ingest.read import expand_inputs
 from transforms.sinks import mark_date_complete, read_date_marker
 from undertone.cli import main
 
@@ -48,6 +51,20 @@ def test_date_inputs_accept_both_layouts() -> None:
     with pytest.raises(FileNotFoundError, match="2026-11-21"):
         find_date_inputs.fn(str(BY_DATE), "2026-11-21")
     assert date_range("2026-11-30", "2026-12-01") == ["2026-11-30", "2026-12-01"]
+
+
+def test_date_inputs_under_an_object_store_root_are_the_dates_files(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket has no folders to find: both layouts become glob patterns that match the same files."""
+    monkeypatch.setattr(FakeObjectStore, "root", tmp_path)
+    shutil.copytree(BY_DATE, tmp_path / "bucket" / "in")
+    for day in DAYS:
+        remote = expand_inputs(find_date_inputs.fn("fakestore://bucket/in/", day))
+        local = expand_inputs(find_date_inputs.fn(str(BY_DATE), day))
+        assert [path.removeprefix("fakestore://bucket/in/") for path in remote] == [
+            Path(path).relative_to(BY_DATE).as_posix() for path in local]
+    with pytest.raises(FileNotFoundError, match="no <source>/2026-11-21/ or date=2026-11-21/ files under"):
+        find_date_inputs.fn("fakestore://bucket/in", "2026-11-21")
 
 
 def test_backfill_writes_skips_then_force_rewrites_identically(prefect_harness, tiny_bundle: Path, tmp_path: Path,
