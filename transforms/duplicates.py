@@ -81,7 +81,7 @@ def utf8_values(texts: pa.Array) -> Iterator[memoryview]:
 
 def parquet_file(path: str) -> pq.ParquetFile:
     """A written labeled file: a local path read directly, a remote one (workers' staging in an object store,
-    see :func:`transforms.sinks.worker_staging`) through Beam's file systems, which hold the workers' credentials."""
+    see :func:`transforms.sinks.remote_staging`) through Beam's file systems, which hold the workers' credentials."""
     if not is_url(path):
         return pq.ParquetFile(path)
     return pq.ParquetFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))

@@ -57,8 +57,8 @@ from transforms.sinks import (
     labeled_partition,
     reconcile,
     recover_staging,
+    remote_staging,
     totals,
-    worker_staging,
     write_manifest,
 )
 
@@ -288,7 +288,7 @@ def model_handler(config: PipelineConfig, tasks: dict[str, tuple[str, ...]]) -> 
 
 def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tasks: dict[str, tuple[str, ...]],
           staging: str) -> None:
-    """Add the labeling job to ``pipeline``, writing into the staging folder ``staging`` (:func:`worker_staging`)."""
+    """Add the labeling job to ``pipeline``, writing into ``staging`` (the run's staging folder, or a remote one)."""
     ingested = (
         pipeline
         | "Files" >> beam.Create([os.fsencode(file) for file in files])  # a file name need not be UTF-8
@@ -330,8 +330,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     recovered = recover_staging(config.output)
     if recovered:
         log.warning("finished or discarded the staging folders of dead runs: %s", recovered)
-    staging = claim_staging(config.output, config.run_id)
-    remote = worker_staging(config.output, config.run_id, options.view_as(GoogleCloudOptions).temp_location)
+    remote = remote_staging(config.run_id, options.view_as(GoogleCloudOptions).temp_location)
+    staging = claim_staging(config.output, config.run_id, remote)
     if config.threads is None:
         config = replace(config, threads=default_threads(options))
     pipeline = beam.Pipeline(options=options)
@@ -339,16 +339,16 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     reading = ingest_options(config)
     read_early = read_ahead(files, reading, ingest_processes(config, options)) if runs_in_this_process(options) else []
     try:
-        build(pipeline, config, files, tasks, remote)
+        build(pipeline, config, files, tasks, remote or str(staging))
         result = pipeline.run()
         state = result.wait_until_finish()
         if state != PipelineState.DONE:
             raise RuntimeError(f"Beam job of run {config.run_id} ended {state}")
-        if remote != str(staging):
+        if remote:
             log.info("run %s: %d files fetched from %s", config.run_id, fetch_staged(remote, staging), remote)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if remote != str(staging):
+        if remote:
             discard_remote(remote)
         raise
     finally:
@@ -368,7 +368,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "tasks": list(tasks),
         "runner": config.runner,
         "beam_options": flags,
-        "worker_staging": remote,
+        "worker_staging": remote or str(staging),
         "inputs": [printable(file) for file in files],
         "counts": counts,
         "totals": totals(counts),

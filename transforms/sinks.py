@@ -15,9 +15,11 @@ run's :func:`recover_staging`, which also removes the staging folders of other d
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,6 +39,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.value_provider import StaticValueProvider
 
 from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, LABELED_PARTITION_KEYS, SOURCES, file_schema
+
+log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
 RUNS_DIR = "_runs"
@@ -66,7 +70,7 @@ def is_url(path: str) -> bool:
 def check_output_root(output: str) -> None:
     """Refuse an object-store output (``gs://``, ``s3://``, any ``scheme://``): a path like that would become a
     local folder named after the scheme, and the partition swap, the commit journal and the manifest need a file
-    system with renames. Workers that cannot see the output write elsewhere (:func:`worker_staging`)."""
+    system with renames. Workers that cannot see the output write elsewhere (:func:`remote_staging`)."""
     if is_url(output):
         raise ValueError(f"output {output!r} is a URL; object-store outputs are not supported yet: use a folder "
                          "path that the workers and this process share (a local disk for the local runners, "
@@ -85,13 +89,14 @@ def staging_root(output: str | Path, run_id: str) -> Path:
     return Path(output) / STAGING_DIR / run_id
 
 
-def worker_staging(output: str, run_id: str, temp_location: str | None) -> str:
-    """Where the job's workers write the run's files: the run's staging folder in the output, or, when the runner's
-    ``temp_location`` is a URL (Dataflow's ``gs://BUCKET/tmp``), a folder under it, since such workers cannot see
-    the submitting machine's disk; :func:`fetch_staged` then brings the files over before the commit."""
+def remote_staging(run_id: str, temp_location: str | None) -> str | None:
+    """Where the job's workers write the run's files when they cannot see the output: under the runner's
+    ``temp_location`` when that is a URL (Dataflow's ``gs://BUCKET/tmp``), since such workers cannot see the
+    submitting machine's disk; :func:`fetch_staged` then brings the files over before the commit. None: the
+    workers write into the run's staging folder in the output."""
     if temp_location and is_url(temp_location):
         return FileSystems.join(temp_location, STAGING_DIR.lstrip("_"), run_id)
-    return str(staging_root(output, run_id))
+    return None
 
 
 def fetch_staged(remote: str, staging: Path) -> int:
@@ -382,11 +387,13 @@ def _newest_run(partition: Path) -> str:
     return max(ids, default="")
 
 
-def claim_staging(output: str | Path, run_id: str) -> Path:
-    """Create the run's staging folder with its owner (host and pid), so cleanup can tell when it died."""
+def claim_staging(output: str | Path, run_id: str, remote: str | None = None) -> Path:
+    """Create the run's staging folder with its owner (host and pid), so cleanup can tell when it died, and the
+    workers' remote staging folder if they have one (:func:`remote_staging`), so cleanup can empty it too."""
     staging = staging_root(output, run_id)
     staging.mkdir(parents=True, exist_ok=True)
-    _write_json(staging / OWNER_FILE, {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+    _write_json(staging / OWNER_FILE, {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+                                       "worker_staging": remote})
     return staging
 
 
@@ -424,8 +431,20 @@ def recover_staging(output: str | Path, stale_after_s: float = STALE_AFTER_S) ->
             actions[staging.name] = "rolled_forward"
         else:
             actions[staging.name] = "discarded"
+        _discard_remote_of(staging)
         shutil.rmtree(staging, ignore_errors=True)
     return actions
+
+
+def _discard_remote_of(staging: Path) -> None:
+    """Empty a dead run's remote staging folder, if it had one (best effort: a bucket rule can sweep the rest)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        remote = json.loads((staging / OWNER_FILE).read_text(encoding="utf-8"))["worker_staging"]
+        if remote and is_url(remote):
+            try:
+                discard_remote(remote)
+            except Exception as error:  # noqa: BLE001 - credentials or network: the local cleanup goes on
+                log.warning("could not empty %s, the staging folder of dead run %s: %s", remote, staging.name, error)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> Path:

@@ -150,6 +150,24 @@ def test_recovery_discards_dead_uncommitted_runs_and_keeps_live_ones(tmp_path: P
     assert live.is_dir() and not (tmp_path / "_staging" / NEW).exists()
 
 
+def test_recovery_empties_the_remote_staging_folder_of_a_dead_run(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed while its Dataflow job ran leaves its workers' files in the bucket; the next run removes
+    them with the dead run's local staging folder, and leaves a live run's alone."""
+    monkeypatch.setattr(FakeObjectStore, "root", tmp_path / "store")
+    output = tmp_path / "out"
+    live_run = "20261122T000000Z-22222222"
+    for run_id in (NEW, live_run):
+        remote = sinks.remote_staging(run_id, "fakestore://bucket/tmp")
+        sinks.claim_staging(output, run_id, remote)
+        with FileSystems.create(f"{remote}/labeled/source=email/date={DATE}/part.parquet") as handle:
+            handle.write(b"rows")
+    owner = json.loads((staging_root(output, NEW) / sinks.OWNER_FILE).read_text())
+    (staging_root(output, NEW) / sinks.OWNER_FILE).write_text(json.dumps({**owner, "pid": dead_pid()}))
+    assert recover_staging(output) == {NEW: "discarded"}
+    assert objects() == [f"fakestore://bucket/tmp/staging/{live_run}/labeled/source=email/date={DATE}/part.parquet"]
+
+
 def test_rolling_forward_never_overwrites_a_later_run(tmp_path: Path) -> None:
     stage_new_run(tmp_path)
     journal = {"run_id": NEW, "date": DATE, "steps": [
@@ -316,9 +334,9 @@ def test_files_staged_in_an_object_store_are_fetched_into_the_runs_staging_folde
     temp_location, and the commit works on a local copy; fileio's temporary files are not copied, and the
     remote folder is emptied."""
     monkeypatch.setattr(FakeObjectStore, "root", tmp_path / "store")
-    remote = sinks.worker_staging(str(tmp_path / "out"), NEW, "fakestore://bucket/tmp")
+    remote = sinks.remote_staging(NEW, "fakestore://bucket/tmp")
     assert remote == f"fakestore://bucket/tmp/staging/{NEW}"
-    assert sinks.worker_staging(str(tmp_path / "out"), NEW, "/tmp/beam") == str(tmp_path / "out" / "_staging" / NEW)
+    assert sinks.remote_staging(NEW, "/tmp/beam") is None and sinks.remote_staging(NEW, None) is None
     staged = {f"labeled/source=review/date={DATE}/part-{NEW}-00000-of-00001.parquet": b"review rows",
               f"dead_letter/date={DATE}/email-{NEW}-00000-of-00001.parquet": b"dead letters",
               f"{sinks.LABELED_TEMP_DIR}/123_abc": b"fileio's temporary file"}
