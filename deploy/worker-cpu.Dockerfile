@@ -25,6 +25,9 @@ COPY transforms/ transforms/
 COPY schemas/ schemas/
 COPY models/ models/
 COPY deploy/ deploy/
-RUN pip install --no-deps . && python -c "import torch, apache_beam, prefect, transformers"
+# Editable, so the packages run from /opt/undertone with their data beside them: the model bundles and registry
+# a worker loads the run's bundle version from (the launcher's own path does not exist here), and the runner sets.
+RUN pip install --no-deps -e . && python -c "import torch, apache_beam, prefect, transformers, models.registry as r; \
+    assert r.default_model_dir().is_dir()"
 # Runners start the harness through this entrypoint; a Prefect job overrides the command.
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -62,3 +62,20 @@ def default_model_dir(path: Path = REGISTRY_FILE) -> Path:
         folder = Path(registry["models"][default]["path"])
         return folder if folder.is_absolute() else REPO_ROOT / folder
     return SHIPPED_DEFAULT
+
+
+def bundle_on_this_machine(model_dir: str | Path, model_version: str, path: Path = REGISTRY_FILE) -> Path:
+    """The folder a worker loads the run's bundle from: ``model_dir`` where it exists on this machine, else the
+    bundle registered here under the same ``model_version``. The launcher names its own folder, and a Dataflow or
+    container worker keeps the bundles its image was built with at another path (``/opt/undertone``)."""
+    folder = Path(model_dir)
+    if folder.is_dir():
+        return folder
+    entry = load_registry(path)["models"].get(model_version)
+    if entry:
+        registered = Path(entry["path"]) if Path(entry["path"]).is_absolute() else REPO_ROOT / entry["path"]
+        if registered.is_dir() and read_bundle_spec(registered).model_version == model_version:
+            return registered
+    raise FileNotFoundError(f"model bundle {model_version} is neither at {model_dir} on this worker nor registered in "
+                            f"its {path}: build the worker image with it, or pass a --model folder the workers see")
+

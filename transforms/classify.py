@@ -21,6 +21,7 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
 from models.bundle import read_bundle_spec
+from models.registry import bundle_on_this_machine
 from models.routing import route
 from transforms.records import Document, Failure
 
@@ -61,6 +62,12 @@ def default_token_budget(device: str) -> int:
     return CUDA_TOKEN_BUDGET if cuda else CPU_TOKEN_BUDGET
 
 
+def local_bundle(model_dir: str, model_version: str | None) -> str:
+    """The bundle's folder on this worker: ``model_dir``, or where this worker keeps the same version
+    (:func:`models.registry.bundle_on_this_machine`) when the version is known."""
+    return model_dir if model_version is None else str(bundle_on_this_machine(model_dir, model_version))
+
+
 class DocumentModelHandler(ModelHandler[TokenizedDocument, PredictionResult, Any]):
     """Loads a model bundle and labels batches of tokenised documents with all of its tasks in one pass."""
 
@@ -73,6 +80,7 @@ class DocumentModelHandler(ModelHandler[TokenizedDocument, PredictionResult, Any
         token_budget: int | None = None,
         precision: str = "auto",
         threads: int | None = None,
+        model_version: str | None = None,
     ) -> None:
         # With element_size_fn, BatchElements sizes batches in tokens: a batch of tweets holds hundreds of
         # documents, a batch of long emails a few dozen. A fixed size (min = max) fills every batch to the
@@ -86,19 +94,23 @@ class DocumentModelHandler(ModelHandler[TokenizedDocument, PredictionResult, Any
         self.zero_shot = zero_shot
         self.precision = precision
         self.threads = threads
+        self.model_version = model_version
+
+    def local_model_dir(self) -> str:
+        return local_bundle(self.model_dir, self.model_version)
 
     def load_model(self) -> Any:
         """The classifier object itself (Beam keeps a weak reference to it, so not a tuple); the one the launcher
         preloaded (:meth:`preload_model`) where this worker runs in its process."""
         from models.classifier import load_classifier
 
-        return load_classifier(self.model_dir, **self._load_options())
+        return load_classifier(self.local_model_dir(), **self._load_options())
 
     def preload_model(self) -> None:
         """Load the model now, for an in-process worker's :meth:`load_model` to take over."""
         from models.classifier import preload_classifier
 
-        preload_classifier(self.model_dir, **self._load_options())
+        preload_classifier(self.local_model_dir(), **self._load_options())
 
     def _load_options(self) -> dict[str, Any]:
         return {"device": self.device, "tasks": self.tasks, "zero_shot": self.zero_shot, "precision": self.precision,
@@ -208,8 +220,9 @@ class TokenizeInLengthOrder(beam.DoFn):
     """
 
     def __init__(self, model_dir: str, window: int = SORT_WINDOW_DOCUMENTS,
-                 window_chars: int = SORT_WINDOW_CHARS) -> None:
+                 window_chars: int = SORT_WINDOW_CHARS, model_version: str | None = None) -> None:
         self.model_dir = model_dir
+        self.model_version = model_version
         self.window = window
         self.window_chars = window_chars
 
@@ -217,7 +230,7 @@ class TokenizeInLengthOrder(beam.DoFn):
         from models.classifier import TOKENIZE_CHUNK, load_tokenizer
 
         self.tokenize_chunk = TOKENIZE_CHUNK
-        spec = read_bundle_spec(Path(self.model_dir))
+        spec = read_bundle_spec(Path(local_bundle(self.model_dir, self.model_version)))
         self.tokenizer = load_tokenizer(spec)
         self.max_length = spec.max_length
 
@@ -277,7 +290,8 @@ class Classify(beam.PTransform):
 
     def expand(self, documents: beam.PCollection) -> dict[str, beam.PCollection]:
         ordered = documents | "TokenizeInLengthOrder" >> beam.ParDo(
-            TokenizeInLengthOrder(self.handler.model_dir)).with_outputs("failed", main="tokenized")
+            TokenizeInLengthOrder(self.handler.model_dir, model_version=self.handler.model_version)
+        ).with_outputs("failed", main="tokenized")
         main, other = ordered.tokenized | "RunInference" >> RunInference(self.handler).with_exception_handling()
         labeled = main | "ToLabeledRow" >> beam.Map(labeled_row, run_id=self.run_id)
         failed_batches = other.failed_inferences | "FailedBatchRows" >> beam.FlatMap(failed_batch_rows)

@@ -283,7 +283,8 @@ def labeling_tasks(model_dir: str, tasks: Sequence[str] | None, zero_shot: dict[
 
 def model_handler(config: PipelineConfig, tasks: dict[str, tuple[str, ...]]) -> DocumentModelHandler:
     return DocumentModelHandler(config.model_dir, tuple(tasks), config.device, config.zero_shot,
-                                token_budget=config.token_budget, precision=config.precision, threads=config.threads)
+                                token_budget=config.token_budget, precision=config.precision, threads=config.threads,
+                                model_version=read_bundle_spec(Path(config.model_dir)).model_version)
 
 
 def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tasks: dict[str, tuple[str, ...]],

@@ -15,7 +15,7 @@ from models.classifier import Classifier
 from models.datasets import Example, read_labeled
 from models.fewshot import add_fewshot_task
 from models.recipes import SST2_CANDIDATES, sentiment_data
-from models.registry import default_model_dir, load_registry, register
+from models.registry import bundle_on_this_machine, default_model_dir, load_registry, register
 
 
 def test_register_and_promote(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -35,6 +35,27 @@ def test_register_and_promote(tiny_bundle: Path, tmp_path: Path) -> None:
     register(other, promote=True, path=registry)
     assert default_model_dir(registry) == other
     assert set(load_registry(registry)["models"]) == {"tiny-test@0.0.1", "tiny-test@0.0.2"}
+
+
+def test_a_worker_finds_the_runs_bundle_where_its_image_keeps_it(tiny_bundle: Path, tmp_path: Path) -> None:
+    """The launcher names its own folder (``/home/me/undertone/models/...``); a Dataflow worker built from
+    ``deploy/worker-gpu.Dockerfile`` has the same version registered under ``/opt/undertone``."""
+    registry = tmp_path / "registry.json"
+    register(tiny_bundle, path=registry)
+    launcher_folder = tmp_path / "launcher" / "models" / "tiny"
+    assert bundle_on_this_machine(launcher_folder, "tiny-test@0.0.1", registry) == tiny_bundle
+    assert bundle_on_this_machine(tiny_bundle, "tiny-test@0.0.1", registry) == tiny_bundle
+    with pytest.raises(FileNotFoundError, match=r"tiny-test@0\.0\.2 is neither at .* nor registered"):
+        bundle_on_this_machine(launcher_folder, "tiny-test@0.0.2", registry)
+    spec = json.loads((tiny_bundle / "bundle.json").read_text())
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("bundle.json", "heads.safetensors"):
+        (copy / name).write_bytes((tiny_bundle / name).read_bytes())
+    register(copy, path=registry)  # the version's entry now points at the copy
+    (copy / "bundle.json").write_text(json.dumps({**spec, "version": "0.0.9"}))  # which now holds another version
+    with pytest.raises(FileNotFoundError, match=r"tiny-test@0\.0\.1 is neither at"):
+        bundle_on_this_machine(launcher_folder, "tiny-test@0.0.1", registry)
 
 
 def test_a_new_version_written_over_a_folder_replaces_its_old_entry(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -182,3 +182,21 @@ def test_bucketed_pipeline_labels_equal_one_by_one_labels(tiny_bundle: Path) -> 
                 assert label == expected[doc_id].label and abs(score - expected[doc_id].score) < 1e-4
 
         assert_that(triples, same_as_one_by_one)
+
+
+def test_a_worker_without_the_launchers_bundle_folder_uses_its_own_copy_of_the_version(tmp_path: Path) -> None:
+    """On Dataflow the handler arrives with the launcher's path, which the worker image does not have; the
+    registered bundle of the same version there is loaded, by the tokenizer and the model alike."""
+    from models.bundle import read_bundle_spec
+    from models.registry import SHIPPED_DEFAULT
+    from transforms.classify import TokenizeInLengthOrder
+
+    spec = read_bundle_spec(SHIPPED_DEFAULT)
+    launcher_folder = str(tmp_path / "home" / "undertone" / "models" / "shipped" / "base")
+    handler = DocumentModelHandler(launcher_folder, model_version=spec.model_version)
+    assert handler.local_model_dir() == str(SHIPPED_DEFAULT)
+    step = TokenizeInLengthOrder(launcher_folder, model_version=spec.model_version)
+    step.setup()
+    assert step.max_length == spec.max_length
+    with pytest.raises(FileNotFoundError, match="build the worker image with it"):
+        DocumentModelHandler(launcher_folder, model_version="undertone-base@0.0.0").load_model()
