@@ -29,6 +29,7 @@ from charset_normalizer.constant import IANA_SUPPORTED
 from charset_normalizer.utils import is_multi_byte_encoding
 from inscriptis import get_text
 from mailparser_reply import EmailMessage as ReplyThread
+from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR
 
 from transforms.records import Document, Failure, excerpt, new_document, without_surrogates
 
@@ -325,21 +326,56 @@ def _part_attachments(part: EmailMessage) -> list[str]:
 
 
 def strip_reply(text: str) -> str:
-    """The newest reply without quoted history or signature; the whole text if nothing is left."""
+    """The newest reply without quoted history or signature; the whole text if nothing is left.
+
+    The text is cut at the first match of the reply parser's header pattern that :func:`is_reply_header` confirms:
+    the parser itself splits at every match, and a customer's own "Date: Friday works for me" or "On your website
+    you wrote:" line lost the rest of the message.
+    """
     if len(text) > REPLY_STRIP_MAX_CHARS:
         return text
     try:  # keep_hyphen_lists: a "- item" line is a list, not a signature ("-John" signs off only without a space)
-        thread = ReplyThread(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True).read()
-        replies = thread.replies
+        thread = ReplyThread(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
+        normalized = thread.text  # line ends and blanks around lines as the parser's patterns expect them
+        cuts = [header.span() for header in thread.HEADER_REGEX.finditer(normalized)
+                if is_reply_header(header.group(), normalized[header.end():])] + [(len(normalized), len(normalized))]
+        newest = normalized[:cuts[0][0]].strip()
+        if not newest and len(cuts) > 1:  # a body that opens with a header: the part after it, as the parser reads it
+            newest = normalized[cuts[0][1]:cuts[1][0]].strip()
+        disclaimers = thread.DISCLAIMERS_REGEX.findall(newest)
     except Exception:  # noqa: BLE001 - a regex failure keeps the full body rather than losing it
         return text
-    if not replies:
-        return text
-    newest = replies[0].full_body  # without reply headers; signature and disclaimers cut here
-    for disclaimer in replies[0].disclaimers:
-        newest = newest.replace(disclaimer, "")
+    for disclaimer in disclaimers:
+        newest = newest.replace(disclaimer.strip(), "")
     newest = without_signature(newest, thread.SIGNATURE_REGEX).strip()
     return newest if newest else text
+
+
+_SEPARATOR = re.compile(GENERIC_MAIL_SEPARATOR, re.MULTILINE | re.IGNORECASE)
+_HEADER_FIELD = re.compile(r"^[>* ]*([^\W\d_]+) ?:[ *]*(.*)$", re.MULTILINE)
+_SENDER_FIELDS = frozenset({"from", "von", "de", "da", "van"})
+_TIME_FIELDS = frozenset({"sent", "date", "gesendet", "datum", "envoyé", "enviado", "fecha", "inviato", "data",
+                          "verzonden"})
+_DATED = re.compile(r"\b(?:19|20)\d{2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b")
+"""A date with its year, as mail clients write it in reply headers ("Mon, Jan 5, 2020", "05.01.20"); a customer's
+"Friday" or "at 10:30" is not one."""
+
+
+def is_reply_header(header: str, following: str) -> bool:
+    """Whether a match of the reply parser's header pattern opens quoted history, not the sender's own words.
+
+    The parser takes any two adjacent lines starting "Date:", "To:", "An:"... for an Outlook header block and any
+    line "On ... wrote:" or "Am ... schrieb ...:" for an attribution. A real block says when (a Sent or Date field
+    with a dated value) or who (a From field with an address); a real attribution names a date or an address, or
+    a quote follows it ("On Aug 25 Joe wrote:" then "> ...")."""
+    if _SEPARATOR.search(header):
+        return True
+    fields = [(name.lower(), value) for name, value in _HEADER_FIELD.findall(header)]
+    if len(fields) >= 2:
+        return any((name in _TIME_FIELDS and _DATED.search(value)) or (name in _SENDER_FIELDS and "@" in value)
+                   for name, value in fields)
+    next_line = next((line for line in following.split("\n") if line.strip()), "")
+    return bool(_DATED.search(header) or "@" in header or _QUOTED_LINE.match(next_line))
 
 
 def without_signature(text: str, signature: re.Pattern[str]) -> str:

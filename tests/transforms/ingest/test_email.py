@@ -416,6 +416,30 @@ def test_sign_offs_and_quoted_history_are_still_stripped(closing: str) -> None:
     assert strip_reply(text) == "Great, it works now."
 
 
+REPLY_HISTORIES = (
+    "\n\nOn Tue, Nov 10, 2026 at 9:15 AM Support <s@acme.com> wrote:\n> We are sorry to hear that.",
+    "\n\nFrom: Support <s@acme.com>\nSent: Tuesday, November 10, 2026 9:15 AM\nTo: Anna <anna@example.com>\n"
+    "Subject: RE: Order 1234\n\nWe are sorry to hear that.",
+    "\n\nAm Di., 10. Nov. 2026 um 09:15 Uhr schrieb Support <s@acme.com>:\n> Wir bedauern das sehr.",
+)
+
+
+@pytest.mark.parametrize("body", [
+    "Hi Sarah,\n\nhere is the plan for the offsite:\nDate: Friday works for me\nTo: the whole team, bring laptops\n\n"
+    "The room booking tool still fails with error 500 and I am fed up with it.",
+    "Hello,\n\nOn your website you wrote:\nDelivery within 2 working days.\nIt took three weeks and nobody answers "
+    "my calls. I want my money back.",
+    "Sehr geehrte Damen und Herren,\n\nam Montag schrieb ich Ihnen:\nDie Lieferung kam beschädigt an.\n"
+    "Bis heute habe ich keine Antwort erhalten. Ich erwarte eine Erstattung.",
+])
+def test_the_senders_own_header_like_lines_do_not_cut_the_reply(body: str) -> None:
+    """The reply parser took two lines starting "Date:" and "To:", or any "On ... wrote:" / "Am ... schrieb ...:"
+    line, for the header of quoted history and dropped everything after it: the complaint was lost."""
+    assert strip_reply(body) == body
+    for history in REPLY_HISTORIES:
+        assert strip_reply(body + history) == body
+
+
 def mime(build) -> bytes:
     from email.message import EmailMessage
 
