@@ -50,8 +50,12 @@ _NOT_CONTROL = bytes(byte for byte in range(256) if not (byte < 9 or 13 < byte <
 """Every byte but the control characters text never has (tab, line breaks, form feed and carriage return are text)."""
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _MAILDIR_INFO = re.compile(r"[:!]2,[A-Za-z]*$")
-_QUOTED_LINE = re.compile(r"^\s*(?:>|[A-Za-z]{1,15}>(?:\s|$))")
-"""A quoted line: ``> text``, or Supercite's ``Name> text``."""
+PROMPTS = ("mysql", "mariadb", "sqlite", "SQL", "irb", "ftp", "sftp", "lftp", "gdb", "kd", "hive", "cqlsh", "scala",
+           "julia", "ghci", "Prelude", "jshell", "gnuplot", "telnet", "ntpq")
+"""Interactive programs whose prompt is ``name>``, spelt as they print it: a pasted session's ``mysql> SELECT ...``
+is the sender's text, while Supercite quotes the same way with the writer's initials or name (``JD>``, ``Skip>``)."""
+_QUOTED_LINE = re.compile(rf"^\s*(?:>|(?!(?:{'|'.join(PROMPTS)})>)[A-Za-z]{{1,15}}>(?:\s|$))")
+"""A quoted line: ``> text``, or Supercite's ``Name> text`` unless the name is a program's prompt."""
 _ATTRIBUTION = re.compile(r"\b(wrote|writes|said|schrieb|a écrit|escribió|ha scritto|schreef)\s*:\s*$", re.IGNORECASE)
 
 

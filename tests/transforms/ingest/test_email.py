@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tests.conftest import SAMPLES
 from transforms.ingest.email import (
     detect_charset,
+    drop_quoted_lines,
     hash_address,
     is_mbox,
     looks_binary,
@@ -438,6 +439,23 @@ def test_the_senders_own_header_like_lines_do_not_cut_the_reply(body: str) -> No
     assert strip_reply(body) == body
     for history in REPLY_HISTORIES:
         assert strip_reply(body + history) == body
+
+
+@pytest.mark.parametrize("session", [
+    "mysql> SELECT count(*) FROM orders WHERE created > '2026-11-09';\n+----------+\n| count(*) |\n+----------+\n"
+    "|        0 |\n+----------+",
+    "sqlite> SELECT id, status FROM jobs WHERE status = 'failed';\n17|failed",
+    "shop=> SELECT count(*) FROM orders;\n count\n-------\n     0\nshop=# \\dt orders",
+    "irb> Order.where(status: 'paid').count\n=> 0",
+    "ftp> put invoice-4711.pdf\n553 Could not create file.",
+    "gdb> bt\n#0  0x00007f3a2c in export_orders () at export.c:212",
+])
+def test_pasted_prompt_lines_are_not_taken_for_supercite_quotes(session: str) -> None:
+    """``mysql> SELECT ...`` looks like Supercite's ``Name> text`` and was dropped as a quote: the command the
+    customer asked about was lost. Supercite quotes are still dropped."""
+    body = f"Hi,\n\nthe export shows no orders since Monday:\n\n{session}\n\nPlease check, we are losing sales."
+    assert drop_quoted_lines(body) == body
+    assert drop_quoted_lines("John> Did you run the nightly export?\n" + body) == body
 
 
 def mime(build) -> bytes:
