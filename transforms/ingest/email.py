@@ -34,7 +34,14 @@ from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR
 from transforms.records import Document, Failure, excerpt, new_document, without_surrogates
 
 _HEADERS_THAT_MAKE_AN_EMAIL = ("from", "to", "subject", "date", "message-id", "received", "mime-version")
-_ENVELOPE = re.compile(rb"From \S+ .*\d{1,2}:\d{2}")
+_ENVELOPE = re.compile(rb"""
+    From\ \S+\ +                                                         # sender: MAILER-DAEMON, an address, "-"
+    (?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\ +(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\ +\d{1,2}\ +
+    (?:\d{1,2}:\d{2}(?::\d{2})?(?:\ +(?:[A-Z]{3,5}|[+-]\d{4}))?\ +\d{4}  # asctime's time and year, a zone between
+     |\d{4}\ +\d{1,2}:\d{2}(?::\d{2})?)                                  # or the year before the time
+    (?:\ +(?:[A-Z]{3,5}|[+-]\d{4}))?\s*$""", re.VERBOSE)
+"""An mbox ``From `` envelope line: a sender and an asctime date (``From MAILER-DAEMON Fri Jul  8 12:08:34 2011``), as
+mail tools write it with a zone or the year moved; a body line like "From 9:00 to 17:00 we are open" is not one."""
 _QUOTED_FROM = re.compile(rb"(?m)^>(>*From )")
 REPLY_LANGUAGES = ("en", "de", "fr", "es", "it", "nl")
 """Languages whose reply headers ("On ... wrote:", "Am ... schrieb") and sign-offs the reply parser knows."""
@@ -542,8 +549,8 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
 def split_mbox(handle: BinaryIO, name: str) -> Iterator[tuple[str, bytes]]:
     """(input_ref, raw message) for each message of an mbox stream, one message in memory at a time.
 
-    A message starts at a ``From `` envelope line (with a time of day in it) at the top of the
-    file or after a blank line, so a body line that happens to start with "From " does not
+    A message starts at a ``From `` envelope line (a sender and a date, :data:`_ENVELOPE`) at the top of
+    the file or after a blank line, so a body line that happens to start with "From " does not
     split a message. ``>From `` quoting (mboxrd) is undone.
     """
     buffer: list[bytes] = []

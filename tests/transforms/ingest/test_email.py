@@ -90,6 +90,20 @@ def test_body_line_starting_with_from_does_not_split_the_mbox() -> None:
     assert messages[1][1].endswith(b"\nFrom quoted\n")
 
 
+def test_body_lines_with_a_time_after_from_do_not_split_the_mbox() -> None:
+    """"From 9:00 to 17:00" after a blank line matched the envelope pattern ("From ", a word, a time of day): the
+    message was cut there and its second half became a record of its own, while envelopes are asctime dates."""
+    mbox = (b"From MAILER-DAEMON Fri Jul  8 12:08:34 2011\nFrom: shop@example.com\nSubject: opening hours\n\n"
+            b"Dear customers,\n\nFrom 9:00 to 17:00 we are open on weekdays.\n\n"
+            b"From Monday 10:30 the office moves to Main Street 5.\n\n"
+            b"From user@example.com Sat Jan  3 01:05:34 1996\nSubject: two\n\nsecond\n\n"
+            b"From 1598765432101234567@xxx Tue Nov 10 09:15:00 +0000 2026\nSubject: three\n\nthird\n\n"
+            b"From - Tue Nov 10 2026 09:16:00\nSubject: four\n\nfourth\n")
+    messages = [parse_email(raw, ref) for ref, raw in split_mbox(io.BytesIO(mbox), "box")]
+    assert [m["subject"] for m in messages] == ["opening hours", "two", "three", "four"]
+    assert "From 9:00 to 17:00" in messages[0]["text"] and "From Monday 10:30" in messages[0]["text"]
+
+
 def test_rfc2047_subject_and_base64_latin1_body_are_decoded() -> None:
     raw = (b"From: =?iso-8859-1?q?Andr=E9?= <andre@example.fr>\r\nSubject: =?utf-8?b?Q2Fmw6kgY3LDqG1l?=\r\n"
            b"Message-ID: <x@y>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"

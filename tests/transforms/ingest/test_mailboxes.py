@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import mailbox
 from pathlib import Path
 
 import pytest
 
+from transforms.ingest.email import split_mbox
 from transforms.ingest.read import detect_format, expand_inputs, read_path
 from transforms.records import Failure
 
@@ -66,3 +68,12 @@ def test_mbox_with_several_real_messages(tmp_path: Path, real_messages: list[byt
     offsets = [int(d["input_ref"].rsplit("@", 1)[1]) for d in documents]
     raw = (tmp_path / "archive").read_bytes()
     assert offsets[0] == 0 and all(raw[offset:].startswith(b"From ") for offset in offsets)
+
+
+def test_every_spamassassin_envelope_starts_a_message_and_no_body_line_does(shared_data: Path) -> None:
+    raws = [path.read_bytes() for path in sorted((shared_data / "email" / "spamassassin").glob("*/*"))]
+    with_envelope = [raw for raw in raws if raw.startswith(b"From ")]
+    assert len(with_envelope) > 2000
+    archive = b"".join(raw.rstrip(b"\n") + b"\n\n" for raw in with_envelope)
+    messages = [raw for _, raw in split_mbox(io.BytesIO(archive), "corpus")]
+    assert [raw.split(b"\n", 1)[0] for raw in messages] == [raw.split(b"\n", 1)[0] for raw in with_envelope]
