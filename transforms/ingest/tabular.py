@@ -97,11 +97,17 @@ def guess_source(columns: Iterable[str], file_name: str) -> str | None:
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    """ISO-8601 text, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC."""
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+    """ISO-8601 text, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC.
+
+    A NaN raises like a boolean: it is no time, and not an empty cell either (pandas and pyarrow write a missing
+    value as null), so it gets a note instead of passing as a record without a date.
+    """
+    if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise ValueError(f"a boolean is not a time: {value}")
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError("NaN is not a time")
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, date):
@@ -120,9 +126,10 @@ _RATING = re.compile(r"(\d+(?:[.,]\d+)?)\s*(?:(?:/|out of)\s*\d+(?:[.,]\d+)?)?\s
 def parse_rating(value: Any) -> float | None:
     """A number, or the forms review exports write: ``4.0 out of 5 stars``, ``4/5``, ``4,5``, ``★★★★☆``.
 
-    The number is kept on its own scale (4 of 5 stays 4.0); anything else raises ``ValueError``.
+    The number is kept on its own scale (4 of 5 stays 4.0); anything else, NaN and infinities included, raises
+    ``ValueError``.
     """
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise ValueError(f"a boolean is not a rating: {value}")

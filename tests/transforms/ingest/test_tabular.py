@@ -159,6 +159,21 @@ def test_an_infinite_rating_is_left_empty_with_a_note(written: float) -> None:
     assert document["rating"] is None and document["ingest_notes"] == [f"non-numeric rating: {written}"]
 
 
+def test_a_nan_date_or_rating_is_left_empty_with_a_note() -> None:
+    """Python's ``json.dumps`` writes a float NaN as a bare ``NaN``, which ``json.loads`` reads back; it passed as an
+    empty cell without a word, where a boolean date or an infinite rating got a note."""
+    line = json.dumps({"id": "p7", "text": "still waiting for my refund", "created_at": float("nan"),
+                       "stars": float("nan")})
+    assert '"created_at": NaN' in line
+    ((ref, row),) = read_jsonl(io.BytesIO(line.encode() + b"\n"), "posts.jsonl")
+    document = to_document(row, ColumnMap().resolve(list(row)), "social", ref)
+    assert (document["created_at"], document["rating"]) == (None, None)
+    assert document["ingest_notes"] == ["unparseable created_at: nan", "non-numeric rating: nan"]
+    ((ref, row),) = read_csv(io.BytesIO(b"id,text,created_at\np8,arrived on time,NaN\n"), "posts.csv")
+    assert to_document(row, ColumnMap().resolve(list(row)), "social", ref)["ingest_notes"] == [
+        "unparseable created_at: NaN"]
+
+
 def test_a_nested_id_is_kept_as_json_text() -> None:
     row = {"id": {"shop": "eu", "n": 7}, "text": "fine"}
     document = to_document(row, ColumnMap().resolve(list(row)), "review", "r.jsonl:2")
