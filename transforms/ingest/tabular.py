@@ -15,7 +15,7 @@ import json
 import math
 import re
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -346,42 +346,65 @@ def _json_bytes(handle: BinaryIO) -> BinaryIO | _Utf8Reader:
     return handle if encoding == "utf-8" else _Utf8Reader(handle, encoding)
 
 
-def records_prefix(handle: BinaryIO) -> str | None:
-    """Where a JSON document's records are, as an ijson prefix: ``item`` for an array, ``<key>.item`` for the
-    first array an object holds (``{"meta": {...}, "data": [...]}``), ``""`` for an object without one (one
-    record), None for a scalar. Reads only up to that array's start."""
-    depth, key = 0, None
-    for _, event, value in ijson.parse(_json_bytes(handle)):
-        if depth == 0 and event != "start_map":
-            return "item" if event == "start_array" else None
-        if depth == 1 and event == "map_key":
-            key = value
-        elif depth == 1 and event == "start_array":
-            return f"{key}.item"
-        depth += event in ("start_map", "start_array")
-        depth -= event in ("end_map", "end_array")
-    return ""
+_OPENS = ("start_map", "start_array")
+_CLOSES = ("end_map", "end_array")
+
+
+def _to_first_array(events: Iterator[tuple[str, Any]]) -> bool:
+    """Reads an object's events up to the start of the first array among its values: True there, False when the
+    object holds none (it is then read to its end)."""
+    depth = 1
+    for event, _ in events:
+        if depth == 1 and event == "start_array":
+            return True
+        depth += (event in _OPENS) - (event in _CLOSES)
+    return False
+
+
+def _array_items(events: Iterator[tuple[str, Any]]) -> Iterator[Any]:
+    """The values of the array whose start was just read, each built by ijson's ``ObjectBuilder`` and yielded
+    as its last event is read, so memory holds one at a time."""
+    depth, builder = 0, ijson.ObjectBuilder()
+    for event, value in events:
+        if depth == 0 and event == "end_array":
+            return
+        builder.event(event, value)
+        depth += (event in _OPENS) - (event in _CLOSES)
+        if depth == 0:
+            yield builder.value
+            builder = ijson.ObjectBuilder()
 
 
 def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
-    """The records of a JSON array, or of the first array an object holds, streamed with ijson: memory holds
-    one record, whatever the file's size (``json.loads`` held the file and every record it parsed, several
-    times the file). A document that breaks keeps the records before the break."""
+    """The records of a JSON array, or of the first array an object holds (``{"meta": {...}, "data": [...]}``),
+    streamed from ijson's events: memory holds one record, whatever the file's size (``json.loads`` held the file
+    and every record it parsed, several times the file). An object without an array is one record. A document
+    that breaks keeps the records before the break.
+
+    The array is found by its place, not by an ijson prefix: ijson joins a path's keys with dots, so the prefix
+    of a ``"data.items"`` array also matched the items of ``{"data": {"items": [...]}}``, and that of an array
+    under the key ``""`` matched nothing, its records gone without a word.
+    """
     read = 0
     try:
-        prefix = records_prefix(handle)
-        if prefix is None:
+        events = ijson.basic_parse(_json_bytes(handle), use_float=True)
+        start = next(events, (None, None))[0]
+        if start not in _OPENS:
             yield name, Failure(None, name, "parse", "not_an_array", "JSON file holds no array of records",
                                 excerpt(_head(handle)))
             return
-        for index, row in enumerate(ijson.items(_json_bytes(handle), prefix, use_float=True)):
-            ref = f"{name}[{index}]" if prefix else name
+        if start == "start_map" and not _to_first_array(events):
+            yield name, next(ijson.items(_json_bytes(handle), "", use_float=True))
+            return
+        for index, row in enumerate(_array_items(events)):
+            ref = f"{name}[{index}]"
             read += 1
             if isinstance(row, dict):
                 yield ref, row
             else:
                 yield ref, Failure(None, ref, "parse", "not_an_object", f"array item is a {type(row).__name__}",
                                    excerpt(json.dumps(row, default=str)))
+        deque(events, maxlen=0)  # the rest of the document, so that a break after the records is reported too
     except (UnicodeDecodeError, ijson.JSONError) as error:
         where = f"after {read} records" if read else "before any record"
         yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document ({where}): {error}",

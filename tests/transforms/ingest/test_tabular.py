@@ -226,3 +226,21 @@ def test_records_of_the_first_array_an_object_holds_and_a_break_keeps_what_came_
     assert cut[2][1].error_type == "invalid_json" and "after 2 records" in cut[2][1].error
     (scalar,) = read_json_array(io.BytesIO(b'"just a string"'), "s.json")
     assert scalar[1].error_type == "not_an_array"
+
+
+def test_records_under_a_key_with_a_dot_or_an_empty_key_are_read_from_that_array_alone() -> None:
+    """ijson names a place by its keys joined with dots: the prefix ``reviews.en.item`` also matched the vendor's
+    replies under ``{"reviews": {"en": [...]}}``, read as reviews, and the prefix of an array under the key ``""``
+    matched nothing, the file read as empty without a word."""
+    by_locale = {
+        "exported_at": "2026-11-20T06:00:00Z",
+        "reviews.en": [{"id": "r1", "text": "Battery died after two days."},
+                       {"id": "r2", "text": "Arrived early, works great."}],
+        "reviews": {"en": [{"id": "r1-reply", "text": "Sorry to hear that, we have sent a replacement."}]},
+        "reviews.de": [{"id": "r3", "text": "Leider kaputt angekommen."}],
+    }
+    rows = list(read_json_array(io.BytesIO(json.dumps(by_locale).encode()), "export.json"))
+    assert [(ref, row["id"]) for ref, row in rows] == [("export.json[0]", "r1"), ("export.json[1]", "r2")]
+    by_category = {"": [{"id": "r4", "text": "No category, still a review."}], "books": [{"id": "r5", "text": "x"}]}
+    rows = list(read_json_array(io.BytesIO(json.dumps(by_category).encode()), "export.json"))
+    assert [(ref, row["id"]) for ref, row in rows] == [("export.json[0]", "r4")]
