@@ -282,13 +282,22 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
 
 
 def distinct_names(names: Sequence[str]) -> list[str]:
-    """A header's names with repeats numbered as pandas numbers them (``text``, ``text.1``): the csv module keeps the
-    last of two ``text`` columns without a word, and the first is the one a reader of the file sees first."""
-    seen: Counter[str] = Counter()
+    """A header's names with repeats numbered as pandas' ``read_csv`` numbers them (``text``, ``text.1``): the csv
+    module keeps the last of two ``text`` columns without a word, and the first is the one a reader of the file sees
+    first. A number whose name the header already holds (a real ``text.1`` column) is skipped, as pandas skips it:
+    the repeat and that column both took ``text.1``, and the csv module kept one of them."""
+    taken = set(names)
+    counts: Counter[str] = Counter()
     distinct = []
     for name in names:
-        distinct.append(f"{name}.{seen[name]}" if seen[name] else name)
-        seen[name] += 1
+        count, candidate = counts[name], name
+        while count:
+            counts[name] = count + 1
+            candidate = f"{name}.{count}"
+            count = count + 1 if candidate in taken else counts[candidate]
+        taken.add(candidate)
+        distinct.append(candidate)
+        counts[candidate] = count + 1
     return distinct
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import tracemalloc
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -186,6 +187,18 @@ def test_a_repeated_header_name_keeps_the_first_column_as_the_text() -> None:
     ((ref, row),) = rows
     assert row == {"id": "1", "text": "the review itself", "rating": "4", "text.1": "internal note"}
     assert to_document(row, ColumnMap().resolve(list(row)), "review", ref)["text"] == "the review itself"
+
+
+def test_a_repeat_numbered_as_a_name_the_header_holds_takes_the_next_number() -> None:
+    """A file once saved by pandas holds ``text.1``; another ``text`` column added later was numbered ``text.1``
+    too, and the csv module kept one of the two cells. pandas skips the taken name and calls it ``text.2``."""
+    data = b"id,text,text.1,rating,text\nr1,the review itself,translated: die Bewertung,4,internal note\n"
+    ((_, row),) = read_csv(io.BytesIO(data), "r.csv")
+    assert row == {"id": "r1", "text": "the review itself", "text.1": "translated: die Bewertung", "rating": "4",
+                   "text.2": "internal note"}
+    assert list(row) == list(pd.read_csv(io.BytesIO(data)).columns)
+    ((_, row),) = read_csv(io.BytesIO(b"text,text,text.1\na,b,c\n"), "r.csv")
+    assert row == {"text": "a", "text.2": "b", "text.1": "c"}
 
 
 def test_a_row_with_extra_cells_is_a_failure_that_shows_the_whole_row() -> None:
