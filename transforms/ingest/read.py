@@ -135,13 +135,22 @@ class TruncatedInputError(EOFError):
     """A compressed input whose stream stops before its end marker: the file was cut short."""
 
 
+WHOLE_BLOCKS = {
+    ".bz2": "bzip2 decodes whole blocks of up to 900 kB",
+    ".zst": "zstd decodes whole blocks of up to 128 kB", ".zstd": "zstd decodes whole blocks of up to 128 kB",
+}
+"""Compressions whose blocks decode only whole: the text of the block a cut falls in is lost with the rest, so a file
+smaller than a block, cut short, gives no record at all (gzip, xz and lzma decode up to the cut)."""
+
+
 def decompressed_chunks(raw: BinaryIO, suffix: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
     """The decompressed bytes of ``raw``, compressed as ``suffix`` says; streams that follow one another (gzip
     members, bzip2 streams, zstd frames) are read in turn, as Beam reads them.
 
     Beam's reader ends quietly where a cut-short file ends, so a truncated ``posts.jsonl.gz`` read as its
     first records and one broken line, the rest of its records gone without a word; here the end of the input
-    before the stream's end marker raises :class:`TruncatedInputError`, after every byte before the cut.
+    before the stream's end marker raises :class:`TruncatedInputError`, after every byte before the cut that can be
+    decoded (for bzip2 and zstd, those of the whole blocks before it: :data:`WHOLE_BLOCKS`).
     """
     new_decompressor = DECOMPRESSORS[suffix]
     decompressor = new_decompressor()
@@ -152,7 +161,9 @@ def decompressed_chunks(raw: BinaryIO, suffix: str, chunk_bytes: int = 1 << 20) 
             if data:
                 decompressor = new_decompressor()
     if not decompressor.eof:
-        raise TruncatedInputError(f"the {suffix} stream ends before its end marker: the file is cut short")
+        block = WHOLE_BLOCKS.get(suffix)
+        lost = f" ({block}: the text of the block it is cut in is lost)" if block else ""
+        raise TruncatedInputError(f"the {suffix} stream ends before its end marker: the file is cut short{lost}")
 
 
 def read_head(path: str, size: int = 8192) -> bytes:
