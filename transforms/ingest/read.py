@@ -189,7 +189,9 @@ def open_input(path: str) -> Iterator[BinaryIO]:
 
     A compressed input is decompressed into a spooled temporary file (Parquet needs random access). When its
     stream is cut short, the caller reads what came before the cut, and :class:`TruncatedInputError` is raised as
-    it closes the handle, so the file's records are kept and the truncation is reported after them.
+    it closes the handle, so the file's records are kept and the truncation is reported after them; it is raised
+    too in place of an error the caller's reader raises, which the cut caused (a Parquet file's footer is at its
+    end, and "magic bytes not found" did not say that the file was cut short).
     """
     with _open(path) as raw:
         if not is_compressed(path):
@@ -203,7 +205,12 @@ def open_input(path: str) -> Iterator[BinaryIO]:
             except TruncatedInputError as error:
                 cut = error
             spooled.seek(0)
-            yield spooled
+            try:
+                yield spooled
+            except Exception as error:
+                if cut is None:
+                    raise
+                raise cut from error
             if cut is not None:
                 raise cut
 

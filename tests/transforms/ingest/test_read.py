@@ -197,6 +197,20 @@ def test_a_cut_short_file_of_many_blocks_keeps_the_records_of_the_whole_blocks(t
     assert read[-1].endswith("the text of the block it is cut in is lost)")
 
 
+def test_a_cut_short_compressed_parquet_file_says_it_was_cut(tmp_path: Path) -> None:
+    """Parquet keeps its footer at the end, so a cut file cannot be read at all; the dead letter said "magic bytes
+    not found in footer", not that the file was cut short."""
+    table = io.BytesIO()
+    pq.write_table(pa.table({"review_id": [f"r{i}" for i in range(500)],
+                             "text": [f"order {i} arrived late and the box was crushed" for i in range(500)]}), table)
+    path = tmp_path / "reviews.parquet.gz"
+    data = gzip.compress(table.getvalue())
+    path.write_bytes(data[: len(data) // 2])
+    (failure,) = outcomes(path)
+    assert failure.startswith("corrupt_file: parquet file unreadable before any record: TruncatedInputError")
+    assert failure.endswith("the file is cut short")
+
+
 def test_concatenated_gzip_members_are_read_in_turn(tmp_path: Path) -> None:
     path = tmp_path / "posts.jsonl.gz"
     path.write_bytes(gzip.compress(b'{"text": "first member"}\n') + gzip.compress(b'{"text": "second member"}\n'))
