@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -73,6 +72,10 @@ def find_date_inputs(input_root: str, logical_date: str) -> list[str]:
 
 
 def remote_date_inputs(input_root: str, logical_date: str) -> list[str]:
+    # Beam imports pyarrow: here, not at the top, which a worker loading this file by path runs before
+    # flows/__init__.py has set Arrow's memory pool
+    from apache_beam.io.filesystems import FileSystems
+
     root = input_root.rstrip("/")
     patterns = [f"{root}/*/{logical_date}/**", f"{root}/**/date={logical_date}/**"]
     found = [pattern for pattern, result in zip(patterns, FileSystems.match(patterns), strict=True)
