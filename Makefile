@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 OUTPUT ?= out
 DATE ?= $(shell date -u +%Y-%m-%d)
 
-.PHONY: run test lint samples clean bench bench-memory
+.PHONY: run test lint samples clean bench bench-memory dataflow-check
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,21 @@ bench: $(STAMP)
 bench-memory: $(STAMP)
 	$(BIN)/python -m bench.run --memory
 
+# Translate the labeling job into a Dataflow job without submitting it (offline): the dataflow option set, the GPU
+# worker options and every transform. Its own virtualenv, with Beam's Google Cloud extra on top of the lock.
+GCP_VENV := .venv-gcp
+$(GCP_VENV)/.installed: requirements.lock deploy/requirements-gcp.lock pyproject.toml
+	@test -x $(GCP_VENV)/bin/python || $(PYTHON) -m venv $(GCP_VENV)
+	$(GCP_VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(GCP_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock -r deploy/requirements-gcp.lock
+	$(GCP_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+dataflow-check: $(GCP_VENV)/.installed
+	$(GCP_VENV)/bin/python deploy/check_dataflow.py
+
 samples: $(STAMP)
 	$(BIN)/python samples/_make_samples.py
 
 clean:
-	rm -rf $(VENV) $(OUTPUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(GCP_VENV) $(OUTPUT) .pytest_cache .ruff_cache

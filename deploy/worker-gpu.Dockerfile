@@ -17,9 +17,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 COPY --from=beam /opt/apache/beam /opt/apache/beam
 WORKDIR /opt/undertone
 COPY requirements.lock pyproject.toml README.md ./
+COPY deploy/requirements-gcp.lock deploy/
+# Beam's Google Cloud extra (deploy/requirements-gcp.lock): Dataflow workers read gs:// inputs and stage there.
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0 \
  && grep -v '^torch==' requirements.lock > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+ && pip install -r /tmp/requirements.txt -r deploy/requirements-gcp.lock
 COPY undertone/ undertone/
 COPY flows/ flows/
 COPY transforms/ transforms/
