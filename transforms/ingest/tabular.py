@@ -355,6 +355,93 @@ def _json_bytes(handle: BinaryIO) -> BinaryIO | _Utf8Reader:
     return handle if encoding == "utf-8" else _Utf8Reader(handle, encoding)
 
 
+_NON_FINITE = {b"NaN": math.nan, b"Infinity": math.inf, b"-Infinity": -math.inf}
+#: Outside a string: whole strings and all that is no word, up to a bare word (true, null, NaN, -Infinity), a string
+#: the chunk cuts, or the chunk's end.
+_SKIP = re.compile(rb'(?:[^"A-Za-z-]++|-(?![A-Za-z])|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
+_WORD = re.compile(rb"-?[A-Za-z]+")
+_STRING_BODY = re.compile(rb'(?:[^"\\]++|\\.)*+', re.DOTALL)
+_WORD_TAIL = re.compile(rb"[A-Za-z-]{1,9}\Z")  # may be the start of a word the next read ends (-Infinity: 9 bytes)
+
+
+class _NonFiniteReader:
+    """JSON bytes with the bare ``NaN``, ``Infinity`` and ``-Infinity`` Python's ``json.dumps`` writes, which ijson
+    refuses (every record from the first one on was lost in one dead letter), written as ``null``; ``restore`` turns
+    those nulls' events back into the floats, so the array reads as ``json.loads`` reads it, a record at a time.
+
+    A replacement is known by its place among the document's nulls, so neither a real null nor a string saying NaN
+    is ever taken for one.
+    """
+
+    def __init__(self, source: BinaryIO | _Utf8Reader) -> None:
+        self.source = source
+        self.held = b""  # the end of the last read, when it may be the start of a word the next read ends
+        self.in_string = False
+        self.escaped = False  # a string's backslash ended the last chunk
+        self.nulls = 0  # nulls written so far, replacements among them
+        self.floats: dict[int, float] = {}  # by its place among the nulls, each replacement not yet restored
+
+    def read(self, size: int = 1 << 16) -> bytes:
+        if size == 0:  # ijson asks for nothing to learn whether a reader gives bytes
+            return b""
+        while True:
+            data = self.source.read(size if size > 0 else 1 << 16)
+            chunk, cut = self.held + data, len(self.held) + len(data)
+            if data and (tail := _WORD_TAIL.search(chunk, max(0, cut - 9))):
+                cut = tail.start()
+            self.held = chunk[cut:]
+            if cut or not data:  # an empty answer is the end of the file, never a word cut in two
+                return self._rewritten(chunk[:cut])
+
+    def _rewritten(self, chunk: bytes) -> bytes:
+        """``chunk`` with its bare non-finite numbers as nulls; strings, cut by the chunk or not, are left alone."""
+        parts: list[bytes] = []
+        start = pos = 0
+        while pos < len(chunk):
+            if self.in_string:
+                if self.escaped:
+                    pos, self.escaped = pos + 1, False
+                    continue
+                pos = _STRING_BODY.match(chunk, pos).end()
+                if pos < len(chunk):  # at its closing quote, or at a backslash that ends the chunk
+                    self.escaped = self.in_string = chunk[pos] == ord("\\")
+                    pos += 1
+                continue
+            pos = _SKIP.match(chunk, pos).end()
+            if pos == len(chunk):
+                break
+            if chunk[pos] == ord('"'):  # a string the chunk cuts
+                self.in_string, pos = True, pos + 1
+                continue
+            word = _WORD.match(chunk, pos)
+            pos, text = word.end(), word.group()
+            if text == b"null":
+                self.nulls += 1
+            elif text in _NON_FINITE:
+                self.floats[self.nulls] = _NON_FINITE[text]
+                self.nulls += 1
+                parts += (chunk[start:word.start()], b"null")
+                start = pos
+        parts.append(chunk[start:])
+        return b"".join(parts)
+
+    def restore(self, events: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        """ijson's events of what this reader gave, each replacement's null back as its float."""
+        nulls = 0
+        for event, value in events:
+            if event == "null":
+                if nulls in self.floats:
+                    event, value = "number", self.floats.pop(nulls)
+                nulls += 1
+            yield event, value
+
+
+def _json_events(handle: BinaryIO) -> Iterator[tuple[str, Any]]:
+    """ijson's events of ``handle``'s document, a bare NaN or infinity among them as its float."""
+    reader = _NonFiniteReader(_json_bytes(handle))
+    return reader.restore(ijson.basic_parse(reader, use_float=True))
+
+
 _OPENS = ("start_map", "start_array")
 _CLOSES = ("end_map", "end_array")
 
@@ -388,7 +475,8 @@ def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str
     """The records of a JSON array, or of the first array an object holds (``{"meta": {...}, "data": [...]}``),
     streamed from ijson's events: memory holds one record, whatever the file's size (``json.loads`` held the file
     and every record it parsed, several times the file). An object without an array is one record. A document
-    that breaks keeps the records before the break.
+    that breaks keeps the records before the break. A bare ``NaN`` or infinity, as Python's ``json.dumps`` writes
+    one, is read as the float, as in JSON lines (``_NonFiniteReader``).
 
     The array is found by its place, not by an ijson prefix: ijson joins a path's keys with dots, so the prefix
     of a ``"data.items"`` array also matched the items of ``{"data": {"items": [...]}}``, and that of an array
@@ -396,14 +484,14 @@ def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str
     """
     read = 0
     try:
-        events = ijson.basic_parse(_json_bytes(handle), use_float=True)
+        events = _json_events(handle)
         start = next(events, (None, None))[0]
         if start not in _OPENS:
             yield name, Failure(None, name, "parse", "not_an_array", "JSON file holds no array of records",
                                 excerpt(_head(handle)))
             return
         if start == "start_map" and not _to_first_array(events):
-            yield name, next(ijson.items(_json_bytes(handle), "", use_float=True))
+            yield name, next(ijson.items(ijson.parse(_json_events(handle)), ""))
             return
         for index, row in enumerate(_array_items(events)):
             ref = f"{name}[{index}]"

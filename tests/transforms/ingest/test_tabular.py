@@ -257,3 +257,39 @@ def test_records_under_a_key_with_a_dot_or_an_empty_key_are_read_from_that_array
     by_category = {"": [{"id": "r4", "text": "No category, still a review."}], "books": [{"id": "r5", "text": "x"}]}
     rows = list(read_json_array(io.BytesIO(json.dumps(by_category).encode()), "export.json"))
     assert [(ref, row["id"]) for ref, row in rows] == [("export.json[0]", "r4")]
+
+
+class _Trickle(io.BytesIO):
+    """A file that gives at most ``step`` bytes a read, as a network or decompressing reader may: a bare word or a
+    string's escape is cut between two reads."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        super().__init__(data)
+        self.step = step
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(self.step if size is None or size < 0 else min(size, self.step))
+
+
+@pytest.mark.parametrize(("encoding", "step"), [("utf-8", 1 << 16), ("utf-8", 1), ("utf-8", 5), ("utf-16", 3)])
+def test_bare_nan_and_infinities_in_a_json_array_are_read_as_json_lines_read_them(encoding: str, step: int) -> None:
+    """Python's ``json.dumps`` writes a float NaN or infinity as a bare ``NaN``, ``Infinity`` or ``-Infinity``, which
+    ijson refuses: every record from the first one on was lost in one invalid_json dead letter."""
+    records = [
+        {"id": 1, "text": "Great", "rating": float("nan"), "created_at": "2026-11-20T06:00:00Z"},
+        {"id": 2, "text": 'Said "NaN" in stock \\ then -Infinity days, null', "rating": float("inf"),
+         "created_at": float("nan")},
+        {"id": 3, "text": "NaN", "rating": float("-inf"), "created_at": None},
+        {"id": 4, "text": 'ends in a backslash \\', "rating": 4, "created_at": float("inf")},
+    ]
+    export = json.dumps(records, indent=2)
+    assert '"rating": NaN' in export and '"rating": -Infinity' in export
+    rows = list(read_json_array(_Trickle(export.encode(encoding), step), "export.json"))
+    assert [ref for ref, _ in rows] == [f"export.json[{index}]" for index in range(4)]
+    lines = list(read_jsonl(io.BytesIO("\n".join(map(json.dumps, records)).encode()), "export.jsonl"))
+    assert json.dumps([row for _, row in rows]) == json.dumps([row for _, row in lines]) == json.dumps(records)
+    notes = [to_document(row, ColumnMap().resolve(list(row)), "review", ref)["ingest_notes"] for ref, row in rows]
+    assert notes == [["non-numeric rating: nan"], ["unparseable created_at: nan", "non-numeric rating: inf"],
+                     ["non-numeric rating: -inf"], ["unparseable created_at: inf"]]
+    ((_, single),) = read_json_array(_Trickle(json.dumps(records[1]).encode(), step), "one.json")
+    assert json.dumps(single) == json.dumps(records[1])
