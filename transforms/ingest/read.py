@@ -45,23 +45,34 @@ MAILDIR_MESSAGE_FOLDERS = ("cur", "new")
 def expand_inputs(inputs: Sequence[str], output: str | None = None) -> list[str]:
     """Files, folders (walked recursively, Maildir included) and globs to a sorted list of files.
 
-    Hidden files and ``_``-prefixed files (``_SUCCESS``, manifests) are skipped, and so is everything
-    under ``output``, the run's output root: written inside an input folder, a run's own Parquet would
-    be read back as reviews by the next run. A pattern that matches nothing raises, so a typo in a
-    schedule fails loudly instead of writing nothing.
+    Hidden files and ``_``-prefixed files (``_SUCCESS``, manifests, uploads in progress) are skipped, and so is
+    everything under ``output``, the run's output root: written inside an input folder, a run's own Parquet would
+    be read back as reviews by the next run. A file named by its path is read whatever its name (``[`` and ``*`` in
+    it are not a pattern). An input that yields no file to read raises, so a typo or an empty export in a schedule
+    fails loudly instead of writing nothing.
     """
     found: set[str] = set()
     for item in inputs:
-        if os.path.isdir(item):
-            found.update(_walk(item))
-            continue
-        from apache_beam.io.filesystems import FileSystems  # see _open: the ingest workers never expand inputs
+        files = {file for file in _input_files(item) if output is None or not _is_under(file, output)}
+        if not files:
+            kind = "folder" if os.path.isdir(item) else "pattern"
+            raise FileNotFoundError(f"input {kind} {item!r} holds no file to read (hidden files, _-prefixed files "
+                                    "and the run's output are skipped)")
+        found.update(files)
+    return sorted(found)
 
-        matches = [m.path for result in FileSystems.match([item]) for m in result.metadata_list]
-        if not matches:
-            raise FileNotFoundError(f"input {item!r} matches no file")
-        found.update(m for m in matches if not PurePosixPath(m).name.startswith((".", "_")) and not _in_maildir_tmp(m))
-    return sorted(file for file in found if output is None or not _is_under(file, output))
+
+def _input_files(item: str) -> set[str]:
+    if os.path.isfile(item):
+        return {item}
+    if os.path.isdir(item):
+        return set(_walk(item))
+    from apache_beam.io.filesystems import FileSystems  # see _open: the ingest workers never expand inputs
+
+    matches = [m.path for result in FileSystems.match([item]) for m in result.metadata_list]
+    if not matches:
+        raise FileNotFoundError(f"input {item!r} matches no file")
+    return {m for m in matches if not PurePosixPath(m).name.startswith((".", "_")) and not _in_maildir_tmp(m)}
 
 
 def _is_under(path: str, root: str) -> bool:

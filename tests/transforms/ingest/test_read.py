@@ -41,6 +41,34 @@ def test_folder_expansion_skips_private_files_and_glob_must_match() -> None:
         expand_inputs([str(SAMPLES / "nope-*.csv")])
 
 
+def test_a_file_named_by_its_path_is_read_even_with_pattern_characters_in_it(tmp_path: Path) -> None:
+    """``reviews [2026-11].csv`` was taken for a pattern: a Beam error ("bad character range"), or "matches no
+    file" for a file that exists."""
+    for path in (tmp_path / "reviews [2026-11].csv", tmp_path / "export [v1]" / "r*.csv"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("id,text\n1,fine\n", encoding="utf-8")
+        assert expand_inputs([str(path)]) == [str(path)]
+
+
+@pytest.mark.parametrize("layout", ["empty folder", "only hidden files", "glob of hidden files", "only the output"])
+def test_an_input_with_no_file_to_read_fails_loudly(tmp_path: Path, layout: str) -> None:
+    """A run on an empty export (or one still being uploaded as ``.part`` files) "succeeded" with 0 inputs."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    item, output = str(folder), None
+    if layout != "empty folder":
+        (folder / ".upload.csv.part").write_text("id,text\n1,fine\n", encoding="utf-8")
+        (folder / "_SUCCESS").write_text("", encoding="utf-8")
+    if layout == "glob of hidden files":
+        item = str(folder / ".*.part")
+    if layout == "only the output":
+        (folder / "out").mkdir()
+        (folder / "out" / "part.parquet").write_bytes(b"PAR1")
+        output = str(folder / "out")
+    with pytest.raises(FileNotFoundError, match="holds no file to read"):
+        expand_inputs([str(SAMPLES / "social"), item], output=output)
+
+
 @pytest.mark.parametrize(("name", "head", "expected"), [
     ("mail/00001.7c53", b"From alice@x Thu Aug 22 12:36:23 2002\n", "email"),
     ("msg", b"Return-Path: <a@b>\nReceived: x\n", "email"),
