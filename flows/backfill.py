@@ -8,6 +8,7 @@ after their retries are listed in the backfill artifact, and the backfill then f
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from prefect import flow, task
@@ -18,8 +19,10 @@ from prefect.tasks import exponential_backoff
 
 from flows.artifacts import artifact_key, backfill_markdown
 from flows.daily import RunOptions, daily_flow
-from transforms.pipeline import DEFAULT_MODEL_DIR
+from transforms.pipeline import DEFAULT_MODEL_DIR, labeling_tasks
 from transforms.sinks import read_date_marker
+
+log = logging.getLogger(__name__)
 
 
 class BackfillFailed(RuntimeError):
@@ -53,6 +56,23 @@ def publish_backfill_artifact(start: str, end: str, days: list[dict[str, Any]]) 
     """Publish the per-day table (status, run, counts, errors) of the backfill."""
     create_markdown_artifact(backfill_markdown(days), key=artifact_key("undertone-backfill", start, end),
                              description=f"backfill {start} .. {end}")
+
+
+def labeled_otherwise(done: dict[str, dict[str, Any]], model_dir: str, tasks: list[str] | None) -> dict[str, str]:
+    """The complete days whose record names another model version or other tasks than this backfill would label
+    with (day → what differs): skipped all the same, since redoing a day is ``force``'s call, but said."""
+    bundle, chosen = labeling_tasks(model_dir, tasks, None)
+    notes = {}
+    for day, record in done.items():
+        differences = []
+        if record.get("model_version", bundle.model_version) != bundle.model_version:
+            differences.append(f"model {record['model_version']}")
+        if sorted(record.get("tasks", chosen)) != sorted(chosen):
+            differences.append(f"tasks {','.join(record['tasks'])}")
+        if differences:
+            notes[day] = f"labeled with {' and '.join(differences)}, not {bundle.model_version} with tasks " \
+                         f"{','.join(chosen)}"
+    return notes
 
 
 def _day_row(logical_date: str, status: str, report: dict[str, Any] | None = None, error: str | None = None
@@ -99,6 +119,9 @@ def backfill_flow(
     day_task = process_day.with_options(retries=retries, retry_delay_seconds=exponential_backoff(retry_delay_s)
                                         if retry_delay_s > 0 else 0)
     rows: dict[str, dict[str, Any]] = {day: _day_row(day, "skipped", done[day]) for day in done}
+    for day, note in labeled_otherwise(done, model_dir, tasks).items():
+        log.warning("backfill skips %s, %s; --force relabels it", day, note)
+        rows[day]["note"] = note
     with ThreadPoolTaskRunner(max_workers=max(1, max_concurrency)) as pool:
         futures = {day: pool.submit(day_task, {"logical_date": day, "input_root": input_root, "output": output,
                                                "options": options})

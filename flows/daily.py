@@ -8,6 +8,7 @@ only after its partitions are swapped in and its counts reconcile, so backfills 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,11 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
 from flows.run import label_documents, publish_run_artifact, withdraw_date_marker
+from transforms.ingest.read import expand_inputs
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
 from transforms.sinks import is_url, mark_date_complete
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,20 @@ def find_date_inputs(input_root: str, logical_date: str) -> list[str]:
                    if path.is_dir() and not any(part.startswith((".", "_")) for part in path.relative_to(root).parts))
     if not found:
         raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ folder under {input_root}")
-    return found
+    readable = [folder for folder in found if _holds_input(folder)]
+    if not readable:  # an export not written yet, or still being uploaded: never a complete date
+        raise NoInputs(f"the {logical_date} folders under {input_root} hold no file to read (hidden and _-prefixed "
+                       f"files are skipped): {', '.join(found)}")
+    for folder in sorted(set(found) - set(readable)):
+        log.warning("%s holds no file to read; the date is labeled without it", folder)
+    return readable
+
+
+def _holds_input(folder: str) -> bool:
+    try:
+        return bool(expand_inputs([folder]))
+    except FileNotFoundError:
+        return False
 
 
 def remote_date_inputs(input_root: str, logical_date: str) -> list[str]:
@@ -90,7 +107,8 @@ def mark_complete(output: str, logical_date: str, manifest: dict[str, Any], inpu
     """Record the date as done by this run, only if every input record is accounted for."""
     if manifest["reconciled"] is False:
         raise RuntimeError(f"run {manifest['run_id']} for {logical_date} does not reconcile: {manifest['counts']}")
-    record = {key: manifest[key] for key in ("run_id", "manifest_path", "model_version", "totals", "reconciled")}
+    record = {key: manifest[key] for key in ("run_id", "manifest_path", "model_version", "tasks", "totals",
+                                             "reconciled")}
     return str(mark_date_complete(output, logical_date, {**record, "input_root": input_root,
                                                          "inputs": manifest["inputs"]}))
 

@@ -260,8 +260,9 @@ def run_schedule_command(args: argparse.Namespace) -> int:
               f"dead-letter {totals['dead_letter']}, reconciled: {result['reconciled']}")
     else:
         for day in result["days"]:
+            note = f"  ({day['note']}; --force relabels it)" if day.get("note") else ""
             print(f"{day['date']}  {day['status']:<8}  run {day['run_id']}  input {day.get('input')}  "
-                  f"labeled {day.get('labeled')}  dead-letter {day.get('dead_letter')}")
+                  f"labeled {day.get('labeled')}  dead-letter {day.get('dead_letter')}{note}")
     return 0
 
 

@@ -13,7 +13,7 @@ from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.backfill import backfill_flow, date_range
+from flows.backfill import backfill_flow, date_range, labeled_otherwise
 from flows.daily import find_date_inputs
 from tests.conftest import SAMPLES
 from tests.object_store import FakeObjectStore
@@ -51,6 +51,22 @@ def test_date_inputs_accept_both_layouts() -> None:
     with pytest.raises(FileNotFoundError, match="2026-11-21"):
         find_date_inputs.fn(str(BY_DATE), "2026-11-21")
     assert date_range("2026-11-30", "2026-12-01") == ["2026-11-30", "2026-12-01"]
+
+
+def test_a_date_whose_folders_hold_nothing_to_read_is_not_found(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """An export still being uploaded (hidden ``.part`` files only) was labeled as 0 records and marked complete,
+    so the backfill skipped the date once the files arrived; an empty source folder beside full ones is left out."""
+    shutil.copytree(BY_DATE, tmp_path / "in")
+    for folder in ("email/2026-11-19", "social/2026-11-19", "reviews/date=2026-11-19"):
+        for path in (tmp_path / "in" / folder).iterdir():
+            path.rename(path.with_name(f".{path.name}.part"))
+    with pytest.raises(FileNotFoundError, match=r"the 2026-11-19 folders under .* hold no file to read"):
+        find_date_inputs.fn(str(tmp_path / "in"), "2026-11-19")
+    for path in (tmp_path / "in" / "email" / "2026-11-19").iterdir():
+        path.rename(path.with_name(path.name.removeprefix(".").removesuffix(".part")))
+    assert find_date_inputs.fn(str(tmp_path / "in"), "2026-11-19") == [str(tmp_path / "in" / "email" / "2026-11-19")]
+    assert "social/2026-11-19 holds no file to read; the date is labeled without it" in caplog.text
 
 
 def test_date_inputs_under_an_object_store_root_are_the_dates_files(tmp_path: Path,
@@ -92,6 +108,7 @@ def test_backfill_writes_skips_then_force_rewrites_identically(prefect_harness, 
 
     again = backfill(capsys, tmp_path, tiny_bundle)
     assert again["skipped"] == list(DAYS) and not again["complete"]
+    assert not any("note" in day for day in again["days"])  # labeled as this backfill would label them
     assert [day["run_id"] for day in again["days"]] == [day["run_id"] for day in first["days"]]
     assert len(list((tmp_path / "_runs").glob("*.json"))) == 3
 
@@ -133,3 +150,16 @@ def test_daily_cli_fails_loudly_without_inputs(prefect_harness, tmp_path: Path,
     assert code == 1
     assert "no <source>/2026-11-21/" in capsys.readouterr().err
     assert read_date_marker(tmp_path, "2026-11-21") is None
+
+
+def test_a_skipped_day_labeled_with_another_model_or_other_tasks_is_said(tiny_bundle: Path) -> None:
+    """``backfill --tasks sentiment,intent`` over days done with sentiment only skipped them without a word."""
+    same = {"model_version": "tiny-test@0.0.1", "tasks": ["sentiment"]}
+    done = {"2026-11-18": same, "2026-11-19": {**same, "tasks": ["intent", "sentiment"]},
+            "2026-11-20": {**same, "model_version": "tiny-test@0.0.0"}, "2026-11-21": {"model_version": "x@1"}}
+    assert labeled_otherwise(done, str(tiny_bundle), None) == {
+        "2026-11-19": "labeled with tasks intent,sentiment, not tiny-test@0.0.1 with tasks sentiment",
+        "2026-11-20": "labeled with model tiny-test@0.0.0, not tiny-test@0.0.1 with tasks sentiment",
+        "2026-11-21": "labeled with model x@1, not tiny-test@0.0.1 with tasks sentiment",
+    }
+
