@@ -12,6 +12,7 @@ from schemas.contracts import (
     file_schema,
     labeled_schema,
 )
+from schemas.reading import labeled_dataset
 
 __all__ = [
     "AGGREGATES_PARTITION_KEYS",
@@ -25,5 +26,6 @@ __all__ = [
     "SOURCES",
     "describe",
     "file_schema",
+    "labeled_dataset",
     "labeled_schema",
 ]

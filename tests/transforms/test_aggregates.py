@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas import AGGREGATES_SCHEMA, describe
-from tests.conftest import REPO
+from schemas import AGGREGATES_SCHEMA, LABELED_PARTITION_KEYS, describe, file_schema, labeled_schema
+from tests.conftest import REPO, SENTIMENT
 from tests.sample_output import SAMPLE_DATE, sample_output
 from transforms.aggregates import (
     aggregate_date,
@@ -25,6 +25,8 @@ from transforms.aggregates import (
     read_labeled,
 )
 
+EARLIER_DATE = "2026-11-13"
+
 
 @pytest.fixture(scope="module")
 def output(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> Path:
@@ -32,6 +34,21 @@ def output(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> Path
     copy = tmp_path_factory.mktemp("aggregates") / "out"
     shutil.copytree(root, copy)
     aggregate_date(copy, SAMPLE_DATE)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def mixed_output(output: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``output`` plus an earlier date labeled with sentiment only (``--tasks sentiment``): its files, the
+    first of each source, lack the spam, topic, intent and team columns of ``SAMPLE_DATE``'s."""
+    copy = tmp_path_factory.mktemp("mixed") / "out"
+    shutil.copytree(output, copy)
+    schema = file_schema(labeled_schema({"sentiment": SENTIMENT}), LABELED_PARTITION_KEYS)
+    for path in copy.glob(f"labeled/source=*/date={SAMPLE_DATE}/*.parquet"):
+        folder = path.parent.with_name(f"date={EARLIER_DATE}")
+        folder.mkdir()
+        pq.write_table(pq.read_table(path, columns=schema.names).cast(schema), folder / path.name)
+    aggregate_date(copy, EARLIER_DATE)
     return copy
 
 
@@ -148,7 +165,10 @@ def readme_section() -> str:
     return readme.split("## Dashboards and queries", 1)[1].split("\n## ", 1)[0]
 
 
-def test_the_readme_queries_run_and_agree(output: Path) -> None:
+@pytest.mark.parametrize(("fixture", "dates"), [("output", (SAMPLE_DATE,)),
+                                               ("mixed_output", (EARLIER_DATE, SAMPLE_DATE))])
+def test_the_readme_queries_run_and_agree(fixture: str, dates: tuple[str, ...], request: pytest.FixtureRequest) -> None:
+    output: Path = request.getfixturevalue(fixture)
     section = readme_section()
     weekly_sql, intents_sql = re.findall(r"```sql\n(.*?)```", section, re.S)
     (python_block,) = re.findall(r"```python\n(.*?)```", section, re.S)
@@ -156,14 +176,16 @@ def test_the_readme_queries_run_and_agree(output: Path) -> None:
     weekly = duckdb.sql(weekly_sql.replace("'out/", f"'{root}/")).df()
     intents = duckdb.sql(intents_sql.replace("'out/", f"'{root}/")).df()
     namespace: dict = {}
-    exec(python_block.replace('"out/', f'"{root}/'), namespace)
+    exec(python_block.replace('"out', f'"{root}'), namespace)
 
-    labeled = read_labeled(output, SAMPLE_DATE)
+    labeled = pd.concat([read_labeled(output, date) for date in dates], ignore_index=True)
     labeled["week"] = labeled["created_at"].dt.tz_localize(None).dt.to_period("W-SUN").dt.start_time
     expected = labeled.groupby(["source", "week"])["sentiment"].agg(lambda s: (s == "negative").mean())
     got = weekly.assign(week=pd.to_datetime(weekly["week"])).set_index(["source", "week"])["negative_share"]
     assert got.sort_index().to_numpy() == pytest.approx(expected.sort_index().to_numpy())
-    assert weekly["documents"].sum() == 83
+    assert weekly["documents"].sum() == 83 * len(dates)
+    read = namespace["labeled"]
+    assert len(read) == len(labeled) and read["intent"].count() == labeled["intent"].count() > 0
     assert namespace["weekly"]["negative_share"].sort_index().to_numpy() == pytest.approx(
         expected.sort_index().to_numpy())
 
