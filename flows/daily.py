@@ -44,7 +44,9 @@ class RunOptions:
     """Extra Beam pipeline options appended to the option set (e.g. ``--job_endpoint=...``)."""
 
     def pipeline_config(self, inputs: list[str], output: str, logical_date: str) -> PipelineConfig:
-        return PipelineConfig(inputs=tuple(inputs), output=output, logical_date=logical_date, **asdict(self))
+        """The run of a whole date: ``inputs`` are all of its folders, so the run replaces every source of it."""
+        return PipelineConfig(inputs=tuple(inputs), output=output, logical_date=logical_date, whole_date=True,
+                              **asdict(self))
 
 
 class NoInputs(FileNotFoundError):
@@ -125,7 +127,8 @@ def daily_flow(
     precision: str = "auto",
     beam_args: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Label every file of one logical date (default yesterday, UTC) and write that date's partitions.
+    """Label every file of one logical date (default yesterday, UTC) and replace all of that date's partitions:
+    a source, or a file of unknown source, that its inputs no longer hold leaves no rows or dead letters behind.
 
     Returns the run report that is also published as the ``undertone-daily-<date>`` artifact. Fails if
     the date has no input folder or its counts do not reconcile (the date then stays incomplete).

@@ -80,6 +80,11 @@ class PipelineConfig:
     """Output root: ``labeled/``, ``dead_letter/`` and ``_runs/`` are written under it."""
     logical_date: str = field(default_factory=lambda: datetime.now(UTC).date().isoformat())
     """The ``date=`` partition this run writes and replaces (YYYY-MM-DD); default today, UTC."""
+    whole_date: bool = False
+    """The inputs are all of the date (the daily flow's, from its input root): the commit replaces every source
+    of the date, labeled partitions and dead letters (``unknown`` included), so what the inputs no longer hold
+    is removed. False (``undertone run``): only the sources the run read are replaced, so a partial re-run of
+    one source leaves the others alone."""
     source: str = "auto"
     """auto detects each file's source; email, review or social forces it."""
     runner: str = "local"
@@ -355,8 +360,9 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     finally:
         drop_read_ahead(read_early, reading)
     inputs = _counters(result, INGEST_METRICS, prefix="input_")  # records read per source
+    every_source = config.whole_date or inputs is None  # without counters the sources read are not known
     committed = commit_run(config.output, config.run_id, config.logical_date,
-                           sources_read=inputs if inputs is not None else (*SOURCES, UNKNOWN_SOURCE))
+                           owned_sources=(*SOURCES, UNKNOWN_SOURCE) if every_source else inputs)
     counts = reconcile(inputs or {}, committed["labeled"], committed["dead_letter"])
     manifest = {
         "run_id": config.run_id,

@@ -2,9 +2,9 @@
 
 A run writes every partition into ``OUTPUT/_staging/<run_id>/``; only after the Beam job
 succeeds does :func:`commit_run` swap each staged partition into place. A run owns the
-sources it read on its logical date: re-running a date replaces ``source=S/date=D`` for
-every source S the run read (and those sources' dead-letter files of that date), leaves
-other sources alone, never duplicates a record, and changes nothing if it fails.
+sources it read on its logical date (a run of a whole date, every source): re-running a date
+replaces ``source=S/date=D`` for every source S it owns (and those sources' dead-letter files of
+that date), leaves other sources alone, never duplicates a record, and changes nothing if it fails.
 
 The swap is crash-safe: before the first rename, :func:`commit_run` writes a commit journal
 (``_commit.json``) into the staging folder, and every step can be replayed. A run killed
@@ -125,7 +125,7 @@ def discard_remote(remote: str) -> None:
 
 
 def dead_letter_prefix(source: str | None) -> str:
-    """Dead-letter files are named per source, so a run replaces only the sources it read."""
+    """Dead-letter files are named per source, so a run replaces only the sources it owns."""
     return f"{source or UNKNOWN_SOURCE}-"
 
 
@@ -338,10 +338,11 @@ def _drop_empty_files(folder: Path) -> None:
             folder.rmdir()
 
 
-def commit_run(output: str | Path, run_id: str, date: str, sources_read: Iterable[str]) -> dict[str, Any]:
-    """Swap a successful run's staged partitions in for the sources it read; return per-source counts."""
+def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterable[str]) -> dict[str, Any]:
+    """Swap a successful run's staged partitions in for the sources it owns (``unknown`` for dead letters of
+    unknown files): an owned source the run did not stage is removed. Returns per-source counts."""
     staging = staging_root(output, run_id)
-    owned = set(sources_read)
+    owned = set(owned_sources)
     labeled_counts: dict[str, int] = {}
     swaps: list[tuple[Path, Path]] = []
     for source in SOURCES:

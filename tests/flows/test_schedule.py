@@ -14,11 +14,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.backfill import backfill_flow, date_range, labeled_otherwise
-from flows.daily import find_date_inputs
+from flows.daily import daily_flow, find_date_inputs
 from tests.conftest import SAMPLES
 from tests.object_store import FakeObjectStore
+from transforms.aggregates import read_aggregates
 from transforms.ingest.read import expand_inputs
-from transforms.sinks import mark_date_complete, read_date_marker
+from transforms.sinks import dead_letter_partition, labeled_partition, mark_date_complete, read_date_marker
 from undertone.cli import main
 
 BY_DATE = SAMPLES / "by_date"
@@ -163,3 +164,29 @@ def test_a_skipped_day_labeled_with_another_model_or_other_tasks_is_said(tiny_bu
         "2026-11-21": "labeled with model x@1, not tiny-test@0.0.1 with tasks sentiment",
     }
 
+
+def test_a_daily_rerun_removes_what_the_dates_inputs_no_longer_hold(prefect_harness, tiny_bundle: Path,
+                                                                    tmp_path: Path) -> None:
+    """A daily run owns its whole date: files of unknown source deleted upstream, and a source folder emptied,
+    leave no dead letters, rows or aggregates behind (a run owned only the sources it read, so they stayed while
+    the completion record counted none of them)."""
+    day, root, output = DAYS[-1], tmp_path / "in", tmp_path / "out"
+    for folder in (f"email/{day}", f"reviews/date={day}"):
+        shutil.copytree(BY_DATE / folder, root / folder)
+    bad = [root / "reviews" / f"date={day}" / "blob.bin", root / "reviews" / f"date={day}" / "notes.txt"]
+    bad[0].write_bytes(b"\x00\x01\x02")
+    bad[1].write_text("a note of unknown format\n", encoding="utf-8")
+    first = daily_flow(str(root), str(output), date=day, model_dir=str(tiny_bundle))
+    assert first["counts"]["unknown"]["dead_letter"] == 2 and first["counts"]["email"]["labeled"] == 1
+
+    for path in [*bad, *(root / "email" / day).iterdir()]:
+        path.unlink()
+    again = daily_flow(str(root), str(output), date=day, model_dir=str(tiny_bundle))
+    assert set(again["counts"]) == {"review"}
+    assert not labeled_partition(output, "email", day).exists()
+    assert not list(dead_letter_partition(output, day).glob("*.parquet"))
+    assert set(labeled(output)["source"].astype(str)) == {"review"}
+    assert set(read_aggregates(output, day, day)["source"]) == {"review"}
+    marker = read_date_marker(output, day)
+    assert marker["run_id"] == again["run_id"] and marker["totals"]["dead_letter"] == 0
+    assert marker["totals"]["labeled"] == len(labeled(output))

@@ -82,7 +82,7 @@ def stage_new_run(output: Path) -> None:
 
 def test_commit_replaces_owned_sources_and_keeps_other_dead_letters(tmp_path: Path) -> None:
     stage_new_run(tmp_path)
-    counts = commit_run(tmp_path, NEW, DATE, sources_read=["email", "social"])
+    counts = commit_run(tmp_path, NEW, DATE, owned_sources=["email", "social"])
     assert counts == {"labeled": {"email": 2, "review": 0, "social": 2}, "dead_letter": {"email": 1}}
     assert {source: set(ids) for source, ids in visible(tmp_path).items()} == {"email": {NEW}, "social": {NEW}}
     dead = sorted(path.name.split("-", 1)[0] + ":" + path.name.split("-", 1)[1][:16]
@@ -101,7 +101,7 @@ def renames_in_a_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     calls: list[tuple[str, str]] = []
     real_rename = sinks.os.rename
     monkeypatch.setattr(sinks.os, "rename", lambda src, dst: (calls.append((src, dst)), real_rename(src, dst)))
-    commit_run(tmp_path / "count", NEW, DATE, sources_read=["email", "social"])
+    commit_run(tmp_path / "count", NEW, DATE, owned_sources=["email", "social"])
     monkeypatch.setattr(sinks.os, "rename", real_rename)
     return len(calls)
 
@@ -127,7 +127,7 @@ def test_a_commit_killed_at_any_rename_is_rolled_forward(tmp_path: Path, monkeyp
 
         monkeypatch.setattr(sinks.os, "rename", rename)
         with pytest.raises(Killed):
-            commit_run(output, NEW, DATE, sources_read=["email", "social"])
+            commit_run(output, NEW, DATE, owned_sources=["email", "social"])
         monkeypatch.setattr(sinks.os, "rename", real_rename)
         for source, run_ids in visible(output).items():  # every partition is all old or all new, never mixed
             assert len(run_ids) == 2 and len(set(run_ids)) == 1, (kill_at, source, run_ids)
