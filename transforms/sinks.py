@@ -60,6 +60,10 @@ LABELED_TEMP_DIR = "_labeled_tmp"
 """Folder in a run's staging folder for the labeled writer's temporary files (removed with it at commit)."""
 LABELED_WRITTEN_DIR = "_labeled_written"
 """Folder in a run's staging folder where the labeled writer's files land before they move to their partition."""
+TRASH_DIR = "_trash"
+"""Folder in a run's staging folder where the partitions its commit replaces wait to be deleted: outside the
+dataset, so no reader's glob lists them even if the run dies before deleting them (a hidden folder beside the
+partition broke DuckDB's hive reader), and on the output's file system, so moving them there is a rename."""
 
 
 def is_url(path: str) -> bool:
@@ -279,9 +283,9 @@ def parquet_rows(folder: Path) -> int:
     return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob("*.parquet")))
 
 
-def _trash(target: Path, run_id: str) -> Path:
-    """Where a replaced partition waits to be deleted: hidden, so readers never list it."""
-    return target.with_name(f".{target.name}.old-{run_id}")
+def _trash(output: Path, staging: Path, target: Path) -> Path:
+    """Where the partition ``target`` of ``output`` waits to be deleted once replaced (see ``TRASH_DIR``)."""
+    return staging / TRASH_DIR / target.relative_to(output)
 
 
 def _exchange(staged: Path, target: Path) -> bool:
@@ -312,6 +316,7 @@ def _apply_step(staged: Path, target: Path, trash: Path, files: list[str] | None
     already happened changes nothing: the target already holds exactly ``files``.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    trash.parent.mkdir(parents=True, exist_ok=True)
     if files is None:
         if target.exists():
             os.rename(target, trash)
@@ -365,7 +370,7 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
                 os.link(kept, staged_dead / kept.name)
     swaps.append((staged_dead, target))
     journal = {"run_id": run_id, "date": date, "steps": [
-        {"staged": str(staged), "target": str(target), "trash": str(_trash(target, run_id)),
+        {"staged": str(staged), "target": str(target), "trash": str(_trash(Path(output), staging, target)),
          "files": sorted(_file_names(staged)) if staged.exists() else None} for staged, target in swaps]}
     _write_json(staging / COMMIT_JOURNAL, journal)
     _apply_journal(journal)
@@ -374,10 +379,15 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
 
 
 def _apply_journal(journal: dict[str, Any], skip_newer: bool = False) -> None:
-    """Replay a commit; with ``skip_newer``, leave alone a partition a later run has since replaced."""
+    """Replay a commit; with ``skip_newer``, leave alone a partition a later run has since replaced.
+
+    A step's trash is deleted even then: journals written before ``TRASH_DIR`` name a hidden folder beside the
+    partition, which a run killed after its swap left in the dataset.
+    """
     for step in journal["steps"]:
         target = Path(step["target"])
         if skip_newer and _newest_run(target) > journal["run_id"]:
+            shutil.rmtree(step["trash"], ignore_errors=True)
             continue
         _apply_step(Path(step["staged"]), target, Path(step["trash"]), step["files"])
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import apache_beam as beam
+import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -58,6 +59,12 @@ def visible(output: Path) -> dict[str, list[str]]:
     for source, run_id in zip(table["source"].to_pylist(), table["run_id"].to_pylist(), strict=True):
         rows.setdefault(source, []).append(run_id)
     return rows
+
+
+def globbed_rows(output: Path) -> int:
+    """Rows of ``labeled/`` as the README's DuckDB query reads them: a glob, which also lists hidden folders."""
+    query = f"SELECT count(*) FROM read_parquet('{output}/labeled/**/*.parquet', hive_partitioning = true)"
+    return duckdb.sql(query).fetchall()[0][0]
 
 
 def dead_pid() -> int:
@@ -131,6 +138,9 @@ def test_a_commit_killed_at_any_rename_is_rolled_forward(tmp_path: Path, monkeyp
         monkeypatch.setattr(sinks.os, "rename", real_rename)
         for source, run_ids in visible(output).items():  # every partition is all old or all new, never mixed
             assert len(run_ids) == 2 and len(set(run_ids)) == 1, (kill_at, source, run_ids)
+        # the replaced partitions wait in the staging folder: a glob of the dataset never meets them
+        assert globbed_rows(output) == sum(map(len, visible(output).values())), kill_at
+        assert not [path for folder in ("labeled", "dead_letter") for path in (output / folder).rglob(".*")], kill_at
         if atomic:
             assert set(visible(output)) == {"email", "social"}, kill_at
 
@@ -140,6 +150,28 @@ def test_a_commit_killed_at_any_rename_is_rolled_forward(tmp_path: Path, monkeyp
         assert not [path for path in output.rglob(".*") if path.is_dir()]
         dead = sorted(path.name[:6] for path in dead_letter_partition(output, DATE).glob("*.parquet"))
         assert dead == ["email-", "review"], kill_at
+
+
+def test_a_journal_naming_trash_beside_the_partitions_is_replayed_and_its_trash_removed(tmp_path: Path) -> None:
+    """Journals written before the trash moved into the staging folder name ``.date=D.old-<run>`` beside each
+    partition. A run killed mid-swap left the old partition there; recovery completes the swap and removes that
+    trash, also where it skips the step because a later run has replaced the partition since."""
+    stage_new_run(tmp_path)
+    staging = staging_root(tmp_path, NEW)
+    steps = []
+    for source in ("email", "social"):
+        target = labeled_partition(tmp_path, source, DATE)
+        trash = target.with_name(f".{target.name}.old-{NEW}")
+        os.rename(target, trash)  # the first of the two renames of the old swap
+        steps.append({"staged": str(labeled_partition(staging, source, DATE)), "target": str(target),
+                      "trash": str(trash), "files": [f"part-{NEW}-00000-of-00001.parquet"]})
+    later = "20261123T000000Z-33333333"
+    write_part(labeled_partition(tmp_path, "social", DATE), later, ["social-1", "social-2"])
+    (staging / sinks.COMMIT_JOURNAL).write_text(json.dumps({"run_id": NEW, "date": DATE, "steps": steps}))
+    assert recover_staging(tmp_path) == {NEW: "rolled_forward"}
+    assert visible(tmp_path) == {"email": [NEW, NEW], "social": [later, later]}
+    assert globbed_rows(tmp_path) == 4
+    assert not [path for path in tmp_path.rglob(".*") if path.is_dir()]
 
 
 def test_recovery_discards_dead_uncommitted_runs_and_keeps_live_ones(tmp_path: Path) -> None:
