@@ -17,7 +17,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
-from flows.run import label_documents, publish_run_artifact, withdraw_date_marker
+from flows.run import finish_dead_runs, label_documents, publish_run_artifact, withdraw_date_marker
 from transforms.ingest.read import expand_inputs
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
 from transforms.sinks import is_url, mark_date_complete
@@ -142,6 +142,7 @@ def daily_flow(
     options = RunOptions(runner=runner, model_dir=model_dir, tasks=tuple(tasks) if tasks else None, device=device,
                          precision=precision, beam_args=tuple(beam_args or ()))
     inputs = find_date_inputs(input_root, logical_date)
+    finish_dead_runs(output)
     withdraw_date_marker(output, logical_date)
     manifest = label_documents(options.pipeline_config(inputs, output, logical_date))
     aggregate_partition(output, logical_date)

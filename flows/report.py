@@ -1,8 +1,8 @@
 """Dashboards: the daily aggregates table after every run, and the analyst report (HTML) as a flow.
 
 The aggregates task runs after the labeling task in ``undertone-run`` and ``undertone-daily`` (so
-backfills get it too); the daily flow also renders the report and publishes its key figures as an
-artifact.
+backfills get it too), and before it for every date a dead run's commit was rolled forward into; the
+daily flow also renders the report and publishes its key figures as an artifact.
 """
 
 from __future__ import annotations

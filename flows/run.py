@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -12,7 +12,7 @@ from flows.artifacts import artifact_key, report_markdown, run_report
 from flows.report import aggregate_partition
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, run_pipeline
-from transforms.sinks import clear_date_marker
+from transforms.sinks import clear_date_marker, recover_staging
 
 
 @task(name="publish-run-artifact", cache_policy=NO_CACHE)
@@ -29,6 +29,24 @@ def withdraw_date_marker(output: str, logical_date: str) -> None:
     """Mark the date incomplete while its partitions are rewritten: a run that dies midway leaves it to the next
     backfill, and a run of some sources into a completed date leaves no record whose totals no longer hold."""
     clear_date_marker(output, logical_date)
+
+
+@task(name="recover-dead-runs", cache_policy=NO_CACHE)
+def recover_dead_runs(output: str) -> list[str]:
+    """Finish or discard the staging folders of dead runs, as the job does first (:func:`recover_staging`);
+    returns the dates a dead run's commit was rolled forward into."""
+    recovered = recover_staging(output)
+    if recovered:
+        get_run_logger().warning("finished or discarded the staging folders of dead runs: %s", recovered)
+    return sorted({recovery.logical_date for recovery in recovered.values() if recovery.logical_date})
+
+
+def finish_dead_runs(output: str) -> None:
+    """Recover dead runs before this run's job, and recompute the aggregates of each date a dead run's commit
+    was rolled forward into: that run died before its own flow recomputed them, and they must not wait on
+    this run's job succeeding (its date may be another one)."""
+    for recovered_date in recover_dead_runs(output):
+        aggregate_partition(output, recovered_date)
 
 
 @task(name="label-documents", cache_policy=NO_CACHE)
@@ -81,6 +99,7 @@ def run_flow(
     if date:
         options["logical_date"] = date
     config = PipelineConfig(**options)
+    finish_dead_runs(output)
     withdraw_date_marker(output, config.logical_date)
     manifest = label_documents(config)
     aggregate_partition(output, manifest["logical_date"])

@@ -8,8 +8,8 @@ that date), leaves other sources alone, never duplicates a record, and changes n
 
 The swap is crash-safe: before the first rename, :func:`commit_run` writes a commit journal
 (``_commit.json``) into the staging folder, and every step can be replayed. A run killed
-before its journal changes nothing visible; one killed mid-swap is rolled forward by the next
-run's :func:`recover_staging`, which also removes the staging folders of other dead runs.
+before its journal changes nothing visible; one killed mid-swap is rolled forward (and given a manifest) by
+the next run's :func:`recover_staging`, which also removes the staging folders of other dead runs.
 ``_dates/<date>.json`` marks a date whose inputs were all processed (written by the daily flow).
 """
 
@@ -27,6 +27,8 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -278,9 +280,9 @@ def moved_into(result: fileio.FileResult, folder: str) -> str:
     return path
 
 
-def parquet_rows(folder: Path) -> int:
-    """Rows in a partition folder, from Parquet footers only."""
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob("*.parquet")))
+def parquet_rows(folder: Path, pattern: str = "*.parquet") -> int:
+    """Rows of the files of a partition folder (those matching ``pattern``), from Parquet footers only."""
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob(pattern)))
 
 
 def _trash(output: Path, staging: Path, target: Path) -> Path:
@@ -425,26 +427,69 @@ def _owner_is_dead(staging: Path, stale_after_s: float) -> bool:
     return time.time() - float(owner.get("started", 0)) > stale_after_s
 
 
-def recover_staging(output: str | Path, stale_after_s: float = STALE_AFTER_S) -> dict[str, str]:
-    """Finish or discard the staging folders of dead runs; returns ``{run_id: rolled_forward|discarded}``.
+@dataclass(frozen=True)
+class Recovery:
+    """What :func:`recover_staging` did with a dead run's staging folder."""
+
+    action: str
+    """rolled_forward (its journaled commit was completed) or discarded (it died before its commit)."""
+    logical_date: str | None = None
+    """The date a rolled-forward run committed into: its aggregates no longer match its partitions."""
+
+
+def recover_staging(output: str | Path, stale_after_s: float = STALE_AFTER_S) -> dict[str, Recovery]:
+    """Finish or discard the staging folders of dead runs; returns what was done, by run id.
 
     A dead run with a commit journal had finished its Beam job and started swapping: its swap is
-    completed (never over a partition a later run wrote). Without a journal its output is discarded.
+    completed (never over a partition a later run wrote), it gets a manifest (:func:`_recovered_manifest`) and
+    its date stays incomplete. Without a journal its output is discarded. The caller recomputes the aggregates
+    of a rolled-forward date, which the dead run's flow never got to.
     """
     root = Path(output) / STAGING_DIR
-    actions: dict[str, str] = {}
+    actions: dict[str, Recovery] = {}
     for staging in sorted(root.iterdir()) if root.is_dir() else ():
         if not staging.is_dir() or not _owner_is_dead(staging, stale_after_s):
             continue
-        journal = staging / COMMIT_JOURNAL
-        if journal.is_file():
-            _apply_journal(json.loads(journal.read_text(encoding="utf-8")), skip_newer=True)
-            actions[staging.name] = "rolled_forward"
+        journal_file = staging / COMMIT_JOURNAL
+        if journal_file.is_file():
+            journal = json.loads(journal_file.read_text(encoding="utf-8"))
+            _apply_journal(journal, skip_newer=True)
+            if not manifest_path(output, journal["run_id"]).exists():  # there: it only failed to remove staging
+                write_manifest(output, journal["run_id"], _recovered_manifest(output, journal))
+            clear_date_marker(output, journal["date"])  # a run outside the flows withdrew none
+            actions[staging.name] = Recovery("rolled_forward", journal["date"])
         else:
-            actions[staging.name] = "discarded"
+            actions[staging.name] = Recovery("discarded")
         _discard_remote_of(staging)
         shutil.rmtree(staging, ignore_errors=True)
     return actions
+
+
+def _recovered_manifest(output: str | Path, journal: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a run that died mid-commit, once rolled forward: its rows per source as its committed
+    files' footers count them (none where a later run has replaced the partition since). Its input counts and
+    options died with it, so it cannot be reconciled."""
+    run_id, date = journal["run_id"], journal["date"]
+    labeled = {source: parquet_rows(labeled_partition(output, source, date), f"part-{run_id}-*.parquet")
+               for source in SOURCES}
+    dead: Counter[str] = Counter()
+    for path in dead_letter_partition(output, date).glob(f"*-{run_id}-*.parquet"):
+        dead[path.name.split("-", 1)[0]] += pq.ParquetFile(path).metadata.num_rows
+    counts = {source: {"labeled": labeled.get(source, 0), "dead_letter": dead[source]}
+              for source in sorted({*labeled, *dead}, key=_source_order) if labeled.get(source) or dead[source]}
+    return {
+        "run_id": run_id,
+        "logical_date": date,
+        "status": "recovered",
+        "recovered_at": datetime.now(UTC).isoformat(),
+        "counts": counts,
+        "totals": totals(counts, ("labeled", "dead_letter")),
+        "reconciled": None,
+        "outputs": {
+            "labeled": [str(labeled_partition(output, source, date)) for source in SOURCES if labeled[source]],
+            "dead_letter": str(dead_letter_partition(output, date)),
+        },
+    }
 
 
 def _discard_remote_of(staging: Path) -> None:
@@ -492,9 +537,13 @@ def clear_date_marker(output: str | Path, date: str) -> None:
     date_marker(output, date).unlink(missing_ok=True)
 
 
+def manifest_path(output: str | Path, run_id: str) -> Path:
+    return Path(output) / RUNS_DIR / f"{run_id}.json"
+
+
 def write_manifest(output: str | Path, run_id: str, manifest: dict[str, Any]) -> Path:
     """Write ``_runs/<run_id>.json`` atomically (temp file, then rename)."""
-    return _write_json(Path(output) / RUNS_DIR / f"{run_id}.json", manifest)
+    return _write_json(manifest_path(output, run_id), manifest)
 
 
 def reconcile(inputs: dict[str, int], labeled: dict[str, int], dead: dict[str, int]) -> dict[str, dict[str, int]]:

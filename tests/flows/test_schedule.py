@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
@@ -17,9 +21,18 @@ from flows.backfill import backfill_flow, date_range, labeled_otherwise
 from flows.daily import daily_flow, find_date_inputs
 from tests.conftest import SAMPLES
 from tests.object_store import FakeObjectStore
+from transforms import sinks
 from transforms.aggregates import read_aggregates
 from transforms.ingest.read import expand_inputs
-from transforms.sinks import dead_letter_partition, labeled_partition, mark_date_complete, read_date_marker
+from transforms.sinks import (
+    claim_staging,
+    commit_run,
+    dead_letter_partition,
+    labeled_partition,
+    mark_date_complete,
+    read_date_marker,
+    staging_root,
+)
 from undertone.cli import main
 
 BY_DATE = SAMPLES / "by_date"
@@ -190,3 +203,50 @@ def test_a_daily_rerun_removes_what_the_dates_inputs_no_longer_hold(prefect_harn
     marker = read_date_marker(output, day)
     assert marker["run_id"] == again["run_id"] and marker["totals"]["dead_letter"] == 0
     assert marker["totals"]["labeled"] == len(labeled(output))
+
+
+def email_label_counts(output: Path, day: str) -> int:
+    """Emails the date's aggregates count sentiment labels of."""
+    table = read_aggregates(output, day, day)
+    return int(table.loc[(table["metric"] == "label") & (table["source"] == "email")
+                         & (table["task"] == "sentiment"), "count"].sum())
+
+
+def test_a_dead_run_rolled_forward_by_a_daily_run_of_another_date_gets_aggregates_and_a_manifest(
+        prefect_harness, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of one date killed mid-commit, rolled forward by a run of another date: its date's aggregates kept
+    the old counts and its rows named a run without a manifest. Now they are recomputed, the manifest says it was
+    recovered, and the date stays incomplete for the next backfill."""
+    day, other = DAYS[1], DAYS[0]
+    daily_flow(str(BY_DATE), str(tmp_path), date=day, model_dir=str(tiny_bundle))
+    assert email_label_counts(tmp_path, day) == 2
+
+    dead_run = "20991231T000000Z-deadbeef"  # an ad-hoc run of 4 emails into the date, killed mid-commit
+    staging = claim_staging(tmp_path, dead_run)
+    emails = pq.read_table(next(labeled_partition(tmp_path, "email", day).glob("*.parquet")))
+    emails = pa.concat_tables([emails, emails])
+    emails = emails.set_column(emails.schema.get_field_index("doc_id"), "doc_id", pa.array(list("abcd")))
+    emails = emails.set_column(emails.schema.get_field_index("run_id"), "run_id", pa.array([dead_run] * 4))
+    labeled_partition(staging, "email", day).mkdir(parents=True)
+    pq.write_table(emails, labeled_partition(staging, "email", day) / f"part-{dead_run}-00000-of-00001.parquet")
+
+    def killed(journal: dict) -> None:
+        raise InterruptedError("killed once the commit journal is written")
+
+    monkeypatch.setattr(sinks, "_apply_journal", killed)
+    with pytest.raises(InterruptedError):
+        commit_run(tmp_path, dead_run, day, owned_sources=["email"])
+    monkeypatch.undo()
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    (staging / sinks.OWNER_FILE).write_text(json.dumps({"host": sinks.socket.gethostname(), "pid": ended.pid,
+                                                          "started": 0}))
+
+    daily_flow(str(BY_DATE), str(tmp_path), date=other, model_dir=str(tiny_bundle))
+    assert not staging_root(tmp_path, dead_run).exists()
+    assert set(labeled(tmp_path).query("source == 'email' and date == @day")["run_id"]) == {dead_run}
+    assert email_label_counts(tmp_path, day) == 4
+    manifest = json.loads((tmp_path / "_runs" / f"{dead_run}.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "recovered" and manifest["logical_date"] == day
+    assert manifest["counts"] == {"email": {"labeled": 4, "dead_letter": 0}} and manifest["reconciled"] is None
+    assert read_date_marker(tmp_path, day) is None and read_date_marker(tmp_path, other) is not None

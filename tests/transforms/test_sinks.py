@@ -29,6 +29,7 @@ from transforms.sinks import (
     DEAD_LETTER_TEMP_DIR,
     LABELED_TEMP_DIR,
     LABELED_WRITTEN_DIR,
+    Recovery,
     WriteDeadLetters,
     WriteLabeled,
     clear_date_marker,
@@ -144,7 +145,7 @@ def test_a_commit_killed_at_any_rename_is_rolled_forward(tmp_path: Path, monkeyp
         if atomic:
             assert set(visible(output)) == {"email", "social"}, kill_at
 
-        assert recover_staging(output) == {NEW: "rolled_forward"}
+        assert recover_staging(output) == {NEW: Recovery("rolled_forward", DATE)}
         assert visible(output) == {"email": [NEW, NEW], "social": [NEW, NEW]}, kill_at
         assert not (output / "_staging" / NEW).exists()
         assert not [path for path in output.rglob(".*") if path.is_dir()]
@@ -168,16 +169,45 @@ def test_a_journal_naming_trash_beside_the_partitions_is_replayed_and_its_trash_
     later = "20261123T000000Z-33333333"
     write_part(labeled_partition(tmp_path, "social", DATE), later, ["social-1", "social-2"])
     (staging / sinks.COMMIT_JOURNAL).write_text(json.dumps({"run_id": NEW, "date": DATE, "steps": steps}))
-    assert recover_staging(tmp_path) == {NEW: "rolled_forward"}
+    assert recover_staging(tmp_path) == {NEW: Recovery("rolled_forward", DATE)}
     assert visible(tmp_path) == {"email": [NEW, NEW], "social": [later, later]}
     assert globbed_rows(tmp_path) == 4
     assert not [path for path in tmp_path.rglob(".*") if path.is_dir()]
 
 
+def test_a_rolled_forward_run_gets_a_manifest_and_its_date_stays_incomplete(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed mid-commit wrote no manifest, so its rows named a run nothing described: recovery writes one
+    from the committed files' footers (its input counts died with it: not reconciled) and leaves the date to the
+    next backfill."""
+    stage_new_run(tmp_path)
+    write_part(dead_letter_partition(staging_root(tmp_path, NEW), DATE), NEW, ["x.bin", "y.txt"], prefix="unknown-")
+    mark_date_complete(tmp_path, DATE, {"run_id": OLD})  # a run outside the flows withdraws none
+    def killed(journal: dict) -> None:
+        raise Killed
+
+    monkeypatch.setattr(sinks, "_apply_journal", killed)
+    with pytest.raises(Killed):  # killed once its journal is written, before any rename
+        commit_run(tmp_path, NEW, DATE, owned_sources=["email", "social", "unknown"])
+    monkeypatch.undo()
+    later = "20261123T000000Z-33333333"  # has replaced the social partition since: those rows stay its own
+    write_part(labeled_partition(tmp_path, "social", DATE), later, ["social-1"])
+    (labeled_partition(tmp_path, "social", DATE) / f"part-{OLD}-00000-of-00001.parquet").unlink()
+
+    assert recover_staging(tmp_path) == {NEW: Recovery("rolled_forward", DATE)}
+    manifest = json.loads((tmp_path / "_runs" / f"{NEW}.json").read_text(encoding="utf-8"))
+    assert {key: manifest[key] for key in ("run_id", "logical_date", "status", "counts", "totals", "reconciled")} == {
+        "run_id": NEW, "logical_date": DATE, "status": "recovered", "reconciled": None,
+        "counts": {"email": {"labeled": 2, "dead_letter": 1}, "unknown": {"labeled": 0, "dead_letter": 2}},
+        "totals": {"labeled": 2, "dead_letter": 3}}
+    assert manifest["outputs"]["labeled"] == [str(labeled_partition(tmp_path, "email", DATE))]
+    assert read_date_marker(tmp_path, DATE) is None
+
+
 def test_recovery_discards_dead_uncommitted_runs_and_keeps_live_ones(tmp_path: Path) -> None:
     stage_new_run(tmp_path)
     live = sinks.claim_staging(tmp_path, "20261122T000000Z-22222222")
-    assert recover_staging(tmp_path) == {NEW: "discarded"}
+    assert recover_staging(tmp_path) == {NEW: Recovery("discarded")}
     assert visible(tmp_path) == {"email": [OLD, OLD], "social": [OLD, OLD]}
     assert live.is_dir() and not (tmp_path / "_staging" / NEW).exists()
 
@@ -196,7 +226,7 @@ def test_recovery_empties_the_remote_staging_folder_of_a_dead_run(tmp_path: Path
             handle.write(b"rows")
     owner = json.loads((staging_root(output, NEW) / sinks.OWNER_FILE).read_text())
     (staging_root(output, NEW) / sinks.OWNER_FILE).write_text(json.dumps({**owner, "pid": dead_pid()}))
-    assert recover_staging(output) == {NEW: "discarded"}
+    assert recover_staging(output) == {NEW: Recovery("discarded")}
     assert objects() == [f"fakestore://bucket/tmp/staging/{live_run}/labeled/source=email/date={DATE}/part.parquet"]
 
 
@@ -212,7 +242,7 @@ def test_rolling_forward_never_overwrites_a_later_run(tmp_path: Path) -> None:
     for path in target.glob("*.parquet"):
         path.unlink()
     write_part(target, later, ["email-1", "email-2"])
-    assert recover_staging(tmp_path) == {NEW: "rolled_forward"}
+    assert recover_staging(tmp_path) == {NEW: Recovery("rolled_forward", DATE)}
     assert visible(tmp_path)["email"] == [later, later]
 
 
