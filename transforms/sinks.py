@@ -78,17 +78,26 @@ def check_output_root(output: str) -> None:
     local folder named after the scheme, and the partition swap, the commit journal and the manifest need a file
     system with renames. Workers that cannot see the output write elsewhere (:func:`remote_staging`)."""
     if is_url(output):
-        raise ValueError(f"output {output!r} is a URL; object-store outputs are not supported yet: use a folder "
-                         "path that the workers and this process share (a local disk for the local runners, "
-                         "an NFS or other shared mount on a cluster)")
+        raise ValueError(f"output {output!r} is a URL; object-store outputs are not supported yet: use a folder of "
+                         "this machine (a local disk or a mount such as GCS FUSE); workers that cannot see it stage "
+                         "their files under the runner's URL temp_location")
+
+
+def labeled_parts(source: str, date: str) -> tuple[str, ...]:
+    """A labeled partition's path below an output or staging root, for local paths and URLs alike."""
+    return "labeled", f"source={source}", f"date={date}"
+
+
+def dead_letter_parts(date: str) -> tuple[str, ...]:
+    return "dead_letter", f"date={date}"
 
 
 def labeled_partition(root: str | Path, source: str, date: str) -> Path:
-    return Path(root) / "labeled" / f"source={source}" / f"date={date}"
+    return Path(root).joinpath(*labeled_parts(source, date))
 
 
 def dead_letter_partition(root: str | Path, date: str) -> Path:
-    return Path(root) / "dead_letter" / f"date={date}"
+    return Path(root).joinpath(*dead_letter_parts(date))
 
 
 def staging_root(output: str | Path, run_id: str) -> Path:
@@ -229,7 +238,7 @@ def place_labeled(result: fileio.FileResult, written: str, staging: str, date: s
     retried step finds it moved already; a file in neither place is an error (fileio only logs a failed move
     from its temporary folder, as a possible retry, which would lose those rows unseen)."""
     source, name = result.file_name.split("-", 1)
-    target = FileSystems.join(staging, "labeled", f"source={source}", f"date={date}", name)
+    target = FileSystems.join(staging, *labeled_parts(source, date), name)
     if FileSystems.exists(target):
         return target
     moved = FileSystems.join(written, result.file_name)
@@ -254,7 +263,7 @@ class WriteDeadLetters(beam.PTransform):
 
     def __init__(self, staging: str, date: str, run_id: str) -> None:
         super().__init__()
-        self.folder = FileSystems.join(staging, "dead_letter", f"date={date}")
+        self.folder = FileSystems.join(staging, *dead_letter_parts(date))
         self.temp_folder = FileSystems.join(staging, DEAD_LETTER_TEMP_DIR)
         self.run_id = run_id
 
