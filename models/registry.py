@@ -59,9 +59,14 @@ def default_model_dir(path: Path = REGISTRY_FILE) -> Path:
     registry = load_registry(path)
     default = registry.get("default")
     if default and default in registry["models"]:
-        folder = Path(registry["models"][default]["path"])
-        return folder if folder.is_absolute() else REPO_ROOT / folder
+        return _entry_folder(registry["models"][default])
     return SHIPPED_DEFAULT
+
+
+def _entry_folder(entry: dict[str, Any]) -> Path:
+    """A registry entry's bundle folder (stored relative to the repository when inside it)."""
+    folder = Path(entry["path"])
+    return folder if folder.is_absolute() else REPO_ROOT / folder
 
 
 def bundle_on_this_machine(model_dir: str | Path, model_version: str, path: Path = REGISTRY_FILE) -> Path:
@@ -73,7 +78,7 @@ def bundle_on_this_machine(model_dir: str | Path, model_version: str, path: Path
         return folder
     entry = load_registry(path)["models"].get(model_version)
     if entry:
-        registered = Path(entry["path"]) if Path(entry["path"]).is_absolute() else REPO_ROOT / entry["path"]
+        registered = _entry_folder(entry)
         if registered.is_dir() and read_bundle_spec(registered).model_version == model_version:
             return registered
     raise FileNotFoundError(f"model bundle {model_version} is neither at {model_dir} on this worker nor registered in "
