@@ -29,7 +29,7 @@ from charset_normalizer.constant import IANA_SUPPORTED
 from charset_normalizer.utils import is_multi_byte_encoding
 from inscriptis import get_text
 from mailparser_reply import EmailMessage as ReplyThread
-from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR
+from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR, OUTLOOK_MAIL_SEPARATOR
 
 from transforms.records import Document, Failure, excerpt, new_document, without_surrogates
 
@@ -341,18 +341,31 @@ def strip_reply(text: str) -> str:
 
     The text is cut at the first match of the reply parser's header pattern that :func:`is_reply_header` confirms:
     the parser itself splits at every match, and a customer's own "Date: Friday works for me" or "On your website
-    you wrote:" line lost the rest of the message.
+    you wrote:" line lost the rest of the message. An attribution or quoted header that the sender answers below
+    (:func:`answered_below`) is bottom-posting or interleaving, not a cut: the parser cut there and lost every
+    answer, and :func:`drop_quoted_lines` takes the quotes out instead.
     """
     if len(text) > REPLY_STRIP_MAX_CHARS:
         return text
     try:  # keep_hyphen_lists: a "- item" line is a list, not a signature ("-John" signs off only without a space)
         thread = ReplyThread(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
-        normalized = thread.text  # line ends and blanks around lines as the parser's patterns expect them
-        cuts = [header.span() for header in thread.HEADER_REGEX.finditer(normalized)
-                if is_reply_header(header.group(), normalized[header.end():])] + [(len(normalized), len(normalized))]
-        newest = normalized[:cuts[0][0]].strip()
+        # blanks around lines as the parser's patterns expect them, with the divider lines that the parser's own
+        # normalization deletes: below quoted history one opens a list footer, which is no answer
+        normalized = "\n".join(line.strip() for line in text.replace("\r\n", "\n").split("\n"))
+        headers = [header for header in thread.HEADER_REGEX.finditer(normalized)
+                   if is_reply_header(header.group(), normalized[header.end():])]
+        cuts, answered, end = [(len(normalized), len(normalized))], [], len(normalized)
+        for header in reversed(headers):  # from the last: whether a header is answered depends on the cuts below it
+            below = _without(normalized, header.end(), end, answered)
+            if not answered_below(header.group(), below, thread.SIGNATURE_REGEX):
+                cuts.insert(0, header.span())
+                end = header.start()
+            elif not _QUOTED_LINE.match(header.group().lstrip()):
+                answered.insert(0, header.span())  # an unquoted attribution goes with the quotes it introduces
+        newest = _without(normalized, 0, cuts[0][0], answered).strip()
         if not newest and len(cuts) > 1:  # a body that opens with a header: the part after it, as the parser reads it
-            newest = normalized[cuts[0][1]:cuts[1][0]].strip()
+            newest = _without(normalized, cuts[0][1], cuts[1][0], answered).strip()
+        newest = _DIVIDER.sub("\\1\n", newest)  # the sender's own dividers go, as in the parser, and cut nothing
         disclaimers = thread.DISCLAIMERS_REGEX.findall(newest)
     except Exception:  # noqa: BLE001 - a regex failure keeps the full body rather than losing it
         return text
@@ -362,7 +375,42 @@ def strip_reply(text: str) -> str:
     return newest if newest else text
 
 
+def answered_below(header: str, below: str, signature: re.Pattern[str]) -> bool:
+    """Whether a reply header opens ``>``-quoted history that the sender answers below it (``below`` runs to the
+    next cut): then the reply is bottom-posted or interleaved. A separator or an Outlook field block is always
+    history, and quotes followed by nothing but a signature or a list footer are a top-posted reply's history."""
+    field_block = not _QUOTED_LINE.match(header.lstrip()) and len(_HEADER_FIELD.findall(header)) >= 2
+    if field_block or _SEPARATOR.search(header):
+        return False
+    lines = below.split("\n")
+    if not _QUOTED_LINE.match(next((line for line in lines if line.strip()), "")):
+        return False
+    own = "\n".join(line for index, line in enumerate(lines)
+                    if not _QUOTED_LINE.match(line) and not _wrapped_quote(lines, index))
+    return bool(without_signature(_DIVIDER_LINE.split(own, 1)[0], signature).strip())
+
+
+def _wrapped_quote(lines: list[str], index: int) -> bool:
+    """An unquoted line between two quoted ones, the first with text: the end of a quoted line that a mailer wrapped
+    ("> ... can be" / "invisible." / "> It also ..."), not an answer."""
+    return (0 < index < len(lines) - 1 and bool(_QUOTED_LINE.match(lines[index - 1]))
+            and bool(lines[index - 1].strip(" >")) and bool(_QUOTED_LINE.match(lines[index + 1])))
+
+
+def _without(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> str:
+    """``text[start:end]`` less the spans (in order, not overlapping) that lie within it."""
+    pieces, position = [], start
+    for span_start, span_end in spans:
+        if start <= span_start and span_end <= end:
+            pieces.append(text[position:span_start])
+            position = span_end
+    return "".join(pieces) + text[position:end]
+
+
 _SEPARATOR = re.compile(GENERIC_MAIL_SEPARATOR, re.MULTILINE | re.IGNORECASE)
+_DIVIDER = re.compile(rf"([^\n]){OUTLOOK_MAIL_SEPARATOR}")
+_DIVIDER_LINE = re.compile(r"^ ?[_-]{32,}$", re.MULTILINE)
+"""A line of dashes or underscores, as a list server puts above its footer ("____...\nWebdev mailing list")."""
 _HEADER_FIELD = re.compile(r"^[>* ]*([^\W\d_]+) ?:[ *]*(.*)$", re.MULTILINE)
 _SENDER_FIELDS = frozenset({"from", "von", "de", "da", "van"})
 _TIME_FIELDS = frozenset({"sent", "date", "gesendet", "datum", "envoyé", "enviado", "fecha", "inviato", "data",
@@ -391,12 +439,13 @@ def is_reply_header(header: str, following: str) -> bool:
 
 def without_signature(text: str, signature: re.Pattern[str]) -> str:
     """``text`` up to the first match of the parser's signature pattern that starts like a sign-off
-    (:data:`SIGN_OFF_WORDS`); a match on a longer line is the message, and the search goes on after it."""
+    (:data:`SIGN_OFF_WORDS`); a match on a longer line is the message, and the search goes on after it, as it does
+    after a quoted sign-off (``> Thanks,``, ``> --``): that is the quoted writer's, and the answers below it stay."""
     position = 0
     while match := signature.search(text, position):
         block = match.group()
         first_line = block.lstrip().split("\n", 1)[0]
-        if len(first_line.split()) <= SIGN_OFF_WORDS:
+        if len(first_line.split()) <= SIGN_OFF_WORDS and not _QUOTED_LINE.match(first_line):
             return text[: match.start()]
         position = text.find("\n", match.start() + len(block) - len(block.lstrip()))
         if position < 0:
@@ -409,16 +458,30 @@ def drop_quoted_lines(text: str) -> str:
 
     ``mail-parser-reply`` cuts top-posted replies at the first quote; bottom-posted and
     interleaved replies keep their quotes, which are someone else's words. The whole text is
-    kept when nothing but quotes would be left.
+    kept when nothing but quotes would be left, or when it is a pasted Python session
+    (:func:`_python_session`).
     """
     if len(text) > REPLY_STRIP_MAX_CHARS:
         return text
     lines = text.split("\n")
+    if _python_session(lines):
+        return text
     kept = [line for index, line in enumerate(lines)
             if not _QUOTED_LINE.match(line) and not (len(line) <= _ATTRIBUTION_MAX_CHARS and _ATTRIBUTION.search(line)
                                                      and _quote_follows(lines, index))]
     remainder = "\n".join(kept)
     return remainder if remainder.strip() else text
+
+
+_PYTHON_PROMPT = re.compile(r"^\s*>>>(?: |$)")
+
+
+def _python_session(lines: list[str]) -> bool:
+    """Every quote-like line is ``>>> code`` and no "X wrote:" line introduces it: the interpreter's prompt, as
+    pasted with its output; a third-level quote comes with first- or second-level quotes or an attribution."""
+    quoted = [line for line in lines if _QUOTED_LINE.match(line)]
+    return (bool(quoted) and all(_PYTHON_PROMPT.match(line) for line in quoted)
+            and not any(_ATTRIBUTION.search(line) for line in lines))
 
 
 def _quote_follows(lines: list[str], index: int) -> bool:

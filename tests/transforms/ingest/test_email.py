@@ -204,6 +204,13 @@ def test_bottom_posted_reply_drops_quotes_and_signature(shared_data: Path) -> No
     assert "Irish Linux Users' Group" in document["full_text"]
     supercite = corpus_message(shared_data, "ham/01700.03a577fc11e0a5121098e0dc83c97d6c")
     assert "Skip> I'll try" not in supercite["text"] and "Which didn't help." in supercite["text"]
+    below_a_quoted_attribution = corpus_message(shared_data, "ham/01193.5b3aa2609dfb823e754b1407d451f97f")
+    assert " ".join(below_a_quoted_attribution["text"].split()) == (
+        "Re: [gst-devel] Red Hat 8.0 Looks like a problem with the avifile you've rebuilt... I've been unable to "
+        "recompile successfully the latest version on 8.0 :-/ Matthias")
+    below_a_quoted_header = corpus_message(shared_data, "ham/00945.e6eb589db145071f678c95f19b162b9b")
+    assert " ".join(below_a_quoted_header["text"].split()) == (
+        "Re: New Sequences Window I'll fix this in CVS this afternoon.")
 
 
 def test_a_thread_shares_the_root_message_id(shared_data: Path) -> None:
@@ -470,6 +477,58 @@ def test_pasted_prompt_lines_are_not_taken_for_supercite_quotes(session: str) ->
     body = f"Hi,\n\nthe export shows no orders since Monday:\n\n{session}\n\nPlease check, we are losing sales."
     assert drop_quoted_lines(body) == body
     assert drop_quoted_lines("John> Did you run the nightly export?\n" + body) == body
+
+
+def newest_words(body: str) -> str:
+    """The sender's own words as ingest keeps them, blank lines and line breaks collapsed."""
+    return " ".join(drop_quoted_lines(strip_reply(body)).split())
+
+
+@pytest.mark.parametrize(("body", "own"), [
+    ("Hi Joe,\n\nOn Mon, Aug 5, 2002 at 10:01 AM, Joe Smith <joe@example.com> wrote:\n> Did the parcel arrive?\n"
+     "> It was sent on Friday.\n\nNo, it never arrived and nobody answers the phone.\n\nRegards,\nAnn\n",
+     "Hi Joe, No, it never arrived and nobody answers the phone."),
+    ("On Mon, Aug 5, 2002 at 10:01 AM, Joe Smith <joe@example.com> wrote:\n> Did the parcel arrive?\n\n"
+     "No, it never arrived.\n\n> On Sun, Aug 4, 2002, Ann Lee <ann@example.com> wrote:\n>> I ordered it on July 1.\n"
+     "> Did you call the depot?\n\nYes, twice, and nobody answers.\n",
+     "No, it never arrived. Yes, twice, and nobody answers."),
+    ("On Tue, 6 Aug 2002, Joe Smith wrote:\n> On Mon, 5 Aug 2002, Ann Lee wrote:\n>> The export fails every night.\n"
+     "> Which version?\n>\n> Thanks,\n> --\n> Joe\n\n2.4.1, on Debian. It still crashes.\n\n-- \nAnn Lee\n",
+     "2.4.1, on Debian. It still crashes."),
+    ("Joe,\n\nOn Mon, Aug 5, 2002 at 10:01 AM, Joe Smith\n<joe@example.com> wrote:\n> Did the parcel arrive?\n\n"
+     "No, it never did.\n", "Joe, No, it never did."),
+    ("Hallo Joe,\n\nAm Mo., 5. Aug. 2002 um 10:01 Uhr schrieb Joe Smith <joe@example.com>:\n"
+     "> Ist das Paket angekommen?\n\nNein, es ist nie angekommen.\n", "Hallo Joe, Nein, es ist nie angekommen."),
+])
+def test_bottom_posted_and_interleaved_replies_keep_the_senders_words(body: str, own: str) -> None:
+    """The text was cut at the first "On ... wrote:" line, so a reply written below or between the quotes lost
+    every answer: "Hi Joe," was all that was left of a complaint. The quotes go, the answers stay."""
+    assert newest_words(body) == own
+
+
+@pytest.mark.parametrize("history", [
+    "\n\nOn Mon, Aug 5, 2002 at 10:01 AM, Joe Smith <joe@example.com> wrote:\n> Does Tuesday work?\n> Joe\n",
+    "\n\nOn Mon, Aug 5, 2002 at 10:01 AM, Joe Smith <joe@example.com> wrote:\n> Does Tuesday work?\n\n-- \n"
+    "Ann Lee | ACME\n",
+    "\n\nOn Mon, Aug 5, 2002 at 10:01 AM, Joe Smith <joe@example.com> wrote:\n> Does Tuesday work?\n\n"
+    "-----Original Message-----\nFrom: Ann Lee <ann@example.com>\nSent: Monday, August 5, 2002 9:00 AM\n"
+    "To: Joe Smith\nSubject: meeting\n\nCan we meet next week?\n",
+    "\n\nFrom: Joe Smith <joe@example.com>\nSent: Monday, August 5, 2002 10:01 AM\nTo: Ann Lee\n"
+    "Subject: meeting\n\n> Can we meet next week?\nDoes Tuesday work?\n",
+])
+def test_top_posted_replies_are_still_cut_at_the_history(history: str) -> None:
+    """Quoted history followed by nothing but a signature, another header or a separator is history: cut there."""
+    assert strip_reply("Tuesday works for me." + history) == "Tuesday works for me."
+
+
+def test_a_python_session_is_not_taken_for_a_triple_quote() -> None:
+    """``>>> json.loads(line)`` was dropped as a third-level quote. In a message with no other quoting and no
+    attribution the prompt lines are the sender's; a real ``>>>`` quote under an attribution still goes."""
+    body = ("Hi,\n\nthe importer fails on every line:\n\n>>> import json\n>>> json.loads(line)\n"
+            "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n\nAny idea?")
+    assert drop_quoted_lines(body) == body
+    assert drop_quoted_lines("Joe wrote:\n>>> Did the import work?\nNo, it crashed.") == "No, it crashed."
+    assert drop_quoted_lines(">> Did the import work?\n>>> Which file?\nNo, it crashed.") == "No, it crashed."
 
 
 def mime(build) -> bytes:
