@@ -76,11 +76,21 @@ def is_url(path: str) -> bool:
 def check_output_root(output: str) -> None:
     """Refuse an object-store output (``gs://``, ``s3://``, any ``scheme://``): a path like that would become a
     local folder named after the scheme, and the partition swap, the commit journal and the manifest need a file
-    system with renames. Workers that cannot see the output write elsewhere (:func:`remote_staging`)."""
+    system with renames. Workers that cannot see the output write elsewhere (:func:`remote_staging`). Also
+    refuse an output that is, or lies below, a file or a symbolic link to a missing folder: creating its folders
+    would fail mid-run with a bare ``FileExistsError``."""
     if is_url(output):
         raise ValueError(f"output {output!r} is a URL; object-store outputs are not supported yet: use a folder of "
                          "this machine (a local disk or a mount such as GCS FUSE); workers that cannot see it stage "
                          "their files under the runner's URL temp_location")
+    for path in (Path(output), *Path(output).parents):  # the output and its folders up to the first that exists
+        if os.path.islink(path) and not os.path.exists(path):  # os.path: a folder we may not search is no error
+            raise ValueError(f"output {output!r}: {path} is a symbolic link to {os.readlink(path)}, which does not "
+                             "exist: create the folder it points to, or name another output")
+        if os.path.exists(path):
+            if not os.path.isdir(path):
+                raise ValueError(f"output {output!r}: {path} is a file, not a folder")
+            return
 
 
 def labeled_parts(source: str, date: str) -> tuple[str, ...]:

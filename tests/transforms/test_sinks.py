@@ -390,6 +390,28 @@ def test_a_scheduled_run_into_an_object_store_is_refused_before_it_starts(output
         PipelineConfig(inputs=("inbox/",), output=output)
 
 
+@pytest.mark.parametrize("below", [None, "sub"])
+def test_an_output_through_a_dangling_symlink_is_refused_before_it_starts(tmp_path: Path, below: str | None) -> None:
+    """A link to a missing folder failed the run with mkdir's bare ``FileExistsError`` after Prefect had started."""
+    from transforms.pipeline import PipelineConfig
+
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "missing" / "folder")
+    output = str(link / below if below else link)
+    with pytest.raises(ValueError, match=f"{link} is a symbolic link to {tmp_path / 'missing' / 'folder'}, which "
+                                         "does not exist"):
+        PipelineConfig(inputs=("inbox/",), output=output)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_an_output_that_is_a_file_is_refused_before_it_starts(tmp_path: Path) -> None:
+    from transforms.pipeline import PipelineConfig
+
+    (tmp_path / "out").write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        PipelineConfig(inputs=("inbox/",), output=str(tmp_path / "out" / "sub"))
+
+
 def test_files_staged_in_an_object_store_are_fetched_into_the_runs_staging_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Dataflow's workers cannot see the submitting machine's disk: they stage under the runner's ``gs://``

@@ -90,6 +90,16 @@ def test_an_object_store_output_is_a_usage_error(tmp_path: Path, capsys: pytest.
     assert parse_args([*command, "--output", "out/gs:data"]).output == "out/gs:data"
 
 
+def test_an_output_linked_to_a_missing_folder_is_a_usage_error(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """It failed the run with mkdir's ``FileExistsError`` traceback once Prefect had started."""
+    (tmp_path / "out").symlink_to(tmp_path / "missing")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["run", "inbox/", "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert f"is a symbolic link to {tmp_path / 'missing'}, which does not exist" in capsys.readouterr().err
+
+
 def test_a_zero_shot_task_from_the_config_is_a_known_task(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text("zero_shot:\n  urgency:\n    urgent: needs an answer today\n    routine: can wait\n",
