@@ -19,7 +19,7 @@ from prefect.tasks import exponential_backoff
 
 from flows.artifacts import artifact_key, backfill_markdown
 from flows.daily import RunOptions, daily_flow
-from transforms.pipeline import DEFAULT_MODEL_DIR, labeling_tasks
+from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date, labeling_tasks
 from transforms.sinks import read_date_marker
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,9 @@ class BackfillFailed(RuntimeError):
 
 
 def date_range(start: str, end: str) -> list[str]:
-    """Every day from ``start`` to ``end``, both included."""
-    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    """Every day from ``start`` to ``end``, both included; both must be dates a run may write
+    (:func:`check_logical_date`), so that a mistyped year fails the backfill before its first day."""
+    first, last = dt.date.fromisoformat(check_logical_date(start)), dt.date.fromisoformat(check_logical_date(end))
     if last < first:
         raise ValueError(f"end {end} is before start {start}")
     return [(first + dt.timedelta(days=offset)).isoformat() for offset in range((last - first).days + 1)]

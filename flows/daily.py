@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
 from flows.run import finish_dead_runs, label_documents, publish_run_artifact, withdraw_date_marker
 from transforms.ingest.read import expand_inputs
-from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
+from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, check_logical_date
 from transforms.sinks import is_url, mark_date_complete
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,10 @@ class NoInputs(FileNotFoundError):
 
 
 def resolve_date(value: str | None) -> str:
-    """A YYYY-MM-DD date, validated; None means yesterday in UTC, the last complete day."""
+    """A YYYY-MM-DD date, validated (:func:`check_logical_date`) before the date's record is withdrawn; None means
+    yesterday in UTC, the last complete day."""
     if value:
-        return dt.date.fromisoformat(value).isoformat()
+        return check_logical_date(value)
     return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
 
 

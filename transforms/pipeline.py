@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNER_OPTION_SETS = REPO_ROOT / "deploy" / "runners"
 DEFAULT_MODEL_DIR = default_model_dir()
 INGEST_METRICS = "undertone_ingest"
+
+
+EARLIEST_DATE = date(1970, 1, 1)
+"""The first logical date a run may have: earlier ones (0001-01-01, 0226 for 2026) are a mistyped year."""
+FUTURE_DAYS = 1
+"""How many days after today (UTC) a logical date may be: tomorrow is today east of UTC. A later date has no data
+yet; it is a mistyped year (9999, 2062 for 2026) whose partition dashboards would show as the latest."""
+
+
+def check_logical_date(value: str) -> str:
+    """``value`` as YYYY-MM-DD if it is a date a run may write (:data:`EARLIEST_DATE` to :data:`FUTURE_DAYS` after
+    today, UTC), else ValueError: refused before anything is written, for the CLI, the flows and deployments alike."""
+    day = date.fromisoformat(value)
+    if day < EARLIEST_DATE:
+        raise ValueError(f"logical date {day} is before {EARLIEST_DATE}: a mistyped year?")
+    latest = datetime.now(UTC).date() + timedelta(days=FUTURE_DAYS)
+    if day > latest:
+        raise ValueError(f"logical date {day} is after tomorrow ({latest}, UTC), so it has no data yet: "
+                         "a mistyped year?")
+    return day.isoformat()
 
 
 @dataclass(frozen=True)
@@ -127,7 +147,7 @@ class PipelineConfig:
     """Unique id of this run; names the manifest and the Parquet files."""
 
     def __post_init__(self) -> None:
-        date.fromisoformat(self.logical_date)
+        check_logical_date(self.logical_date)
         check_output_root(self.output)
         if self.source not in ("auto", *SOURCES):
             raise ValueError(f"source must be auto or one of {SOURCES}, got {self.source!r}")

@@ -18,7 +18,7 @@ import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefec
 from models.bundle import PRECISIONS, read_bundle_spec
 from transforms.ingest.read import SOURCE_CHOICES
 from transforms.ingest.tabular import ColumnMap
-from transforms.pipeline import DEFAULT_MODEL_DIR
+from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date
 from transforms.sinks import check_output_root
 
 COLUMN_FIELDS = tuple(field.name for field in fields(ColumnMap))
@@ -30,6 +30,14 @@ def _iso_date(value: str) -> str:
         return date.fromisoformat(value).isoformat()
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {value!r} ({error})") from None
+
+
+def _logical_date(value: str) -> str:
+    """A date a run may write: far-off years are refused as typos (:func:`check_logical_date`)."""
+    try:
+        return check_logical_date(_iso_date(value))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _label_map(value: str) -> dict[str, str]:
@@ -50,7 +58,8 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
                           "flags given on the command line win")
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
     run.add_argument("--output", required=True, metavar="DIR", help="output root")
-    run.add_argument("--date", type=_iso_date, help="logical date partition (default: today, UTC)")
+    run.add_argument("--date", type=_logical_date,
+                     help="logical date partition, 1970-01-01 to tomorrow (default: today, UTC)")
     run.add_argument("--source", choices=SOURCE_CHOICES, default="auto", help="force the source of every file")
     run.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/")
     run.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
@@ -209,10 +218,11 @@ def summary_lines(result: dict[str, Any], output: str) -> list[str]:
 def add_schedule_commands(commands: argparse._SubParsersAction) -> None:
     """``daily`` and ``backfill``: label an input root laid out by date, one date or a range of dates."""
     daily = commands.add_parser("daily", help="label one date of an input root laid out by <source>/<date>/")
-    daily.add_argument("--date", type=_iso_date, help="logical date (default: yesterday, UTC)")
+    daily.add_argument("--date", type=_logical_date,
+                       help="logical date, 1970-01-01 to tomorrow (default: yesterday, UTC)")
     backfill = commands.add_parser("backfill", help="label a range of dates; complete dates are skipped")
-    backfill.add_argument("--start", type=_iso_date, required=True, help="first date (included)")
-    backfill.add_argument("--end", type=_iso_date, required=True, help="last date (included)")
+    backfill.add_argument("--start", type=_logical_date, required=True, help="first date (included)")
+    backfill.add_argument("--end", type=_logical_date, required=True, help="last date (included)")
     backfill.add_argument("--force", action="store_true", help="redo dates that are already complete")
     backfill.add_argument("--max-concurrency", type=int, default=2, metavar="N", help="days processed at once")
     backfill.add_argument("--retries", type=int, default=2, metavar="N", help="retries of a failed day")

@@ -18,7 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.backfill import backfill_flow, date_range, labeled_otherwise
-from flows.daily import daily_flow, find_date_inputs
+from flows.daily import daily_flow, find_date_inputs, resolve_date
 from tests.conftest import SAMPLES
 from tests.object_store import FakeObjectStore
 from transforms import sinks
@@ -65,6 +65,16 @@ def test_date_inputs_accept_both_layouts() -> None:
     with pytest.raises(FileNotFoundError, match="2026-11-21"):
         find_date_inputs.fn(str(BY_DATE), "2026-11-21")
     assert date_range("2026-11-30", "2026-12-01") == ["2026-11-30", "2026-12-01"]
+
+
+def test_a_far_off_date_or_range_is_refused() -> None:
+    """A deployment's ``date`` parameter or a backfill's range with a mistyped year wrote far-off partitions."""
+    with pytest.raises(ValueError, match="logical date 9999-12-31 is after tomorrow"):
+        resolve_date("9999-12-31")
+    with pytest.raises(ValueError, match="logical date 0226-11-18 is before 1970-01-01"):
+        date_range("0226-11-18", "2026-11-20")
+    with pytest.raises(ValueError, match="logical date 2062-11-20 is after tomorrow"):
+        date_range("2026-11-18", "2062-11-20")
 
 
 def test_a_date_whose_folders_hold_nothing_to_read_is_not_found(tmp_path: Path,

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -147,6 +148,18 @@ def test_forced_source_and_task_validation(tmp_path: Path, tiny_bundle: Path) ->
     with pytest.raises(ValueError, match="no task"):
         run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "reviews"),), output=str(tmp_path),
                                     model_dir=str(tiny_bundle), tasks=("spam",)))
+
+
+@pytest.mark.parametrize("logical_date", ["0001-01-01", "1969-12-31", "9999-12-31", "in two days"])
+def test_a_far_off_logical_date_is_refused(tmp_path: Path, logical_date: str) -> None:
+    """A mistyped year wrote a ``date=9999-12-31`` partition, which dashboards then showed."""
+    if logical_date == "in two days":
+        logical_date = (datetime.now(UTC).date() + timedelta(days=2)).isoformat()
+    with pytest.raises(ValueError, match=f"logical date {logical_date} is (before 1970-01-01|after tomorrow)"):
+        PipelineConfig(inputs=("inbox/",), output=str(tmp_path), logical_date=logical_date)
+    tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()  # today east of UTC
+    for accepted in ("1970-01-01", tomorrow):
+        assert PipelineConfig(inputs=("inbox/",), output=str(tmp_path), logical_date=accepted).logical_date == accepted
 
 
 def test_the_manifest_counts_ids_that_different_records_share(tmp_path: Path, tiny_bundle: Path,

@@ -114,6 +114,15 @@ def test_an_impossible_date_names_the_expected_form(capsys: pytest.CaptureFixtur
     assert exit_info.value.code == 2 and "expected a date as YYYY-MM-DD, got '2026-02-30'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["run", "inbox/", "--date"], ["daily", "--input-root", "inbox/", "--date"],
+                                     ["backfill", "--input-root", "inbox/", "--start", "2026-11-18", "--end"]])
+def test_a_far_off_date_is_a_usage_error(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    """``--date 9999-12-31`` wrote a far-future partition that dashboards then showed."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([*command, "9999-12-31", "--output", "out"])
+    assert exit_info.value.code == 2 and "logical date 9999-12-31 is after tomorrow" in capsys.readouterr().err
+
+
 def test_a_failed_run_exits_1_with_the_reason(prefect_harness, tiny_bundle: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", str(tmp_path / "no-such-*.eml"), "--output", str(tmp_path / "out"),
