@@ -20,7 +20,7 @@ from flows.daily import daily_flow
 from tests.conftest import SAMPLES
 from tests.sample_output import SAMPLE_DATE, sample_output
 from transforms.aggregates import read_aggregates, read_labeled
-from transforms.report.page import render_html, write_report
+from transforms.report.page import key_figures, render_html, write_report
 from undertone.cli import main
 
 WINDOW_WIDTH = 1280
@@ -129,6 +129,16 @@ def test_texts_from_the_data_are_escaped() -> None:
     assert "<b>billing</b>" not in html
 
 
+def test_a_report_of_one_date_names_it_once() -> None:
+    """The figures of a one-date report said ``"dates": [d, d]``, its artifact ``d .. d`` and its title ``d to d``."""
+    aggregates = pd.DataFrame(columns=["metric", "source", "event_date", "task", "label", "count", "share",
+                                       "mean_score", "rank", "date"])
+    assert key_figures(aggregates, [SAMPLE_DATE])["dates"] == [SAMPLE_DATE]
+    assert key_figures(aggregates, ["2026-11-18", "2026-11-19", "2026-11-20"])["dates"] == ["2026-11-18",
+                                                                                             "2026-11-20"]
+    assert f"<h1>Undertone report: {SAMPLE_DATE}</h1>" in render_html(aggregates, [SAMPLE_DATE], {}, {})
+
+
 def test_chromium_draws_the_charts_without_console_errors(page: Path, chromium: str,
                                                           tmp_path: Path) -> None:
     html = page
@@ -174,6 +184,7 @@ def test_daily_refreshes_aggregates_and_publishes_the_report(prefect_harness, ti
     assert artifact is not None
     assert f"| documents labeled | {len(labeled)} |" in artifact.data and str(report) in artifact.data
     assert "| dead letters | 1 |" in artifact.data
+    assert f"| logical dates | {day} |" in artifact.data
 
 
 def test_a_missing_output_root_is_an_error_not_an_empty_report(tmp_path: Path) -> None:

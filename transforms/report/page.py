@@ -96,6 +96,11 @@ def model_figures(versions: list[str], registry: Path = REGISTRY_FILE) -> dict[s
     return figures
 
 
+def date_span(dates: list[str]) -> list[str]:
+    """The first and last of the report's (sorted) dates, each once: a report of one date names it once."""
+    return list(dict.fromkeys((dates[0], dates[-1]))) if dates else []
+
+
 def key_figures(aggregates: pd.DataFrame, dates: list[str]) -> dict[str, Any]:
     """The headline numbers: documents, dead letters, negative share per source, top negative topic."""
     labels = aggregates[aggregates["metric"] == "label"]
@@ -106,7 +111,7 @@ def key_figures(aggregates: pd.DataFrame, dates: list[str]) -> dict[str, Any]:
         ["count", "label"], ascending=[False, True])
     models = aggregates[aggregates["metric"] == "model_version"]
     return {
-        "dates": [dates[0], dates[-1]] if dates else [],
+        "dates": date_span(dates),
         "documents": int(models["count"].sum()),
         "dead_letter": int(aggregates.loc[aggregates["metric"] == "dead_letter", "count"].sum()),
         "negative_share": {source: round(float(negative.get(source, 0) / total), 4)
@@ -223,7 +228,7 @@ def render_html(aggregates: pd.DataFrame, dates: list[str], examples: dict[str, 
     """The whole page as a string."""
     key = key_figures(aggregates, dates)
     labels = aggregates[aggregates["metric"] == "label"]
-    span = f"{dates[0]} to {dates[-1]}" if dates else "no dates"
+    span = " to ".join(key["dates"]) or "no dates"
     negative = ", ".join(f"{source} {share:.0%}" for source, share in key["negative_share"].items()) or "n/a"
     sections = [
         ("Sentiment over time (by event day)", sentiment_section(labels)),
