@@ -173,6 +173,29 @@ def runner_options(name: str) -> list[str]:
     return flags
 
 
+def beam_flags(runner: str, extra: Sequence[str] = ()) -> list[str]:
+    """The Beam flags of a run, each option once, as its manifest records them: the option set's, then ``extra``
+    (``--beam-arg``). An extra flag replaces the value of an option that takes one (Beam keeps the last, so the
+    manifest listed ``--job_endpoint`` twice, the set's and the one that won) and adds to an option that collects
+    values (``experiments``); a flag given twice counts once."""
+    by_name: dict[str, list[str]] = {}
+    for flag in [*runner_options(runner), *extra]:
+        given = by_name.setdefault(flag.lstrip("-").split("=", 1)[0], [])
+        if flag in given:
+            continue
+        if given and not _collects_values([given[-1], flag]):
+            given.clear()
+        given.append(flag)
+    return [flag for given in by_name.values() for flag in given]
+
+
+def _collects_values(flags: list[str]) -> bool:
+    """Whether Beam keeps every value of an option given as ``flags`` (two flags of one name), not the last."""
+    name = flags[0].lstrip("-").split("=", 1)[0]
+    return "=" in flags[0] and "=" in flags[1] and isinstance(
+        PipelineOptions(flags).get_all_options(retain_unknown_options=True).get(name), list)
+
+
 LOCAL_RUNNERS = (None, "DirectRunner", "FnApiRunner", "SwitchingDirectRunner")
 
 
@@ -206,7 +229,7 @@ def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = (), 
     model's thread leaves idle). Best effort: an error is left for the job to meet and report.
     """
     try:
-        options = PipelineOptions(runner_options(runner) + list(beam_args))
+        options = PipelineOptions(beam_flags(runner, beam_args))
     except ValueError:  # an unknown runner: the job reports it
         return None
     if not runs_in_this_process(options):
@@ -349,7 +372,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     clock = time.monotonic()
     files = expand_inputs(config.inputs, output=config.output)
     bundle, tasks = labeling_tasks(config.model_dir, config.tasks, config.zero_shot)
-    flags = runner_options(config.runner) + list(config.beam_args)
+    flags = beam_flags(config.runner, config.beam_args)
     options = PipelineOptions(flags)
     log.info("run %s: %d files, date %s, runner %s (%s)", config.run_id, len(files), config.logical_date,
              config.runner, shlex.join(flags))

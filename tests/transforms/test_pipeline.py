@@ -22,6 +22,7 @@ from transforms import pipeline
 from transforms.ingest import parallel
 from transforms.pipeline import (
     PipelineConfig,
+    beam_flags,
     default_threads,
     local_workers,
     run_pipeline,
@@ -180,6 +181,29 @@ def test_runner_option_sets() -> None:
     assert "--runner=PortableRunner" in runner_options("portable")
     with pytest.raises(ValueError, match="option sets"):
         runner_options("nonexistent")
+
+
+def test_an_extra_beam_flag_replaces_the_option_sets_value_and_adds_to_a_list() -> None:
+    """``--runner portable --beam-arg=--job_endpoint=...`` (the README's example) recorded two job_endpoints."""
+    assert beam_flags("portable", ["--job_endpoint=localhost:8099"]) == runner_options("portable")
+    assert beam_flags("portable", ["--job_endpoint=jobs:9000", "--job_endpoint=jobs:9001"]) == [
+        "--runner=PortableRunner", "--job_endpoint=jobs:9001", "--environment_type=LOOPBACK"]
+    dataflow = beam_flags("dataflow", ["--experiments=use_runner_v2", "--experiments=enable_hot_key_logging"])
+    assert [flag for flag in dataflow if flag.startswith("--experiments=")] == [
+        "--experiments=use_runner_v2", "--experiments=no_use_multiple_sdk_containers",
+        "--experiments=enable_hot_key_logging"]  # Beam collects every experiment
+    assert beam_flags("local", ["--undertone_unknown=1", "--undertone_unknown=2"]) == [
+        "--runner=FnApiRunner", "--undertone_unknown=2"]
+
+
+def test_the_manifest_records_each_beam_option_once(tmp_path: Path, tiny_bundle: Path) -> None:
+    posts = tmp_path / "in" / "posts.jsonl"
+    posts.parent.mkdir()
+    posts.write_text('{"id": "p1", "text": "loving the new update"}\n', encoding="utf-8")
+    manifest = run_pipeline(PipelineConfig(inputs=(str(posts.parent),), output=str(tmp_path / "out"),
+                                           logical_date="2026-11-21", model_dir=str(tiny_bundle),
+                                           beam_args=("--runner=FnApiRunner",)))
+    assert manifest["beam_options"] == ["--runner=FnApiRunner"]
 
 
 @pytest.mark.parametrize(("option_set", "extra", "cores", "threads"), [
