@@ -289,16 +289,18 @@ def read_path(
                       "bytes in its first 4 KiB, no byte-order mark)", excerpt(head))
         return
     count = 0
+    told = forced or ("email" if kind == "email" else None)  # a table's source, once its records have told it
     try:
         with open_input(path) as handle:
             records = _read_emails(handle, path, hash_addresses, head) if kind == "email" else \
                 _read_table(handle, path, kind, forced, columns or ColumnMap())
             for record in records:
                 count += 1
+                told = told or (record.source if isinstance(record, Failure) else record["source"])
                 yield record
     except Exception as error:  # noqa: BLE001 - a file that breaks mid-way keeps what was read
         where = f"after {count} records" if count else "before any record"
-        yield Failure(forced or ("email" if kind == "email" else None), path, "read", "corrupt_file",
+        yield Failure(told, path, "read", "corrupt_file",
                       f"{kind} file unreadable {where}: {type(error).__name__}: {error}")
 
 

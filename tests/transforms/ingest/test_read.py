@@ -261,3 +261,15 @@ def test_utf16_tables_are_text_not_binary(tmp_path: Path) -> None:
     posts.write_bytes('[{"text": "très bien"}]'.encode("utf-16-le"))  # JSON tells UTF-16 by its NULs, no mark
     assert outcomes(tsv) == ["sehr schön, danke"]
     assert outcomes(posts) == ["très bien"]
+
+
+def test_a_table_cut_short_says_its_source_on_the_dead_letter(tmp_path: Path) -> None:
+    """The records before the cut had told the table's source; the cut's own dead letter had none."""
+    rows = b"".join(b'{"review_id": "r%d", "rating": 2, "text": "order %d arrived late"}\n' % (i, i)
+                    for i in range(2_000))
+    path = tmp_path / "export.jsonl.gz"
+    data = gzip.compress(rows)
+    path.write_bytes(data[: len(data) // 2])
+    read = list(read_path(str(path)))
+    assert isinstance(read[-1], Failure) and read[-1].error_type == "corrupt_file"
+    assert read[-1].source == "review" == read[0]["source"]
