@@ -34,6 +34,8 @@ def test_clean_document_refuses_empty_huge_and_binary_text() -> None:
         return result.error_type if isinstance(result, Failure) else result
 
     assert outcome(" \n\t ") == "empty_text"
+    assert outcome("\u200b\u200c\u200d\u2060\u200e") == "empty_text"  # zero-width and direction marks only
+    assert outcome("\U0001f468\u200d\U0001f469\u200d\U0001f467")["text"].count("\u200d") == 2  # a family emoji
     assert outcome("x" * 1001) == "text_too_large"
     assert outcome("ok\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f" * 5) == "binary"
     cleaned = outcome("This phone is absolutely wonderful, I love it")
@@ -55,6 +57,18 @@ def test_a_few_stray_control_characters_are_removed_and_noted_not_a_binary_recor
 def test_language_detection_is_offline_and_abstains_on_tiny_text() -> None:
     assert detect_language("Das ist ein sehr schönes Hotel mit freundlichem Personal") == "de"
     assert detect_language("ok") is None
+
+
+def test_language_is_an_iso_639_1_code_or_none_when_unsure() -> None:
+    """py3langid labels some texts with three-letter codes the column's contract (ISO 639-1) has no room for, and
+    guesses on texts it cannot tell: these come back None; a variety with a macrolanguage code takes it."""
+    assert detect_language("Gr8 product, wud buy again") is None  # py3langid: Nigerian Pidgin, 0.38
+    assert detect_language("Great blender 👍 love") is None  # Norwegian at 0.12 before
+    assert detect_language("@user @user @user") is None
+    assert detect_language("Je suis très content de mon achat") == "fr"
+    assert detect_language("El paquete nunca llegó y nadie contesta") == "es"
+    assert detect_language("佢哋 唔係 噉 講 嘅 ， 我 都 唔知 點算") == "zh"  # py3langid: Cantonese (yue)
+    assert detect_language("ده انا مش عارف اعمل ايه النهارده خالص يا جماعة") == "ar"  # py3langid: Egyptian Arabic
 
 
 def test_social_urls_lose_their_trailing_punctuation_but_not_the_sentence() -> None:
