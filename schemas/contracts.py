@@ -52,7 +52,8 @@ DOCUMENT_FIELDS: tuple[pa.Field, ...] = (
            "Attachment file names, one per attachment (an attached email is one); attachments are not classified."),
     _field("rating", pa.float64(), "Star rating or score given with a review."),
     _field("product", pa.string(), "Product, brand or account the text is about."),
-    _field("language", pa.string(), "ISO 639-1 code from offline language detection."),
+    _field("language", pa.string(), "ISO 639-1 code from offline language detection (py3langid); null for fewer "
+           "than three words, below 0.2 confidence or for a language without an ISO 639-1 code."),
     _field("truncated", pa.bool_(),
            "True when the text is longer than the model window: only its head (the first tokens) was classified."),
     _field("duplicate_of", pa.string(),
@@ -112,7 +113,7 @@ def file_schema(schema: pa.Schema, partition_keys: Sequence[str]) -> pa.Schema:
 
 
 LABELED_SCHEMA = labeled_schema({"sentiment": ("negative", "neutral", "positive")})
-"""The labeled schema with the default task set."""
+"""The labeled schema with one task (``sentiment``), as the README shows it."""
 
 DEAD_LETTER_SCHEMA = _schema(
     "dead_letter",
