@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from transforms.clean import normalise_social, normalise_text
+
+log = logging.getLogger(__name__)
 
 #: SemEval-2016 test: held out from sentiment training, the figure quoted in the model card.
 SEMEVAL_TEST_FILE = "twitter-2016test-A.tsv"
@@ -123,14 +126,30 @@ def read_spamassassin(data_dir: Path) -> list[tuple[str, Example]]:
 
 
 LABEL_COLUMNS = ("label", "category", "intent", "sentiment", "class", "target")
+"""Column names taken as the gold labels, in order of preference: ``label`` wins over ``sentiment``, which in a
+scored export is often an earlier model's prediction."""
 
 
-def read_labeled(path: Path, text_column: str | None = None, label_column: str | None = None) -> list[Example]:
+def pick_label_column(path: Path, columns: list[str]) -> tuple[str | None, str | None]:
+    """The label column by :data:`LABEL_COLUMNS` priority (not file order), and a note naming it when several
+    candidates were found, so that a wrong pick is seen and can be overridden."""
+    candidates = sorted((c for c in columns if str(c).lower() in LABEL_COLUMNS),
+                        key=lambda c: LABEL_COLUMNS.index(str(c).lower()))
+    if len(candidates) < 2:
+        return (candidates[0] if candidates else None), None
+    return candidates[0], (f"{path}: took column {candidates[0]!r} as the gold labels, not "
+                           f"{', '.join(map(repr, candidates[1:]))}; name another with --label-column "
+                           "(and the text with --text-column)")
+
+
+def read_labeled(path: Path, text_column: str | None = None, label_column: str | None = None,
+                 notes: list[str] | None = None) -> list[Example]:
     """Labeled examples from a file or folder, for evaluation.
 
     Understands SemEval TSV (``id<TAB>label<TAB>text``), SST-2 TSV (``sentence<TAB>label`` with 0/1),
     a folder whose subfolders are labels holding raw emails (SpamAssassin layout), and CSV, TSV,
-    JSONL, JSON or Parquet tables with a text column and a label column (names auto-detected).
+    JSONL, JSON or Parquet tables with a text column and a label column (names auto-detected). Which column
+    was taken when several could hold the labels goes to ``notes`` when given (a report shows it), else to the log.
     """
     import pandas as pd
 
@@ -162,11 +181,18 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
     }
     if path.suffix not in readers:
         raise ValueError(f"{path}: unsupported evaluation file type {path.suffix!r}")
-    frame = readers[path.suffix](path)
+    try:
+        frame = readers[path.suffix](path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file, no header row with a text and a label column") from None
     from transforms.ingest.tabular import ColumnMap
 
     text = text_column or ColumnMap().resolve(list(frame.columns)).text
-    label = label_column or next((c for c in frame.columns if c.lower() in LABEL_COLUMNS), None)
+    label, note = (label_column, None) if label_column else pick_label_column(path, list(frame.columns))
+    if note and notes is not None:
+        notes.append(note)
+    elif note:
+        log.warning(note)
     if text is None or label is None or text not in frame or label not in frame:
         raise ValueError(f"{path}: need a text and a label column, found {list(frame.columns)}")
     return [Example(normalise_text(t), str(lab)) for t, lab in zip(frame[text], frame[label], strict=True)

@@ -82,6 +82,27 @@ def test_read_labeled_understands_the_shared_formats(shared_data: Path) -> None:
     assert len(banking) == 10003 and len({e.label for e in banking}) == 77
 
 
+def test_read_labeled_takes_the_label_column_over_an_earlier_models_sentiment_column(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A scored export ``text,sentiment,label`` was evaluated against ``sentiment`` (file order), silently."""
+    data = tmp_path / "scored.csv"
+    data.write_text("text,sentiment,label\nlovely,negative,positive\nawful,positive,negative\n", encoding="utf-8")
+    notes: list[str] = []
+    assert [e.label for e in read_labeled(data, notes=notes)] == ["positive", "negative"]
+    assert notes == [f"{data}: took column 'label' as the gold labels, not 'sentiment'; name another with "
+                     "--label-column (and the text with --text-column)"]
+    assert [e.label for e in read_labeled(data)] == ["positive", "negative"] and notes[0] in caplog.text
+    caplog.clear()
+    assert [e.label for e in read_labeled(data, label_column="sentiment")] == ["negative", "positive"]
+    assert not caplog.text
+
+
+def test_read_labeled_names_an_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'empty.csv'}: empty file"):
+        read_labeled(tmp_path / "empty.csv")
+
+
 def test_sentiment_recipe_can_use_sst2_only_as_negative_versus_positive_evidence(shared_data: Path) -> None:
     shipped_recipe = sentiment_data(shared_data, seed=13, sst2_phrases=2000)
     assert all(e.candidates is None for e in shipped_recipe.train + shipped_recipe.dev)
