@@ -7,16 +7,38 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import artifact_key
+from models.bundle import read_bundle_spec
 from models.classifier import Classifier
-from models.datasets import read_labeled
+from models.datasets import Example, read_labeled
 from models.metrics import classification_report
 from models.recipes import predict_task
 from models.registry import default_model_dir
+
+
+def evaluation_examples(model_dir: str, task_name: str, data: str, text_column: str | None = None,
+                        label_column: str | None = None, label_map: dict[str, str] | None = None,
+                        notes: list[str] | None = None) -> list[Example]:
+    """The labeled examples, checked against the bundle's task from its metadata alone: a bad task, file, column or
+    label raises ``ValueError`` (``OSError`` for an unreadable file) before a model is loaded, and the CLI calls it
+    before the flow starts to make these usage errors."""
+    spec = read_bundle_spec(Path(model_dir))
+    if task_name not in spec.tasks:
+        raise ValueError(f"--task: {spec.model_version} has no task {task_name!r}; it has {', '.join(spec.tasks)}")
+    examples = [replace(e, label=(label_map or {}).get(e.label, e.label))
+                for e in read_labeled(Path(data), text_column, label_column, notes)]
+    if not examples:
+        raise ValueError(f"{data}: no row with both a text and a label")
+    labels = spec.tasks[task_name].labels
+    unknown = sorted({e.label for e in examples} - set(labels))
+    if unknown:
+        raise ValueError(f"{data}: labels {unknown[:5]} are not labels of task {task_name!r} {list(labels)[:8]}; "
+                         f"map them with --label-map, e.g. {unknown[0]}={labels[0]}")
+    return examples
 
 
 @task(name="evaluate-task", cache_policy=NO_CACHE)
@@ -26,22 +48,20 @@ def evaluate_task(model_dir: str, task_name: str, data: str, only_gold_labels: b
     """Accuracy, macro-F1, macro-recall, per-class report, confusion matrix and ECE, in the precision runs on
     this machine use (``precision`` auto) or the one asked for (the accuracy delta of bf16 or int8 against fp32
     decides whether it may be a run's default); ``label_map`` renames the data's labels to the task's
-    (``{"0": "negative", "1": "positive"}``)."""
+    (``{"0": "negative", "1": "positive"}``). ``notes`` says which column was taken as the labels when several
+    could be."""
+    notes: list[str] = []
+    examples = evaluation_examples(model_dir, task_name, data, text_column, label_column, label_map, notes)
+    for note in notes:
+        get_run_logger().warning(note)
     classifier = Classifier.load(model_dir, tasks=[task_name], precision=precision)
-    examples = [replace(e, label=(label_map or {}).get(e.label, e.label))
-                for e in read_labeled(Path(data), text_column, label_column)]
-    if not examples:
-        raise ValueError(f"{data}: no row with both a text and a label")
     labels = classifier.spec.tasks[task_name].labels
-    unknown = sorted({e.label for e in examples} - set(labels))
-    if unknown:
-        raise ValueError(f"{data}: labels {unknown[:5]} are not labels of task {task_name!r} {list(labels)[:8]}; "
-                         f"map them with --label-map, e.g. {unknown[0]}={labels[0]}")
     allowed = tuple(sorted({e.label for e in examples})) if only_gold_labels else None
     predicted, scores = predict_task(classifier, task_name, [e.text for e in examples], allowed)
     report = classification_report([e.label for e in examples], predicted, labels, scores)
     return {"model_version": classifier.model_version, "task": task_name, "data": data,
-            "only_gold_labels": only_gold_labels, "precision": classifier.precision, **report}
+            "only_gold_labels": only_gold_labels, "precision": classifier.precision, **report,
+            **({"notes": notes} if notes else {})}
 
 
 @flow(name="undertone-evaluate")
@@ -69,7 +89,8 @@ def evaluate_flow(task_name: str, data: str, model_dir: str | None = None, outpu
                   f"n={report['n']} · {report['precision']} · accuracy {report['accuracy']:.3f} · "
                   f"macro-F1 {report['macro_f1']:.3f} · "
                   f"macro-recall {report['macro_recall']:.3f} · ECE {report['ece']:.3f}\n\n"
-                  f"| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n{per_class}\n"),
+                  f"| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n{per_class}\n"
+                  + "".join(f"\n> {note}\n" for note in report.get("notes", ()))),
         description=f"Evaluation of {task_name}",
     )
     return report

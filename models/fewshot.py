@@ -48,15 +48,21 @@ def fit_head(features: torch.Tensor, targets: torch.Tensor, classes: int, l2: fl
     return head
 
 
+def fewshot_labels(examples: Sequence[Example]) -> tuple[str, ...]:
+    """The new task's labels, sorted; fewer than two is refused (the CLI checks it before loading the model)."""
+    labels = tuple(sorted({example.label for example in examples}))
+    if len(labels) < 2:
+        raise ValueError(f"a few-shot task needs examples of at least two labels, got {list(labels)}")
+    return labels
+
+
 def add_fewshot_task(model_dir: Path, task: str, examples: list[Example], output: Path, version: str | None = None
                      ) -> Path:
     """Write a copy of the bundle at ``output`` with one more head, trained on ``examples``."""
     classifier = Classifier.load(model_dir, precision="fp32")  # the head learns from reference embeddings
     if task in classifier.spec.tasks:
         raise ValueError(f"bundle {classifier.model_version} already has a task {task!r}")
-    labels = tuple(sorted({example.label for example in examples}))
-    if len(labels) < 2:
-        raise ValueError("a few-shot task needs examples of at least two labels")
+    labels = fewshot_labels(examples)
     features = embed_texts(classifier, [e.text for e in examples]).float()
     targets = torch.tensor([labels.index(e.label) for e in examples])
     head = fit_head(features, targets, len(labels))

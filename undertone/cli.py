@@ -143,16 +143,27 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     fewshot.add_argument("--output", required=True, metavar="DIR", help="folder for the new bundle version")
     fewshot.add_argument("--model", metavar="DIR", help="bundle to extend (default: the registry's default)")
     fewshot.add_argument("--promote", action="store_true", help="make the new bundle the default model")
+    fewshot.add_argument("--text-column")
+    fewshot.add_argument("--label-column")
 
 
 def run_model_command(args: argparse.Namespace) -> int:
+    """``fewshot``, ``finetune`` or ``evaluate``; a bad data file, column, label or task is a usage error (exit 2)
+    found before the flow starts, so it prints one line rather than Prefect's traceback of a failed run."""
     if args.command == "fewshot":
         from models.datasets import read_labeled
-        from models.fewshot import add_fewshot_task
+        from models.fewshot import add_fewshot_task, fewshot_labels
         from models.registry import default_model_dir, register
 
-        output = add_fewshot_task(Path(args.model or default_model_dir()), args.task,
-                                  read_labeled(Path(args.examples)), Path(args.output))
+        try:
+            examples = read_labeled(Path(args.examples), args.text_column, args.label_column)
+        except (OSError, ValueError) as error:
+            build_parser().error(str(error))
+        try:
+            fewshot_labels(examples)
+        except ValueError as error:
+            build_parser().error(f"{args.examples}: {error}")
+        output = add_fewshot_task(Path(args.model or default_model_dir()), args.task, examples, Path(args.output))
         print(json.dumps(register(output, promote=args.promote), indent=2))
         return 0
     if args.command == "finetune":
@@ -166,8 +177,14 @@ def run_model_command(args: argparse.Namespace) -> int:
                                soup=args.soup, ingredients_dir=args.ingredients_dir)
         print(json.dumps(result, indent=2))
         return 0
-    from flows.evaluate import evaluate_flow
+    from flows.evaluate import evaluate_flow, evaluation_examples
+    from models.registry import default_model_dir
 
+    try:  # its note on the label column is left to the flow, which reports it
+        evaluation_examples(str(args.model or default_model_dir()), args.task, args.data, args.text_column,
+                            args.label_column, args.label_map, notes=[])
+    except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
+        build_parser().error(str(error))
     state = evaluate_flow(task_name=args.task, data=args.data, model_dir=args.model, output=args.output,
                           only_gold_labels=args.only_gold_labels, text_column=args.text_column,
                           label_column=args.label_column, precision=args.precision, label_map=args.label_map,
@@ -177,7 +194,7 @@ def run_model_command(args: argparse.Namespace) -> int:
         return 1
     report = state.result()
     print(json.dumps({key: report[key] for key in ("model_version", "task", "n", "precision", "accuracy", "macro_f1",
-                                                    "macro_recall", "ece")}, indent=2))
+                                                    "macro_recall", "ece", "notes") if key in report}, indent=2))
     return 0
 
 
@@ -322,8 +339,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """A ``run`` INPUT that does not exist or yields no file (a typo'd path or glob) is a usage error found before
+    Prefect starts, not a failed flow run with a traceback."""
+    from transforms.ingest.read import expand_inputs
+
+    try:
+        expand_inputs(args.inputs, output=args.output)
+    except FileNotFoundError as error:
+        build_parser().error(f"INPUT: {error}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "run":
+        check_inputs(args)
     if args.command in LABELING_COMMANDS:
         from transforms.pipeline import warm_up_workers
 

@@ -3,6 +3,7 @@ that is not a bundle, and how a failed run exits."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -123,12 +124,22 @@ def test_a_far_off_date_is_a_usage_error(capsys: pytest.CaptureFixture[str], com
     assert exit_info.value.code == 2 and "logical date 9999-12-31 is after tomorrow" in capsys.readouterr().err
 
 
-def test_a_failed_run_exits_1_with_the_reason(prefect_harness, tiny_bundle: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", str(tmp_path / "no-such-*.eml"), "--output", str(tmp_path / "out"),
-                 "--model", str(tiny_bundle)])
+@pytest.mark.parametrize(("inputs", "message"), [
+    (["no-such-*.eml"], "input 'TMP/no-such-*.eml' matches no file"),
+    (["missing.csv"], "input 'TMP/missing.csv' matches no file"),
+    (["empty"], "input folder 'TMP/empty' holds no file to read"),
+])
+def test_an_input_that_yields_no_file_is_a_usage_error(tiny_bundle: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str], inputs: list[str],
+                                                       message: str) -> None:
+    """A typo'd glob failed the run with Prefect's traceback and exit 1; the README calls it a usage error."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", *(str(tmp_path / i) for i in inputs), "--output", str(tmp_path / "out"),
+              "--model", str(tiny_bundle)])
     err = capsys.readouterr().err
-    assert code == 1 and "run failed:" in err and "matches no file" in err
+    assert exit_info.value.code == 2 and message.replace("TMP", str(tmp_path)) in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
 def test_the_command_starts_without_beams_bigquery_notice_and_keeps_other_warnings() -> None:
@@ -141,10 +152,62 @@ def test_the_command_starts_without_beams_bigquery_notice_and_keeps_other_warnin
     assert "apitools not found" in plain.stderr  # the notice this filters still exists in the pinned Beam
 
 
-def test_an_evaluation_with_unmapped_labels_exits_1_with_one_line(prefect_harness, tiny_bundle: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("content", "task", "message"), [
+    ("text,label\nlovely,positive\nit was fine I guess,mixed\n", "sentiment",
+     "DATA: labels ['mixed'] are not labels of task 'sentiment'"),
+    ("text,score\nlovely,5\n", "sentiment", "DATA: need a text and a label column, found ['text', 'score']"),
+    ("", "sentiment", "DATA: empty file"),
+    ("text,label\nlovely,positive\n", "sentimnt", "--task: tiny-test@0.0.1 has no task 'sentimnt'; it has"),
+])
+def test_a_bad_evaluation_input_is_a_usage_error_in_one_line(tiny_bundle: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str], content: str,
+                                                            task: str, message: str) -> None:
+    """These failed the flow: Prefect's traceback, then ``evaluate failed: ...`` (an empty file's without its name)."""
     data = tmp_path / "gold.csv"
-    data.write_text("text,label\nlovely,positive\nit was fine I guess,mixed\n", encoding="utf-8")
-    code = main(["evaluate", "--task", "sentiment", "--data", str(data), "--model", str(tiny_bundle)])
+    data.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--task", task, "--data", str(data), "--model", str(tiny_bundle)])
     err = capsys.readouterr().err
-    assert code == 1 and "evaluate failed:" in err and "--label-map" in err
+    assert exit_info.value.code == 2 and message.replace("DATA", str(data)) in err and "Traceback" not in err
+
+
+def test_an_evaluation_says_which_of_several_columns_it_took_as_the_labels(
+        prefect_harness, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "scored.csv"
+    data.write_text("text,sentiment,label\nlovely,negative,positive\nawful,positive,negative\n", encoding="utf-8")
+    assert main(["evaluate", "--task", "sentiment", "--data", str(data), "--model", str(tiny_bundle)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 2 and report["notes"] == [
+        f"{data}: took column 'label' as the gold labels, not 'sentiment'; name another with --label-column "
+        "(and the text with --text-column)"]
+
+
+def test_an_evaluation_that_fails_at_run_time_exits_1_with_the_reason(
+        prefect_harness, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("the encoder ran out of memory")
+
+    monkeypatch.setattr("flows.evaluate.predict_task", broken)
+    data = tmp_path / "gold.csv"
+    data.write_text("text,label\nlovely,positive\n", encoding="utf-8")
+    code = main(["evaluate", "--task", "sentiment", "--data", str(data), "--model", str(tiny_bundle)])
+    assert code == 1 and "evaluate failed: the encoder ran out of memory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("text,score\nlovely,5\n", "DATA: need a text and a label column, found ['text', 'score']"),
+    ("text,label\nlovely,positive\ngreat,positive\n",
+     "DATA: a few-shot task needs examples of at least two labels, got ['positive']"),
+])
+def test_bad_fewshot_examples_are_a_usage_error_in_one_line(tiny_bundle: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str], content: str,
+                                                            message: str) -> None:
+    examples = tmp_path / "examples.csv"
+    examples.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fewshot", "--task", "complaint", "--examples", str(examples), "--model", str(tiny_bundle),
+              "--output", str(tmp_path / "new")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.replace("DATA", str(examples)) in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
