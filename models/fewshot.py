@@ -15,9 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.bundle import HEADS_FILE, METRICS_FILE, TaskSpec, read_bundle_spec, write_bundle_spec
+from models.bundle import HEADS_FILE, METRICS_FILE, BundleSpec, TaskSpec, read_bundle_spec, write_bundle_spec
 from models.classifier import Classifier
 from models.datasets import Example
+from schemas import check_task_names
 
 
 def embed_texts(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
@@ -56,12 +57,18 @@ def fewshot_labels(examples: Sequence[Example]) -> tuple[str, ...]:
     return labels
 
 
+def check_new_task(spec: BundleSpec, task: str) -> None:
+    """Refuse a task the bundle has, or one whose output columns would clash with the labeled table's."""
+    if task in spec.tasks:
+        raise ValueError(f"bundle {spec.model_version} already has a task {task!r}")
+    check_task_names([*spec.tasks, task])
+
+
 def add_fewshot_task(model_dir: Path, task: str, examples: list[Example], output: Path, version: str | None = None
                      ) -> Path:
     """Write a copy of the bundle at ``output`` with one more head, trained on ``examples``."""
+    check_new_task(read_bundle_spec(model_dir), task)
     classifier = Classifier.load(model_dir, precision="fp32")  # the head learns from reference embeddings
-    if task in classifier.spec.tasks:
-        raise ValueError(f"bundle {classifier.model_version} already has a task {task!r}")
     labels = fewshot_labels(examples)
     features = embed_texts(classifier, [e.text for e in examples]).float()
     targets = torch.tensor([labels.index(e.label) for e in examples])

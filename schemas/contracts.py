@@ -8,7 +8,7 @@ a minor bump. ``python -m schemas`` prints the field tables in ``schemas/README.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 
@@ -85,16 +85,34 @@ def task_fields(task: str, labels: Sequence[str] = ()) -> tuple[pa.Field, ...]:
     )
 
 
+def task_columns(task: str, labels: Sequence[str] = ()) -> tuple[pa.Field, ...]:
+    """Every column a task adds to the labeled output: its label and score, and for intent the routed team."""
+    if task != "intent":
+        return task_fields(task, labels)
+    return (*task_fields(task, labels), _field(
+        "team", pa.string(), "Team or queue for the intent (models/routing.py); unrouted below the threshold."))
+
+
 def labeled_schema(tasks: dict[str, Sequence[str]]) -> pa.Schema:
     """The labeled-output schema for a set of tasks (task name → label names)."""
     fields = list(DOCUMENT_FIELDS)
     for task, labels in tasks.items():
-        fields.extend(task_fields(task, labels))
-        if task == "intent":
-            fields.append(_field("team", pa.string(),
-                                 "Team or queue for the intent (models/routing.py); unrouted below the threshold."))
+        fields.extend(task_columns(task, labels))
     fields.extend(RUN_FIELDS)
     return _schema("labeled", LABELED_VERSION, fields)
+
+
+def check_task_names(tasks: Iterable[str]) -> None:
+    """Refuse tasks whose columns clash with the labeled output's own (``language``, the ``date`` partition) or
+    with another task's (``sentiment_score``, ``team``): a second column of one name made the partition
+    unreadable, and a task named like a partition column lost its labels to the path's value."""
+    owners = {name: "a column of every labeled table" for name in (*labeled_schema({}).names, *LABELED_PARTITION_KEYS)}
+    for task in dict.fromkeys(tasks):
+        for column in task_columns(task):
+            if column.name in owners:
+                raise ValueError(f"task {task!r} would write a column {column.name!r}, which is already "
+                                 f"{owners[column.name]}; name the task otherwise")
+            owners[column.name] = f"a column of task {task!r}"
 
 
 LABELED_PARTITION_KEYS = ("source", "date")

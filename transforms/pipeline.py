@@ -34,6 +34,7 @@ from models.machine import available_cores
 from models.registry import default_model_dir
 from schemas import (
     SOURCES,
+    check_task_names,
     labeled_schema,
 )
 from transforms.classify import METRICS_NAMESPACE, Classify, DocumentModelHandler
@@ -326,6 +327,10 @@ def labeling_tasks(model_dir: str, tasks: Sequence[str] | None, zero_shot: dict[
     unknown = sorted(set(chosen) - set(bundle.tasks))
     if unknown:
         raise ValueError(f"model {bundle.model_version} has no task {unknown}; it has {sorted(bundle.tasks)}")
+    try:  # a bundle from before fewshot refused such names would write an unreadable partition
+        check_task_names(chosen)
+    except ValueError as error:
+        raise ValueError(f"model {bundle.model_version}: {error}") from None
     return bundle, {task: bundle.tasks[task].labels for task in chosen}
 
 

@@ -18,7 +18,7 @@ import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefec
 from models.bundle import PRECISIONS, read_bundle_spec
 from transforms.ingest.read import SOURCE_CHOICES
 from transforms.ingest.tabular import ColumnMap
-from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date
+from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date, labeling_tasks
 from transforms.sinks import check_output_root
 
 COLUMN_FIELDS = tuple(field.name for field in fields(ColumnMap))
@@ -299,6 +299,22 @@ OUTPUT_ROOT_COMMANDS = (*LABELING_COMMANDS, "report")
 """The commands whose ``--output`` is an output root (``labeled/``, ``dead_letter/``, ``aggregates/``)."""
 
 
+def check_fewshot_args(args: argparse.Namespace) -> None:
+    """A task name the bundle has or that clashes with an output column is a usage error, found before the
+    encoder loads rather than by a run that writes an unreadable partition."""
+    from models.fewshot import check_new_task
+    from models.registry import default_model_dir
+
+    try:
+        spec = read_bundle_spec(Path(args.model or default_model_dir()))
+    except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
+        build_parser().error(f"--model: {error}")
+    try:
+        check_new_task(spec, args.task)
+    except ValueError as error:
+        build_parser().error(f"--task: {error}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with a ``--config`` file's settings as defaults that flags override.
 
@@ -318,6 +334,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             check_output_root(args.output)
         except ValueError as error:
             build_parser().error(f"--output: {error}")
+    if args.command == "fewshot":
+        check_fewshot_args(args)
     if args.command in LABELING_COMMANDS:
         try:
             spec = read_bundle_spec(Path(args.model))
@@ -329,6 +347,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if unknown:
             build_parser().error(f"--tasks: {spec.model_version} has no task {', '.join(unknown)}; "
                                  f"it has {', '.join(sorted(known))}")
+        try:
+            labeling_tasks(args.model, args.tasks, zero_shot)
+        except ValueError as error:
+            build_parser().error(f"--model: {error}")
         left_out = [task for task in zero_shot if args.tasks and task not in args.tasks]
         if left_out and args.tasks == defaults.get("tasks"):  # the config's block would change nothing
             build_parser().error(f"--config {args.config}: zero_shot defines {', '.join(left_out)}, which its tasks "

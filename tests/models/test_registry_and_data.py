@@ -161,3 +161,11 @@ def test_evaluating_a_task_whose_name_has_an_underscore_publishes_its_artifact(p
     assert report["n"] == 2
     artifact = Artifact.get("undertone-evaluate-complaint-type")
     assert artifact is not None and "complaint_type" in artifact.data
+
+
+def test_a_fewshot_task_named_like_an_output_column_is_refused_before_training(tiny_bundle: Path,
+                                                                               tmp_path: Path) -> None:
+    examples = [Example(f"text {i}", label) for i in range(4) for label in ("de", "en")]
+    with pytest.raises(ValueError, match="task 'language' would write a column 'language'"):
+        add_fewshot_task(tiny_bundle, "language", examples, tmp_path / "with-language")
+    assert not (tmp_path / "with-language").exists()

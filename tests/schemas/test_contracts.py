@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
-from schemas import DEAD_LETTER_SCHEMA, DOCUMENT_SCHEMA, LABELED_SCHEMA, describe, file_schema, labeled_schema
+from schemas import (
+    DEAD_LETTER_SCHEMA,
+    DOCUMENT_SCHEMA,
+    LABELED_SCHEMA,
+    check_task_names,
+    describe,
+    file_schema,
+    labeled_schema,
+)
 from tests.conftest import REPO
 
 
@@ -26,3 +35,15 @@ def test_readme_lists_the_current_fields() -> None:
     readme = (REPO / "schemas" / "README.md").read_text(encoding="utf-8")
     for schema in (DOCUMENT_SCHEMA, LABELED_SCHEMA, DEAD_LETTER_SCHEMA):
         assert describe(schema) in readme, "run `python -m schemas` and paste its output into schemas/README.md"
+
+
+@pytest.mark.parametrize(("tasks", "column"), [
+    (["sentiment", "language"], "language"),  # a document field: two `language` columns, unreadable
+    (["date"], "date"),  # the partition column: the task's labels were lost to the path's value
+    (["sentiment", "sentiment_score"], "sentiment_score"),  # another task's score
+    (["intent", "team"], "team"),  # the column intent's routing adds
+])
+def test_task_names_that_clash_with_output_columns_are_refused(tasks: list[str], column: str) -> None:
+    with pytest.raises(ValueError, match=f"task '{tasks[-1]}' would write a column '{column}'"):
+        check_task_names(tasks)
+    check_task_names(["sentiment", "intent", "spam", "topic", "complaint_type"])

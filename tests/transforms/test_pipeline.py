@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from models import preload
 from models.classifier import Classifier
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, SENTIMENT, build_tiny_bundle
 from transforms import pipeline
 from transforms.ingest import parallel
 from transforms.pipeline import (
@@ -149,6 +149,18 @@ def test_forced_source_and_task_validation(tmp_path: Path, tiny_bundle: Path) ->
     with pytest.raises(ValueError, match="no task"):
         run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "reviews"),), output=str(tmp_path),
                                     model_dir=str(tiny_bundle), tasks=("spam",)))
+
+
+def test_a_bundle_with_a_task_named_like_a_column_fails_before_writing(tmp_path: Path, tiny_encoder: Path) -> None:
+    """A few-shot ``language`` task from before fewshot refused the name wrote a partition with two ``language``
+    columns and a complete manifest, and nothing could read the output afterwards."""
+    bundle = build_tiny_bundle(tmp_path / "old-bundle", tiny_encoder,
+                               {"sentiment": SENTIMENT, "language": ("de", "en", "fr")})
+    output = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"tiny-test@0\.0\.1: task 'language' would write a column 'language'"):
+        run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "reviews"),), output=str(output),
+                                    logical_date="2026-11-20", model_dir=str(bundle), tasks=("sentiment", "language")))
+    assert not (output / "labeled").exists() and not (output / "_runs").exists()
 
 
 @pytest.mark.parametrize("logical_date", ["0001-01-01", "1969-12-31", "9999-12-31", "in two days"])

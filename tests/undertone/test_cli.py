@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SENTIMENT, build_tiny_bundle
 from undertone.cli import main, parse_args
 
 BANK_INBOX = REPO / "deploy" / "configs" / "bank-support-inbox.yaml"
@@ -211,3 +211,27 @@ def test_bad_fewshot_examples_are_a_usage_error_in_one_line(tiny_bundle: Path, t
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message.replace("DATA", str(examples)) in err and "Traceback" not in err
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("task", ["language", "date", "sentiment_score", "sentiment"])
+def test_a_fewshot_task_named_like_an_output_column_is_a_usage_error(tiny_bundle: Path, tmp_path: Path, task: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``fewshot --task language`` made a bundle whose runs wrote two ``language`` columns; ``--task date`` one
+    whose labels the partition's date replaced."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["fewshot", "--task", task, "--examples", "ex.csv", "--output", str(tmp_path / "new"),
+                    "--model", str(tiny_bundle)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--task: " in err and repr(task) in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_running_an_old_bundle_whose_task_clashes_with_a_column_is_a_usage_error(
+        tmp_path: Path, tiny_encoder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = build_tiny_bundle(tmp_path / "old-bundle", tiny_encoder,
+                               {"sentiment": SENTIMENT, "language": ("de", "en", "fr")})
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["run", "inbox/", "--output", str(tmp_path / "out"), "--model", str(bundle),
+                    "--tasks", "sentiment,language"])
+    assert exit_info.value.code == 2
+    assert "tiny-test@0.0.1: task 'language' would write a column 'language'" in capsys.readouterr().err
