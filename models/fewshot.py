@@ -6,6 +6,8 @@ task uses; training is a logistic regression on a few dozen embeddings (seconds 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import replace
@@ -64,6 +66,13 @@ def check_new_task(spec: BundleSpec, task: str) -> None:
     check_task_names([*spec.tasks, task])
 
 
+def examples_digest(task: str, examples: Sequence[Example]) -> str:
+    """A short hash of the task and its examples: two few-shot bundles from one base get distinct versions (a
+    worker looks a bundle up by version), and the same command run again gets the same one."""
+    payload = json.dumps([task, [[e.text, e.label] for e in examples]], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:8]
+
+
 def add_fewshot_task(model_dir: Path, task: str, examples: list[Example], output: Path, version: str | None = None
                      ) -> Path:
     """Write a copy of the bundle at ``output`` with one more head, trained on ``examples``."""
@@ -82,7 +91,7 @@ def add_fewshot_task(model_dir: Path, task: str, examples: list[Example], output
     save_file(heads, output / HEADS_FILE)
     on_disk = read_bundle_spec(model_dir)
     defaults = on_disk.default_tasks or tuple(on_disk.tasks)
-    spec = replace(on_disk, version=version or f"{on_disk.version}+{task}",
+    spec = replace(on_disk, version=version or f"{on_disk.version}+{task}.{examples_digest(task, examples)}",
                    tasks={**on_disk.tasks, task: TaskSpec(labels)}, default_tasks=(*defaults, task))
     write_bundle_spec(output, spec)
     return output

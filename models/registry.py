@@ -11,7 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.bundle import METRICS_FILE, read_bundle_spec, read_metrics
+from models.bundle import (
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    HEADS_FILE,
+    METRICS_FILE,
+    read_bundle_spec,
+    read_metrics,
+    sha256_file,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REGISTRY_FILE = REPO_ROOT / "models" / "registry.json"
@@ -36,6 +44,10 @@ def register(folder: Path, promote: bool = False, path: Path = REGISTRY_FILE) ->
     summary = {name: {key: round(value, 4) for key, value in report.items() if isinstance(value, float)}
                for name, report in metrics.get("evaluation", {}).items()}
     registry = load_registry(path)
+    known = registry["models"].get(spec.model_version)
+    if known and known["path"] != _portable(folder) and _holds_other_weights(_entry_folder(known), folder):
+        raise ValueError(f"{spec.model_version} is registered at {known['path']} with other weights; give the "
+                         f"bundle at {folder} another version")
     entry = {"path": _portable(folder), "tasks": list(spec.tasks), "metrics": summary,
              "registered_at": datetime.now(UTC).isoformat(timespec="seconds")}
     # A bundle written over an older one's folder replaces it: the old entry's weights are gone.
@@ -52,6 +64,25 @@ def register(folder: Path, promote: bool = False, path: Path = REGISTRY_FILE) ->
     temporary.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(temporary, path)
     return {"model_version": spec.model_version, **entry, "default": registry["default"]}
+
+
+def _holds_other_weights(registered: Path, folder: Path) -> bool:
+    """Whether ``registered`` still holds its version with other metadata or weights than ``folder``: then both
+    would answer to one version, and a worker looking the version up could load the wrong one. A copy of the same
+    bundle (a worker image's) may take over the entry."""
+    try:
+        spec = read_bundle_spec(registered)
+    except (OSError, ValueError):  # gone or no longer a bundle: nothing left to confuse it with
+        return False
+    new = read_bundle_spec(folder)
+    if spec.model_version != new.model_version:  # its folder now holds another version
+        return False
+    return spec != new or _weights_digest(registered) != _weights_digest(folder)
+
+
+def _weights_digest(folder: Path) -> tuple[str, str | None]:
+    adapter = folder / ADAPTER_DIR / ADAPTER_WEIGHTS
+    return sha256_file(folder / HEADS_FILE), sha256_file(adapter) if adapter.is_file() else None
 
 
 def default_model_dir(path: Path = REGISTRY_FILE) -> Path:

@@ -164,7 +164,11 @@ def run_model_command(args: argparse.Namespace) -> int:
         except ValueError as error:
             build_parser().error(f"{args.examples}: {error}")
         output = add_fewshot_task(Path(args.model or default_model_dir()), args.task, examples, Path(args.output))
-        print(json.dumps(register(output, promote=args.promote), indent=2))
+        try:
+            print(json.dumps(register(output, promote=args.promote), indent=2))
+        except ValueError as error:  # its version is registered with other weights
+            print(f"fewshot: {output} was written but not registered: {error}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "finetune":
         from flows.finetune import finetune_flow

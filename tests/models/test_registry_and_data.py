@@ -11,6 +11,7 @@ import pytest
 from prefect.artifacts import Artifact
 
 from flows.evaluate import evaluate_flow, evaluate_task
+from models.bundle import read_bundle_spec
 from models.classifier import Classifier
 from models.datasets import Example, read_labeled
 from models.fewshot import add_fewshot_task
@@ -169,3 +170,36 @@ def test_a_fewshot_task_named_like_an_output_column_is_refused_before_training(t
     with pytest.raises(ValueError, match="task 'language' would write a column 'language'"):
         add_fewshot_task(tiny_bundle, "language", examples, tmp_path / "with-language")
     assert not (tmp_path / "with-language").exists()
+
+
+def test_fewshot_bundles_get_distinct_versions_and_only_promote_changes_the_default(tiny_bundle: Path,
+                                                                                    tmp_path: Path) -> None:
+    """Two fewshot runs with one --task both became ``tiny-test@0.0.1+complaint_type``: the second, not promoted,
+    replaced the first's registry entry, so the default model changed and both labeled rows as one version."""
+    registry = tmp_path / "registry.json"
+    first = [Example(f"{word} problem number {i}", label) for i in range(4)
+             for word, label in (("refund", "billing"), ("login", "access"))]
+    second = [Example(f"{word} issue {i}", label) for i in range(4)
+              for word, label in (("invoice", "billing"), ("password", "access"))]
+    one = add_fewshot_task(tiny_bundle, "complaint_type", first, tmp_path / "one")
+    register(one, promote=True, path=registry)
+    two = add_fewshot_task(tiny_bundle, "complaint_type", second, tmp_path / "two")
+    entry = register(two, path=registry)
+    one_version, two_version = (read_bundle_spec(b).model_version for b in (one, two))
+    assert one_version != two_version and one_version.startswith("tiny-test@0.0.1+complaint_type.")
+    assert entry["default"] == one_version and default_model_dir(registry) == one
+    again = add_fewshot_task(tiny_bundle, "complaint_type", first, tmp_path / "again")
+    assert read_bundle_spec(again).model_version == one_version  # the same command, the same version
+
+
+def test_a_version_registered_with_other_weights_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    registry = tmp_path / "registry.json"
+    examples = [Example(f"{word} problem number {i}", label) for i in range(4)
+                for word, label in (("refund", "billing"), ("login", "access"))]
+    one = add_fewshot_task(tiny_bundle, "complaint_type", examples, tmp_path / "one", version="0.0.1+x")
+    register(one, promote=True, path=registry)
+    other_examples = [Example(f"{e.text} again", e.label) for e in examples]
+    other = add_fewshot_task(tiny_bundle, "complaint_type", other_examples, tmp_path / "other", version="0.0.1+x")
+    with pytest.raises(ValueError, match=r"tiny-test@0\.0\.1\+x is registered at .*one with other weights"):
+        register(other, path=registry)
+    assert load_registry(registry)["models"]["tiny-test@0.0.1+x"]["path"] == str(one)
