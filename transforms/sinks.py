@@ -10,7 +10,9 @@ The swap is crash-safe: before the first rename, :func:`commit_run` writes a com
 (``_commit.json``) into the staging folder, and every step can be replayed. A run killed
 before its journal changes nothing visible; one killed mid-swap is rolled forward (and given a manifest) by
 the next run's :func:`recover_staging`, which also removes the staging folders of other dead runs.
-``_dates/<date>.json`` marks a date whose inputs were all processed (written by the daily flow).
+``_dates/<date>.json`` marks a date whose inputs were all processed (written by the daily flow), and
+``_commits/<date>/<source>.json`` names the run that last committed a source's partitions of a date, so that a
+late roll-forward never brings back a partition a later run removed.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ log = logging.getLogger(__name__)
 STAGING_DIR = "_staging"
 RUNS_DIR = "_runs"
 DATES_DIR = "_dates"
+COMMITS_DIR = "_commits"
+"""``_commits/<date>/<source>.json``: the run that last committed the source's partitions of the date, written before
+its swap. A partition that a later run removed (its source had no record that day) holds no file to say so."""
 OWNER_FILE = "_owner.json"
 COMMIT_JOURNAL = "_commit.json"
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -390,33 +395,107 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
                 staged_dead.mkdir(parents=True, exist_ok=True)
                 os.link(kept, staged_dead / kept.name)
     swaps.append((staged_dead, target))
-    journal = {"run_id": run_id, "date": date, "steps": [
+    journal = {"run_id": run_id, "date": date, "owned": sorted(owned), "steps": [
         {"staged": str(staged), "target": str(target), "trash": str(_trash(Path(output), staging, target)),
-         "files": sorted(_file_names(staged)) if staged.exists() else None} for staged, target in swaps]}
+         "files": sorted(_file_names(staged)) if staged.exists() else None,
+         "source": _partition_source(target)} for staged, target in swaps]}
     _write_json(staging / COMMIT_JOURNAL, journal)
+    for source in owned:
+        _record_commit(output, date, source, run_id)
     _apply_journal(journal)
     shutil.rmtree(staging, ignore_errors=True)
     return {"labeled": labeled_counts, "dead_letter": dict(dead_counts)}
 
 
-def _apply_journal(journal: dict[str, Any], skip_newer: bool = False) -> None:
-    """Replay a commit; with ``skip_newer``, leave alone a partition a later run has since replaced.
+def _apply_journal(journal: dict[str, Any], output: Path | None = None) -> None:
+    """Replay a commit; given the ``output`` (recovery), leave alone what a later run has committed since.
 
     A step's trash is deleted even then: journals written before ``TRASH_DIR`` name a hidden folder beside the
     partition, which a run killed after its swap left in the dataset.
     """
     for step in journal["steps"]:
-        target = Path(step["target"])
-        if skip_newer and _newest_run(target) > journal["run_id"]:
-            shutil.rmtree(step["trash"], ignore_errors=True)
-            continue
-        _apply_step(Path(step["staged"]), target, Path(step["trash"]), step["files"])
+        staged, target, trash = Path(step["staged"]), Path(step["target"]), Path(step["trash"])
+        if output is None:
+            _apply_step(staged, target, trash, step["files"])
+        elif "source" in step and step["source"] is None:  # the dead letters, which every source's runs share
+            _merge_dead_letters(journal, output, staged, target, trash, step["files"])
+        elif _superseded(journal, output, step.get("source"), target):
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            _apply_step(staged, target, trash, step["files"])
 
 
 def _newest_run(partition: Path) -> str:
     """The latest run id among a partition's files (ids start with a UTC timestamp); empty if none."""
     ids = [path.stem.split("-", 1)[1].rsplit("-", 3)[0] for path in partition.glob("*.parquet")]
     return max(ids, default="")
+
+
+def _partition_source(partition: Path) -> str | None:
+    """The source of a labeled partition (``source=S``); None for the dead-letter partition."""
+    return next((part.removeprefix("source=") for part in partition.parts if part.startswith("source=")), None)
+
+
+def _commit_record(output: str | Path, date: str, source: str) -> Path:
+    return Path(output) / COMMITS_DIR / date / f"{source}.json"
+
+
+def _committed_by(output: str | Path, date: str, source: str) -> str:
+    """The run that last committed ``source`` on ``date`` (``COMMITS_DIR``); empty if none did since it exists."""
+    try:
+        return str(json.loads(_commit_record(output, date, source).read_text(encoding="utf-8"))["run_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _record_commit(output: str | Path, date: str, source: str, run_id: str) -> None:
+    """Note that ``run_id`` commits ``source`` on ``date``, unless a later run (ids sort by start) already has."""
+    if _committed_by(output, date, source) < run_id:
+        _write_json(_commit_record(output, date, source), {"run_id": run_id, "date": date, "source": source})
+
+
+def _superseded(journal: dict[str, Any], output: Path, source: str | None, target: Path) -> bool:
+    """Whether a run later than the journal's has committed this labeled partition, with files or by removing it.
+
+    Journals written before ``COMMITS_DIR`` name no source: only the partition's files can tell then.
+    """
+    later = _committed_by(output, journal["date"], source) if source else ""
+    return max(later, _newest_run(target)) > journal["run_id"]
+
+
+def _merge_dead_letters(journal: dict[str, Any], output: Path, staged: Path, target: Path, trash: Path,
+                        files: list[str] | None) -> None:
+    """Roll a dead run's dead letters forward into the partition every source's runs share, file by file:
+
+    - a source a later run has committed since: the partition's files (that run's, or none if it removed them);
+    - a source the dead run owned: its own files (none if it had none: it removes the old ones);
+    - any other: the partition's files, or the dead run's copy of them if its swap took the partition away.
+
+    Once the run's swap happened (the staged folder no longer holds its files), later runs built on it: nothing
+    to do. A journal written before ``COMMITS_DIR`` names no owned sources and is left to the file check.
+    """
+    if files is not None and _file_names(staged) != set(files):
+        if staged.exists():  # the partition the swap replaced, left by an exchange
+            os.rename(staged, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        return
+    run_id, date, owned = journal["run_id"], journal["date"], set(journal["owned"])
+
+    def from_dead_run(file_name: str) -> bool:
+        source = file_name.split("-", 1)[0]
+        return _committed_by(output, date, source) <= run_id and (source in owned or not target.is_dir())
+
+    merged = staged.with_name(f"{staged.name}.merged")
+    shutil.rmtree(merged, ignore_errors=True)
+    merged.mkdir(parents=True)
+    for folder, dead_run_files in ((target, False), (staged, True)):
+        for path in folder.glob("*.parquet") if folder.is_dir() else ():
+            if from_dead_run(path.name) == dead_run_files:
+                os.link(path, merged / path.name)
+    names = sorted(_file_names(merged))
+    if not names:
+        merged.rmdir()
+    _apply_step(merged, target, trash, names or None)
 
 
 def claim_staging(output: str | Path, run_id: str, remote: str | None = None) -> Path:
@@ -472,7 +551,7 @@ def recover_staging(output: str | Path, stale_after_s: float = STALE_AFTER_S) ->
         journal_file = staging / COMMIT_JOURNAL
         if journal_file.is_file():
             journal = json.loads(journal_file.read_text(encoding="utf-8"))
-            _apply_journal(journal, skip_newer=True)
+            _apply_journal(journal, output=Path(output))
             if not manifest_path(output, journal["run_id"]).exists():  # there: it only failed to remove staging
                 write_manifest(output, journal["run_id"], _recovered_manifest(output, journal))
             clear_date_marker(output, journal["date"])  # a run outside the flows withdrew none

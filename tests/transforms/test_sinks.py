@@ -246,6 +246,62 @@ def test_rolling_forward_never_overwrites_a_later_run(tmp_path: Path) -> None:
     assert visible(tmp_path)["email"] == [later, later]
 
 
+def kill_before_swap(output: Path, run_id: str, owned: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commit ``run_id`` but die once its journal is written, before any rename (its owner is dead already)."""
+    def killed(journal: dict, output: Path | None = None) -> None:
+        raise Killed
+
+    monkeypatch.setattr(sinks, "_apply_journal", killed)
+    with pytest.raises(Killed):
+        commit_run(output, run_id, DATE, owned_sources=owned)
+    monkeypatch.undo()
+
+
+def commit_later_run(output: Path, run_id: str, labeled: dict[str, list[str]], dead: dict[str, list[str]],
+                     owned: list[str]) -> None:
+    """A run that starts after the dead one and commits normally (the dead one's owner is on another host, so
+    nobody may roll it forward for hours)."""
+    staging = sinks.claim_staging(output, run_id)
+    for source, ids in labeled.items():
+        write_part(labeled_partition(staging, source, DATE), run_id, ids)
+    for source, ids in dead.items():
+        write_part(dead_letter_partition(staging, DATE), run_id, ids, prefix=f"{source}-")
+    commit_run(output, run_id, DATE, owned_sources=owned)
+
+
+def test_a_late_roll_forward_never_brings_back_a_partition_a_later_run_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later run of the whole date found no email that day and removed the email partition and its dead
+    letters: the empty partition has no file to say so, and rolling the dead run forward brought its emails back."""
+    stage_new_run(tmp_path)
+    kill_before_swap(tmp_path, NEW, ["email", "social"], monkeypatch)
+    later = "20261123T000000Z-33333333"
+    commit_later_run(tmp_path, later, {"social": ["social-9"]}, {}, owned=["email", "review", "social", "unknown"])
+    assert visible(tmp_path) == {"social": [later]}
+
+    assert recover_staging(tmp_path) == {NEW: Recovery("rolled_forward", DATE)}
+    assert visible(tmp_path) == {"social": [later]}
+    assert not dead_letter_partition(tmp_path, DATE).exists()
+
+
+def test_a_late_roll_forward_merges_the_dead_letters_every_source_shares(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dead-letter partition holds every source's files. The dead run owned email; a later run owning only
+    reviews committed its own review dead letters since. Rolling forward must bring the dead run's email dead
+    letters (its labeled emails are rolled forward) and keep the later run's reviews: before, the whole step was
+    skipped, leaving the old run's email dead letters beside the dead run's labeled emails."""
+    stage_new_run(tmp_path)
+    kill_before_swap(tmp_path, NEW, ["email", "social"], monkeypatch)
+    later = "20261123T000000Z-33333333"
+    commit_later_run(tmp_path, later, {}, {"review": ["bad-review-2"]}, owned=["review"])
+
+    assert recover_staging(tmp_path) == {NEW: Recovery("rolled_forward", DATE)}
+    assert visible(tmp_path) == {"email": [NEW, NEW], "social": [NEW, NEW]}
+    dead = pq.read_table(dead_letter_partition(tmp_path, DATE))
+    assert sorted(zip(dead["doc_id"].to_pylist(), dead["run_id"].to_pylist(), strict=True)) == [
+        ("bad-email", NEW), ("bad-review-2", later)]
+
+
 def test_date_markers(tmp_path: Path) -> None:
     assert read_date_marker(tmp_path, DATE) is None
     mark_date_complete(tmp_path, DATE, {"run_id": NEW})
