@@ -146,12 +146,33 @@ class TruncatedInputError(EOFError):
     """A compressed input whose stream stops before its end marker: the file was cut short."""
 
 
+class CorruptInputError(ValueError):
+    """A compressed input whose stream is damaged (bytes overwritten, a failed check): it cannot be decoded past
+    the damage, and only a verified-block compression (:data:`VERIFIED_BLOCKS`) vouches for the text before it."""
+
+    def __init__(self, suffix: str, decoded: int, error: Exception) -> None:
+        self.verified = suffix in VERIFIED_BLOCKS
+        kept = (f"the records after it are lost{_block_lost(suffix, 'the damage is in')}" if self.verified else
+                f"none of its records is kept: {suffix} checks its text only at the end of a block or stream, so "
+                "damaged bytes may have decoded into wrong text before the error")
+        super().__init__(f"the {suffix} stream is corrupt after decompressed byte {decoded} "
+                         f"({type(error).__name__}: {error}): {kept}")
+
+
 WHOLE_BLOCKS = {
     ".bz2": "bzip2 decodes whole blocks of up to 900 kB",
     ".zst": "zstd decodes whole blocks of up to 128 kB", ".zstd": "zstd decodes whole blocks of up to 128 kB",
 }
-"""Compressions whose blocks decode only whole: the text of the block a cut falls in is lost with the rest, so a file
-smaller than a block, cut short, gives no record at all (gzip, xz and lzma decode up to the cut)."""
+"""Compressions whose blocks decode only whole: the text of the block a cut or damage falls in is lost with the
+rest, so a file smaller than a block, cut short, gives no record at all (gzip, xz and lzma decode up to the cut)."""
+VERIFIED_BLOCKS = {".bz2": "bzip2 checks each block's CRC before giving its text"}
+"""Compressions whose decoder gives a block's text only once the block's check has passed. Damaged bytes in the
+other compressions can decode, without an error, into wrong text until the decoder stumbles or the stream's final
+check fails (gzip: at the end of a member, possibly megabytes later; xz, zstd: at the end of a block or frame), so
+nothing decoded from a damaged gzip, xz or zstd stream can be told from the original."""
+PIECE_BYTES = 8 << 10
+"""Compressed bytes handed to a verified-block decoder at once: one that fails keeps nothing of the call it fails
+in, so a damaged bzip2 stream loses the whole blocks that end in the piece the damage is found in."""
 
 
 def decompressed_chunks(raw: BinaryIO, suffix: str, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
@@ -161,20 +182,34 @@ def decompressed_chunks(raw: BinaryIO, suffix: str, chunk_bytes: int = 1 << 20) 
     Beam's reader ends quietly where a cut-short file ends, so a truncated ``posts.jsonl.gz`` read as its
     first records and one broken line, the rest of its records gone without a word; here the end of the input
     before the stream's end marker raises :class:`TruncatedInputError`, after every byte before the cut that can be
-    decoded (for bzip2 and zstd, those of the whole blocks before it: :data:`WHOLE_BLOCKS`).
+    decoded (for bzip2 and zstd, those of the whole blocks before it: :data:`WHOLE_BLOCKS`). Damage in the
+    middle (bytes overwritten, a failed check) raises :class:`CorruptInputError` after what was decoded before it.
     """
     new_decompressor = DECOMPRESSORS[suffix]
     decompressor = new_decompressor()
+    piece_bytes = PIECE_BYTES if suffix in VERIFIED_BLOCKS else chunk_bytes
+    decoded = 0
     while data := raw.read(chunk_bytes):
-        while data:
-            yield decompressor.decompress(data)
-            data = decompressor.unused_data if decompressor.eof else b""
-            if data:
-                decompressor = new_decompressor()
+        for start in range(0, len(data), piece_bytes):
+            piece = data[start:start + piece_bytes]
+            while piece:
+                try:
+                    text = decompressor.decompress(piece)
+                except Exception as error:  # each library its own: zlib.error, OSError (bz2), LZMAError, ZstdError
+                    raise CorruptInputError(suffix, decoded, error) from error
+                decoded += len(text)
+                yield text
+                piece = decompressor.unused_data if decompressor.eof else b""
+                if piece:
+                    decompressor = new_decompressor()
     if not decompressor.eof:
-        block = WHOLE_BLOCKS.get(suffix)
-        lost = f" ({block}: the text of the block it is cut in is lost)" if block else ""
-        raise TruncatedInputError(f"the {suffix} stream ends before its end marker: the file is cut short{lost}")
+        raise TruncatedInputError(f"the {suffix} stream ends before its end marker: the file is cut short"
+                                  f"{_block_lost(suffix, 'it is cut in')}")
+
+
+def _block_lost(suffix: str, where: str) -> str:
+    block = WHOLE_BLOCKS.get(suffix)
+    return f" ({block}: the text of the block {where} is lost)" if block else ""
 
 
 def read_head(path: str, size: int = 8192) -> bytes:
@@ -189,8 +224,8 @@ def read_head(path: str, size: int = 8192) -> bytes:
                 head += piece
                 if len(head) >= size:
                     break
-        except Exception:  # noqa: BLE001 - any decoder's error (zlib, lzma, zstd): reading it all reports it
-            pass
+        except (TruncatedInputError, CorruptInputError):
+            pass  # the head is what came before; reading it all reports the cut or the damage
         return head[:size]
 
 
@@ -199,31 +234,37 @@ def open_input(path: str) -> Iterator[BinaryIO]:
     """A seekable, line-iterable binary handle on ``path``, decompressed when its name says so.
 
     A compressed input is decompressed into a spooled temporary file (Parquet needs random access). When its
-    stream is cut short, the caller reads what came before the cut, and :class:`TruncatedInputError` is raised as
-    it closes the handle, so the file's records are kept and the truncation is reported after them; it is raised
-    too in place of an error the caller's reader raises, which the cut caused (a Parquet file's footer is at its
-    end, and "magic bytes not found" did not say that the file was cut short).
+    stream is cut short, or damaged in a verified-block compression, the caller reads what came before the cut or
+    the damage, and :class:`TruncatedInputError` or :class:`CorruptInputError` is raised as it closes the handle,
+    so the file's records are kept and the cut or damage is reported after them; it is raised too in place of an
+    error the caller's reader raises, which the cut caused (a Parquet file's footer is at its end, and "magic
+    bytes not found" did not say that the file was cut short). Damage to any other compression is raised before
+    the caller reads anything: the text before it cannot be trusted.
     """
     with _open(path) as raw:
         if not is_compressed(path):
             yield raw
             return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
-            cut: TruncatedInputError | None = None
+            broken: TruncatedInputError | CorruptInputError | None = None
             try:
                 for piece in decompressed_chunks(raw, compression_suffix(path)):
                     spooled.write(piece)
             except TruncatedInputError as error:
-                cut = error
+                broken = error
+            except CorruptInputError as error:
+                if not error.verified:
+                    raise
+                broken = error
             spooled.seek(0)
             try:
                 yield spooled
             except Exception as error:
-                if cut is None:
+                if broken is None:
                     raise
-                raise cut from error
-            if cut is not None:
-                raise cut
+                raise broken from error
+            if broken is not None:
+                raise broken
 
 
 def is_compressed(path: str) -> bool:

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import lzma
+import random
 import sys
 from collections import Counter
 from functools import partial
@@ -25,6 +26,7 @@ from transforms.ingest.read import (
     detect_format,
     expand_inputs,
     is_compressed,
+    read_head,
     read_path,
 )
 from transforms.records import Failure
@@ -223,6 +225,47 @@ def test_a_cut_short_file_of_many_blocks_keeps_the_records_of_the_whole_blocks(t
     assert texts == [json.loads(line)["text"] for line in lines[: len(texts)]]
     assert len(read) - len(texts) <= 2  # the line a block's end splits, if one does, and the cut
     assert read[-1].endswith("the text of the block it is cut in is lost)")
+
+
+def damaged_export(tmp_path: Path, suffix: str) -> tuple[Path, list[bytes]]:
+    """12,000 review lines, compressed, with 16 bytes overwritten half-way (a fixed seed)."""
+    moods = ("arrived late", "works great", "box was crushed", "refund took weeks", "battery lasts all day")
+    lines = [b'{"id": "r%d", "text": "order %d %s, %s"}\n' % (i, i * 7919 % 100_003, moods[i % 5].encode(),
+                                                            moods[i * 3 % 5].encode()) for i in range(12_000)]
+    compress = {".bz2": partial(bz2.compress, compresslevel=1)}.get(suffix, COMPRESS[suffix])
+    data = bytearray(compress(b"".join(lines)))
+    data[len(data) // 2: len(data) // 2 + 16] = random.Random(7).randbytes(16)
+    path = tmp_path / f"reviews.jsonl{suffix}"
+    path.write_bytes(data)
+    return path, lines
+
+
+def test_a_damaged_bzip2_file_keeps_the_checked_blocks_before_the_damage(tmp_path: Path) -> None:
+    """bzip2 gives a block's text only once its CRC has passed, so the records of the blocks before the damage are
+    the originals: they are read, and the damage is reported after them (the decoder's error had made the whole
+    file one dead letter)."""
+    path, lines = damaged_export(tmp_path, ".bz2")
+    read = outcomes(path)
+    assert read[-1].startswith("corrupt_file: jsonl file unreadable after")
+    assert "CorruptInputError: the .bz2 stream is corrupt after decompressed byte" in read[-1]
+    assert "the records after it are lost" in read[-1]
+    kept = read[:-2]  # then the line the last whole block ends in: a broken record
+    assert read[-2].startswith("invalid_json: ")
+    assert kept == [json.loads(line)["text"] for line in lines[:len(kept)]]
+    assert len(kept) >= len(lines) // 3
+    assert read_head(str(path)) == b"".join(lines)[:8192]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".xz", ".zst"])
+def test_a_damaged_file_without_checked_blocks_is_one_dead_letter_that_says_why(tmp_path: Path,
+                                                                                suffix: str) -> None:
+    """Overwritten bytes in a gzip, xz or zstd stream can decode into wrong text long before the decoder fails
+    (gzip's check is at the end of the member): keeping the text before the error put garbled reviews among the
+    labeled ones. The file is one dead letter, saying where it broke and why nothing of it is kept."""
+    read = outcomes(damaged_export(tmp_path, suffix)[0])
+    assert len(read) == 1 and read[0].startswith("corrupt_file: jsonl file unreadable before any record")
+    assert f"the {suffix} stream is corrupt after decompressed byte" in read[0]
+    assert "none of its records is kept" in read[0]
 
 
 def test_a_cut_short_compressed_parquet_file_says_it_was_cut(tmp_path: Path) -> None:
