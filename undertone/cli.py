@@ -91,8 +91,8 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
     report = commands.add_parser("report", help="render the analyst report (one self-contained HTML page)")
     report.add_argument("--output", required=True, metavar="DIR", help="output root holding aggregates/ and labeled/")
     report.add_argument("--html", required=True, metavar="FILE", help="the page to write")
-    report.add_argument("--start", type=_iso_date, help="first logical date (default: the earliest)")
-    report.add_argument("--end", type=_iso_date, help="last logical date (default: the latest)")
+    report.add_argument("--start", type=_logical_date, help="first logical date (default: the earliest)")
+    report.add_argument("--end", type=_logical_date, help="last logical date (default: the latest)")
     report.add_argument("--registry", metavar="JSON",
                         help="model registry with each model version's evaluation (default: models/registry.json)")
     return parser
@@ -338,6 +338,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             check_output_root(args.output)
         except ValueError as error:
             build_parser().error(f"--output: {error}")
+    if args.command == "report" and args.start and args.end and args.start > args.end:
+        build_parser().error(f"--end {args.end} is before --start {args.start}: the report would be empty")
     if args.command == "fewshot":
         check_fewshot_args(args)
     if args.command in LABELING_COMMANDS:

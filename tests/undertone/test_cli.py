@@ -116,12 +116,28 @@ def test_an_impossible_date_names_the_expected_form(capsys: pytest.CaptureFixtur
 
 
 @pytest.mark.parametrize("command", [["run", "inbox/", "--date"], ["daily", "--input-root", "inbox/", "--date"],
-                                     ["backfill", "--input-root", "inbox/", "--start", "2026-11-18", "--end"]])
+                                     ["backfill", "--input-root", "inbox/", "--start", "2026-11-18", "--end"],
+                                     ["report", "--html", "report.html", "--start", "2026-11-18", "--end"],
+                                     ["report", "--html", "report.html", "--start"]])
 def test_a_far_off_date_is_a_usage_error(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
-    """``--date 9999-12-31`` wrote a far-future partition that dashboards then showed."""
+    """``--date 9999-12-31`` wrote a far-future partition that dashboards then showed; a report's typo'd year
+    (``--start 2062-11-18``) rendered an empty page."""
     with pytest.raises(SystemExit) as exit_info:
         parse_args([*command, "9999-12-31", "--output", "out"])
-    assert exit_info.value.code == 2 and "logical date 9999-12-31 is after tomorrow" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "logical date 9999-12-31 is after tomorrow" in err
+    assert "Traceback" not in err
+
+
+def test_a_report_whose_start_is_after_its_end_is_a_usage_error(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``report --start 2026-11-20 --end 2026-11-18`` wrote an empty page and exited 0."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--output", str(tmp_path), "--html", str(tmp_path / "report.html"),
+              "--start", "2026-11-20", "--end", "2026-11-18"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--end 2026-11-18 is before --start 2026-11-20" in err
+    assert not (tmp_path / "report.html").exists()
 
 
 @pytest.mark.parametrize(("inputs", "message"), [
