@@ -52,6 +52,17 @@ and dropped the rest of the body with it."""
 REPLY_STRIP_MAX_CHARS = 200_000
 """Longer bodies are not reply-stripped: the reply parser's regexes take minutes on megabytes, and the
 clean stage refuses such texts by size anyway (``text_too_large``)."""
+
+
+def _reply_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The reply parser's header, signature (``-`` lists kept: a "- item" line is a list, not a signature; "-John"
+    signs off only without a space) and disclaimer patterns for :data:`REPLY_LANGUAGES`. They depend on the
+    languages alone, so they are built once here: a parser per email also normalised its text, unused."""
+    parser = ReplyThread(text="", languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
+    return parser.HEADER_REGEX, parser.SIGNATURE_REGEX, parser.DISCLAIMERS_REGEX
+
+
+_REPLY_HEADER, _REPLY_SIGNATURE, _REPLY_DISCLAIMERS = _reply_patterns()
 _ATTRIBUTION_MAX_CHARS = 200
 _NOT_CONTROL = bytes(byte for byte in range(256) if not (byte < 9 or 13 < byte < 32))
 """Every byte but the control characters text never has (tab, line breaks, form feed and carriage return are text)."""
@@ -347,17 +358,16 @@ def strip_reply(text: str) -> str:
     """
     if len(text) > REPLY_STRIP_MAX_CHARS:
         return text
-    try:  # keep_hyphen_lists: a "- item" line is a list, not a signature ("-John" signs off only without a space)
-        thread = ReplyThread(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
+    try:
         # blanks around lines as the parser's patterns expect them, with the divider lines that the parser's own
         # normalization deletes: below quoted history one opens a list footer, which is no answer
         normalized = "\n".join(line.strip() for line in text.replace("\r\n", "\n").split("\n"))
-        headers = [header for header in thread.HEADER_REGEX.finditer(normalized)
+        headers = [header for header in _REPLY_HEADER.finditer(normalized)
                    if is_reply_header(header.group(), normalized[header.end():])]
         cuts, answered, end = [(len(normalized), len(normalized))], [], len(normalized)
         for header in reversed(headers):  # from the last: whether a header is answered depends on the cuts below it
             below = _without(normalized, header.end(), end, answered)
-            if not answered_below(header.group(), below, thread.SIGNATURE_REGEX):
+            if not answered_below(header.group(), below, _REPLY_SIGNATURE):
                 cuts.insert(0, header.span())
                 end = header.start()
             elif not _QUOTED_LINE.match(header.group().lstrip()):
@@ -366,12 +376,12 @@ def strip_reply(text: str) -> str:
         if not newest and len(cuts) > 1:  # a body that opens with a header: the part after it, as the parser reads it
             newest = _without(normalized, cuts[0][1], cuts[1][0], answered).strip()
         newest = _DIVIDER.sub("\\1\n", newest)  # the sender's own dividers go, as in the parser, and cut nothing
-        disclaimers = thread.DISCLAIMERS_REGEX.findall(newest)
+        disclaimers = _REPLY_DISCLAIMERS.findall(newest)
     except Exception:  # noqa: BLE001 - a regex failure keeps the full body rather than losing it
         return text
     for disclaimer in disclaimers:
         newest = newest.replace(disclaimer.strip(), "")
-    newest = without_signature(newest, thread.SIGNATURE_REGEX).strip()
+    newest = without_signature(newest, _REPLY_SIGNATURE).strip()
     return newest if newest else text
 
 

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES
+from transforms.ingest import email as email_ingest
 from transforms.ingest.email import (
     detect_charset,
     drop_quoted_lines,
@@ -436,6 +437,19 @@ def test_a_sentence_or_a_list_is_not_taken_for_a_signature(body: str) -> None:
 def test_sign_offs_and_quoted_history_are_still_stripped(closing: str) -> None:
     text = "Great, it works now." + closing + "\n\nOn Tue, 10 Nov 2026 at 09:15, Support <s@acme.com> wrote:\n> fixed"
     assert strip_reply(text) == "Great, it works now."
+
+
+def test_reply_stripping_builds_no_reply_parser_per_email(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each email built the reply parser, whose patterns depend only on the languages, and had it normalise a
+    copy of the body that nothing read; the patterns are now built once, at import."""
+
+    def no_parser(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a reply parser was built for one email")
+
+    monkeypatch.setattr(email_ingest, "ReplyThread", no_parser)
+    text = ("Tuesday works for me.\n\nThanks,\nBob\n\n"
+            "On Tue, 10 Nov 2026 at 09:15, Support <s@acme.com> wrote:\n> Which day suits you?")
+    assert strip_reply(text) == "Tuesday works for me."
 
 
 REPLY_HISTORIES = (
