@@ -29,12 +29,12 @@ PLACEHOLDERS = ["--project=undertone-check", "--temp_location=gs://undertone-che
 def main() -> int:
     options = PipelineOptions(runner_options("dataflow") + PLACEHOLDERS)
     config = PipelineConfig(inputs=("gs://undertone-check/in/**",), output="out", runner="dataflow", device="cuda")
-    _, tasks = labeling_tasks(config.model_dir, config.tasks, config.zero_shot)
+    bundle, tasks = labeling_tasks(config.model_dir, config.tasks, config.zero_shot)
     staging = remote_staging(config.run_id, options.view_as(GoogleCloudOptions).temp_location)
     if staging is None:
         raise SystemExit("the dataflow option set has no gs:// temp_location: its workers could not stage files")
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, config, ["gs://undertone-check/in/2026-11-20/inbox.mbox"], tasks, staging)
+    build(pipeline, config, ["gs://undertone-check/in/2026-11-20/inbox.mbox"], bundle, tasks, staging)
     job = pipeline.run().job
     images = sorted({_container_image(environment)
                      for environment in job.proto_pipeline.components.environments.values()})

@@ -242,7 +242,7 @@ def warm_up_workers(runner: str, model_dir: str, beam_args: Sequence[str] = (), 
             config = PipelineConfig(inputs=(), output="", runner=runner, model_dir=model_dir,
                                     tasks=tuple(tasks) if tasks else None, device=device, precision=precision,
                                     zero_shot=zero_shot, threads=default_threads(options))
-            model_handler(config, labeling_tasks(model_dir, config.tasks, zero_shot)[1]).preload_model()
+            model_handler(config, *labeling_tasks(model_dir, config.tasks, zero_shot)).preload_model()
         except Exception:
             log.debug("worker warm-up failed", exc_info=True)
         finally:
@@ -334,15 +334,19 @@ def labeling_tasks(model_dir: str, tasks: Sequence[str] | None, zero_shot: dict[
     return bundle, {task: bundle.tasks[task].labels for task in chosen}
 
 
-def model_handler(config: PipelineConfig, tasks: dict[str, tuple[str, ...]]) -> DocumentModelHandler:
+def model_handler(config: PipelineConfig, bundle: BundleSpec, tasks: dict[str, tuple[str, ...]]
+                  ) -> DocumentModelHandler:
+    """The workers' model of a run: ``bundle`` and ``tasks`` as :func:`labeling_tasks` read them, so the version
+    stamped on the rows is that of the bundle.json whose tasks are labeled, not of a second read."""
     return DocumentModelHandler(config.model_dir, tuple(tasks), config.device, config.zero_shot,
                                 token_budget=config.token_budget, precision=config.precision, threads=config.threads,
-                                model_version=read_bundle_spec(Path(config.model_dir)).model_version)
+                                model_version=bundle.model_version)
 
 
-def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tasks: dict[str, tuple[str, ...]],
-          staging: str) -> None:
-    """Add the labeling job to ``pipeline``, writing into ``staging`` (the run's staging folder, or a remote one)."""
+def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], bundle: BundleSpec,
+          tasks: dict[str, tuple[str, ...]], staging: str) -> None:
+    """Add the labeling job to ``pipeline``, writing into ``staging`` (the run's staging folder, or a remote one);
+    ``bundle`` and ``tasks`` are :func:`labeling_tasks`'."""
     ingested = (
         pipeline
         | "Files" >> beam.Create([os.fsencode(file) for file in files])  # a file name need not be UTF-8
@@ -353,7 +357,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], tas
     documents = ingested.documents
     if config.redact_pii:
         documents = documents | "RedactPII" >> beam.Map(redact_document)
-    handler = model_handler(config, tasks)
+    handler = model_handler(config, bundle, tasks)
     classified = documents | "Classify" >> Classify(handler, config.run_id)
 
     labeled_files = classified["labeled"] | "WriteLabeled" >> WriteLabeled(
@@ -393,7 +397,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     reading = ingest_options(config)
     read_early = read_ahead(files, reading, ingest_processes(config, options)) if runs_in_this_process(options) else []
     try:
-        build(pipeline, config, files, tasks, remote or str(staging))
+        build(pipeline, config, files, bundle, tasks, remote or str(staging))
         result = pipeline.run()
         state = result.wait_until_finish()
         if state != PipelineState.DONE:

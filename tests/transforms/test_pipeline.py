@@ -16,6 +16,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from models import preload
+from models.bundle import BundleSpec
 from models.classifier import Classifier
 from tests.conftest import SAMPLES, SENTIMENT, build_tiny_bundle
 from transforms import pipeline
@@ -235,6 +236,25 @@ def test_default_threads_split_the_cores_among_local_workers(option_set: str, ex
 def test_local_workers_reads_zero_as_one_per_core() -> None:
     options = PipelineOptions([*runner_options("multiprocess"), "--direct_num_workers=0"])
     assert local_workers(options) == os.cpu_count()
+
+
+def test_a_run_reads_its_bundle_spec_once(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tasks labeled and the model version stamped on the rows come from one read of bundle.json; the model
+    handler read it a second time, and a bundle rewritten in between would label one version's tasks as another."""
+    reads: list[Path] = []
+    read = pipeline.read_bundle_spec
+
+    def counted(folder: Path) -> BundleSpec:
+        reads.append(folder)
+        return read(folder)
+
+    monkeypatch.setattr(pipeline, "read_bundle_spec", counted)
+    (tmp_path / "reviews.csv").write_text("review_id,review_text\n1,Great phone\n2,Awful battery\n", encoding="utf-8")
+    manifest = run_pipeline(PipelineConfig(inputs=(str(tmp_path / "reviews.csv"),), output=str(tmp_path / "out"),
+                                           logical_date="2026-11-20", model_dir=str(tiny_bundle)))
+    assert manifest["totals"]["labeled"] == 2
+    assert reads == [tiny_bundle]
+    assert set(pd.read_parquet(tmp_path / "out" / "labeled")["model_version"]) == {read(tiny_bundle).model_version}
 
 
 def test_warm_up_preloads_the_runs_model_for_in_process_workers(tiny_bundle: Path, tmp_path: Path,
