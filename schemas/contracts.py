@@ -64,7 +64,8 @@ DOCUMENT_FIELDS: tuple[pa.Field, ...] = (
            "With PII redaction on: distinct values replaced per kind (email, phone, card, iban, url_secret) in "
            "text, full_text, subject and notes; empty when none were found, null when redaction was off."),
     _field("ingest_notes", pa.list_(pa.string()),
-           "What ingest repaired on the way (charset fallback, HTML converted, mojibake fixed)."),
+           "What ingest repaired on the way (charset fallback, HTML converted, mojibake fixed, control or "
+           "bidirectional control characters removed)."),
 )
 
 DOCUMENT_SCHEMA = _schema("document", DOCUMENT_VERSION, DOCUMENT_FIELDS)

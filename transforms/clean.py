@@ -24,6 +24,13 @@ _MENTION = re.compile(r"(?<![\w@])@\w{1,30}(?:@[\w-]+(?:\.[\w-]+)+)?")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
+"""Explicit directional embeddings, overrides and isolates (LRE, RLE, PDF, LRO, RLO; LRI, RLI, FSI, PDI). An
+RLO shows the text after it reversed, so a review's "enohp" reads as "phone" on a dashboard while the model
+sees the reversed letters ("Trojan Source" spoofing); the Unicode algorithm orders Arabic and Hebrew letters
+without them. The implicit marks LRM, RLM and ALM (U+200E, U+200F, U+061C) stay: they only place neutral
+characters (punctuation, digits) beside right-to-left words, cannot reverse letters, and Persian and Hebrew
+writers type them in ordinary text."""
 _FTFY_ASCII_TRIGGERS = re.compile(r"[&\r\x00-\x08\x0b\x0e-\x1f\x7f]")
 """The only ASCII characters any of ftfy's fixes act on: ``&`` (HTML entities), carriage returns (line breaks),
 ESC (terminal escapes) and the control characters it removes. Mojibake, ligatures, wide forms and
@@ -45,11 +52,12 @@ def repair_unicode(text: str) -> str:
 def normalise_text(text: str) -> str:
     """Repair mojibake, normalise Unicode (NFC) and collapse whitespace.
 
-    Keeps line breaks (paragraphs matter for emails) but drops control characters and
-    runs of blank lines.
+    Keeps line breaks (paragraphs matter for emails) but drops control characters, explicit
+    bidirectional controls (:data:`_BIDI_CONTROL`) and runs of blank lines.
     """
     text = unicodedata.normalize("NFC", repair_unicode(text))
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _BIDI_CONTROL.sub("", text)
     text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n\n", text)
     return "\n".join(line.strip() for line in text.split("\n")).strip()
@@ -101,6 +109,14 @@ def has_visible_text(text: str) -> bool:
     return any(unicodedata.category(char)[0] not in "ZC" for char in text)
 
 
+def bidi_controls_note(document: Document) -> str | None:
+    """The note for explicit bidirectional controls removed, counted per field (an email's full_text repeats its
+    text's), so that spoofing attempts can be found; None when there were none."""
+    counts = [(name, len(_BIDI_CONTROL.findall(document.get(name) or ""))) for name in ("text", "subject", "full_text")]
+    found = ", ".join(f"{count} in {name}" for name, count in counts if count)
+    return f"bidirectional control characters removed: {found}" if found else None
+
+
 BINARY_SNIFF_CHARS = 4096
 BINARY_CONTROL_SHARE = 0.1
 """A text whose first ``BINARY_SNIFF_CHARS`` characters are more than this share control characters (NUL
@@ -131,6 +147,8 @@ def clean_document(document: Document, max_chars: int) -> Document | Failure:
         notes.append(f"{len(_CONTROL.findall(raw))} control characters removed")
     if not raw.isascii() and ftfy.fix_encoding(raw) != raw:  # ASCII is never mojibake
         notes.append("mojibake or unicode repaired")
+    if bidi_note := bidi_controls_note(document):
+        notes.append(bidi_note)
     full_text = document.get("full_text")
     return {
         **document,

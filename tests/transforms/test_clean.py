@@ -110,3 +110,30 @@ def test_repair_unicode_equals_ftfy_on_real_email_bodies(shared_data: Path) -> N
     bodies = [body_text(BytesParser(policy=policy.default).parsebytes(path.read_bytes()), []) for path in files]
     assert sum(body.isascii() for body in bodies) > len(bodies) / 2  # the shortcut is exercised, not only ftfy
     assert [repair_unicode(body) for body in bodies] == [ftfy_repair(body) for body in bodies]
+
+
+def test_an_rlo_spoofed_product_name_is_read_as_stored_and_noted() -> None:
+    """An RLO shows "enohp" as "phone" on a dashboard; the model read the reversed letters. Removed, and noted."""
+    raw = "Five stars for the \u202eenohp-X\u202c from this seller, fast delivery"
+    review = clean_document(new_document("review", "r:1", raw, subject="Best \u202edaolnwod\u202c ever"), 1000)
+    assert review["text"] == "Five stars for the enohp-X from this seller, fast delivery"
+    assert review["subject"] == "Best daolnwod ever"
+    assert review["ingest_notes"] == ["bidirectional control characters removed: 2 in text, 2 in subject"]
+
+
+def test_arabic_with_embeddings_keeps_its_letters_and_marks() -> None:
+    """RLE/PDF around Arabic go; the letters stay, and so do RLM/ALM, which only place punctuation and digits."""
+    raw = "\u202bالمنتج ممتاز والتوصيل سريع جدا\u202c \u200f(5/5)\u061c شكرا"
+    review = clean_document(new_document("review", "r:2", raw), 1000)
+    assert review["text"] == "المنتج ممتاز والتوصيل سريع جدا \u200f(5/5)\u061c شكرا"
+    assert review["language"] == "ar"
+    assert review["ingest_notes"] == ["bidirectional control characters removed: 2 in text"]
+
+
+def test_a_tweet_with_isolates_is_cleaned_and_a_text_of_controls_only_is_empty() -> None:
+    post = clean_document(new_document("social", "p:1", "Flight \u2067\u05ea\u05dc \u05d0\u05d1\u05d9\u05d1\u2069 "
+                                       "to \u2066NYC\u2069 delayed again \u2068@ElAlUSA\u2069 #fail"), 1000)
+    assert post["text"] == "Flight \u05ea\u05dc \u05d0\u05d1\u05d9\u05d1 to NYC delayed again @user #fail"
+    assert normalise_text("\u202a\u202b\u202d\u202e\u2066\u2067\u2068\u2069\u202c") == ""
+    blank = clean_document(new_document("social", "p:2", " \u202e \u2067\u2069 \u202c "), 1000)
+    assert isinstance(blank, Failure) and blank.error_type == "empty_text"
