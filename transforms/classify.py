@@ -208,6 +208,20 @@ def failed_batch_rows(failed: tuple[Sequence[TokenizedDocument], tuple[type, str
         yield classify_failure(document, "inference_error", f"{error_type.__name__}: {error_repr}")
 
 
+def unreadable_failure(document: Document, token_ids: Sequence[int], unknown_id: int, max_word_chars: int | None
+                       ) -> Failure:
+    """The dead letter of a text of which the model's window holds no token but [UNK] (or none at all): its labels
+    would come from ``[CLS] [UNK] [SEP]``, the same for a hash dump as for an emoji, and look confident.
+    ``max_word_chars``: the WordPiece tokenizer's longest word, None for other tokenizers."""
+    unknown = sum(token == unknown_id for token in token_ids)
+    long_word = f"over {max_word_chars} characters" if max_word_chars else "too long for the tokenizer"
+    return classify_failure(
+        document, "unreadable_text",
+        f"the model reads no word of this text: its window holds {unknown} [UNK] token(s) and nothing else (a run "
+        f"of {long_word} without space or punctuation, such as a hash or key dump, or only characters outside "
+        "the model's vocabulary, such as emoji)")
+
+
 class TokenizeInLengthOrder(beam.DoFn):
     """Tokenise documents in windows of ``window`` documents (or ``window_chars`` characters, whichever comes
     first) and emit each window shortest first, so that consecutive documents, which ``BatchElements`` puts in
@@ -216,7 +230,8 @@ class TokenizeInLengthOrder(beam.DoFn):
     Documents are tokenised ``TOKENIZE_CHUNK`` at a time as they arrive, so that on the local runner the job's
     thread tokenises while the ingest workers read. Memory stays bounded by the window, whatever the corpus size or
     document size. A chunk the tokenizer rejects is tokenised one document at a time; a document it still rejects
-    goes to the ``failed`` output.
+    goes to the ``failed`` output, as does one whose window holds only special and [UNK] tokens
+    (:func:`unreadable_failure`).
     """
 
     def __init__(self, model_dir: str, window: int = SORT_WINDOW_DOCUMENTS,
@@ -233,6 +248,8 @@ class TokenizeInLengthOrder(beam.DoFn):
         spec = read_bundle_spec(Path(local_bundle(self.model_dir, self.model_version)))
         self.tokenizer = load_tokenizer(spec)
         self.max_length = spec.max_length
+        self.unreadable_ids = frozenset(self.tokenizer.all_special_ids)  # [UNK] is one of them
+        self.max_word_chars = getattr(self.tokenizer.backend_tokenizer.model, "max_input_chars_per_word", None)
 
     def start_bundle(self) -> None:
         self._pending: list[Document] = []
@@ -273,11 +290,16 @@ class TokenizeInLengthOrder(beam.DoFn):
                     self._window.append(beam.pvalue.TaggedOutput(
                         "failed", classify_failure(document, "tokenize_error", f"{type(error).__name__}: {error}")))
 
-    def _tokenize(self, documents: Sequence[Document]) -> list[TokenizedDocument]:
+    def _tokenize(self, documents: Sequence[Document]) -> list[TokenizedDocument | beam.pvalue.TaggedOutput]:
+        """Documents with their window's ids; one with no readable token (the first one past [CLS] usually is,
+        so the check costs next to nothing) as an ``unreadable_text`` failure."""
         from models.classifier import window_token_ids
 
         token_ids, truncated = window_token_ids(self.tokenizer, [d["text"] for d in documents], self.max_length)
-        return [TokenizedDocument(d, ids, cut) for d, ids, cut in zip(documents, token_ids, truncated, strict=True)]
+        return [TokenizedDocument(d, ids, cut) if any(token not in self.unreadable_ids for token in ids)
+                else beam.pvalue.TaggedOutput("failed", unreadable_failure(d, ids, self.tokenizer.unk_token_id,
+                                                                           self.max_word_chars))
+                for d, ids, cut in zip(documents, token_ids, truncated, strict=True)]
 
 
 class Classify(beam.PTransform):

@@ -200,3 +200,63 @@ def test_a_worker_without_the_launchers_bundle_folder_uses_its_own_copy_of_the_v
     assert step.max_length == spec.max_length
     with pytest.raises(FileNotFoundError, match="build the worker image with it"):
         DocumentModelHandler(launcher_folder, model_version="undertone-base@0.0.0").load_model()
+
+
+HEX_DUMP = "\n".join(f"{index:02x}" * 64 for index in range(20))
+"""An email body of SHA-512 checksums, 128 hex digits a line: each line is one WordPiece word over 100 characters."""
+BASE64_BODY = "\n".join(["iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5E",
+                         "rkJggg+/9j4AAQSkZJRgABAQEASABIAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHR8e"] * 30)
+"""A pasted base64 image, 76-92 characters a line: WordPiece splits it at ``+`` and ``/`` and reads word pieces."""
+
+
+def unreadable_documents() -> list[dict]:
+    return [
+        new_document("review", "r:1", "A" * 5000),  # a keyboard smash: one 5,000-character word
+        new_document("email", "m:1", HEX_DUMP, subject=None),
+        new_document("social", "p:1", "😍😍😍"),  # no emoji in the vocabulary: [CLS] [UNK] [SEP]
+    ]
+
+
+def readable_documents() -> list[dict]:
+    token = "aZ3kQ9" * 30
+    return [
+        new_document("review", "r:2", f"Parcel never came, the tracking page https://track.example.com/{token} "
+                                      "still says out for delivery. Refund please."),
+        new_document("email", "m:2", BASE64_BODY),
+        new_document("social", "p:2", "love it 😍😍😍"),
+    ]
+
+
+def test_a_text_the_model_sees_only_as_unk_is_a_dead_letter_not_a_confident_label(tiny_bundle: Path) -> None:
+    from transforms.classify import TokenizeInLengthOrder
+
+    step = TokenizeInLengthOrder(str(tiny_bundle))
+    step.setup()
+    step.start_bundle()
+    for document in [*unreadable_documents(), *readable_documents()]:
+        assert list(step.process(document)) == []  # the window is still open
+    out = [item.value.value if isinstance(item, beam.pvalue.TaggedOutput) else item.value
+           for item in step.finish_bundle()]  # windowed values, tagged or not
+    failed = {item.doc_id: item for item in out if not isinstance(item, TokenizedDocument)}
+    assert set(failed) == {d["doc_id"] for d in unreadable_documents()}
+    assert {(f.stage, f.error_type) for f in failed.values()} == {("classify", "unreadable_text")}
+    smash = failed[unreadable_documents()[0]["doc_id"]]
+    assert smash.error.startswith("the model reads no word of this text: its window holds 1 [UNK] token(s)")
+    assert "over 100 characters without space or punctuation" in smash.error
+    assert smash.raw_excerpt == "A" * 500
+    assert failed[unreadable_documents()[1]["doc_id"]].error.startswith("the model reads no word of this text: its "
+                                                                        "window holds 20 [UNK]")
+    labeled = [item for item in out if isinstance(item, TokenizedDocument)]
+    assert sorted(item.document["doc_id"] for item in labeled) == sorted(d["doc_id"] for d in readable_documents())
+
+
+def test_unreadable_texts_leave_the_classify_step_as_failures_and_every_document_is_counted(tiny_bundle: Path
+                                                                                            ) -> None:
+    with TestPipeline(runner="FnApiRunner") as pipeline:
+        out = (pipeline | beam.Create(unreadable_documents() + readable_documents())
+               | Classify(DocumentModelHandler(str(tiny_bundle)), "run-1"))
+        assert_that(out["labeled"] | beam.Map(lambda row: row["input_ref"]), equal_to(["r:2", "m:2", "p:2"]),
+                    label="labeled")
+        assert_that(out["failed"] | beam.Map(lambda f: (f.input_ref, f.error_type)),
+                    equal_to([("r:1", "unreadable_text"), ("m:1", "unreadable_text"), ("p:1", "unreadable_text")]),
+                    label="failed")
