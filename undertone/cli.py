@@ -338,8 +338,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             check_output_root(args.output)
         except ValueError as error:
             build_parser().error(f"--output: {error}")
-    if args.command == "report" and args.start and args.end and args.start > args.end:
-        build_parser().error(f"--end {args.end} is before --start {args.start}: the report would be empty")
+    if args.command in ("report", "backfill") and args.start and args.end and args.start > args.end:
+        empty = "the report would be empty" if args.command == "report" else "the backfill would run no day"
+        build_parser().error(f"--end {args.end} is before --start {args.start}: {empty}")
     if args.command == "fewshot":
         check_fewshot_args(args)
     if args.command in LABELING_COMMANDS:

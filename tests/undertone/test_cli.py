@@ -140,6 +140,18 @@ def test_a_report_whose_start_is_after_its_end_is_a_usage_error(tmp_path: Path,
     assert not (tmp_path / "report.html").exists()
 
 
+def test_a_backfill_whose_start_is_after_its_end_is_a_usage_error(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``backfill --start 2026-11-20 --end 2026-11-18`` started Prefect and failed its flow run (exit 1, a
+    traceback); like the report's, swapped dates are a usage error now, before anything starts."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["backfill", "--input-root", str(tmp_path), "--output", str(tmp_path / "out"),
+              "--start", "2026-11-20", "--end", "2026-11-18"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--end 2026-11-18 is before --start 2026-11-20" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("inputs", "message"), [
     (["no-such-*.eml"], "input 'TMP/no-such-*.eml' matches no file"),
     (["missing.csv"], "input 'TMP/missing.csv' matches no file"),
