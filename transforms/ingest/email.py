@@ -407,6 +407,25 @@ def _wrapped_quote(lines: list[str], index: int) -> bool:
             and bool(lines[index - 1].strip(" >")) and bool(_QUOTED_LINE.match(lines[index + 1])))
 
 
+_QUOTE_MARKS = re.compile(r"^\s*(?:[A-Za-z]{0,15}>\s?)+")
+_CLOSED = re.compile(r"[.!?:;)\]\"']\s*$")
+WRAPPED_QUOTE_MIN_CHARS = 50
+"""A quoted line at least this long (without its marks) and open at its end can have been wrapped by a mailer."""
+WRAPPED_TAIL_MAX_WORDS = 6
+"""The most words a wrapped quote's spilled tail holds (1-3 in SpamAssassin's ham; a 40-character line at most)."""
+
+
+def _wrapped_tail(lines: list[str], index: int) -> bool:
+    """:func:`_wrapped_quote` that is surely no interleaved answer: the quoted line before it is long and its
+    sentence open ("... glaciers" / "are" / "> melting faster ..."), and the tail short, so a "Yes." between a
+    quoted question and the next quote stays."""
+    if not _wrapped_quote(lines, index) or _QUOTED_LINE.match(lines[index]):
+        return False
+    quoted, tail = _QUOTE_MARKS.sub("", lines[index - 1]).rstrip(), lines[index].strip()
+    return (len(quoted) >= WRAPPED_QUOTE_MIN_CHARS and not _CLOSED.search(quoted)
+            and 0 < len(tail) <= 40 and len(tail.split()) <= WRAPPED_TAIL_MAX_WORDS)
+
+
 def _without(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> str:
     """``text[start:end]`` less the spans (in order, not overlapping) that lie within it."""
     pieces, position = [], start
@@ -464,7 +483,8 @@ def without_signature(text: str, signature: re.Pattern[str]) -> str:
 
 
 def drop_quoted_lines(text: str) -> str:
-    """Without ``>``-quoted lines and the "X wrote:" lines that introduce them.
+    """Without ``>``-quoted lines, the tails of quoted lines a mailer wrapped (:func:`_wrapped_tail`) and the
+    "X wrote:" lines that introduce them.
 
     ``mail-parser-reply`` cuts top-posted replies at the first quote; bottom-posted and
     interleaved replies keep their quotes, which are someone else's words. The whole text is
@@ -477,8 +497,9 @@ def drop_quoted_lines(text: str) -> str:
     if _python_session(lines):
         return text
     kept = [line for index, line in enumerate(lines)
-            if not _QUOTED_LINE.match(line) and not (len(line) <= _ATTRIBUTION_MAX_CHARS and _ATTRIBUTION.search(line)
-                                                     and _quote_follows(lines, index))]
+            if not _QUOTED_LINE.match(line) and not _wrapped_tail(lines, index)
+            and not (len(line) <= _ATTRIBUTION_MAX_CHARS and _ATTRIBUTION.search(line)
+                     and _quote_follows(lines, index))]
     remainder = "\n".join(kept)
     return remainder if remainder.strip() else text
 

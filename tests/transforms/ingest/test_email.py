@@ -520,6 +520,16 @@ def test_bottom_posted_and_interleaved_replies_keep_the_senders_words(body: str,
     assert newest_words(body) == own
 
 
+def test_the_wrapped_tails_of_quoted_lines_are_dropped_with_the_quotes() -> None:
+    """A mailer that re-wraps quoted text spills a line's last words onto an unquoted line ("> ... glaciers" /
+    "are" / "> melting ..."): those words reached the text as if the sender had written them (181 such lines in 62
+    SpamAssassin ham messages). A short answer between two quotes is no tail and stays."""
+    body = ("Ann Lee wrote:\n> I don't think it matters much; you would also need to explain why, worldwide, glaciers\n"
+            "are\n> melting faster than they have previously.\n\nThey are, and the data says so.\n\n"
+            "> Can you send the figures by Tuesday?\nYes.\n> And the sources?\nSure, all of them.\n")
+    assert newest_words(body) == "They are, and the data says so. Yes. Sure, all of them."
+
+
 @pytest.mark.parametrize("history", [
     "\n\nOn Mon, Aug 5, 2002 at 10:01 AM, Joe Smith <joe@example.com> wrote:\n> Does Tuesday work?\n> Joe\n",
     "\n\nOn Mon, Aug 5, 2002 at 10:01 AM, Joe Smith <joe@example.com> wrote:\n> Does Tuesday work?\n\n-- \n"
