@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import contextlib
 import json
 import lzma
 import os
 import re
+import stat
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -59,7 +61,23 @@ def expand_inputs(inputs: Sequence[str], output: str | None = None) -> list[str]
             raise FileNotFoundError(f"input {kind} {item!r} holds no file to read (hidden files, _-prefixed files "
                                     "and the run's output are skipped)")
         found.update(files)
-    return sorted(found)
+    return _one_path_per_file(sorted(found))
+
+
+def _one_path_per_file(paths: list[str]) -> list[str]:
+    """``paths`` (sorted) less those naming a file already named (by a symbolic link, a hard link, ``./`` or a
+    second spelling): each would be read again, its records labeled twice and counted twice in the manifest. The
+    file keeps its plainest name: not a link, then normalised, then the shortest."""
+    names: dict[tuple[int, int] | str, list[str]] = {}
+    for path in paths:
+        identity: tuple[int, int] | str = path
+        if "://" not in path:
+            with contextlib.suppress(OSError):  # a dangling link keeps its path: reading it reports it
+                info = os.stat(path)
+                identity = (info.st_dev, info.st_ino)
+        names.setdefault(identity, []).append(path)
+    return sorted(min(group, key=lambda path: (os.path.islink(path), os.path.normpath(path) != path, len(path), path))
+                  for group in names.values())
 
 
 def _input_files(item: str) -> set[str]:
@@ -280,11 +298,26 @@ def _open(path: str) -> BinaryIO:
     """``path``'s raw bytes: a local file with Python's ``open``, so that the ingest worker processes need not
     import Beam (about 110 MiB each); a remote one through Beam's ``FileSystems``."""
     if "://" not in path:
-        return open(path, "rb")
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe with no writer would block open
+        kind = _special_file_kind(os.fstat(descriptor).st_mode)
+        if kind:
+            os.close(descriptor)
+            raise OSError(f"{path} is {kind}, not a regular file: it is not read (it may never end or never start)")
+        return os.fdopen(descriptor, "rb")
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _special_file_kind(mode: int) -> str | None:
+    """What a file that is no regular file is (a folder walk lists named pipes, sockets and devices as files, and
+    a symbolic link can point at ``/dev/zero``); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                                         (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                                         (stat.S_ISDIR, "a folder")) if test(mode)), "a special file")
 
 
 _TEXT_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
@@ -293,7 +326,9 @@ _TEXT_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 BINARY_TABLE_MIN_BYTES = 1024
 """Bytes a table file must have before it can be judged binary as a whole: a shorter one is a few lines, each a
-record or a dead letter of its own, as for any table."""
+record or a dead letter of its own, as for any table. But a CSV's first line is its header, read as names, not as a
+record: a NUL byte there says binary whatever the size (a small zip named ``.csv`` has no line break at all, and
+read as a header with no row, it vanished without a word)."""
 
 
 def binary_table(kind: str, head: bytes) -> bool:
@@ -301,10 +336,12 @@ def binary_table(kind: str, head: bytes) -> bool:
     database file): one failure for the file, where reading it would give a dead letter per line of garbage.
     Text in UTF-16 or UTF-32 holds NUL bytes: a byte-order mark, or for JSON the NUL pattern by which JSON tells
     its encoding, says it is text."""
-    if kind not in ("csv", "jsonl", "json") or len(head) < BINARY_TABLE_MIN_BYTES or head.startswith(_TEXT_BOMS):
+    if kind not in ("csv", "jsonl", "json") or head.startswith(_TEXT_BOMS):
         return False
     if kind == "json" and json.detect_encoding(head) != "utf-8":
         return False
+    if len(head) < BINARY_TABLE_MIN_BYTES:
+        return kind == "csv" and b"\x00" in head.split(b"\n", 1)[0]
     return looks_binary(head)
 
 

@@ -7,8 +7,11 @@ import gzip
 import io
 import json
 import lzma
+import os
 import random
 import sys
+import threading
+import zipfile
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -21,6 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 
 from tests.conftest import SAMPLES
 from transforms.ingest.read import (
+    BINARY_TABLE_MIN_BYTES,
     COMPRESSED_SUFFIXES,
     DECOMPRESSORS,
     detect_format,
@@ -140,6 +144,52 @@ def test_the_output_root_inside_an_input_folder_is_not_read_back(tmp_path: Path)
     assert expand_inputs([str(tmp_path)]) == [str(written), str(tmp_path / "posts.jsonl")]
     assert expand_inputs([str(tmp_path)], output=str(tmp_path / "out")) == [str(tmp_path / "posts.jsonl")]
     assert expand_inputs([str(tmp_path / "*")], output=f"{tmp_path}/./out/") == [str(tmp_path / "posts.jsonl")]
+
+
+def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    """The folder, ``./reviews.csv``, a glob, a symbolic link and a hard link all name one export: each spelling
+    was read again, so its reviews were labeled three times and the manifest counted every copy as input."""
+    export = tmp_path / "reviews.csv"
+    export.write_text("id,text\nr1,Arrived broken\nr2,Works fine\n", encoding="utf-8")
+    (tmp_path / "latest.csv").symlink_to(export)
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "reviews-2026-11-20.csv").hardlink_to(export)
+    (tmp_path / "posts.jsonl").write_text('{"text": "hello"}\n', encoding="utf-8")
+    files = expand_inputs([str(tmp_path), f"{tmp_path}/./reviews.csv", str(tmp_path / "*.csv")])
+    assert files == [str(tmp_path / "posts.jsonl"), str(export)]
+
+
+def test_pipes_and_devices_are_dead_letters_not_a_hung_run(tmp_path: Path) -> None:
+    """A folder walk lists a named pipe and a link to ``/dev/zero`` as files: reading the pipe waited for a writer
+    forever, and ``/dev/zero`` never ends, so the run hung. Each is one dead letter saying what it is."""
+    os.mkfifo(tmp_path / "incoming.csv")
+    (tmp_path / "zeros.csv").symlink_to("/dev/zero")
+    (tmp_path / "reviews.csv").write_text("id,text\nr1,Arrived broken\n", encoding="utf-8")
+    read: dict[str, list[str]] = {}
+    reader = threading.Thread(target=lambda: read.update(
+        {Path(path).name: outcomes(Path(path)) for path in expand_inputs([str(tmp_path)])}), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "reading a pipe or a device blocked"
+    assert read["reviews.csv"] == ["Arrived broken"]
+    assert read["incoming.csv"] == [f"unreadable_file: cannot open: {tmp_path}/incoming.csv is a named pipe, not a "
+                                    "regular file: it is not read (it may never end or never start)"]
+    assert read["zeros.csv"][0].startswith(f"unreadable_file: cannot open: {tmp_path}/zeros.csv is a character device")
+
+
+def test_a_small_zip_named_csv_is_a_binary_failure_not_an_empty_table(tmp_path: Path) -> None:
+    """An 800-byte xlsx-like zip saved as ``.csv`` has no line break: read as a header with no row, it vanished
+    without a record. Below the size where control characters judge a table, its NUL bytes still say binary."""
+    path = tmp_path / "export.csv"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>" * 50)
+    assert len(path.read_bytes()) < BINARY_TABLE_MIN_BYTES
+    (failure,) = read_path(str(path))
+    assert (failure.stage, failure.error_type) == ("read", "binary")
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("id,text\n", encoding="utf-8")
+    assert list(read_path(str(header_only))) == []
 
 
 def test_rows_without_ids_get_distinct_stable_doc_ids(tmp_path: Path) -> None:
