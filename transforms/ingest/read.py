@@ -303,6 +303,7 @@ def _open(path: str) -> BinaryIO:
         if kind:
             os.close(descriptor)
             raise OSError(f"{path} is {kind}, not a regular file: it is not read (it may never end or never start)")
+        os.set_blocking(descriptor, True)  # as a plain open leaves it, for file systems that pass the flag on (FUSE)
         return os.fdopen(descriptor, "rb")
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
