@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from flows.artifacts import artifact_key, backfill_markdown
-from flows.daily import RunOptions, daily_flow
+from flows.daily import NoInputs, RunOptions, daily_flow
 from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date, labeling_tasks
 from transforms.sinks import read_date_marker
 
@@ -26,7 +26,18 @@ log = logging.getLogger(__name__)
 
 
 class BackfillFailed(RuntimeError):
-    """Some days failed after their retries; the message lists them with their errors."""
+    """Some days failed after their retries; the message lists them with their errors, ``summary`` is what a
+    successful backfill returns (every day's row), so ``--json`` can print it all the same."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A day's failure is retried unless the day has no input: its folders will not fill in seconds, and the
+    retries only held the backfill up (a minute and a half for each such day by default)."""
+    return not isinstance(state.result(raise_on_failure=False), NoInputs)
 
 
 def date_range(start: str, end: str) -> list[str]:
@@ -107,8 +118,9 @@ def backfill_flow(
     """Run the daily flow for every day from ``start`` to ``end``, skipping complete days unless ``force``.
 
     At most ``max_concurrency`` days run at once; a failed day is retried ``retries`` times with
-    exponential backoff starting at ``retry_delay_s``. Returns ``{"days": [...], "complete": [...],
-    "skipped": [...], "failed": []}``; raises :class:`BackfillFailed` naming the failed days.
+    exponential backoff starting at ``retry_delay_s``, unless it has no input (:func:`worth_retrying`).
+    Returns ``{"days": [...], "complete": [...], "skipped": [...], "failed": []}``; raises
+    :class:`BackfillFailed` naming the failed days.
 
     Example:
         undertone backfill --input-root samples/by_date --start 2026-11-18 --end 2026-11-20 --output out
@@ -118,7 +130,7 @@ def backfill_flow(
                          precision=precision, beam_args=tuple(beam_args or ()))
     done = {} if force else find_complete_days(output, days)
     day_task = process_day.with_options(retries=retries, retry_delay_seconds=exponential_backoff(retry_delay_s)
-                                        if retry_delay_s > 0 else 0)
+                                        if retry_delay_s > 0 else 0, retry_condition_fn=worth_retrying)
     rows: dict[str, dict[str, Any]] = {day: _day_row(day, "skipped", done[day]) for day in done}
     for day, note in labeled_otherwise(done, model_dir, tasks).items():
         log.warning("backfill skips %s, %s; --force relabels it", day, note)
@@ -140,5 +152,5 @@ def backfill_flow(
                                    for status in ("complete", "skipped", "failed")}}
     if summary["failed"]:
         raise BackfillFailed("failed days: " + "; ".join(f"{row['date']}: {row['error']}" for row in ordered
-                                                          if row["status"] == "failed"))
+                                                          if row["status"] == "failed"), summary)
     return summary

@@ -280,7 +280,10 @@ def run_schedule_command(args: argparse.Namespace) -> int:
         state = backfill_flow(start=args.start, end=args.end, force=args.force, max_concurrency=args.max_concurrency,
                               retries=args.retries, retry_delay_s=args.retry_delay, **options, return_state=True)
     if not state.is_completed():
-        print(f"{args.command} failed: {state.result(raise_on_failure=False)}", file=sys.stderr)
+        error = state.result(raise_on_failure=False)
+        if args.json and hasattr(error, "summary"):  # a backfill's failed days: every day's row all the same
+            print(json.dumps(error.summary, indent=2))
+        print(f"{args.command} failed: {error}", file=sys.stderr)
         return 1
     result = state.result()
     if args.json:

@@ -149,23 +149,51 @@ def test_backfill_writes_skips_then_force_rewrites_identically(prefect_harness, 
     assert len(list((tmp_path / "_runs").glob("*.json"))) == 6
 
 
-def test_backfill_retries_then_fails_listing_the_failed_days(prefect_harness, tmp_path: Path) -> None:
-    mark_date_complete(tmp_path, "2026-11-20", {"run_id": "earlier"})
-    state = backfill_flow(str(BY_DATE), str(tmp_path), "2026-11-20", "2026-11-21", retries=1, retry_delay_s=0,
+def process_day_runs(flow_run_id: object) -> list[int]:
+    """How many times each day's task ran in a backfill flow run (1: never retried)."""
+    async def read() -> list[int]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        return sorted(run.run_count for run in runs if run.name.startswith("process-day"))
+
+    return asyncio.run(read())
+
+
+def test_backfill_retries_then_fails_listing_the_failed_days(prefect_harness, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing day is retried, but not one without input: its folders do not fill in seconds, and its
+    retries held the backfill up for a minute and a half by default."""
+    mark_date_complete(tmp_path, "2026-11-18", {"run_id": "earlier"})
+
+    def disk_full(output: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("flows.daily.finish_dead_runs", disk_full)
+    state = backfill_flow(str(BY_DATE), str(tmp_path), "2026-11-18", "2026-11-21", retries=1, retry_delay_s=0,
                           return_state=True)
     assert state.is_failed()
-    assert "failed days: 2026-11-21" in state.message and "2026-11-20" not in state.message
+    assert "failed days: 2026-11-19: " in state.message and "2026-11-18" not in state.message
+    assert "No space left on device" in state.message and "no <source>/2026-11-21/" in state.message
+    assert process_day_runs(state.state_details.flow_run_id) == [1, 2, 2]  # 11-21 ran once, 11-19 and 11-20 twice
+    summary = state.result(raise_on_failure=False).summary  # what --json prints
+    assert [(day["date"], day["status"]) for day in summary["days"]] == [
+        ("2026-11-18", "skipped"), ("2026-11-19", "failed"), ("2026-11-20", "failed"), ("2026-11-21", "failed")]
+    report = Artifact.get("undertone-backfill-2026-11-18-2026-11-21")
+    assert report is not None and "| 2026-11-18 | skipped | earlier |" in report.data
+    assert "failed days: 2026-11-19" in report.data
 
-    async def process_day_runs() -> list[int]:
-        async with get_client() as client:
-            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-        return [run.run_count for run in runs if run.name.startswith("process-day")]
 
-    assert asyncio.run(process_day_runs()) == [2]  # one day ran, and was retried once
-    report = Artifact.get("undertone-backfill-2026-11-20-2026-11-21")
-    assert report is not None and "| 2026-11-20 | skipped | earlier |" in report.data
-    assert "failed days: 2026-11-21" in report.data
+def test_backfill_json_still_lists_every_day_when_a_day_fails(prefect_harness, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``backfill --json`` printed nothing when a day failed, the case a script reading it most needs."""
+    mark_date_complete(tmp_path, "2026-11-20", {"run_id": "earlier"})
+    code = main(["backfill", "--input-root", str(BY_DATE), "--output", str(tmp_path), "--start", "2026-11-20",
+                 "--end", "2026-11-21", "--retries", "0", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "backfill failed: failed days: 2026-11-21" in err
+    summary = json.loads(out)
+    assert (summary["skipped"], summary["failed"], summary["complete"]) == (["2026-11-20"], ["2026-11-21"], [])
+    assert "no <source>/2026-11-21/" in summary["days"][1]["error"]
 
 
 def test_daily_cli_fails_loudly_without_inputs(prefect_harness, tmp_path: Path,

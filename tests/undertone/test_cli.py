@@ -263,3 +263,10 @@ def test_running_an_old_bundle_whose_task_clashes_with_a_column_is_a_usage_error
                     "--tasks", "sentiment,language"])
     assert exit_info.value.code == 2
     assert "tiny-test@0.0.1: task 'language' would write a column 'language'" in capsys.readouterr().err
+
+
+def test_python_dash_m_undertone_is_the_command() -> None:
+    """``python -m undertone`` failed ("'undertone' is a package and cannot be directly executed")."""
+    done = subprocess.run([sys.executable, "-m", "undertone", "report", "--help"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and "--start" in done.stdout
