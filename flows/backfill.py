@@ -111,7 +111,7 @@ def backfill_flow(
     runner: str = "local",
     model_dir: str = str(DEFAULT_MODEL_DIR),
     tasks: list[str] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str = "auto",
     beam_args: list[str] | None = None,
 ) -> dict[str, Any]:

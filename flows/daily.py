@@ -35,8 +35,8 @@ class RunOptions:
     """Model bundle folder."""
     tasks: tuple[str, ...] | None = None
     """Tasks to label; None labels every task of the bundle."""
-    device: str = "cpu"
-    """Torch device of the workers: cpu or cuda."""
+    device: str = "auto"
+    """Torch device of the workers: auto (cuda where a worker sees a GPU, as ``undertone run``), cpu or cuda."""
     precision: str = "auto"
     """Encoder precision: auto, fp32, bf16 or int8 (see ``PipelineConfig.precision``); pin fp32 where workers
     of different CPU types must give identical labels from day to day."""
@@ -124,7 +124,7 @@ def daily_flow(
     runner: str = "local",
     model_dir: str = str(DEFAULT_MODEL_DIR),
     tasks: list[str] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str = "auto",
     beam_args: list[str] | None = None,
 ) -> dict[str, Any]:

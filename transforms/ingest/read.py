@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import contextlib
+import glob
 import json
 import lzma
 import os
@@ -85,12 +86,30 @@ def _input_files(item: str) -> set[str]:
         return {item}
     if os.path.isdir(item):
         return set(_walk(item))
+    if "://" not in item:
+        return _local_matches(item)
     from apache_beam.io.filesystems import FileSystems  # see _open: the ingest workers never expand inputs
 
     matches = [m.path for result in FileSystems.match([item]) for m in result.metadata_list]
     if not matches:
         raise FileNotFoundError(f"input {item!r} matches no file")
     return {m for m in matches if not PurePosixPath(m).name.startswith((".", "_")) and not _in_maildir_tmp(m)}
+
+
+def _local_matches(pattern: str) -> set[str]:
+    """The files a local glob matches, and those of the folders it matches (``exports/2026-11-*``): Beam's matcher
+    found nothing for a pattern without a folder (``*.csv``) and no file in a matched folder. ``**`` spans folders;
+    a hidden name matches only where the pattern spells its dot."""
+    matches = glob.glob(pattern, recursive=True)
+    if not matches:
+        raise FileNotFoundError(f"input {pattern!r} matches no file")
+    files: set[str] = set()
+    for match in matches:
+        if os.path.isdir(match):
+            files.update(_walk(match))
+        elif not PurePosixPath(match).name.startswith((".", "_")) and not _in_maildir_tmp(match):
+            files.add(match)
+    return files
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -159,6 +159,26 @@ def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
     assert files == [str(tmp_path / "posts.jsonl"), str(export)]
 
 
+def test_a_glob_without_a_folder_and_a_glob_of_folders_find_their_files(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``undertone run "*.csv"`` was a usage error ("matches no file") though the folder held CSVs, and
+    ``exports/2026-11-*`` matched date folders but read none of their files."""
+    for day in ("2026-11-19", "2026-11-20", "2026-12-01"):
+        (tmp_path / "exports" / day).mkdir(parents=True)
+        (tmp_path / "exports" / day / "reviews.csv").write_text("id,text\nr1,fine\n", encoding="utf-8")
+        (tmp_path / "exports" / day / ".upload.csv").write_text("id,text\n", encoding="utf-8")
+    (tmp_path / "a.csv").write_text("id,text\nr1,fine\n", encoding="utf-8")
+    (tmp_path / "_SUCCESS.csv").write_text("", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert expand_inputs(["*.csv"]) == ["a.csv"]
+    november = [f"exports/{day}/reviews.csv" for day in ("2026-11-19", "2026-11-20")]
+    assert expand_inputs(["exports/2026-11-*"]) == november
+    assert expand_inputs(["exports/**/*.csv"]) == [f"exports/{day}/reviews.csv"
+                                                   for day in ("2026-11-19", "2026-11-20", "2026-12-01")]
+    with pytest.raises(FileNotFoundError, match=r"input '\*\.tsv' matches no file"):
+        expand_inputs(["*.tsv"])
+
+
 def test_pipes_and_devices_are_dead_letters_not_a_hung_run(tmp_path: Path) -> None:
     """A folder walk lists a named pipe and a link to ``/dev/zero`` as files: reading the pipe waited for a writer
     forever, and ``/dev/zero`` never ends, so the run hung. Each is one dead letter saying what it is."""
