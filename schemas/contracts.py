@@ -152,6 +152,12 @@ DEAD_LETTER_SCHEMA = _schema(
 )
 
 
+def type_name(type_: pa.DataType) -> str:
+    """A type as readers show it, less the name of a list's item field: Arrow calls it ``item``, Parquet
+    ``element``, so a file read back shows ``list<element: string>`` where the schema says ``list<item: string>``."""
+    return f"list<{type_name(type_.value_type)}>" if pa.types.is_list(type_) else str(type_)
+
+
 def describe(schema: pa.Schema) -> str:
     """A Markdown table of a schema's fields, as in schemas/README.md."""
     lines = [
@@ -162,5 +168,6 @@ def describe(schema: pa.Schema) -> str:
     ]
     for field in schema:
         description = (field.metadata or {}).get(b"description", b"").decode().replace("|", "\\|")
-        lines.append(f"| `{field.name}` | `{field.type}` | {'yes' if field.nullable else 'no'} | {description} |")
+        lines.append(f"| `{field.name}` | `{type_name(field.type)}` | {'yes' if field.nullable else 'no'} | "
+                     f"{description} |")
     return "\n".join(lines)
