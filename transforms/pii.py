@@ -131,18 +131,22 @@ def _redact_cards(text: str, found: Found) -> str:
 
 
 def _redact_ibans(text: str, found: Found) -> str:
-    def replace(match: re.Match[str]) -> str:
+    """Every valid IBAN, spaced or not. A candidate runs up to 30 characters past its check digits, so it can
+    swallow the words and the IBAN after it ("DE89... new IBAN GB82..."): the search goes on where the IBAN ends,
+    or one character on from a candidate that is none, never past the whole candidate."""
+    pieces, copied, search_from = [], 0, 0
+    while match := _IBAN.search(text, search_from):
         country, check, rest = match.groups()
         length = _IBAN_LENGTHS.get(country.upper())
         compact = (country + check + rest.replace(" ", "")).upper()[: length or 0]
-        end = _span_of_compact(match.group(0), length or 0)
-        tail = match.group(0)[end:]
-        if not length or len(compact) < length or tail[:1].isalnum() or not iban_valid(compact):
-            return match.group(0)
+        end = match.start() + _span_of_compact(match.group(0), length or 0)
+        if not length or len(compact) < length or text[end:end + 1].isalnum() or not iban_valid(compact):
+            search_from = match.start() + 1
+            continue
         found.add(compact)
-        return PLACEHOLDERS["iban"] + tail
-
-    return _IBAN.sub(replace, text)
+        pieces += [text[copied:match.start()], PLACEHOLDERS["iban"]]
+        copied = search_from = end
+    return "".join(pieces) + text[copied:]
 
 
 def _span_of_compact(spaced: str, length: int) -> int:

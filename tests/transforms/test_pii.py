@@ -28,6 +28,12 @@ def redacted(text: str) -> tuple[str, dict[str, int]]:
     ("IBAN DE89 3704 0044 0532 0130 00 please", "IBAN [IBAN] please", {"iban": 1}),
     ("to GB82WEST12345698765432.", "to [IBAN].", {"iban": 1}),
     ("ref DE89 3704 0044 0532 0130 01 is not one", "ref DE89 3704 0044 0532 0130 01 is not one", {}),
+    # the first IBAN's candidate ran on through the words and the second IBAN, which was left in clear
+    ("Old IBAN DE89370400440532013000 new IBAN GB82WEST12345698765432 thanks", "Old IBAN [IBAN] new IBAN [IBAN] thanks",
+     {"iban": 2}),
+    ("GB82 WEST 1234 5698 7654 32 and gb82west12345698765432", "[IBAN] and [IBAN]", {"iban": 1}),
+    ("DE89 3704 0044 0532 0130 00 or FR14 2004 1010 0505 0001 3M02 606", "[IBAN] or [IBAN]", {"iban": 2}),
+    ("ref XX12 then DE89370400440532013000", "ref XX12 then [IBAN]", {"iban": 1}),
     ("card 4111.1111.1111.1111 and iban fr14 2004 1010 0505 0001 3m02 606 typed in lower case",
      "card [CARD] and iban [IBAN] typed in lower case", {"card": 1, "iban": 1}),
     ("pi is 3.14159265358979323846 and build 4111.1111.1111.1111.2 is not a card",
