@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import contextlib
+import email.utils
 import glob
 import json
 import lzma
@@ -23,7 +24,7 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
-from transforms.ingest.email import is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
+from transforms.ingest.email import hash_address, is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
 from transforms.ingest.tabular import TABLE_READERS, ColumnMap, guess_source, row_to_document
 from transforms.records import Document, Failure, excerpt
 
@@ -395,11 +396,26 @@ def read_path(
             for record in records:
                 count += 1
                 told = told or (record.source if isinstance(record, Failure) else record["source"])
+                if hash_addresses and kind != "email" and not isinstance(record, Failure):
+                    record["author"] = pseudonymised_author(record["author"])
                 yield record
     except Exception as error:  # noqa: BLE001 - a file that breaks mid-way keeps what was read
         where = f"after {count} records" if count else "before any record"
         yield Failure(told, path, "read", "corrupt_file",
                       f"{kind} file unreadable {where}: {type(error).__name__}: {error}")
+
+
+_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+
+
+def pseudonymised_author(author: str | None) -> str | None:
+    """A table's author that is an email address (``jane@example.com``, ``Jane <jane@example.com>``), hashed as
+    a mail's sender is, so the same person has one id across sources; a handle or a name stays."""
+    if author and "@" in author:
+        address = email.utils.parseaddr(author)[1]
+        if _ADDRESS.fullmatch(address):
+            return hash_address(address)
+    return author
 
 
 def _read_emails(handle, path: str, hash_addresses: bool, head: bytes) -> Iterator[Document | Failure]:

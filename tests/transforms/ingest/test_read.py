@@ -23,6 +23,7 @@ import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 
 from tests.conftest import SAMPLES
+from transforms.ingest.email import hash_address
 from transforms.ingest.read import (
     BINARY_TABLE_MIN_BYTES,
     COMPRESSED_SUFFIXES,
@@ -177,6 +178,29 @@ def test_a_glob_without_a_folder_and_a_glob_of_folders_find_their_files(tmp_path
                                                    for day in ("2026-11-19", "2026-11-20", "2026-12-01")]
     with pytest.raises(FileNotFoundError, match=r"input '\*\.tsv' matches no file"):
         expand_inputs(["*.tsv"])
+
+
+def test_an_author_that_is_an_email_address_is_hashed_in_tables_too(tmp_path: Path) -> None:
+    """The README promises hashed addresses in ``author``, but only mail senders were hashed: a review export's
+    ``reviewer`` column or a post's ``screen_name`` holding an address was stored in clear. Handles stay."""
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("id,text,reviewer\nr1,Arrived broken,jane.doe@example.com\nr2,Fine,Jane <JANE.DOE@example.com>\n"
+                       "r3,Meh,janed\n", encoding="utf-8")
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"text": "love it", "screen_name": "@janed"}\n'
+                     '{"text": "hate it", "screen_name": "user1@gmail.com"}\n', encoding="utf-8")
+    mail = b"From: Jane Doe <jane.doe@example.com>\nSubject: refund\nMessage-ID: <1@x>\n\nWhere is my refund?\n"
+    (sender,) = read_path(str(write(tmp_path / "mail.eml", mail)))
+    authors = [r["author"] for path in (reviews, posts) for r in read_path(str(path))]
+    assert authors == [sender["author"], sender["author"], "janed", "@janed", hash_address("user1@gmail.com")]
+    assert sender["author"] == hash_address("jane.doe@example.com")
+    kept = [r["author"] for r in read_path(str(reviews), hash_addresses=False)]
+    assert kept == ["jane.doe@example.com", "Jane <JANE.DOE@example.com>", "janed"]
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def test_pipes_and_devices_are_dead_letters_not_a_hung_run(tmp_path: Path) -> None:
