@@ -448,7 +448,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
     by_name = guess_source((), name) or "review"
     source = forced
     pending: list[Failure] = []
-    resolved: dict[tuple[str, ...], ColumnMap] = {}
+    resolved: dict[tuple[str, ...], tuple[ColumnMap, list[str]]] = {}
     for ref, row in TABLE_READERS[kind](handle, path):
         if isinstance(row, Failure):
             if source is None and len(pending) < PENDING_FAILURES:
@@ -464,6 +464,14 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
         pending.clear()
         keys = tuple(row)
         if keys not in resolved:
-            resolved[keys] = columns.resolve(keys)
-        yield row_to_document(row, resolved[keys], source, ref)
+            resolved[keys] = columns.resolve(keys), columns.unmatched(keys)
+        mapping, unmatched = resolved[keys]
+        record = row_to_document(row, mapping, source, ref)
+        if isinstance(record, Failure):
+            if record.error_type == "no_text_column" and columns.text is not None:
+                record = replace(record, error=f"--text-column {columns.text!r} is not a column of this table "
+                                               f"({', '.join(sorted(keys)[:12])})")
+        elif unmatched:
+            record["ingest_notes"] = [*record["ingest_notes"], *unmatched]
+        yield record
     yield from (replace(failure, source=by_name) for failure in pending)

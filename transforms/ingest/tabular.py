@@ -81,6 +81,15 @@ class ColumnMap:
         return ColumnMap(**chosen)
 
 
+    def unmatched(self, columns: Sequence[str]) -> list[str]:
+        """Notes for the fields mapped to a column the table lacks (a typo in ``--author-column``, a renamed
+        export column): they stay empty, as before, but no longer unseen. The text column is left out: without it
+        every row is a ``no_text_column`` dead letter that names it."""
+        return [f"--{item.name.replace('_', '-')}-column {mapped!r} is not a column of this table: "
+                f"{item.name} left empty" for item in fields(self)
+                if item.name != "text" and (mapped := getattr(self, item.name)) is not None and mapped not in columns]
+
+
 def guess_source(columns: Iterable[str], file_name: str) -> str | None:
     """review or social from the column names, then from the file name; None when undecided."""
     names = {column.lower() for column in columns}

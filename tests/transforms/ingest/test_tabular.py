@@ -6,6 +6,7 @@ import codecs
 import io
 import json
 import tracemalloc
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import SAMPLES
+from transforms.ingest.read import read_path
 from transforms.ingest.tabular import (
     ColumnMap,
     guess_source,
@@ -55,6 +57,22 @@ def test_explicit_mapping_wins_and_missing_text_column_is_explained() -> None:
     assert document["text"] == "great phone" and document["rating"] == 4.0
     failure = to_document({"words": "x"}, ColumnMap().resolve(["words"]), "review", "r:2")
     assert isinstance(failure, Failure) and failure.error_type == "no_text_column"
+
+
+def test_a_mapped_column_the_table_lacks_is_said_not_silently_dropped(tmp_path: Path) -> None:
+    """``--author-column nobody`` (a typo, or an export that renamed the column) left author, created_at and the
+    id empty with no word, and the doc_ids changed with the missing id; each record now says which mapping found
+    no column, and a missing mapped text column names itself in the dead letter."""
+    export = tmp_path / "reviews.csv"
+    export.write_text("review_id,text,when,reviewer\nr1,Arrived broken,2026-11-20,bob\n", encoding="utf-8")
+    (document,) = read_path(str(export), columns=ColumnMap(id="id", created_at="when", author="nobody"))
+    assert document["created_at"] is not None and document["author"] is None
+    assert document["ingest_notes"] == [
+        "--id-column 'id' is not a column of this table: id left empty",
+        "--author-column 'nobody' is not a column of this table: author left empty"]
+    (failure,) = read_path(str(export), columns=ColumnMap(text="body"))
+    assert failure.error_type == "no_text_column"
+    assert failure.error == "--text-column 'body' is not a column of this table (review_id, reviewer, text, when)"
 
 
 def test_invalid_utf8_in_csv_fails_only_that_row() -> None:
