@@ -159,8 +159,17 @@ def _span_of_compact(spaced: str, length: int) -> int:
     return len(spaced)
 
 
+_LABELED_NUMBER = re.compile(r"(?:\b(?:order|invoice|ticket|case|ref|reference|tracking|sku|item|version|build|"
+                             r"serial|account|customer)\b|#|\bv)\W{0,3}$", re.IGNORECASE)
+"""The words that make the number right after them an identifier, not a phone (``order 2026112012``, ``invoice
+2026-000123``, ``version 2.0.1.5550100``): ten digits pass as a North American number. Not "no" or "id": "phone
+no. 415 555 2671" is a phone."""
+
+
 def _redact_phones(text: str, found: Found) -> str:
-    matches = list(phonenumbers.PhoneNumberMatcher(text, PHONE_REGION, leniency=phonenumbers.Leniency.VALID))
+    matches = [match for match in phonenumbers.PhoneNumberMatcher(text, PHONE_REGION,
+                                                                  leniency=phonenumbers.Leniency.VALID)
+               if not _LABELED_NUMBER.search(text[max(0, match.start - 40):match.start])]
     for match in reversed(matches):
         found.add(phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164))
         text = text[: match.start] + PLACEHOLDERS["phone"] + text[match.end:]

@@ -39,6 +39,10 @@ def redacted(text: str) -> tuple[str, dict[str, int]]:
     ("pi is 3.14159265358979323846 and build 4111.1111.1111.1111.2 is not a card",
      "pi is 3.14159265358979323846 and build 4111.1111.1111.1111.2 is not a card", {}),
     ("call (415) 555-2671 or +44 20 7946 0958 now", "call [PHONE] or [PHONE] now", {"phone": 2}),
+    # ten digits pass as a North American number: after "order", "invoice", "#" or "version" it is an identifier
+    ("invoice 2026-000123, order 2026112012, Order #4155552671, version 2.0.1.5550100; phone no. 415 555 2671",
+     "invoice 2026-000123, order 2026112012, Order #4155552671, version 2.0.1.5550100; phone no. [PHONE]",
+     {"phone": 1}),
     ("released 2002-08-22, version 10.24, 30 days, 12:36", "released 2002-08-22, version 10.24, 30 days, 12:36",
      {}),
     ("reset https://shop.example.com/reset?user=7&token=eyJhbGciOi.abc#frag",
