@@ -479,11 +479,14 @@ def _merge_dead_letters(journal: dict[str, Any], output: Path, staged: Path, tar
             os.rename(staged, trash)
         shutil.rmtree(trash, ignore_errors=True)
         return
-    run_id, date, owned = journal["run_id"], journal["date"], set(journal["owned"])
+    run_id, owned = journal["run_id"], set(journal["owned"])
+    later: dict[str, bool] = {}  # source -> committed by a later run since
 
     def from_dead_run(file_name: str) -> bool:
         source = file_name.split("-", 1)[0]
-        return _committed_by(output, date, source) <= run_id and (source in owned or not target.is_dir())
+        if source not in later:  # one read of the source's commit record, however many files it has
+            later[source] = _committed_by(output, journal["date"], source) > run_id
+        return not later[source] and (source in owned or not target.is_dir())
 
     merged = staged.with_name(f"{staged.name}.merged")
     shutil.rmtree(merged, ignore_errors=True)

@@ -94,7 +94,7 @@ def _input_files(item: str) -> set[str]:
     matches = [m.path for result in FileSystems.match([item]) for m in result.metadata_list]
     if not matches:
         raise FileNotFoundError(f"input {item!r} matches no file")
-    return {m for m in matches if not PurePosixPath(m).name.startswith((".", "_")) and not _in_maildir_tmp(m)}
+    return {m for m in matches if _matched_file_is_input(m)}
 
 
 def _local_matches(pattern: str) -> set[str]:
@@ -108,9 +108,14 @@ def _local_matches(pattern: str) -> set[str]:
     for match in matches:
         if os.path.isdir(match):
             files.update(_walk(match))
-        elif not PurePosixPath(match).name.startswith((".", "_")) and not _in_maildir_tmp(match):
+        elif _matched_file_is_input(match):
             files.add(match)
     return files
+
+
+def _matched_file_is_input(path: str) -> bool:
+    """A file a glob matched, unless hidden, ``_``-prefixed or in a Maildir's ``tmp/`` (as a folder walk skips)."""
+    return not PurePosixPath(path).name.startswith((".", "_")) and not _in_maildir_tmp(path)
 
 
 def _is_under(path: str, root: str) -> bool:
