@@ -159,6 +159,11 @@ def dead_letter_prefix(source: str | None) -> str:
     return f"{source or UNKNOWN_SOURCE}-"
 
 
+def dead_letter_source(file_name: str) -> str:
+    """The source a dead-letter file is named for (:func:`dead_letter_prefix`)."""
+    return file_name.split("-", 1)[0]
+
+
 ROW_GROUP_BYTES = 4 << 20
 """Bytes of labeled rows (in Arrow) a Parquet writer holds before writing them as one row group (about 1 MiB
 compressed; 11,000 tweets or 1,400 emails). Every writer of a run holds up to this much until its file ends, and
@@ -375,18 +380,18 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
     staging = staging_root(output, run_id)
     owned = set(owned_sources)
     labeled_counts: dict[str, int] = {}
-    swaps: list[tuple[Path, Path]] = []
+    swaps: list[tuple[Path, Path, str | None]] = []  # staged, target, source (None: the dead letters)
     for source in SOURCES:
         staged = labeled_partition(staging, source, date)
         _drop_empty_files(staged)
         labeled_counts[source] = parquet_rows(staged) if staged.exists() else 0
         if source in owned:
-            swaps.append((staged, labeled_partition(output, source, date)))
+            swaps.append((staged, labeled_partition(output, source, date), source))
     staged_dead = dead_letter_partition(staging, date)
     _drop_empty_files(staged_dead)
     dead_counts: Counter[str] = Counter()
     for path in sorted(staged_dead.glob("*.parquet")) if staged_dead.exists() else ():
-        dead_counts[path.name.split("-", 1)[0]] += pq.ParquetFile(path).metadata.num_rows
+        dead_counts[dead_letter_source(path.name)] += pq.ParquetFile(path).metadata.num_rows
     target = dead_letter_partition(output, date)
     replaced = tuple(dead_letter_prefix(source) for source in owned)
     if target.exists():
@@ -394,11 +399,11 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
             if not kept.name.startswith(replaced):
                 staged_dead.mkdir(parents=True, exist_ok=True)
                 os.link(kept, staged_dead / kept.name)
-    swaps.append((staged_dead, target))
+    swaps.append((staged_dead, target, None))
     journal = {"run_id": run_id, "date": date, "owned": sorted(owned), "steps": [
         {"staged": str(staged), "target": str(target), "trash": str(_trash(Path(output), staging, target)),
          "files": sorted(_file_names(staged)) if staged.exists() else None,
-         "source": _partition_source(target)} for staged, target in swaps]}
+         "source": source} for staged, target, source in swaps]}
     _write_json(staging / COMMIT_JOURNAL, journal)
     for source in owned:
         _record_commit(output, date, source, run_id)
@@ -429,11 +434,6 @@ def _newest_run(partition: Path) -> str:
     """The latest run id among a partition's files (ids start with a UTC timestamp); empty if none."""
     ids = [path.stem.split("-", 1)[1].rsplit("-", 3)[0] for path in partition.glob("*.parquet")]
     return max(ids, default="")
-
-
-def _partition_source(partition: Path) -> str | None:
-    """The source of a labeled partition (``source=S``); None for the dead-letter partition."""
-    return next((part.removeprefix("source=") for part in partition.parts if part.startswith("source=")), None)
 
 
 def _commit_record(output: str | Path, date: str, source: str) -> Path:
@@ -483,7 +483,7 @@ def _merge_dead_letters(journal: dict[str, Any], output: Path, staged: Path, tar
     later: dict[str, bool] = {}  # source -> committed by a later run since
 
     def from_dead_run(file_name: str) -> bool:
-        source = file_name.split("-", 1)[0]
+        source = dead_letter_source(file_name)
         if source not in later:  # one read of the source's commit record, however many files it has
             later[source] = _committed_by(output, journal["date"], source) > run_id
         return not later[source] and (source in owned or not target.is_dir())
@@ -575,7 +575,7 @@ def _recovered_manifest(output: str | Path, journal: dict[str, Any]) -> dict[str
                for source in SOURCES}
     dead: Counter[str] = Counter()
     for path in dead_letter_partition(output, date).glob(f"*-{run_id}-*.parquet"):
-        dead[path.name.split("-", 1)[0]] += pq.ParquetFile(path).metadata.num_rows
+        dead[dead_letter_source(path.name)] += pq.ParquetFile(path).metadata.num_rows
     counts = {source: {"labeled": labeled.get(source, 0), "dead_letter": dead[source]}
               for source in sorted({*labeled, *dead}, key=_source_order) if labeled.get(source) or dead[source]}
     return {
