@@ -88,3 +88,15 @@ def test_tree_peak_tells_when_in_the_run_memory_rose() -> None:
     quarters = tree.peaks_by_part(4)["rss_mib"]
     assert quarters[0] < 100 and quarters[-1] - quarters[0] > 140
     assert len(tree.peaks_by_part(10)["tree_pss_mib"]) == 10
+
+
+def test_modern_mail_set_reads_as_labeled_emails_for_evaluate() -> None:
+    """``bench/modern-mail`` is the set the README and model card measure spam on; every file must parse, as a
+    wanted or a spam email, with its subject and body text, or the figure quoted would cover fewer emails."""
+    from models.datasets import read_labeled
+
+    examples = read_labeled(Path(__file__).resolve().parents[2] / "bench" / "modern-mail")
+    assert sorted(e.label for e in examples) == ["ham"] * 8 + ["spam"] * 4
+    museum = next(e.text for e in examples if "City Museum" in e.text)
+    assert museum.startswith("This month at the City Museum") and "Rivers of Light" in museum
+    assert all(len(e.text) > 100 for e in examples)
