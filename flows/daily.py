@@ -62,17 +62,21 @@ def resolve_date(value: str | None) -> str:
 
 
 @task(name="find-date-inputs", cache_policy=NO_CACHE)
-def find_date_inputs(input_root: str, logical_date: str) -> list[str]:
-    """The folders holding ``logical_date``'s files: ``<source>/<date>/`` and any ``.../date=<date>/``. Under an
-    object-store root (``gs://``, which has no folders) the same two layouts as glob patterns of the date's files."""
+def find_date_inputs(input_root: str, logical_date: str, output: str | None = None) -> list[str]:
+    """The folders holding ``logical_date``'s files: ``<source>/<date>/`` and any ``.../date=<date>/``, never one
+    inside ``output`` (an output under the input root has ``date=`` partitions of its own, which a re-run of the
+    date would otherwise take for input). Under an object-store root (``gs://``, which has no folders) the same two
+    layouts as glob patterns of the date's files."""
     if is_url(input_root):
         return remote_date_inputs(input_root, logical_date)
     root = Path(input_root)
     if not root.is_dir():
         raise NoInputs(f"input root {input_root} is not a folder")
+    written = Path(output).resolve() if output and not is_url(output) else None
     folders = {*root.glob(f"*/{logical_date}"), *root.glob(f"**/date={logical_date}")}
     found = sorted(str(path) for path in folders
-                   if path.is_dir() and not any(part.startswith((".", "_")) for part in path.relative_to(root).parts))
+                   if path.is_dir() and not any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+                   and not (written and path.resolve().is_relative_to(written)))
     if not found:
         raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ folder under {input_root}")
     readable = [folder for folder in found if _holds_input(folder)]
@@ -142,7 +146,7 @@ def daily_flow(
     logical_date = resolve_date(date)
     options = RunOptions(runner=runner, model_dir=model_dir, tasks=tuple(tasks) if tasks else None, device=device,
                          precision=precision, beam_args=tuple(beam_args or ()))
-    inputs = find_date_inputs(input_root, logical_date)
+    inputs = find_date_inputs(input_root, logical_date, output)
     finish_dead_runs(output)
     withdraw_date_marker(output, logical_date)
     manifest = label_documents(options.pipeline_config(inputs, output, logical_date))

@@ -288,3 +288,17 @@ def test_a_dead_run_rolled_forward_by_a_daily_run_of_another_date_gets_aggregate
     assert manifest["status"] == "recovered" and manifest["logical_date"] == day
     assert manifest["counts"] == {"email": {"labeled": 4, "dead_letter": 0}} and manifest["reconciled"] is None
     assert read_date_marker(tmp_path, day) is None and read_date_marker(tmp_path, other) is not None
+
+
+def test_the_output_inside_the_input_root_is_not_taken_for_the_dates_input(tmp_path: Path) -> None:
+    """An output under the input root has ``date=`` partitions of its own: a re-run of the date took
+    ``OUT/labeled/source=email/date=<date>`` for input, and the run then refused it, so the date failed for good."""
+    root = tmp_path / "in"
+    shutil.copytree(BY_DATE, root)
+    first = find_date_inputs.fn(str(root), "2026-11-19", str(root / "out"))
+    for partition in ("labeled/source=email/date=2026-11-19", "dead_letter/date=2026-11-19",
+                      "aggregates/date=2026-11-19"):
+        (root / "out" / partition).mkdir(parents=True)
+        (root / "out" / partition / "part-0.parquet").write_bytes(b"PAR1")
+    assert find_date_inputs.fn(str(root), "2026-11-19", str(root / "out")) == first
+    assert any("/out/" in folder for folder in find_date_inputs.fn(str(root), "2026-11-19"))
