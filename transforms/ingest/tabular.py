@@ -265,6 +265,10 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     text.seek(0)
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        # The sniffer says doublequote=False when its sample has no "" in a quoted cell; applied to the rest of the
+        # file, that corrupted every later "" (RFC 4180's escaped quote), which is what a quote in a quoted cell
+        # is unless the file has an escape character.
+        dialect.doublequote = dialect.escapechar is None or dialect.doublequote
     except csv.Error:
         dialect = csv.excel
     reader = csv.DictReader(text, dialect=dialect)

@@ -311,3 +311,19 @@ def test_bare_nan_and_infinities_in_a_json_array_are_read_as_json_lines_read_the
                      ["non-numeric rating: -inf"], ["unparseable created_at: inf"]]
     ((_, single),) = read_json_array(_Trickle(json.dumps(records[1]).encode(), step), "one.json")
     assert json.dumps(single) == json.dumps(records[1])
+
+
+def test_escaped_quotes_past_the_sniffed_sample_are_read_as_quotes(tmp_path: Path) -> None:
+    """A review export whose first 64 KiB has no "" in a quoted cell was sniffed with doublequote=False, and a
+    later ``"The ""premium"" model"`` was labeled as ``The "premium"" model"`` (or, with a comma in the cell,
+    dead-lettered as extra cells)."""
+    rows = ["id,rating,text"] + [f"{i},4,Solid product number {i} works as described and arrived on time"
+                                 for i in range(1, 1500)]
+    rows += ['9001,1,"The ""premium"" model is a joke"', '9002,2,"He said ""it will last"", but it broke"']
+    path = tmp_path / "reviews.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert path.stat().st_size > 64 * 1024
+    records = {record["input_ref"]: record for record in read_path(str(path))}
+    assert not any(isinstance(record, Failure) for record in records.values())
+    texts = {record["text"] for record in records.values() if record["text"].startswith(("The", "He"))}
+    assert texts == {'The "premium" model is a joke', 'He said "it will last", but it broke'}
