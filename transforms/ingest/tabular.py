@@ -212,7 +212,7 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
         text,
         source_id=_id_text(source_id),
         created_at=created_at,
-        author=_text_or_none(row.get(columns.author)) if columns.author else None,
+        author=_author_text(row.get(columns.author), notes) if columns.author else None,
         rating=rating,
         product=_text_or_none(row.get(columns.product)) if columns.product else None,
         subject=_text_or_none(row.get(columns.title)) if columns.title else None,
@@ -231,7 +231,25 @@ def _id_text(value: Any) -> str | None:
 
 
 def _text_or_none(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
+    """A cell as text; a nested one as compact JSON (:func:`_id_text`), never Python's ``repr``."""
+    return _id_text(value)
+
+
+AUTHOR_KEYS = ("screen_name", "username", "acct", "handle", "name")
+"""What names the author in a nested author cell (Twitter API v1's ``user``, v2's ``author``, Mastodon's
+``account``), in order of preference."""
+
+
+def _author_text(value: Any, notes: list[str]) -> str | None:
+    """The author's handle or name. A nested author object (``{"screen_name": ..., "email": ...}``) gives its
+    handle: written whole, its other fields (an email address, a location) reached the output in clear."""
+    if not isinstance(value, dict):
+        return _text_or_none(value)
+    for key in AUTHOR_KEYS:
+        if isinstance(value.get(key), str) and value[key].strip():
+            return value[key]
+    notes.append(f"author object without {'/'.join(AUTHOR_KEYS)}: left empty")
+    return None
 
 
 def _has_surrogates(text: str) -> bool:

@@ -327,3 +327,18 @@ def test_escaped_quotes_past_the_sniffed_sample_are_read_as_quotes(tmp_path: Pat
     assert not any(isinstance(record, Failure) for record in records.values())
     texts = {record["text"] for record in records.values() if record["text"].startswith(("The", "He"))}
     assert texts == {'The "premium" model is a joke', 'He said "it will last", but it broke'}
+
+
+def test_a_nested_author_object_gives_its_handle_not_its_fields(tmp_path: Path) -> None:
+    """Twitter API v1 nests the author as ``user``: written whole, as Python's repr, its email address reached
+    the output in clear (an address-shaped author is hashed, a repr of a dict is not)."""
+    path = tmp_path / "tweets.json"
+    path.write_text(json.dumps([
+        {"id": 1, "full_text": "@AirlineX lost my bag",
+         "user": {"screen_name": "jane_doe", "email": "jane@example.com"}},
+        {"id": 2, "full_text": "lost again", "user": {"email": "joe@example.com"}},
+    ]), encoding="utf-8")
+    first, second = read_path(str(path))
+    assert first["author"] == "jane_doe"
+    assert second["author"] is None and any("author object" in note for note in second["ingest_notes"])
+    assert "example.com" not in json.dumps([first, second], default=str)
