@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
 from flows.run import finish_dead_runs, label_documents, publish_run_artifact, withdraw_date_marker
-from transforms.ingest.read import expand_inputs
+from transforms.ingest.read import expand_inputs, is_under
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, check_logical_date
 from transforms.sinks import is_url, mark_date_complete
 
@@ -72,11 +72,10 @@ def find_date_inputs(input_root: str, logical_date: str, output: str | None = No
     root = Path(input_root)
     if not root.is_dir():
         raise NoInputs(f"input root {input_root} is not a folder")
-    written = Path(output).resolve() if output and not is_url(output) else None
     folders = {*root.glob(f"*/{logical_date}"), *root.glob(f"**/date={logical_date}")}
     found = sorted(str(path) for path in folders
                    if path.is_dir() and not any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
-                   and not (written and path.resolve().is_relative_to(written)))
+                   and not (output and is_under(str(path), output)))
     if not found:
         raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ folder under {input_root}")
     readable = [folder for folder in found if _holds_input(folder)]

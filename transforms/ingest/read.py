@@ -57,7 +57,7 @@ def expand_inputs(inputs: Sequence[str], output: str | None = None) -> list[str]
     """
     found: set[str] = set()
     for item in inputs:
-        files = {file for file in _input_files(item) if output is None or not _is_under(file, output)}
+        files = {file for file in _input_files(item) if output is None or not is_under(file, output)}
         if not files:
             kind = "folder" if os.path.isdir(item) else "pattern"
             raise FileNotFoundError(f"input {kind} {item!r} holds no file to read (hidden files, _-prefixed files "
@@ -118,7 +118,8 @@ def _matched_file_is_input(path: str) -> bool:
     return not PurePosixPath(path).name.startswith((".", "_")) and not _in_maildir_tmp(path)
 
 
-def _is_under(path: str, root: str) -> bool:
+def is_under(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or inside it (links resolved; URLs by prefix)."""
     if "://" in path or "://" in root:
         return path.startswith(root.rstrip("/") + "/")
     real_root = os.path.realpath(root)

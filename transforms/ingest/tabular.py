@@ -210,29 +210,24 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
         source,
         input_ref,
         text,
-        source_id=_id_text(source_id),
+        source_id=_cell_text(source_id),
         created_at=created_at,
         author=_author_text(row.get(columns.author), notes) if columns.author else None,
         rating=rating,
-        product=_text_or_none(row.get(columns.product)) if columns.product else None,
-        subject=_text_or_none(row.get(columns.title)) if columns.title else None,
+        product=_cell_text(row.get(columns.product)) if columns.product else None,
+        subject=_cell_text(row.get(columns.title)) if columns.title else None,
         ingest_notes=notes,
     )
 
 
-def _id_text(value: Any) -> str | None:
-    """An id cell as text; a nested one (``{"a": 1}``) as compact JSON, which other tools can read back, not
-    Python's ``repr``."""
+def _cell_text(value: Any) -> str | None:
+    """A cell (an id, author, product or title) as text; a nested one (``{"a": 1}``) as compact JSON, which other
+    tools can read back, not Python's ``repr``."""
     if value is None or value == "":
         return None
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return str(value)
-
-
-def _text_or_none(value: Any) -> str | None:
-    """A cell as text; a nested one as compact JSON (:func:`_id_text`), never Python's ``repr``."""
-    return _id_text(value)
 
 
 AUTHOR_KEYS = ("screen_name", "username", "acct", "handle", "name")
@@ -244,7 +239,7 @@ def _author_text(value: Any, notes: list[str]) -> str | None:
     """The author's handle or name. A nested author object (``{"screen_name": ..., "email": ...}``) gives its
     handle: written whole, its other fields (an email address, a location) reached the output in clear."""
     if not isinstance(value, dict):
-        return _text_or_none(value)
+        return _cell_text(value)
     for key in AUTHOR_KEYS:
         if isinstance(value.get(key), str) and value[key].strip():
             return value[key]
