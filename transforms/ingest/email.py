@@ -63,6 +63,14 @@ def _reply_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]
 
 
 _REPLY_HEADER, _REPLY_SIGNATURE, _REPLY_DISCLAIMERS = _reply_patterns()
+_REPLY_HEADER_HINT = re.compile(
+    r"wrote:|schrieb|a \u00e9crit|escribi\u00f3:|ha scritto:|schreef:|original message"
+    r"|^(?:> ?)*[* ]*(?:from|sent|to|subject|date|cc|organi[sz]ation|von|gesendet|an|betreff|datum|de|envoy\u00e9"
+    r"|\u00e0|objet|enviado|para|asunto|fecha|organizaci\u00f3n|da|inviato|a|oggetto|data|van|verzonden|aan"
+    r"|onderwerp| )? ?:", re.IGNORECASE | re.MULTILINE)
+"""Something every match of the reply header pattern holds: an attribution's verb, a separator, or a line opening
+with a header field. That pattern tries its look-aheads at every line and took 0.8 s of the bench corpus's 4.2 s of
+reading and cleaning; a body without any of these cannot match it, and most bodies have none."""
 _ATTRIBUTION_MAX_CHARS = 200
 _NOT_CONTROL = bytes(byte for byte in range(256) if not (byte < 9 or 13 < byte < 32))
 """Every byte but the control characters text never has (tab, line breaks, form feed and carriage return are text)."""
@@ -363,7 +371,8 @@ def strip_reply(text: str) -> str:
         # normalization deletes: below quoted history one opens a list footer, which is no answer
         normalized = "\n".join(line.strip() for line in text.replace("\r\n", "\n").split("\n"))
         headers = [header for header in _REPLY_HEADER.finditer(normalized)
-                   if is_reply_header(header.group(), normalized[header.end():])]
+                   if is_reply_header(header.group(), normalized[header.end():])
+                   ] if _REPLY_HEADER_HINT.search(normalized) else []
         cuts, answered, end = [(len(normalized), len(normalized))], [], len(normalized)
         for header in reversed(headers):  # from the last: whether a header is answered depends on the cuts below it
             below = _without(normalized, header.end(), end, answered)

@@ -452,6 +452,37 @@ def test_reply_stripping_builds_no_reply_parser_per_email(monkeypatch: pytest.Mo
     assert strip_reply(text) == "Tuesday works for me."
 
 
+@pytest.mark.parametrize("history", [
+    "On Tue, Nov 10, 2026 at 9:15 AM Support <s@acme.com> wrote:",
+    "> On Tue, Nov 10, 2026, Support wrote:",
+    "Am Di., 10. Nov. 2026 um 09:15 Uhr schrieb Support <s@acme.com>:",
+    "Le mar. 10 nov. 2026 à 09:15, Support <s@acme.com> a écrit :",
+    "Il giorno mar 10 nov 2026 alle ore 09:15 Support <s@acme.com> ha scritto:",
+    "Op 10-11-2026 09:15, Support <s@acme.com> schreef:",
+    "From: Support <s@acme.com>\nSent: Tuesday, November 10, 2026 9:15 AM\nTo: Anna",
+    "*From:* Support\n*Sent:* Tuesday\n*To:* Anna",
+    "> From: Support\n> Date: Tue, 10 Nov 2026",
+    "Von: Support\nGesendet: Dienstag, 10. November 2026\nAn: Anna",
+    "De : Support\nEnvoyé : mardi 10 novembre 2026\nÀ : Anna",
+    "De: Support\nEnviado: martes\nPara: Anna\nAsunto: Pedido",
+    "Da: Support\nInviato: martedì\nA: Anna\nOggetto: Ordine",
+    "Van: Support\nVerzonden: dinsdag\nAan: Anna\nOnderwerp: Bestelling",
+    "-----Original Message-----",
+    "----- ORIGINAL MESSAGE -----",
+])
+def test_every_reply_header_passes_the_quick_check_that_skips_the_parsers_pattern(history: str) -> None:
+    """Bodies the quick check rejects skip the reply parser's header pattern (most of the stripping's time), so
+    every header that pattern finds must pass the check, in each language the parser knows."""
+    text = f"Thanks, that fixed it.\n\n{history}\n> old text"
+    assert email_ingest._REPLY_HEADER.search(text)
+    assert email_ingest._REPLY_HEADER_HINT.search(text)
+
+
+def test_bodies_without_reply_headers_fail_the_quick_check() -> None:
+    assert not email_ingest._REPLY_HEADER_HINT.search(
+        "The parcel arrived broken: the box was crushed.\nPlease send a new one by Friday, or refund me.")
+
+
 REPLY_HISTORIES = (
     "\n\nOn Tue, Nov 10, 2026 at 9:15 AM Support <s@acme.com> wrote:\n> We are sorry to hear that.",
     "\n\nFrom: Support <s@acme.com>\nSent: Tuesday, November 10, 2026 9:15 AM\nTo: Anna <anna@example.com>\n"
