@@ -7,6 +7,7 @@ import io
 import re
 import struct
 import zlib
+from email import policy
 from pathlib import Path
 
 import pytest
@@ -675,3 +676,16 @@ def test_dates_as_mailers_write_them(written: str, expected: str) -> None:
     assert parse_date(written, notes).isoformat() == expected
     assert notes == ([] if any(zone in written for zone in ("+", "-0", "EST")) else
                      ["date without timezone: taken as UTC"])
+
+
+def test_headers_parsed_once_read_every_email_as_the_standard_policy_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reusing header factory is only faster: every bundled sample email, MIME-broken and mis-encoded ones
+    included, becomes the same document as with ``policy.default``, also when read a second time from its cache."""
+    emails = sorted(path for path in (SAMPLES / "email").iterdir() if path.is_file())
+    assert len(emails) >= 10
+    reusing = [repr(parse_email(path.read_bytes(), path.name)) for path in emails for _ in range(2)]
+    factory = email_ingest.MAIL_POLICY.header_factory
+    assert factory["Content-Type"] is factory["content-type"]
+    monkeypatch.setattr(email_ingest, "MAIL_POLICY", policy.default)
+    standard = [repr(parse_email(path.read_bytes(), path.name)) for path in emails for _ in range(2)]
+    assert reusing == standard
