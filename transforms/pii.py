@@ -29,8 +29,13 @@ PLACEHOLDERS = {
 
 PHONE_REGION = "US"
 """Numbers written without a country code are read as North American numbers; ``+CC`` numbers are found anywhere."""
+_ZERO_ZERO_REGION = "GB"
+"""A region whose international prefix is ``00``, to read ``0044 20 7946 0958`` (the US one is ``011``)."""
+_ZERO_ZERO = re.compile(r"(?<!\d)00")
+"""Text without it has no ``00`` number, and is spared the second, slow pass of the phone matcher."""
 
-_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]}]", re.IGNORECASE)
+"""A URL does not end in the sentence's punctuation (``see https://x.example/a?token=abc.``)."""
 _URL_PARAM = re.compile(r"(?<=[?&#;])([^=&#;\s]+)=([^&#;\s]+)")
 _SECRET_NAMES = frozenset({
     "token", "key", "apikey", "secret", "password", "passwd", "pwd", "pass", "auth", "authorization", "sig",
@@ -38,10 +43,12 @@ _SECRET_NAMES = frozenset({
     "xamzsignature", "xamzsecuritytoken",
 })
 _SECRET_SUFFIXES = ("token", "secret", "key", "password", "signature")
-_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![\w-])")
-_CARD = re.compile(r"(?<![\w.-])\d(?:[ .-]?\d){12,18}(?![\w-]|\.\d)")
-"""13-19 digits, grouped by spaces, hyphens or dots (``4111.1111.1111.1111``)."""
+_DOMAIN_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
+_EMAIL = re.compile(rf"(?<![\w.%+-])[^\W_][\w.%+-]{{0,63}}@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*\.[^\W\d_]{{2,24}}"
+                    r"(?![\w-])")
+"""Letters of any script (``jörg.müller@example.de``, ``用户@例子.公司``): RFC 6531 addresses are delivered."""
+_CARD = re.compile(r"(?<![\w.-])\d(?:(?:[ \u00a0]{1,2}|[.-])?\d){12,18}(?![\w-]|\.\d)")
+"""13-19 digits, grouped by one or two spaces (no-break ones too), hyphens or dots (``4111.1111.1111.1111``)."""
 _IBAN = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})(\d{2})((?: ?[A-Z0-9]){11,30})", re.IGNORECASE)
 """Upper or lower case (``fr14 2004 ...`` typed into a form): the check digits decide."""
 _IBAN_LENGTHS = {
@@ -160,17 +167,31 @@ def _span_of_compact(spaced: str, length: int) -> int:
 
 
 _LABELED_NUMBER = re.compile(r"(?:\b(?:order|invoice|ticket|case|ref|reference|tracking|sku|item|version|build|"
-                             r"serial|account|customer)\b|#|\bv)\W{0,3}$", re.IGNORECASE)
-"""The words that make the number right after them an identifier, not a phone (``order 2026112012``, ``invoice
-2026-000123``, ``version 2.0.1.5550100``): ten digits pass as a North American number. Not "no" or "id": "phone
-no. 415 555 2671" is a phone."""
+                             r"serial|account|customer|confirmation|booking|reservation|transaction|receipt|claim|"
+                             r"policy|shipment|parcel)\b(?:\W{0,3}(?:number|num|no|nr|id|code)\b)?(?:\W{1,3}is\b)?|"
+                             r"#|\bv)\W{0,3}$", re.IGNORECASE)
+"""The words that make the number right after them an identifier, not a phone (``order 2026112012``, ``Order
+number: 2026112012``, ``Ref. no. 415-555-2671``, ``invoice 2026-000123``, ``version 2.0.1.5550100``): ten digits
+pass as a North American number. Not "no" or "id" alone: "phone no. 415 555 2671" is a phone."""
+
+
+def _valid_phones(text: str, region: str) -> list[phonenumbers.PhoneNumberMatch]:
+    return list(phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID))
 
 
 def _redact_phones(text: str, found: Found) -> str:
-    matches = [match for match in phonenumbers.PhoneNumberMatcher(text, PHONE_REGION,
-                                                                  leniency=phonenumbers.Leniency.VALID)
-               if not _LABELED_NUMBER.search(text[max(0, match.start - 40):match.start])]
-    for match in reversed(matches):
+    """Numbers read as North American or with ``+CC``, and those dialled with ``00CC``; where two readings
+    overlap, the one that starts first (the ``00`` one) is kept."""
+    dialled_with_00 = _valid_phones(text, _ZERO_ZERO_REGION) if _ZERO_ZERO.search(text) else []
+    candidates = [*_valid_phones(text, PHONE_REGION),
+                  *(match for match in dialled_with_00 if match.raw_string.lstrip("(").startswith("00"))]
+    readings: list[phonenumbers.PhoneNumberMatch] = []
+    for match in sorted(candidates, key=lambda match: (match.start, -match.end)):
+        if not readings or match.start >= readings[-1].end:
+            readings.append(match)
+    for match in reversed(readings):
+        if _LABELED_NUMBER.search(text[max(0, match.start - 40):match.start]):
+            continue
         found.add(phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164))
         text = text[: match.start] + PLACEHOLDERS["phone"] + text[match.end:]
     return text

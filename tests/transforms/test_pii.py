@@ -50,9 +50,66 @@ def redacted(text: str) -> tuple[str, dict[str, int]]:
     ("https://s3.example.com/f.pdf?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=9f8e&size=2",
      "https://s3.example.com/f.pdf?X-Amz-Credential=[SECRET]&X-Amz-Signature=[SECRET]&size=2", {"url_secret": 2}),
     ("see https://example.com/docs?page=2&sort=asc", "see https://example.com/docs?page=2&sort=asc", {}),
+    # the sentence's closing punctuation was taken for part of the secret and replaced with it
+    ("see https://x.example/a?token=abc123. Thanks", "see https://x.example/a?token=[SECRET]. Thanks",
+     {"url_secret": 1}),
+    ("links: https://x.example/a?api_key=k9f8, https://x.example/b?sig=77ab; done",
+     "links: https://x.example/a?api_key=[SECRET], https://x.example/b?sig=[SECRET]; done", {"url_secret": 2}),
+    ("(reset link: https://x.example/r?user=7&token=eyJ0eXAi.x9)", "(reset link: https://x.example/r?user=7&token=[SECRET])",
+     {"url_secret": 1}),
+    # a card number typed with two spaces between its groups (or a no-break space, pasted from a web page)
+    ("card 4111  1111  1111  1111 was charged twice", "card [CARD] was charged twice", {"card": 1}),
+    ("card 5555\u00a05555\u00a05555\u00a04444 please", "card [CARD] please", {"card": 1}),
+    # an address whose local part or domain is not ASCII was left in clear
+    ("write to jörg.müller@example.de or José.Núñez@correo.es.", "write to [EMAIL] or [EMAIL].", {"email": 2}),
+    ("邮件 用户@例子.公司 谢谢", "邮件 [EMAIL] 谢谢", {"email": 1}),
+    ("user_name@example.com and snake_case@host", "[EMAIL] and snake_case@host", {"email": 1}),
+    # "00" is the international prefix almost everywhere outside North America
+    ("ring me on 0044 20 7946 0958 or 0033 1 42 68 53 00 after six",
+     "ring me on [PHONE] or [PHONE] after six", {"phone": 2}),
+    ("call +44 20 7946 0958 or 0044 20 7946 0958", "call [PHONE] or [PHONE]", {"phone": 1}),
 ])
 def test_redact_text(text: str, expected: str, counts: dict[str, int]) -> None:
     assert redacted(text) == (expected, counts)
+
+
+@pytest.mark.parametrize("text", [
+    "Order number: 4155552671 has not arrived",
+    "Order ID: 4155552671, placed on Monday",
+    "order no. 4155552671 was cancelled",
+    "Ref. no. 4155552671",
+    "Your confirmation number is 4155552671.",
+    "Booking reference: 415-555-2671",
+    "tracking no 4155552671 shows delivered",
+    "Invoice nr. 4155552671 attached",
+    "case ID #4155552671",
+    "Transaction ID: 4155552671",
+    "Order ID: A1B2C3D4, order no. 5551234, Order number: 12345678",
+])
+def test_labeled_identifiers_are_not_phone_numbers(text: str) -> None:
+    assert redacted(text) == (text, {})
+
+
+@pytest.mark.parametrize("text", [
+    "I ordered 3 items on 12/03/2024 and 2 more in 2025",
+    "It cost $1,299.99 (EUR 1.199,00) after a 15% discount",
+    "Upgraded to version 2.0.1 and build 20240115, still crashes",
+    "Waited 45 minutes, from 10:15 to 11:00, for order 7",
+    "Room 1204, floor 12, 4 nights, 2 adults",
+    "Rated 4.5/5 by 12,345 customers",
+])
+def test_prose_numbers_are_left_alone(text: str) -> None:
+    assert redacted(text) == (text, {})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("phone no. 415 555 2671", "phone no. [PHONE]"),
+    ("Phone number: (415) 555-2671", "Phone number: [PHONE]"),
+    ("my order is late, call me at 415-555-2671", "my order is late, call me at [PHONE]"),
+    ("Order number: 12345678, phone 415 555 2671", "Order number: 12345678, phone [PHONE]"),
+])
+def test_phones_near_labels_are_still_redacted(text: str, expected: str) -> None:
+    assert redacted(text) == (expected, {"phone": 1})
 
 
 def test_checksums() -> None:
