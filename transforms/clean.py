@@ -13,15 +13,31 @@ import unicodedata
 from pathlib import Path
 
 import ftfy
+from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
 from py3langid import langid
 
 from transforms.records import Document, Failure, excerpt
 
-_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]}'’”]", re.IGNORECASE)
-"""A URL, without the sentence punctuation or closing bracket that usually follows it."""
-_MENTION = re.compile(r"(?<![\w@])@\w{1,30}(?:@[\w-]+(?:\.[\w-]+)+)?")
-"""A handle, with its server for fediverse handles (``@alice@mastodon.social``)."""
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
+_URL = re.compile(r"(?:https?://|www\.)(?:[^\s<>\"()]|\([^\s<>\"()]*\))*(?:[^\s<>\"().,;:!?\]}'’”]|\([^\s<>\"()]*\))",
+                  re.IGNORECASE)
+"""A URL with its balanced parentheses (``.../wiki/Python_(programming_language)``), without the sentence punctuation
+or the closing bracket of a parenthesis it stands in that usually follow it."""
+_MENTION = re.compile(r"(?<![\w@])@\w+(?:@[\w-]+(?:\.[\w-]+)+)?")
+"""A handle of any length, with its server for fediverse handles (``@alice@mastodon.social``)."""
+_FEDIVERSE_MARKUP = re.compile(r"</(?:p|a|span|b|strong|i|em|u|del|s|code|pre|blockquote|ul|ol|li|h[1-6])\s*>"
+                               r"|<br\s*/?>", re.IGNORECASE)
+"""A closing tag of an element that Mastodon and other fediverse servers write in a status's ``content``, or a
+line break: HTML, not a post that merely has a ``<`` ("I <3 it", "</3") or a made-up tag ("<rant>why</rant>")."""
+_INLINE_HTML = ParserConfig(css=CSS_PROFILES["strict"])
+"""inscriptis's strict profile: spans are inline, as in a browser. The relaxed default that email uses pads them with
+spaces, and Mastodon splits every handle and link into spans (``@<span>bob</span>`` read "@ bob")."""
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
+_INVISIBLE = re.compile(r"[\u200b\u2060\ufeff]|(?<![^\x00-\x7f\s])[\u200c\u200d]|[\u200c\u200d](?![^\x00-\x7f\s])")
+"""Zero-width characters that join or separate nothing: the zero-width space, word joiner and zero-width no-break
+space (a BOM) anywhere, and a zero-width (non-)joiner next to ASCII, a space or the text's edge. They sat inside words
+("hel\\u200blo" became "hel lo"); between emoji, Persian or Indic letters a joiner shapes the text and stays."""
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
@@ -58,18 +74,20 @@ def normalise_text(text: str) -> str:
     text = unicodedata.normalize("NFC", repair_unicode(text))
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = _BIDI_CONTROL.sub("", text)
+    text = _INVISIBLE.sub("", text)
     text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n\n", text)
     return "\n".join(line.strip() for line in text.split("\n")).strip()
 
 
 def normalise_social(text: str) -> str:
-    """Normalise a social post: entities decoded, URLs to ``http``, handles to ``@user``.
+    """Normalise a social post: HTML (a fediverse status) to text, entities decoded, URLs to ``http``, handles to
+    ``@user``.
 
     Hashtags and emoji are kept: they carry sentiment. The placeholders match the usual
     SemEval preprocessing, so the sentiment model sees what it was trained on.
     """
-    text = html.unescape(text)
+    text = get_text(text, _INLINE_HTML) if _FEDIVERSE_MARKUP.search(text) else html.unescape(text)
     text = _URL.sub("http", text)
     text = _MENTION.sub("@user", text)
     return normalise_text(text)
@@ -104,8 +122,8 @@ def detect_language(text: str) -> str | None:
 
 
 def has_visible_text(text: str) -> bool:
-    """Whether any character shows: a text of zero-width joiners, word joiners and direction marks (format
-    characters, which the whitespace rule keeps because emoji sequences and Persian words need them) is empty."""
+    """Whether any character shows: a text of nothing but format characters (the direction marks that
+    :func:`normalise_text` keeps for Persian and Hebrew writers, joiners between emoji) is empty."""
     return any(unicodedata.category(char)[0] not in "ZC" for char in text)
 
 

@@ -137,3 +137,55 @@ def test_a_tweet_with_isolates_is_cleaned_and_a_text_of_controls_only_is_empty()
     assert normalise_text("\u202a\u202b\u202d\u202e\u2066\u2067\u2068\u2069\u202c") == ""
     blank = clean_document(new_document("social", "p:2", " \u202e \u2067\u2069 \u202c "), 1000)
     assert isinstance(blank, Failure) and blank.error_type == "empty_text"
+
+
+MASTODON_STATUS = (
+    '<p>Loving the new release! <span class="h-card" translate="no"><a href="https://mastodon.social/@bob" '
+    'class="u-url mention">@<span>bob</span></a></span> the changelog is at <a href="https://example.com/blog/2026/'
+    'release-notes" target="_blank" rel="nofollow noopener" translate="no"><span class="invisible">https://</span>'
+    '<span class="ellipsis">example.com/blog/2026/rel</span><span class="invisible">ease-notes</span></a> '
+    '<a href="https://mastodon.social/tags/OpenSource" class="mention hashtag" rel="tag">#<span>OpenSource</span>'
+    '</a></p><p>Fixes &amp; speed-ups &lt;3<br />Upgrade today</p>')
+
+
+def test_a_mastodon_status_in_html_becomes_plain_text_with_its_mention_link_and_hashtag() -> None:
+    """Mastodon exports a status's ``content`` as HTML: its tags reached the classifier and the output, and the
+    spans it splits handles and links into left "@ bob" and "https:// example.com" in any converter that pads them."""
+    post = clean_document(new_document("social", "statuses.json:1", MASTODON_STATUS), 10_000)
+    assert post["text"] == "Loving the new release! @user the changelog is at http #OpenSource\n\n" \
+        "Fixes & speed-ups <3\nUpgrade today"
+    assert post["language"] == "en"
+
+
+def test_plain_posts_with_angle_brackets_are_not_read_as_html() -> None:
+    """Only markup of the elements fediverse servers write makes a post HTML: a heart, a comparison, a made-up tag
+    or escaped markup is the writer's text."""
+    for tweet in ("I <3 this phone, battery lasts > 2 days", "price < $20 </3 #fail", "<rant>why</rant> #Monday"):
+        assert normalise_social(tweet) == tweet
+    assert normalise_social("use &lt;p&gt; tags, not &lt;div&gt;&lt;/div&gt;") == "use <p> tags, not <div></div>"
+
+
+def test_urls_keep_their_balanced_parentheses() -> None:
+    """A Wikipedia link was cut at "(" and its tail left behind ("http)"); a closing bracket the URL did not open
+    still ends it."""
+    assert normalise_social("Read https://en.wikipedia.org/wiki/Python_(programming_language) first") == \
+        "Read http first"
+    assert normalise_social("(see https://en.wikipedia.org/wiki/Mercury_(planet)), then https://x.org/a_(b)c.") == \
+        "(see http), then http."
+
+
+def test_long_and_fediverse_handles_become_user_whole() -> None:
+    """A handle was matched up to 30 characters and the rest left behind ("@user5678")."""
+    assert normalise_social("@someone@very-long-instance.example.social thanks @a_really_long_handle_of_a_bot_12345!") \
+        == "@user thanks @user!"
+
+
+def test_zero_width_characters_inside_words_are_removed_not_turned_into_spaces() -> None:
+    """A zero-width space split "hel\u200blo" into "hel lo"; word joiners and BOMs stayed inside words. Joiners
+    between emoji, in Persian and in Indic words still join."""
+    assert normalise_text("hel\u200blo wor\u2060ld \ufeffstart da\u200cta re\u200dport \u200dend") == \
+        "hello world start data report end"
+    kept = "family 👨\u200d👩\u200d👧 ❤️\u200d🔥 می\u200cخواهم क्\u200dष"
+    assert normalise_text(kept) == kept
+    post = clean_document(new_document("social", "p:1", "so\u200bcool \U0001f469\u200d\U0001f4bb"), 1000)
+    assert post["text"] == "socool \U0001f469\u200d\U0001f4bb"
