@@ -4,7 +4,8 @@ Bytes in, never assumed UTF-8: the standard library's ``email`` package (``polic
 does MIME, RFC 2047 headers, quoted-printable and base64; declared charsets are tried
 strictly and ``charset-normalizer`` detects the rest; HTML-only bodies go through
 ``inscriptis``; ``mail-parser-reply`` strips top-posted history and signatures, and
-``>``-quoted lines go too, so ``text`` holds the sender's own words. Addresses, thread
+``>``-quoted lines go too, so ``text`` holds the sender's own words (a forward's with no more than
+"FYI" above it: the forwarded message's). Addresses, thread
 (References root, In-Reply-To), attachments and the date in UTC are kept as fields.
 """
 
@@ -397,12 +398,8 @@ def strip_reply(text: str) -> str:
     if len(text) > REPLY_STRIP_MAX_CHARS:
         return text
     try:
-        # blanks around lines as the parser's patterns expect them, with the divider lines that the parser's own
-        # normalization deletes: below quoted history one opens a list footer, which is no answer
-        normalized = "\n".join(line.strip() for line in text.replace("\r\n", "\n").split("\n"))
-        headers = [header for header in _REPLY_HEADER.finditer(normalized)
-                   if is_reply_header(header.group(), normalized[header.end():])
-                   ] if _REPLY_HEADER_HINT.search(normalized) else []
+        normalized = _normalized(text)
+        headers = _reply_headers(normalized)
         cuts, answered, end = [(len(normalized), len(normalized))], [], len(normalized)
         for header in reversed(headers):  # from the last: whether a header is answered depends on the cuts below it
             below = _without(normalized, header.end(), end, answered)
@@ -422,6 +419,62 @@ def strip_reply(text: str) -> str:
         newest = newest.replace(disclaimer.strip(), "")
     newest = without_signature(newest, _REPLY_SIGNATURE).strip()
     return newest if newest else text
+
+
+def _normalized(text: str) -> str:
+    """Blanks around lines stripped as the parser's patterns expect them, with the divider lines that the parser's own
+    normalization deletes: below quoted history one opens a list footer, which is no answer."""
+    return "\n".join(line.strip() for line in text.replace("\r\n", "\n").split("\n"))
+
+
+def _reply_headers(normalized: str) -> list[re.Match[str]]:
+    """The matches of the reply parser's header pattern that :func:`is_reply_header` confirms."""
+    if not _REPLY_HEADER_HINT.search(normalized):
+        return []
+    return [header for header in _REPLY_HEADER.finditer(normalized)
+            if is_reply_header(header.group(), normalized[header.end():])]
+
+
+_FORWARD_MARKER = re.compile(
+    r"^(?:-{2,} ?(?:Forwarded message|Weitergeleitete Nachricht|Message transféré|Mensaje reenviado"
+    r"|Messaggio inoltrato|Doorgestuurd bericht) ?-{2,}"
+    r"|(?:Begin forwarded message|Anfang der weitergeleiteten Nachricht|Début du message réexpédié"
+    r"|Inicio del mensaje reenviado|Inizio messaggio inoltrato|Begin doorgestuurd bericht) ?:)$",
+    re.MULTILINE | re.IGNORECASE)
+"""The line that Gmail ("---------- Forwarded message ---------"), Thunderbird ("-------- Forwarded Message
+--------") and Apple Mail ("Begin forwarded message:") put above a forwarded message, in :data:`REPLY_LANGUAGES`."""
+FORWARD_NOTE_MAX_WORDS = 6
+"""Most words of a forwarder's note that says nothing of its own ("FYI", "see below", "Forwarding a customer
+complaint, see below"): the forwarded message is then the text. A longer note ("Can you check with the warehouse
+...?") is the forwarder's message."""
+
+
+def own_text(body: str) -> str:
+    """The sender's own words: the newest reply without history, quotes and signature; of a forward whose note is
+    empty or a few words (:data:`FORWARD_NOTE_MAX_WORDS`), the forwarded message's.
+
+    The reply parser takes a forwarded message's From/Date block for quoted history, so "FYI" or "Begin forwarded
+    message:" was all that was classified. A forward quoted in a reply's history (below a confirmed reply header)
+    is history still."""
+    reply = drop_quoted_lines(strip_reply(body))
+    if len(body) > REPLY_STRIP_MAX_CHARS:
+        return reply
+    normalized = _normalized(body)
+    marker = _FORWARD_MARKER.search(normalized)
+    if marker is None or any(header.start() < marker.start() for header in _reply_headers(normalized)):
+        return reply
+    note = drop_quoted_lines(strip_reply(normalized[: marker.start()])).strip()
+    if len(note.split()) > FORWARD_NOTE_MAX_WORDS:
+        return note
+    forwarded = drop_quoted_lines(strip_reply(_below_header_block(normalized[marker.end():]))).strip()
+    return forwarded or reply
+
+
+def _below_header_block(forwarded: str) -> str:
+    """A forwarded message without the From/Date/Subject/To block its mailer wrote above it, up to the first blank
+    line; a block is two header fields or more (Thunderbird starts with Subject, Gmail and Apple Mail with From)."""
+    block, _, rest = forwarded.lstrip("\n").partition("\n\n")
+    return rest if len(_HEADER_FIELD.findall(block)) >= 2 else forwarded
 
 
 def answered_below(header: str, below: str, signature: re.Pattern[str]) -> bool:
@@ -660,7 +713,7 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
     parent = first_message_id(header(message, "in-reply-to", notes))
     if len(body) > REPLY_STRIP_MAX_CHARS:
         notes.append(f"body over {REPLY_STRIP_MAX_CHARS:,} characters: replies not stripped")
-    reply = drop_quoted_lines(strip_reply(body))
+    reply = own_text(body)
     text = f"{subject}\n\n{reply}" if subject else reply
     return new_document(
         "email",

@@ -22,6 +22,7 @@ from transforms.ingest.email import (
     hash_address,
     is_mbox,
     looks_binary,
+    own_text,
     parse_date,
     parse_email,
     split_mbox,
@@ -689,3 +690,36 @@ def test_headers_parsed_once_read_every_email_as_the_standard_policy_does(monkey
     monkeypatch.setattr(email_ingest, "MAIL_POLICY", policy.default)
     standard = [repr(parse_email(path.read_bytes(), path.name)) for path in emails for _ in range(2)]
     assert reusing == standard
+
+
+COMPLAINT = ("Hi,\n\nthe blender I ordered (order 1234) arrived with a cracked jug and the lid missing. "
+             "I want a refund, not a replacement.\n\nThanks,\nAlice\n")
+GMAIL_FORWARD = ("---------- Forwarded message ---------\nFrom: Alice Smith <alice@example.com>\n"
+                 "Date: Mon, Nov 9, 2026 at 6:02 PM\nSubject: Order 1234 arrived broken\n"
+                 "To: <orders@acme.com>\n\n\n" + COMPLAINT)
+APPLE_FORWARD = ("Begin forwarded message:\n\nFrom: Alice Smith <alice@example.com>\n"
+                 "Subject: Order 1234 arrived broken\nDate: 9 November 2026 at 18:02:11 CET\n"
+                 "To: orders@acme.com\n\n" + COMPLAINT)
+
+
+@pytest.mark.parametrize("note", ["", "FYI", "see below\n\n--\nJoe Miller | ACME Sales",
+                                  "Fwd from the shop, see below"])
+@pytest.mark.parametrize("forward", [GMAIL_FORWARD, APPLE_FORWARD,
+                                     GMAIL_FORWARD.replace("---------- Forwarded message ---------",
+                                                           "-------- Forwarded Message --------")])
+def test_a_forward_with_a_short_note_is_read_as_the_forwarded_message(note: str, forward: str) -> None:
+    """Reply stripping took the forwarded message for quoted history: "FYI" or "Begin forwarded message:" was all
+    that was classified. A note of a few words says nothing; the forwarded message's own words are the text."""
+    labeled = parse_email(mime(lambda message: message.set_content(f"{note}\n\n{forward}")), "fwd.eml")
+    assert labeled["text"] == ("Order 1234\n\nHi,\n\nthe blender I ordered (order 1234) arrived with a cracked jug "
+                               "and the lid missing. I want a refund, not a replacement.")
+
+
+def test_a_forward_with_its_own_message_or_inside_a_replys_history_keeps_the_senders_words() -> None:
+    """A forwarder who writes something says it; a forward quoted in the history below a reply is history."""
+    note = "Can you check with the warehouse whether the jug was broken before it shipped? We need to answer today."
+    assert own_text(f"{note}\n\nThanks,\nJoe\n\n{GMAIL_FORWARD}") == note
+    assert own_text(f"{note}\n\n{APPLE_FORWARD}") == note
+    history = ("\n\nFrom: Joe Miller <joe@acme.com>\nSent: Monday, November 9, 2026 6:30 PM\nTo: Support\n"
+               "Subject: Fwd: Order 1234 arrived broken\n\nFYI\n\n")
+    assert own_text(f"Refund sent.{history}{GMAIL_FORWARD}") == "Refund sent."
