@@ -12,7 +12,10 @@ import sys
 from dataclasses import fields
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from annotated_types import MinLen
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefect is imported
 from models.bundle import PRECISIONS, read_bundle_spec
@@ -40,6 +43,10 @@ def _logical_date(value: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _comma_list(value: str) -> list[str]:
+    return [item for item in value.split(",") if item]
+
+
 def _label_map(value: str) -> dict[str, str]:
     pairs = [pair.split("=", 1) for pair in value.split(",") if pair.strip()]
     if not pairs or any(len(pair) != 2 for pair in pairs):
@@ -58,33 +65,9 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
                           "flags given on the command line win")
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
     run.add_argument("--output", required=True, metavar="DIR", help="output root")
-    run.add_argument("--date", type=_logical_date,
-                     help="logical date partition, 1970-01-01 to tomorrow (default: today, UTC)")
-    run.add_argument("--source", choices=SOURCE_CHOICES, default="auto", help="force the source of every file")
-    run.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/")
-    run.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                     help="torch device of the workers (auto: cuda when there is a GPU)")
-    run.add_argument("--precision", choices=PRECISIONS, default="auto",
-                     help="encoder precision (auto: bf16 on GPUs and on CPUs with native bf16 where the model card "
-                          "measured it within a point of fp32, else fp32; int8: CPU only; see README)")
-    run.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t], help="comma-separated task list")
-    run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
-                     help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
-    for name in COLUMN_FIELDS:
-        flag = name.replace("_", "-")
-        run.add_argument(f"--{flag}-column", metavar="COLUMN", help=f"input column holding the {name}")
-    run.add_argument("--keep-addresses", action="store_true",
-                     help="store email sender and recipient addresses in clear instead of sha256 pseudonyms")
-    run.add_argument("--redact-pii", action="store_true",
-                     help="replace emails, phone/card/IBAN numbers and URL secrets in all text before writing")
-    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add_run_settings(run)
     run.set_defaults(zero_shot=None)  # zero-shot task taxonomies come only from --config files
     if run_defaults:
-        known = {action.dest for action in run._actions} | {"zero_shot"}
-        unknown = sorted(set(run_defaults) - known)
-        if unknown:
-            parser.error(f"unknown run settings in --config: {unknown}")
         run.set_defaults(**run_defaults)
     add_model_commands(commands)
     add_schedule_commands(commands)
@@ -96,6 +79,31 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
     report.add_argument("--registry", metavar="JSON",
                         help="model registry with each model version's evaluation (default: models/registry.json)")
     return parser
+
+
+def add_run_settings(run: argparse.ArgumentParser) -> None:
+    """The ``run`` options a ``--config`` file may set too: :func:`config_defaults` parses its values with them."""
+    run.add_argument("--date", type=_logical_date,
+                     help="logical date partition, 1970-01-01 to tomorrow (default: today, UTC)")
+    run.add_argument("--source", choices=SOURCE_CHOICES, default="auto", help="force the source of every file")
+    run.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/")
+    run.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="torch device of the workers (auto: cuda when there is a GPU)")
+    run.add_argument("--precision", choices=PRECISIONS, default="auto",
+                     help="encoder precision (auto: bf16 on GPUs and on CPUs with native bf16 where the model card "
+                          "measured it within a point of fp32, else fp32; int8: CPU only; see README)")
+    run.add_argument("--tasks", type=_comma_list, help="comma-separated task list")
+    run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
+                     help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
+    for name in COLUMN_FIELDS:
+        flag = name.replace("_", "-")
+        run.add_argument(f"--{flag}-column", metavar="COLUMN", help=f"input column holding the {name}")
+    run.add_argument("--keep-addresses", action="store_true",
+                     help="store email sender and recipient addresses in clear instead of sha256 pseudonyms")
+    run.add_argument("--redact-pii", action="store_true",
+                     help="replace emails, phone/card/IBAN numbers and URL secrets in all text before writing")
+    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
 
 def add_model_commands(commands: argparse._SubParsersAction) -> None:
@@ -202,8 +210,15 @@ def run_model_command(args: argparse.Namespace) -> int:
     return 0
 
 
+ZERO_SHOT_TASKS = TypeAdapter(dict[str, Annotated[dict[str, str], MinLen(2)]], config=ConfigDict(strict=True))
+"""A config's ``zero_shot:`` block: task → {label: one-line description}, two labels at least."""
+
+
 def config_defaults(path: str) -> dict[str, Any]:
-    """Run settings from a YAML file, keyed like the flags' destinations."""
+    """Run settings from a YAML file, keyed like the flags' destinations.
+
+    Each value is parsed by its flag's own argparse action (type, choices), so a bad value is a usage error naming
+    the key before anything starts, as it is on the command line; a ValueError says which."""
     import yaml
 
     try:
@@ -215,11 +230,66 @@ def config_defaults(path: str) -> dict[str, Any]:
     columns = settings.pop("columns", {}) or {}
     if not isinstance(columns, dict):
         raise ValueError("columns: expected a mapping of field to input column (text: body, id: uid)")
-    defaults = {key.replace("-", "_"): value for key, value in settings.items()}
-    defaults.update({f"{field}_column": column for field, column in columns.items()})
-    if isinstance(defaults.get("tasks"), str):
-        defaults["tasks"] = [t for t in defaults["tasks"].split(",") if t]
+    keys = {str(key).replace("-", "_"): str(key) for key in settings}
+    keys.update({f"{field}_column": f"columns: {field}" for field in columns})
+    values = {str(key).replace("-", "_"): value for key, value in settings.items()}
+    values.update({f"{field}_column": column for field, column in columns.items()})
+    zero_shot = values.pop("zero_shot", None)
+    parser = argparse.ArgumentParser(prog="undertone run", add_help=False, exit_on_error=False)
+    add_run_settings(parser)
+    actions = {action.dest: action for action in parser._actions}
+    unknown = sorted(keys[dest] for dest in values if dest not in actions)
+    if unknown:
+        raise ValueError(f"unknown run settings {unknown}; a config sets {', '.join(_config_keys(parser))}")
+    defaults: dict[str, Any] = {}
+    for dest, value in values.items():
+        try:
+            parsed = parser.parse_args(_config_arguments(actions[dest], value))
+        except (argparse.ArgumentError, ValueError) as error:
+            raise ValueError(f"{keys[dest]}: {getattr(error, 'message', error)}") from None
+        defaults[dest] = getattr(parsed, dest)
+    if zero_shot is not None:
+        try:
+            defaults["zero_shot"] = ZERO_SHOT_TASKS.validate_python(zero_shot)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = "".join(f"[{part!r}]" for part in first["loc"])
+            raise ValueError(f"zero_shot{where}: {first['msg']} (expected task: {{label: description, ...}}, "
+                             "two labels at least)") from None
     return defaults
+
+
+def _config_keys(parser: argparse.ArgumentParser) -> list[str]:
+    """The keys a config file may hold, spelled as in the shipped one."""
+    flags = [action.option_strings[0].removeprefix("--") for action in parser._actions]
+    return [flag for flag in flags if not flag.endswith("-column")] + [f"columns ({', '.join(COLUMN_FIELDS)})",
+                                                                       "zero_shot"]
+
+
+def _config_arguments(action: argparse.Action, value: Any) -> list[str]:
+    """The command-line arguments that give ``action`` a config's ``value``, which YAML may have typed: a bool for
+    an on/off flag, a date for a date, a list for a repeatable flag or a comma-separated one (``tasks``)."""
+    flag = action.option_strings[0]
+    if action.nargs == 0:  # --redact-pii and the like
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return [flag] if value == action.const else []
+    if isinstance(action, argparse._AppendAction):
+        items = value if isinstance(value, list) else [value]
+        return [f"{flag}={_config_text(item)}" for item in items]
+    if isinstance(value, list) and action.type is _comma_list:
+        return [f"{flag}={','.join(_config_text(item) for item in value)}"]
+    return [f"{flag}={_config_text(value)}"]
+
+
+def _config_text(value: Any) -> str:
+    """A config value as the command line would give it: YAML's dates are the text they were written as (a
+    timestamp too, which the date flag then refuses as it would on the command line)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    raise ValueError(f"expected text, got {type(value).__name__} {value!r}")
 
 
 def summary_lines(result: dict[str, Any], output: str) -> list[str]:
@@ -259,8 +329,7 @@ def add_schedule_commands(commands: argparse._SubParsersAction) -> None:
                              help="torch device of the workers (auto: cuda when there is a GPU)")
         command.add_argument("--precision", choices=PRECISIONS, default="auto",
                              help="encoder precision, as for run (pin fp32 for labels identical across CPU types)")
-        command.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t],
-                             help="comma-separated task list")
+        command.add_argument("--tasks", type=_comma_list, help="comma-separated task list")
         command.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
                              help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
         command.add_argument("--json", action="store_true", help="print the result as JSON")

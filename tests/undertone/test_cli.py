@@ -38,7 +38,9 @@ def test_a_config_whose_tasks_leave_out_its_zero_shot_task_is_a_usage_error(
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("sorce: email\n", "unknown run settings in --config: ['sorce']"),
+    ("sorce: email\n", "unknown run settings ['sorce']; a config sets date, source, runner"),
+    ("output: out\n", "unknown run settings ['output']"),
+    ("columns:\n  txt: body\n", "unknown run settings ['columns: txt']"),
     ("- source\n- email\n", "expected a mapping of run settings"),
     ("columns: body\n", "columns: expected a mapping"),
     ("tasks: [sentiment\n", "not valid YAML"),
@@ -52,6 +54,54 @@ def test_a_broken_config_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["run", "--config", str(config), "inbox/", "--output", "out"])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("tasks: 5\n", "tasks: expected text, got int 5"),
+    ("tasks: [sentiment, 5]\n", "tasks: expected text, got int 5"),
+    ("zero_shot: [urgent, routine]\n", "zero_shot: Input should be a valid dictionary"),
+    ("zero_shot:\n  urgency:\n    urgent: needs an answer today\n", "zero_shot['urgency']: Dictionary should have at "
+                                                                      "least 2 items"),
+    ("zero_shot:\n  urgency:\n    urgent: today\n    routine:\n", "zero_shot['urgency']['routine']: Input should "
+                                                                   "be a valid string"),
+    ("date: 1900-01-01\n", "date: logical date 1900-01-01 is before 1970-01-01"),
+    ("date: 9999-12-31\n", "date: logical date 9999-12-31 is after tomorrow"),
+    ("date: 2026-11-20 10:00:00\n", "date: expected a date as YYYY-MM-DD, got '2026-11-20T10:00:00'"),
+    ("source: tweets\n", "source: invalid choice: 'tweets' (choose from 'auto', 'email', 'review', 'social')"),
+    ("precision: fp16\n", "precision: invalid choice: 'fp16'"),
+    ("redact-pii: maybe\n", "redact-pii: expected true or false, got 'maybe'"),
+    ("beam_arg: 8099\n", "beam_arg: expected text, got int 8099"),
+    ("columns:\n  text: 3\n", "columns: text: expected text, got int 3"),
+])
+def test_a_bad_config_value_is_a_usage_error_naming_its_key_and_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:
+    """Config values skipped the flags' types and choices: ``tasks: 5`` and ``zero_shot: [..]`` crashed with a
+    TypeError, ``source: tweets`` and ``date: 1900-01-01`` failed the flow after Prefect had started."""
+    config = tmp_path / "run.yaml"
+    config.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["run", "--config", str(config), "inbox/", "--output", "out"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"undertone: error: --config {config}: {message}" in err
+    assert "Traceback" not in err
+
+
+def test_config_values_are_what_the_same_flags_give(tmp_path: Path) -> None:
+    """YAML's own types that mean what the flag means are taken: an unquoted date (a ``datetime.date``, which
+    Prefect refused), a single string for a repeatable flag (a list of its characters before), a list of tasks."""
+    config = tmp_path / "run.yaml"
+    config.write_text("date: 2026-11-20\nbeam_arg: --direct_num_workers=2\ntasks: [sentiment, spam]\n"
+                      "keep-addresses: true\ncolumns:\n  text: body\n", encoding="utf-8")
+    from_config = parse_args(["run", "--config", str(config), "inbox/", "--output", "out"])
+    from_flags = parse_args(["run", "inbox/", "--output", "out", "--date", "2026-11-20",
+                             "--beam-arg=--direct_num_workers=2", "--tasks", "sentiment,spam", "--keep-addresses",
+                             "--text-column", "body"])
+    assert vars(from_config) == {**vars(from_flags), "config": str(config)}
+    assert (from_config.date, from_config.beam_arg) == ("2026-11-20", ["--direct_num_workers=2"])
+    overridden = parse_args(["run", "--config", str(config), "inbox/", "--output", "out", "--date", "2026-11-19",
+                             "--beam-arg=--direct_running_mode=multi_processing"])
+    assert overridden.date == "2026-11-19"
+    assert overridden.beam_arg == ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
 
 @pytest.mark.parametrize("command", [["run", "inbox/"], ["daily", "--input-root", "inbox/"]])
