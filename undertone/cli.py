@@ -14,8 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
-from annotated_types import MinLen
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefect is imported
 from models.bundle import PRECISIONS, read_bundle_spec
@@ -210,7 +209,7 @@ def run_model_command(args: argparse.Namespace) -> int:
     return 0
 
 
-ZERO_SHOT_TASKS = TypeAdapter(dict[str, Annotated[dict[str, str], MinLen(2)]], config=ConfigDict(strict=True))
+ZERO_SHOT_TASKS = TypeAdapter(dict[str, Annotated[dict[str, str], Field(min_length=2)]], config=ConfigDict(strict=True))
 """A config's ``zero_shot:`` block: task → {label: one-line description}, two labels at least."""
 
 
