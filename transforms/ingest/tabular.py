@@ -54,7 +54,7 @@ class ColumnMap:
     id: str | None = None
     """The record's own id (becomes ``source_id``)."""
     created_at: str | None = None
-    """When it was written: ISO-8601 string, epoch seconds/ms, or a timestamp column."""
+    """When it was written: ISO-8601 string, ``YYYYMMDD`` day, epoch seconds/ms, or a timestamp column."""
     author: str | None = None
     """Author or user handle."""
     rating: str | None = None
@@ -105,8 +105,25 @@ def guess_source(columns: Iterable[str], file_name: str) -> str | None:
     return None
 
 
+_EPOCH = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+"""Epoch seconds or milliseconds as text, a fraction included (``1732000000.5``, as ``time.time()`` writes)."""
+_COMPACT_DATE = re.compile(r"[0-9]{8}")
+
+
+def _compact_date(value: Any) -> datetime | None:
+    """A ``YYYYMMDD`` day (``20261120``), as text or an integer date key; None for anything else, and for eight
+    digits that are no day (``86400000``), which stay epoch seconds. Read as seconds, a day like this was a time
+    in 1970-73, a span no review or post export holds."""
+    if not isinstance(value, int | str) or isinstance(value, bool) or not _COMPACT_DATE.fullmatch(str(value).strip()):
+        return None
+    try:
+        return datetime.strptime(str(value).strip(), "%Y%m%d")
+    except ValueError:
+        return None
+
+
 def parse_timestamp(value: Any) -> datetime | None:
-    """ISO-8601 text, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC.
+    """ISO-8601 text, a ``YYYYMMDD`` day, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC.
 
     A NaN raises like a boolean: it is no time, and not an empty cell either (pandas and pyarrow write a missing
     value as null), so it gets a note instead of passing as a record without a date.
@@ -121,7 +138,9 @@ def parse_timestamp(value: Any) -> datetime | None:
         parsed = value
     elif isinstance(value, date):
         parsed = datetime(value.year, value.month, value.day)
-    elif isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+    elif (day := _compact_date(value)) is not None:
+        parsed = day
+    elif isinstance(value, int | float) or (isinstance(value, str) and _EPOCH.fullmatch(value.strip())):
         number = float(value)
         parsed = datetime.fromtimestamp(number / 1000 if abs(number) > 1e11 else number, tz=UTC)
     else:

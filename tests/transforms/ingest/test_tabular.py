@@ -342,3 +342,27 @@ def test_a_nested_author_object_gives_its_handle_not_its_fields(tmp_path: Path) 
     assert first["author"] == "jane_doe"
     assert second["author"] is None and any("author object" in note for note in second["ingest_notes"])
     assert "example.com" not in json.dumps([first, second], default=str)
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("20261120", "2026-11-20T00:00:00+00:00"),  # YYYYMMDD, as ERP and warehouse exports write a day
+    (20261120, "2026-11-20T00:00:00+00:00"),  # the same as an integer date key in JSON
+    ("1732000000", "2024-11-19T07:06:40+00:00"),  # epoch seconds
+    ("1732000000.5", "2024-11-19T07:06:40.500000+00:00"),  # epoch seconds with a fraction (Python's time.time())
+    (1732000000.5, "2024-11-19T07:06:40.500000+00:00"),
+    ("1732000000123", "2024-11-19T07:06:40.123000+00:00"),  # epoch milliseconds
+    ("86400000", "1972-09-27T00:00:00+00:00"),  # eight digits that are no date stay epoch seconds
+])
+def test_compact_dates_and_epoch_numbers(written: object, expected: str) -> None:
+    """``20261120`` was taken for epoch seconds (a day in August 1970), and epoch seconds with a fraction were
+    left empty with a note."""
+    assert parse_timestamp(written).isoformat() == expected
+
+
+def test_a_compact_date_column_in_a_csv_gives_the_day(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text("review_id,review_date,rating,text\nr1,20261120,2,Zipper broke on day one\n", encoding="utf-8")
+    (document,) = read_path(str(path))
+    assert document["created_at"].isoformat() == "2026-11-20T00:00:00+00:00"
+    assert document["ingest_notes"] == []
+
