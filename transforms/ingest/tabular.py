@@ -287,29 +287,39 @@ CSV_FIELD_LIMIT = 256 << 20
 review; an over-long text is refused later, as one ``text_too_large`` record, and the file read on."""
 
 
+_SEPARATOR_HINT = re.compile(r"sep=(.)\r?\n?")
+"""Excel's first line ``sep=;`` naming the delimiter (its exports for locales whose decimal mark is a comma)."""
+
+
 def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
-    """(input_ref, row) pairs; the dialect is sniffed, the first line is the header."""
+    """(input_ref, row) pairs; the dialect is sniffed, the first line is the header. An Excel ``sep=`` line before
+    the header names the delimiter and is skipped: read as the header, it made every row a dead letter."""
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     encoding = text_encoding(handle)
     errors = "surrogateescape" if encoding.startswith("utf-8") else "strict"
     text = io.TextIOWrapper(handle, encoding=encoding, errors=errors, newline="")
+    hint = _SEPARATOR_HINT.fullmatch(text.readline())
+    start = text.tell() if hint else 0
+    text.seek(start)
     sample = text.read(64 * 1024)
-    text.seek(0)
+    text.seek(start)
+    delimiters = hint.group(1) if hint else ",;\t|"
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=delimiters)
         # The sniffer says doublequote=False when its sample has no "" in a quoted cell; applied to the rest of the
         # file, that corrupted every later "" (RFC 4180's escaped quote), which is what a quote in a quoted cell
         # is unless the file has an escape character.
         dialect.doublequote = dialect.escapechar is None or dialect.doublequote
     except csv.Error:
         dialect = csv.excel
-    reader = csv.DictReader(text, dialect=dialect)
+    reader = csv.DictReader(text, dialect=dialect, **({"delimiter": delimiters} if hint else {}))
     if reader.fieldnames:
         reader.fieldnames = distinct_names(reader.fieldnames)
-    line = 1
+    hint_lines = 1 if hint else 0  # the reader counts lines from the header; refs name the file's lines
+    line = 1 + hint_lines
     try:
         for row in reader:
-            line = reader.line_num
+            line = reader.line_num + hint_lines
             if None in row:
                 extra = row.pop(None)
                 cells = json.dumps([*row.values(), *extra], ensure_ascii=False)  # the whole row, not its extra cells

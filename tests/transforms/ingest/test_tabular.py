@@ -366,3 +366,25 @@ def test_a_compact_date_column_in_a_csv_gives_the_day(tmp_path: Path) -> None:
     assert document["created_at"].isoformat() == "2026-11-20T00:00:00+00:00"
     assert document["ingest_notes"] == []
 
+
+@pytest.mark.parametrize("line_break", ["\r\n", "\n"])
+def test_an_excel_separator_hint_line_names_the_delimiter_and_is_no_record(tmp_path: Path, line_break: str) -> None:
+    """Excel's "CSV (semicolon)" exports (and those for its European locales) start with ``sep=;``: it was read as
+    the header, so every row was dead-lettered (no text column, or extra cells where a text held the hint's
+    delimiter). Line numbers stay those of the file."""
+    lines = ["sep=;", "review_id;rating;text", "r1;5;Great kettle, boils fast", "r2;1;Lid broke after a week"]
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(codecs.BOM_UTF8 + line_break.join([*lines, ""]).encode("utf-8"))
+    records = list(read_path(str(path)))
+    assert not any(isinstance(record, Failure) for record in records)
+    assert [(r["input_ref"].rsplit("/", 1)[1], r["source_id"], r["rating"], r["text"]) for r in records] == [
+        ("reviews.csv:3", "r1", 5.0, "Great kettle, boils fast"),
+        ("reviews.csv:4", "r2", 1.0, "Lid broke after a week"),
+    ]
+
+
+def test_a_separator_hint_is_honoured_where_sniffing_would_pick_another_delimiter(tmp_path: Path) -> None:
+    """The hint names the delimiter: a table whose texts hold more commas than it has tab-separated cells."""
+    path = tmp_path / "posts.tsv"
+    path.write_text("sep=\t\nid\ttext\np1\tok, fine, whatever, sure\np2\tno, never, again, ever\n", encoding="utf-8")
+    assert [record["text"] for record in read_path(str(path))] == ["ok, fine, whatever, sure", "no, never, again, ever"]
