@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 from transforms.ingest.email import hash_address, is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
 from transforms.ingest.tabular import TABLE_READERS, ColumnMap, guess_source, row_to_document
-from transforms.records import Document, Failure, excerpt
+from transforms.records import EXCERPT_CHARS, Document, Failure, excerpt
 
 SOURCE_CHOICES = ("auto", "email", "review", "social")
 _EXTENSIONS = {
@@ -186,11 +186,21 @@ DECOMPRESSORS: dict[str, Callable[[], Any]] = {
 """A streaming decompressor per compression suffix: the libraries and settings Beam's ``CompressedFile`` uses."""
 
 
-class TruncatedInputError(EOFError):
+class BrokenStreamError(Exception):
+    """A compressed input whose stream breaks off, after text that is read: the records before the break are kept."""
+
+    ends_mid_line = False
+    """Whether the text decoded before the break ends inside a line (set by :func:`open_input`), so that the last
+    row or JSON line read from it is cut in two."""
+    last_line = b""
+    """The start of the decoded text's last line (set by :func:`open_input`): the raw excerpt of a cut row."""
+
+
+class TruncatedInputError(BrokenStreamError, EOFError):
     """A compressed input whose stream stops before its end marker: the file was cut short."""
 
 
-class CorruptInputError(ValueError):
+class CorruptInputError(BrokenStreamError, ValueError):
     """A compressed input whose stream is damaged (bytes overwritten, a failed check): it cannot be decoded past
     the damage, and only a verified-block compression (:data:`VERIFIED_BLOCKS`) vouches for the text before it."""
 
@@ -290,16 +300,24 @@ def open_input(path: str) -> Iterator[BinaryIO]:
             yield raw
             return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
-            broken: TruncatedInputError | CorruptInputError | None = None
+            broken: BrokenStreamError | None = None
+            end = b""  # the decoded text's last bytes but blanks
+            last_line = b""
             try:
                 for piece in decompressed_chunks(raw, compression_suffix(path)):
                     spooled.write(piece)
+                    end = piece.rstrip(b" \t\x00") or end  # NULs: UTF-16's line break is two bytes
+                    _, newline, rest = piece.rpartition(b"\n")
+                    last_line = (rest if newline else last_line + rest)[:EXCERPT_CHARS * 4]
             except TruncatedInputError as error:
                 broken = error
             except CorruptInputError as error:
                 if not error.verified:
                     raise
                 broken = error
+            if broken is not None:
+                broken.ends_mid_line = bool(end) and not end.endswith((b"\n", b"\r"))
+                broken.last_line = last_line
             spooled.seek(0)
             try:
                 yield spooled
@@ -395,20 +413,68 @@ def read_path(
         return
     count = 0
     told = forced or ("email" if kind == "email" else None)  # a table's source, once its records have told it
+    last: list[Document | Failure] = []  # held back one record: a compressed stream that breaks off may cut it
+    broken: Exception | None = None
     try:
         with open_input(path) as handle:
             records = _read_emails(handle, path, hash_addresses, head) if kind == "email" else \
                 _read_table(handle, path, kind, forced, columns or ColumnMap())
             for record in records:
-                count += 1
                 told = told or (record.source if isinstance(record, Failure) else record["source"])
                 if hash_addresses and kind != "email" and not isinstance(record, Failure):
                     record["author"] = pseudonymised_author(record["author"])
-                yield record
+                if last:
+                    count += 1
+                    yield last.pop()
+                last.append(record)
     except Exception as error:  # noqa: BLE001 - a file that breaks mid-way keeps what was read
-        where = f"after {count} records" if count else "before any record"
+        broken = error
+    if isinstance(broken, BrokenStreamError):
+        yield from _before_the_break(kind, path, told, count, last, broken)
+        return
+    yield from last
+    if broken is not None:
+        where = f"after {count + len(last)} records" if count + len(last) else "before any record"
         yield Failure(told, path, "read", "corrupt_file",
-                      f"{kind} file unreadable {where}: {type(error).__name__}: {error}")
+                      f"{kind} file unreadable {where}: {type(broken).__name__}: {broken}")
+
+
+def _before_the_break(kind: str, path: str, source: str | None, count: int, last: list[Document | Failure],
+                      broken: BrokenStreamError) -> Iterator[Failure | Document]:
+    """The last record read from a compressed stream that broke off, unless the break cut it, then one dead letter
+    for the break: ``truncated_file`` for a file cut short, ``corrupt_file`` for one damaged. A record the break cut
+    is that dead letter (its ref and excerpt), never a labeled half text nor a second dead letter (the ``no_text``
+    or ``invalid_json`` its half made)."""
+    error_type = "truncated_file" if isinstance(broken, TruncatedInputError) else "corrupt_file"
+    what = f"{kind} file cut short" if error_type == "truncated_file" else f"{kind} file unreadable"
+    if last and _cut_by_break(kind, last[0], broken):
+        record = last[0]
+        ref = record.input_ref if isinstance(record, Failure) else record["input_ref"]
+        raw = excerpt(broken.last_line) if kind != "email" else \
+            record.raw_excerpt if isinstance(record, Failure) else excerpt(record["full_text"] or record["text"])
+        yield Failure(source, ref, "read", error_type, f"{what} after {count} whole records; its last record, {ref}, "
+                      f"is incomplete and is not labeled: {type(broken).__name__}: {broken}", raw)
+        return
+    yield from last
+    count += len(last)
+    lost = " (those after the cut are lost)" if error_type == "truncated_file" else ""
+    where = f"after {count} whole records{lost}" if count else "before any record"
+    yield Failure(source, path, "read", error_type, f"{what} {where}: {type(broken).__name__}: {broken}")
+
+
+def _cut_by_break(kind: str, record: Document | Failure, broken: BrokenStreamError) -> bool:
+    """Whether the break in a compressed stream cut the last record read before it. A CSV row or JSON line ends at
+    a line break, so one is cut when the text stops inside a line (a JSON line whole but for its line break parses,
+    and is kept); a message has no end mark, so the last one may have lost lines whatever the text ends with; a JSON
+    array's records are built whole, and what the break cut is the reader's report that the document broke off.
+    A cut Parquet file cannot be read at all."""
+    if kind == "email":
+        return True
+    if kind == "json":
+        return isinstance(record, Failure)
+    if kind == "jsonl":
+        return broken.ends_mid_line and isinstance(record, Failure)
+    return kind == "csv" and broken.ends_mid_line
 
 
 _ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")

@@ -12,6 +12,7 @@ import random
 import sys
 import threading
 import zipfile
+import zlib
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -296,10 +297,10 @@ def test_a_cut_short_compressed_file_keeps_its_records_and_says_it_was_cut(tmp_p
     cut.write_bytes(data[: len(data) * 2 // 3])
     assert len(outcomes(whole)) == 200
     read = outcomes(cut)
-    assert read[-1].startswith("corrupt_file: jsonl file unreadable")
+    assert read[-1].startswith("truncated_file: jsonl file cut short")
     assert read[-1].endswith(f"the file is cut short{lost_block}")
     assert (read[0] == "parcel 0 arrived late and the box was crushed") == (not lost_block)
-    assert all(not r.startswith("corrupt_file") for r in read[:-1])
+    assert read[:-1] == [json.loads(line)["text"] for line in lines.splitlines()[: len(read) - 1]]
 
 
 @pytest.mark.parametrize("suffix", [".bz2", ".zst"])
@@ -314,10 +315,10 @@ def test_a_cut_short_file_of_many_blocks_keeps_the_records_of_the_whole_blocks(t
     data = compress(b"".join(lines))
     path.write_bytes(data[: len(data) * 2 // 3])
     read = outcomes(path)
-    texts = [r for r in read if not r.startswith(("invalid_json", "corrupt_file"))]
+    texts = [r for r in read if not r.startswith(("invalid_json", "truncated_file"))]
     assert 4_000 < len(texts) < 8_000
     assert texts == [json.loads(line)["text"] for line in lines[: len(texts)]]
-    assert len(read) - len(texts) <= 2  # the line a block's end splits, if one does, and the cut
+    assert len(read) - len(texts) == 1  # the cut, the line a block's end splits in it
     assert read[-1].endswith("the text of the block it is cut in is lost)")
 
 
@@ -343,8 +344,8 @@ def test_a_damaged_bzip2_file_keeps_the_checked_blocks_before_the_damage(tmp_pat
     assert read[-1].startswith("corrupt_file: jsonl file unreadable after")
     assert "CorruptInputError: the .bz2 stream is corrupt after decompressed byte" in read[-1]
     assert "the records after it are lost" in read[-1]
-    kept = read[:-2]  # then the line the last whole block ends in: a broken record
-    assert read[-2].startswith("invalid_json: ")
+    assert "is incomplete and is not labeled" in read[-1]  # the line the last whole block ends in, no dead letter
+    kept = read[:-1]  # of its own
     assert kept == [json.loads(line)["text"] for line in lines[:len(kept)]]
     assert len(kept) >= len(lines) // 3
     assert read_head(str(path)) == b"".join(lines)[:8192]
@@ -372,7 +373,7 @@ def test_a_cut_short_compressed_parquet_file_says_it_was_cut(tmp_path: Path) -> 
     data = gzip.compress(table.getvalue())
     path.write_bytes(data[: len(data) // 2])
     (failure,) = outcomes(path)
-    assert failure.startswith("corrupt_file: parquet file unreadable before any record: TruncatedInputError")
+    assert failure.startswith("truncated_file: parquet file cut short before any record: TruncatedInputError")
     assert failure.endswith("the file is cut short")
 
 
@@ -408,5 +409,92 @@ def test_a_table_cut_short_says_its_source_on_the_dead_letter(tmp_path: Path) ->
     data = gzip.compress(rows)
     path.write_bytes(data[: len(data) // 2])
     read = list(read_path(str(path)))
-    assert isinstance(read[-1], Failure) and read[-1].error_type == "corrupt_file"
+    assert isinstance(read[-1], Failure) and read[-1].error_type == "truncated_file"
     assert read[-1].source == "review" == read[0]["source"]
+
+
+REVIEW_ROWS = [f'r{i},{i % 5 + 1},"Order {i}: the kettle arrived late, and the lid, frankly, is flimsy"\n'
+               for i in range(60)]
+
+
+def gzip_with_cut_after(text: bytes, whole: int) -> bytes:
+    """``text`` gzipped with a sync point after its first ``whole`` bytes, cut there: the file decodes to exactly
+    those bytes and then stops, as an upload interrupted between two rows."""
+    compressor = zlib.compressobj(wbits=zlib.MAX_WBITS | 16)
+    return compressor.compress(text[:whole]) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+@pytest.mark.parametrize("cut_inside", [
+    'r41,2,"Order 41: the ket',  # in the text: the half text was labeled as a review
+    'r41,2,"',  # right after the comma: the missing text was a `no_text` dead letter besides the cut's own
+    "r4",  # in the id
+    REVIEW_ROWS[41].rstrip("\n"),  # before the row's line break: whole cells, but no end of row to vouch for them
+])
+def test_a_gzip_csv_cut_mid_row_labels_the_whole_rows_and_dead_letters_the_cut_one_once(tmp_path: Path,
+                                                                                        cut_inside: str) -> None:
+    text = ("review_id,rating,text\n" + "".join(REVIEW_ROWS)).encode()
+    whole = text.index(REVIEW_ROWS[41].encode()) + len(cut_inside)
+    path = tmp_path / "reviews.csv.gz"
+    path.write_bytes(gzip_with_cut_after(text, whole))
+    *labeled, failure = read_path(str(path))
+    assert [record["text"] for record in labeled] == [row.split(",", 2)[2].strip().strip('"') for row in
+                                                      REVIEW_ROWS[:41]]
+    assert isinstance(failure, Failure) and (failure.source, failure.stage) == ("review", "read")
+    assert failure.error_type == "truncated_file" and failure.input_ref == f"{path}:43"
+    assert "csv file cut short after 41 whole records" in failure.error
+    assert f"its last record, {path}:43, is incomplete and is not labeled" in failure.error
+    assert failure.error.endswith("the .gz stream ends before its end marker: the file is cut short")
+    assert cut_inside in failure.raw_excerpt
+
+
+def test_a_gzip_csv_cut_inside_a_multi_line_cell_does_not_label_its_first_lines(tmp_path: Path) -> None:
+    text = (b'id,text\np1,"Delivered on time."\np2,"Line one of a long complaint,\nline two, and then the'
+            b' rest\nof it"\n')
+    path = tmp_path / "posts.csv.gz"
+    path.write_bytes(gzip_with_cut_after(text, text.index(b"and then")))
+    read = outcomes(path)
+    assert read[0] == "Delivered on time." and len(read) == 2
+    assert read[1].startswith("truncated_file: csv file cut short after 1 whole records")
+
+
+def test_a_gzip_table_cut_between_rows_keeps_every_row_and_says_the_rest_is_lost(tmp_path: Path) -> None:
+    text = ("review_id,rating,text\n" + "".join(REVIEW_ROWS)).encode()
+    path = tmp_path / "reviews.csv.gz"
+    path.write_bytes(gzip_with_cut_after(text, text.index(REVIEW_ROWS[41].encode())))
+    *labeled, failure = read_path(str(path))
+    assert len(labeled) == 41 and not any(isinstance(record, Failure) for record in labeled)
+    assert (failure.error_type, failure.input_ref, failure.raw_excerpt) == ("truncated_file", str(path), None)
+    assert failure.error.startswith("csv file cut short after 41 whole records (those after the cut are lost): ")
+
+
+@pytest.mark.parametrize(("name", "body"), [
+    ("posts.jsonl.gz", "".join(f'{{"id": "p{i}", "text": "parcel {i} arrived late, box crushed"}}\n'
+                               for i in range(60))),
+    ("posts.json.gz", json.dumps([{"id": f"p{i}", "text": f"parcel {i} arrived late, box crushed"}
+                                  for i in range(60)], indent=1)),
+])
+def test_a_gzip_json_export_cut_mid_record_gives_one_dead_letter_for_the_cut(tmp_path: Path, name: str,
+                                                                              body: str) -> None:
+    """A JSON line cut in two was an ``invalid_json`` dead letter besides the file's own, a JSON array's break an
+    ``invalid_json`` one besides it: one cut, one dead letter."""
+    text = body.encode()
+    path = tmp_path / name
+    path.write_bytes(gzip_with_cut_after(text, text.index(b"parcel 41 arrived") + 9))
+    *labeled, failure = read_path(str(path))
+    assert [record["text"] for record in labeled] == [f"parcel {i} arrived late, box crushed" for i in range(41)]
+    assert failure.error_type == "truncated_file" and failure.source == "social"
+    assert "cut short after 41 whole records; its last record" in failure.error
+
+
+def test_a_gzip_mbox_cut_short_does_not_label_its_last_message_as_whole(tmp_path: Path) -> None:
+    """A message has no end mark: the one the cut falls in, its body half gone, was labeled as if whole."""
+    messages = [f"From shop@example.com Tue Nov 10 09:1{i}:00 2026\nFrom: shop@example.com\nSubject: order {i}\n"
+                f"Message-ID: <{i}@example.com>\n\nYour order {i} has shipped and arrives on Friday.\n"
+                f"Thanks for shopping with us.\n\n" for i in range(3)]
+    text = "".join(messages).encode()
+    path = tmp_path / "inbox.mbox.gz"
+    path.write_bytes(gzip_with_cut_after(text, text.index(b"Your order 2") + 12))
+    read = outcomes(path)
+    assert len(read) == 3 and read[:2] == [f"order {i}\n\nYour order {i} has shipped and arrives on Friday.\n"
+                                           "Thanks for shopping with us." for i in range(2)]
+    assert read[2].startswith("truncated_file: email file cut short after 2 whole records")

@@ -177,6 +177,31 @@ def test_truncated_mime_keeps_what_was_there() -> None:
     assert cleaned(parse_email(b"From: a@b.c\n\n", "empty")).error_type == "empty_text"
 
 
+
+CUT_REVIEWS = [(f"r{i}", f"Order {i}: the kettle arrived late, and the lid, frankly, is \"flimsy\"")
+               for i in range(40)]
+CUT_EXPORTS = {
+    "reviews.csv.gz": gzip.compress(("review_id,rating,text\n" + "".join(
+        f'{id_},{i % 5 + 1},"{text.replace(chr(34), chr(34) * 2)}"\n'
+        for i, (id_, text) in enumerate(CUT_REVIEWS))).encode()),
+    "reviews.jsonl.gz": gzip.compress("".join(json.dumps({"review_id": id_, "rating": 3, "text": text}) + "\n"
+                                              for id_, text in CUT_REVIEWS).encode()),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(CUT_EXPORTS)), st.floats(0, 1))
+def test_a_gzip_export_cut_anywhere_labels_only_whole_rows_and_says_so_once(name: str, where: float) -> None:
+    """Wherever an interrupted upload cuts a gzipped export, the labeled rows are whole rows of it, in order, and
+    one ``truncated_file`` dead letter follows: no half row labeled, no second dead letter for the cut row."""
+    data = CUT_EXPORTS[name]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(data[: int(where * (len(data) - 1))])
+        *labeled, cut = records_of(path)
+    assert [record["text"] for record in labeled] == [text for _, text in CUT_REVIEWS[: len(labeled)]]
+    assert isinstance(cut, Failure) and cut.error_type == "truncated_file"
+
 POSTS = st.lists(st.sampled_from([
     b'{"id": "p1", "text": "Love the new seats @Delta &amp; the crew"}',
     b'{"id": "p2", "text": "Love the new seats @united & the crew"}',
