@@ -24,8 +24,12 @@ _URL = re.compile(r"(?:https?://|www\.)(?:[^\s<>\"()]|\([^\s<>\"()]*\))*(?:[^\s<
                   re.IGNORECASE)
 """A URL with its balanced parentheses (``.../wiki/Python_(programming_language)``), without the sentence punctuation
 or the closing bracket of a parenthesis it stands in that usually follow it."""
-_MENTION = re.compile(r"(?<![\w@])@\w+(?:@[\w-]+(?:\.[\w-]+)+)?")
-"""A handle of any length, with its server for fediverse handles (``@alice@mastodon.social``)."""
+_HANDLE_LABEL = r"\w+(?:-+\w+)*"
+_HANDLE_DOMAIN = rf"{_HANDLE_LABEL}(?:\.{_HANDLE_LABEL})+"
+_MENTION = re.compile(rf"(?<![\w@])@(?:{_HANDLE_DOMAIN}|\w+)(?:@{_HANDLE_DOMAIN})?")
+"""A handle of any length: a Bluesky one is a domain name (``@alice.bsky.social``, ``@bob.example.com``), a fediverse
+one has its server (``@alice@mastodon.social``). A full stop after it ends the sentence, not the handle; an email
+address has no ``@`` at its start."""
 _FEDIVERSE_MARKUP = re.compile(r"</(?:p|a|span|b|strong|i|em|u|del|s|code|pre|blockquote|ul|ol|li|h[1-6])\s*>"
                                r"|<br\s*/?>", re.IGNORECASE)
 """A closing tag of an element that Mastodon and other fediverse servers write in a status's ``content``, or a
@@ -34,10 +38,12 @@ _INLINE_HTML = ParserConfig(css=CSS_PROFILES["strict"])
 """inscriptis's strict profile: spans are inline, as in a browser. The relaxed default that email uses pads them with
 spaces, and Mastodon splits every handle and link into spans (``@<span>bob</span>`` read "@ bob")."""
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
-_INVISIBLE = re.compile(r"[\u200b\u2060\ufeff]|(?<![^\x00-\x7f\s])[\u200c\u200d]|[\u200c\u200d](?![^\x00-\x7f\s])")
-"""Zero-width characters that join or separate nothing: the zero-width space, word joiner and zero-width no-break
-space (a BOM) anywhere, and a zero-width (non-)joiner next to ASCII, a space or the text's edge. They sat inside words
-("hel\\u200blo" became "hel lo"); between emoji, Persian or Indic letters a joiner shapes the text and stays."""
+_INVISIBLE = re.compile(r"[\u00ad\u200b\u2060\ufeff]"
+                        r"|(?<![^\x00-\x7f\s])[\u200c\u200d]|[\u200c\u200d](?![^\x00-\x7f\s])")
+"""Characters that show nothing and join or separate nothing: the soft hyphen (a line-break hint pasted from web
+pages, "avail\\u00adable"), the zero-width space, word joiner and zero-width no-break space (a BOM) anywhere, and a
+zero-width (non-)joiner next to ASCII, a space or the text's edge. They sat inside words ("hel\\u200blo" became
+"hel lo"); between emoji, Persian or Indic letters a joiner shapes the text and stays."""
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
@@ -71,8 +77,18 @@ def normalise_text(text: str) -> str:
     Keeps line breaks (paragraphs matter for emails) but drops control characters, explicit
     bidirectional controls (:data:`_BIDI_CONTROL`) and runs of blank lines.
     """
+    return _tidy(_repair(text))
+
+
+def _repair(text: str) -> str:
+    """The text as it reads: mojibake and HTML entities decoded (``&#x202E;`` is an RLO from here on), NFC, one kind
+    of line break, no control characters."""
     text = unicodedata.normalize("NFC", repair_unicode(text))
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _tidy(text: str) -> str:
+    """A repaired text without bidirectional controls, invisible characters or runs of spaces and blank lines."""
     text = _BIDI_CONTROL.sub("", text)
     text = _INVISIBLE.sub("", text)
     text = _SPACES.sub(" ", text)
@@ -87,10 +103,16 @@ def normalise_social(text: str) -> str:
     Hashtags and emoji are kept: they carry sentiment. The placeholders match the usual
     SemEval preprocessing, so the sentiment model sees what it was trained on.
     """
+    return normalise_text(_social_to_text(text))
+
+
+def _social_to_text(text: str) -> str:
+    """A post's HTML as text, entities decoded, with the URL and handle placeholders. Control characters go first:
+    the HTML parser turns a NUL into U+FFFD, which no later step removes."""
+    text = _CONTROL.sub("", text)
     text = get_text(text, _INLINE_HTML) if _FEDIVERSE_MARKUP.search(text) else html.unescape(text)
     text = _URL.sub("http", text)
-    text = _MENTION.sub("@user", text)
-    return normalise_text(text)
+    return _MENTION.sub("@user", text)
 
 
 LANGUAGE_CONFIDENCE = 0.2
@@ -127,10 +149,11 @@ def has_visible_text(text: str) -> bool:
     return any(unicodedata.category(char)[0] not in "ZC" for char in text)
 
 
-def bidi_controls_note(document: Document) -> str | None:
+def bidi_controls_note(repaired: dict[str, str | None]) -> str | None:
     """The note for explicit bidirectional controls removed, counted per field (an email's full_text repeats its
-    text's), so that spoofing attempts can be found; None when there were none."""
-    counts = [(name, len(_BIDI_CONTROL.findall(document.get(name) or ""))) for name in ("text", "subject", "full_text")]
+    text's), so that spoofing attempts can be found; None when there were none. The fields are counted as
+    :func:`_repair` leaves them: an RLO written ``&#8238;`` is one there, not in the raw text."""
+    counts = [(name, len(_BIDI_CONTROL.findall(repaired.get(name) or ""))) for name in ("text", "subject", "full_text")]
     found = ", ".join(f"{count} in {name}" for name, count in counts if count)
     return f"bidirectional control characters removed: {found}" if found else None
 
@@ -156,7 +179,10 @@ def clean_document(document: Document, max_chars: int) -> Document | Failure:
     if len(_CONTROL.findall(raw[:BINARY_SNIFF_CHARS])) > BINARY_CONTROL_SHARE * min(len(raw), BINARY_SNIFF_CHARS):
         return Failure(source, ref, "clean", "binary", "text is mostly control characters (binary content)",
                        excerpt(raw), document["doc_id"])
-    text = normalise_social(raw) if source == "social" else normalise_text(raw)
+    repaired = {"text": _repair(_social_to_text(raw) if source == "social" else raw),
+                **{name: _repair(document[name]) if document.get(name) else document.get(name)
+                   for name in ("subject", "full_text")}}
+    text = _tidy(repaired["text"])
     if not has_visible_text(text):
         return Failure(source, ref, "clean", "empty_text", "no text left after clean-up", excerpt(raw),
                        document["doc_id"])
@@ -165,14 +191,13 @@ def clean_document(document: Document, max_chars: int) -> Document | Failure:
         notes.append(f"{len(_CONTROL.findall(raw))} control characters removed")
     if not raw.isascii() and ftfy.fix_encoding(raw) != raw:  # ASCII is never mojibake
         notes.append("mojibake or unicode repaired")
-    if bidi_note := bidi_controls_note(document):
+    if bidi_note := bidi_controls_note(repaired):
         notes.append(bidi_note)
-    full_text = document.get("full_text")
     return {
         **document,
         "text": text,
-        "full_text": normalise_text(full_text) if full_text else None,
-        "subject": normalise_text(document["subject"]) if document.get("subject") else document.get("subject"),
+        "full_text": _tidy(repaired["full_text"]) if document.get("full_text") else None,
+        "subject": _tidy(repaired["subject"]) if document.get("subject") else document.get("subject"),
         "language": detect_language(text),
         "ingest_notes": notes,
     }

@@ -189,3 +189,43 @@ def test_zero_width_characters_inside_words_are_removed_not_turned_into_spaces()
     assert normalise_text(kept) == kept
     post = clean_document(new_document("social", "p:1", "so\u200bcool \U0001f469\u200d\U0001f4bb"), 1000)
     assert post["text"] == "socool \U0001f469\u200d\U0001f4bb"
+
+
+def test_bluesky_and_custom_domain_handles_become_user_whole() -> None:
+    """A Bluesky handle is a domain name: only its first label was replaced ("@user.bsky.social"). Mastodon handles
+    stay one "@user", email addresses stay, and a sentence's full stop after a handle is not part of it."""
+    post = ("Huge thanks to @alice.bsky.social and @jay-graber.bsky.social for the fix, and to @bob.example.com. "
+            "cc @carol@mastodon.social, or mail dave@example.com")
+    assert normalise_social(post) == ("Huge thanks to @user and @user for the fix, and to @user. "
+                                      "cc @user, or mail dave@example.com")
+
+
+def test_a_nul_inside_a_mastodon_status_is_removed_not_replaced() -> None:
+    """The HTML parser turned a NUL into U+FFFD ("great\\ufffd phone"); outside HTML it was already removed."""
+    post = clean_document(new_document("social", "statuses.json:2",
+                                       "<p>Battery life is great\x00 on this phone <a href=\"https://mastodon.social/"
+                                       "tags/review\" class=\"mention hashtag\">#<span>review</span></a></p>"), 1000)
+    assert post["text"] == "Battery life is great on this phone #review"
+    assert post["ingest_notes"] == ["1 control characters removed"]
+
+
+def test_soft_hyphens_are_removed_with_the_other_invisible_characters() -> None:
+    """A soft hyphen pasted from a web page hides inside a word: the model saw "avail\\u00adable", not "available"."""
+    review = clean_document(new_document("review", "r:3", "Not avail\u00adable in stores, but deliv\u00adery was "
+                                         "quick"), 1000)
+    assert review["text"] == "Not available in stores, but delivery was quick"
+
+
+def test_bidi_controls_written_as_html_entities_are_removed_and_noted() -> None:
+    """An RLO written as ``&#x202E;`` in a status's HTML or ``&#8238;`` in a review is decoded before the controls
+    are removed, so it never reached the text; but the note counted the raw text, where it was still an entity, and
+    the spoofing attempt went unrecorded."""
+    status = clean_document(new_document("social", "statuses.json:3", "<p>Five stars for the &#x202E;enohp-X&#x202C; "
+                                         "from this seller</p>"), 1000)
+    assert status["text"] == "Five stars for the enohp-X from this seller"
+    assert status["ingest_notes"] == ["bidirectional control characters removed: 2 in text"]
+    review = clean_document(new_document("review", "r:4", "Five stars for the &#8238;enohp-X&#8236; from this "
+                                         "seller", subject="Best &#x202e;daolnwod&#x202c; ever"), 1000)
+    assert review["text"] == "Five stars for the enohp-X from this seller"
+    assert review["subject"] == "Best daolnwod ever"
+    assert review["ingest_notes"] == ["bidirectional control characters removed: 2 in text, 2 in subject"]
