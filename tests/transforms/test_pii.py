@@ -168,3 +168,21 @@ def test_pipeline_redacts_before_writing_and_marks_duplicates(tmp_path: Path, ti
     dead = pd.read_parquet(tmp_path / "out" / "dead_letter").set_index("error_type")
     assert dead.loc["invalid_json", "raw_excerpt"] == '{"id": "s1", "tweet": "card [CARD] leaked'
     assert "empty_text" in dead.index
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("reset it here (https://example.com/reset?token=abc123) today",
+     "reset it here (https://example.com/reset?token=[SECRET]) today"),
+    ("reset it here (https://example.com/reset?token=abc123)—today",
+     "reset it here (https://example.com/reset?token=[SECRET])—today"),
+    ("密码重置(https://example.com/reset?token=abc123)今天有效", "密码重置(https://example.com/reset?token=[SECRET])今天有效"),
+    ("she wrote “use (https://x.example/r?token=abc123)” twice",
+     "she wrote “use (https://x.example/r?token=[SECRET])” twice"),
+    ("“reset at https://x.example/r?token=abc123” he said", "“reset at https://x.example/r?token=[SECRET]” he said"),
+    ("docs https://x.example/wiki/Reset_(account)?token=abc123 today",
+     "docs https://x.example/wiki/Reset_(account)?token=[SECRET] today"),
+])
+def test_a_secret_url_in_brackets_or_quotes_keeps_the_text_that_closes_them(text: str, expected: str) -> None:
+    """The closing bracket or quote after a URL was taken into the secret and replaced with it, and the words right
+    after it too ("(…token=[SECRET]" with "—today" gone); a URL keeps only the parentheses it opens itself."""
+    assert redacted(text) == (expected, {"url_secret": 1})
