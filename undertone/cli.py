@@ -6,14 +6,17 @@ Local ephemeral Prefect by default; set ``PREFECT_API_URL`` to report to a Prefe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import reprlib
 import sys
 from dataclasses import fields
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefect is imported
@@ -80,30 +83,32 @@ def build_parser(run_defaults: dict[str, Any] | None = None) -> argparse.Argumen
     return parser
 
 
-def add_run_settings(run: argparse.ArgumentParser) -> None:
-    """The ``run`` options a ``--config`` file may set too: :func:`config_defaults` parses its values with them."""
-    run.add_argument("--date", type=_logical_date,
-                     help="logical date partition, 1970-01-01 to tomorrow (default: today, UTC)")
-    run.add_argument("--source", choices=SOURCE_CHOICES, default="auto", help="force the source of every file")
-    run.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/")
-    run.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                     help="torch device of the workers (auto: cuda when there is a GPU)")
-    run.add_argument("--precision", choices=PRECISIONS, default="auto",
-                     help="encoder precision (auto: bf16 on GPUs and on CPUs with native bf16 where the model card "
-                          "measured it within a point of fp32, else fp32; int8: CPU only; see README)")
-    run.add_argument("--tasks", type=_comma_list, help="comma-separated task list")
-    run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
-                     help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099")
-    for name in COLUMN_FIELDS:
-        flag = name.replace("_", "-")
-        run.add_argument(f"--{flag}-column", metavar="COLUMN", help=f"input column holding the {name}")
-    run.add_argument("--keep-addresses", action="store_true",
-                     help="store email sender and recipient addresses in clear instead of sha256 pseudonyms")
-    run.add_argument("--redact-pii", action="store_true",
-                     help="replace emails, phone/card/IBAN numbers and URL secrets in all text before writing")
-    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
-
+def add_run_settings(run: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The ``run`` options a ``--config`` file may set too, by destination in the order of ``--help``:
+    :func:`config_defaults` parses its values with them."""
+    settings = [
+        run.add_argument("--date", type=_logical_date,
+                         help="logical date partition, 1970-01-01 to tomorrow (default: today, UTC)"),
+        run.add_argument("--source", choices=SOURCE_CHOICES, default="auto", help="force the source of every file"),
+        run.add_argument("--runner", default="local", metavar="NAME", help="runner option set in deploy/runners/"),
+        run.add_argument("--model", default=str(DEFAULT_MODEL_DIR), metavar="DIR", help="model bundle folder"),
+        run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                         help="torch device of the workers (auto: cuda when there is a GPU)"),
+        run.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="encoder precision (auto: bf16 on GPUs and on CPUs with native bf16 where the model "
+                              "card measured it within a point of fp32, else fp32; int8: CPU only; see README)"),
+        run.add_argument("--tasks", type=_comma_list, help="comma-separated task list"),
+        run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
+                         help="extra Beam pipeline option, e.g. --beam-arg=--job_endpoint=localhost:8099"),
+        *(run.add_argument(f"--{name.replace('_', '-')}-column", metavar="COLUMN",
+                           help=f"input column holding the {name}") for name in COLUMN_FIELDS),
+        run.add_argument("--keep-addresses", action="store_true",
+                         help="store email sender and recipient addresses in clear instead of sha256 pseudonyms"),
+        run.add_argument("--redact-pii", action="store_true",
+                         help="replace emails, phone/card/IBAN numbers and URL secrets in all text before writing"),
+        run.add_argument("--json", action="store_true", help="print the run summary as JSON"),
+    ]
+    return {action.dest: action for action in settings}
 
 def add_model_commands(commands: argparse._SubParsersAction) -> None:
     """``finetune`` and ``evaluate``: train and measure the classifiers."""
@@ -217,16 +222,21 @@ def config_defaults(path: str) -> dict[str, Any]:
     """Run settings from a YAML file, keyed like the flags' destinations.
 
     Each value is parsed by its flag's own argparse action (type, choices), so a bad value is a usage error naming
-    the key before anything starts, as it is on the command line; a ValueError says which."""
-    import yaml
-
+    the key before anything starts, as it is on the command line; a ValueError says which. A key with no value or
+    given twice is one too: YAML would read the first as null and keep the last of the second without a word."""
     try:
-        settings = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        settings = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise ValueError(f"not valid YAML: {error}") from None
+    if settings is None:  # an empty file sets nothing
+        return {}
     if not isinstance(settings, dict):
-        raise ValueError(f"expected a mapping of run settings (source: email, ...), got a {type(settings).__name__}")
-    columns = settings.pop("columns", {}) or {}
+        raise ValueError(f"expected a mapping of run settings (source: email, ...), got {type(settings).__name__} "
+                         f"{reprlib.repr(settings)}")
+    columns = settings.pop("columns", {})
+    if isinstance(columns, dict):
+        _check_not_empty({f"columns: {field}": column for field, column in columns.items()})
+    _check_not_empty({"columns": columns, **settings})
     if not isinstance(columns, dict):
         raise ValueError("columns: expected a mapping of field to input column (text: body, id: uid)")
     keys = {str(key).replace("-", "_"): str(key) for key in settings}
@@ -235,11 +245,10 @@ def config_defaults(path: str) -> dict[str, Any]:
     values.update({f"{field}_column": column for field, column in columns.items()})
     zero_shot = values.pop("zero_shot", None)
     parser = argparse.ArgumentParser(prog="undertone run", add_help=False, exit_on_error=False)
-    add_run_settings(parser)
-    actions = {action.dest: action for action in parser._actions}
+    actions = add_run_settings(parser)
     unknown = sorted(keys[dest] for dest in values if dest not in actions)
     if unknown:
-        raise ValueError(f"unknown run settings {unknown}; a config sets {', '.join(_config_keys(parser))}")
+        raise ValueError(f"unknown run settings {unknown}; a config sets {', '.join(_config_keys(actions))}")
     defaults: dict[str, Any] = {}
     for dest, value in values.items():
         try:
@@ -258,9 +267,33 @@ def config_defaults(path: str) -> dict[str, Any]:
     return defaults
 
 
-def _config_keys(parser: argparse.ArgumentParser) -> list[str]:
+def _check_not_empty(settings: dict[Any, Any]) -> None:
+    """A key with no value (``tasks:``) is a mistake, not a setting: YAML reads it as null."""
+    for key, value in settings.items():
+        if value is None:
+            raise ValueError(f"{key}: the value is empty; give one or delete the line")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last, dropping the other)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # a << merge key's values may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            with contextlib.suppress(TypeError):  # an unhashable key: the loader's own error names it
+                if key in lines:
+                    raise ValueError(f"{key}: given twice (lines {lines[key]} and {line}); keep one")
+                lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _config_keys(actions: dict[str, argparse.Action]) -> list[str]:
     """The keys a config file may hold, spelled as in the shipped one."""
-    flags = [action.option_strings[0].removeprefix("--") for action in parser._actions]
+    flags = [action.option_strings[0].removeprefix("--") for action in actions.values()]
     return [flag for flag in flags if not flag.endswith("-column")] + [f"columns ({', '.join(COLUMN_FIELDS)})",
                                                                        "zero_shot"]
 
@@ -273,7 +306,7 @@ def _config_arguments(action: argparse.Action, value: Any) -> list[str]:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {value!r}")
         return [flag] if value == action.const else []
-    if isinstance(action, argparse._AppendAction):
+    if isinstance(action.default, list):  # a repeatable flag (action="append", default=[]): --beam-arg
         items = value if isinstance(value, list) else [value]
         return [f"{flag}={_config_text(item)}" for item in items]
     if isinstance(value, list) and action.type is _comma_list:

@@ -72,11 +72,24 @@ def test_a_broken_config_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys
     ("redact-pii: maybe\n", "redact-pii: expected true or false, got 'maybe'"),
     ("beam_arg: 8099\n", "beam_arg: expected text, got int 8099"),
     ("columns:\n  text: 3\n", "columns: text: expected text, got int 3"),
+    ("tasks:\n", "tasks: the value is empty; give one or delete the line"),
+    ("source: email\ndate:\n", "date: the value is empty"),
+    ("redact-pii:\n", "redact-pii: the value is empty"),
+    ("beam_arg:\n", "beam_arg: the value is empty"),
+    ("columns:\n", "columns: the value is empty"),
+    ("columns:\n  text:\n", "columns: text: the value is empty"),
+    ("zero_shot:\n", "zero_shot: the value is empty"),
+    ("source: email\ntasks: [sentiment]\nsource: review\n", "source: given twice (lines 1 and 3); keep one"),
+    ("columns:\n  text: body\n  text: subject\n", "text: given twice (lines 2 and 3)"),
+    ("[]\n", "expected a mapping of run settings (source: email, ...), got list []"),
+    ("email\n", "expected a mapping of run settings (source: email, ...), got str 'email'"),
 ])
 def test_a_bad_config_value_is_a_usage_error_naming_its_key_and_file(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:
     """Config values skipped the flags' types and choices: ``tasks: 5`` and ``zero_shot: [..]`` crashed with a
-    TypeError, ``source: tweets`` and ``date: 1900-01-01`` failed the flow after Prefect had started."""
+    TypeError, ``source: tweets`` and ``date: 1900-01-01`` failed the flow after Prefect had started. A key with
+    no value said "got NoneType None", an empty ``columns:`` or ``zero_shot:``, a key given twice (the last won)
+    and an empty list for the whole file were taken without a word."""
     config = tmp_path / "run.yaml"
     config.write_text(content, encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
