@@ -18,11 +18,27 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
 from flows.run import finish_dead_runs, label_documents, publish_run_artifact, withdraw_date_marker
-from transforms.ingest.read import expand_inputs, is_under
+from transforms.ingest.read import expand_inputs, is_under, one_path_per_file
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, check_logical_date
 from transforms.sinks import is_url, mark_date_complete
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DateInputs:
+    """A date's input folders (under an object store, glob patterns) and their files, listed once: the job reads
+    these files rather than listing the folders again."""
+
+    folders: tuple[str, ...]
+    files: tuple[str, ...]
+
+    @classmethod
+    def listed(cls, files_by_folder: dict[str, list[str]]) -> DateInputs:
+        """The folders holding a file, and their files as :func:`expand_inputs` would list them together."""
+        folders = tuple(folder for folder, files in files_by_folder.items() if files)
+        files = {file for folder in folders for file in files_by_folder[folder]}
+        return cls(folders, tuple(one_path_per_file(sorted(files))))
 
 
 @dataclass(frozen=True)
@@ -43,10 +59,10 @@ class RunOptions:
     beam_args: tuple[str, ...] = ()
     """Extra Beam pipeline options appended to the option set (e.g. ``--job_endpoint=...``)."""
 
-    def pipeline_config(self, inputs: list[str], output: str, logical_date: str) -> PipelineConfig:
+    def pipeline_config(self, inputs: DateInputs, output: str, logical_date: str) -> PipelineConfig:
         """The run of a whole date: ``inputs`` are all of its folders, so the run replaces every source of it."""
-        return PipelineConfig(inputs=tuple(inputs), output=output, logical_date=logical_date, whole_date=True,
-                              **asdict(self))
+        return PipelineConfig(inputs=inputs.folders, files=inputs.files, output=output, logical_date=logical_date,
+                              whole_date=True, **asdict(self))
 
 
 class NoInputs(FileNotFoundError):
@@ -62,13 +78,13 @@ def resolve_date(value: str | None) -> str:
 
 
 @task(name="find-date-inputs", cache_policy=NO_CACHE)
-def find_date_inputs(input_root: str, logical_date: str, output: str | None = None) -> list[str]:
-    """The folders holding ``logical_date``'s files: ``<source>/<date>/`` and any ``.../date=<date>/``, never one
-    inside ``output`` (an output under the input root has ``date=`` partitions of its own, which a re-run of the
-    date would otherwise take for input). Under an object-store root (``gs://``, which has no folders) the same two
-    layouts as glob patterns of the date's files."""
+def find_date_inputs(input_root: str, logical_date: str, output: str | None = None) -> DateInputs:
+    """The folders holding ``logical_date``'s files, with those files: ``<source>/<date>/`` and any
+    ``.../date=<date>/``, never one inside ``output`` (an output under the input root has ``date=`` partitions of
+    its own, which a re-run of the date would otherwise take for input). Under an object-store root (``gs://``,
+    which has no folders) the same two layouts as glob patterns of the date's files."""
     if is_url(input_root):
-        return remote_date_inputs(input_root, logical_date)
+        return remote_date_inputs(input_root, logical_date, output)
     root = Path(input_root)
     if not root.is_dir():
         raise NoInputs(f"input root {input_root} is not a folder")
@@ -78,34 +94,30 @@ def find_date_inputs(input_root: str, logical_date: str, output: str | None = No
                    and not (output and is_under(str(path), output)))
     if not found:
         raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ folder under {input_root}")
-    readable = [folder for folder in found if _holds_input(folder)]
-    if not readable:  # an export not written yet, or still being uploaded: never a complete date
+    inputs = DateInputs.listed({folder: _files_of(folder, output) for folder in found})
+    if not inputs.folders:  # an export not written yet, or still being uploaded: never a complete date
         raise NoInputs(f"the {logical_date} folders under {input_root} hold no file to read (hidden and _-prefixed "
                        f"files are skipped): {', '.join(found)}")
-    for folder in sorted(set(found) - set(readable)):
+    for folder in sorted(set(found) - set(inputs.folders)):
         log.warning("%s holds no file to read; the date is labeled without it", folder)
-    return readable
+    return inputs
 
 
-def _holds_input(folder: str) -> bool:
+def _files_of(folder_or_pattern: str, output: str | None) -> list[str]:
+    """Its files to read (:func:`expand_inputs`); none where it holds or matches none."""
     try:
-        return bool(expand_inputs([folder]))
+        return expand_inputs([folder_or_pattern], output=output)
     except FileNotFoundError:
-        return False
+        return []
 
 
-def remote_date_inputs(input_root: str, logical_date: str) -> list[str]:
-    # Beam imports pyarrow: here, not at the top, which a worker loading this file by path runs before
-    # flows/__init__.py has set Arrow's memory pool
-    from apache_beam.io.filesystems import FileSystems
-
+def remote_date_inputs(input_root: str, logical_date: str, output: str | None = None) -> DateInputs:
     root = input_root.rstrip("/")
     patterns = [f"{root}/*/{logical_date}/**", f"{root}/**/date={logical_date}/**"]
-    found = [pattern for pattern, result in zip(patterns, FileSystems.match(patterns), strict=True)
-             if result.metadata_list]
-    if not found:
+    inputs = DateInputs.listed({pattern: _files_of(pattern, output) for pattern in patterns})
+    if not inputs.folders:
         raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ files under {input_root}")
-    return found
+    return inputs
 
 
 @task(name="mark-date-complete", cache_policy=NO_CACHE)

@@ -106,6 +106,10 @@ class PipelineConfig:
     of the date, labeled partitions and dead letters (``unknown`` included), so what the inputs no longer hold
     is removed. False (``undertone run``): only the sources the run read are replaced, so a partial re-run of
     one source leaves the others alone."""
+    files: tuple[str, ...] | None = None
+    """The files of ``inputs`` as :func:`expand_inputs` lists them, where the caller has listed them already (the
+    daily flow, to keep the date's folders that hold a file): the job reads these rather than listing a large
+    export a second time. None: the job lists ``inputs``."""
     source: str = "auto"
     """auto detects each file's source; email, review or social forces it."""
     runner: str = "local"
@@ -379,7 +383,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """Run the job, commit its partitions and return the manifest (also written to ``_runs/``)."""
     started = datetime.now(UTC)
     clock = time.monotonic()
-    files = expand_inputs(config.inputs, output=config.output)
+    files = list(config.files) if config.files is not None else expand_inputs(config.inputs, output=config.output)
     bundle, tasks = labeling_tasks(config.model_dir, config.tasks, config.zero_shot)
     flags = beam_flags(config.runner, config.beam_args)
     options = PipelineOptions(flags)
@@ -438,7 +442,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
                         if counts.get(s, {}).get("labeled")],
             "dead_letter": str(dead_letter_partition(config.output, config.logical_date)),
         },
-        "config": {k: v for k, v in asdict(config).items() if k not in ("run_id",)},
+        "config": {k: v for k, v in asdict(config).items() if k not in ("run_id", "files")},  # files: "inputs"
         "classify": _counters(result, METRICS_NAMESPACE),  # real/padded tokens, model time: padding and MFU
         "reused_ids": _counters(result, DUPLICATES_METRICS, prefix="reused_ids_"),
     }

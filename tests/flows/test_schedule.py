@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def backfill(capsys: pytest.CaptureFixture[str], output: Path, model: Path, *ext
 
 
 def test_date_inputs_accept_both_layouts() -> None:
-    found = find_date_inputs.fn(str(BY_DATE), "2026-11-19")
+    found = find_date_inputs.fn(str(BY_DATE), "2026-11-19").folders
     assert [Path(path).relative_to(BY_DATE).as_posix() for path in found] == [
         "email/2026-11-19", "reviews/date=2026-11-19", "social/2026-11-19"]
     with pytest.raises(FileNotFoundError, match="2026-11-21"):
@@ -89,7 +90,8 @@ def test_a_date_whose_folders_hold_nothing_to_read_is_not_found(tmp_path: Path,
         find_date_inputs.fn(str(tmp_path / "in"), "2026-11-19")
     for path in (tmp_path / "in" / "email" / "2026-11-19").iterdir():
         path.rename(path.with_name(path.name.removeprefix(".").removesuffix(".part")))
-    assert find_date_inputs.fn(str(tmp_path / "in"), "2026-11-19") == [str(tmp_path / "in" / "email" / "2026-11-19")]
+    assert find_date_inputs.fn(str(tmp_path / "in"), "2026-11-19").folders == (
+        str(tmp_path / "in" / "email" / "2026-11-19"),)
     assert "social/2026-11-19 holds no file to read; the date is labeled without it" in caplog.text
 
 
@@ -99,10 +101,11 @@ def test_date_inputs_under_an_object_store_root_are_the_dates_files(tmp_path: Pa
     monkeypatch.setattr(FakeObjectStore, "root", tmp_path)
     shutil.copytree(BY_DATE, tmp_path / "bucket" / "in")
     for day in DAYS:
-        remote = expand_inputs(find_date_inputs.fn("fakestore://bucket/in/", day))
-        local = expand_inputs(find_date_inputs.fn(str(BY_DATE), day))
-        assert [path.removeprefix("fakestore://bucket/in/") for path in remote] == [
-            Path(path).relative_to(BY_DATE).as_posix() for path in local]
+        remote = find_date_inputs.fn("fakestore://bucket/in/", day)
+        local = find_date_inputs.fn(str(BY_DATE), day)
+        assert [path.removeprefix("fakestore://bucket/in/") for path in remote.files] == [
+            Path(path).relative_to(BY_DATE).as_posix() for path in local.files]
+        assert list(remote.files) == expand_inputs(remote.folders)  # the files the job would list
     with pytest.raises(FileNotFoundError, match="no <source>/2026-11-21/ or date=2026-11-21/ files under"):
         find_date_inputs.fn("fakestore://bucket/in", "2026-11-21")
 
@@ -301,4 +304,26 @@ def test_the_output_inside_the_input_root_is_not_taken_for_the_dates_input(tmp_p
         (root / "out" / partition).mkdir(parents=True)
         (root / "out" / partition / "part-0.parquet").write_bytes(b"PAR1")
     assert find_date_inputs.fn(str(root), "2026-11-19", str(root / "out")) == first
-    assert any("/out/" in folder for folder in find_date_inputs.fn(str(root), "2026-11-19"))
+    assert any("/out/" in folder for folder in find_date_inputs.fn(str(root), "2026-11-19").folders)
+
+
+def test_a_daily_run_lists_each_date_folder_once(prefect_harness, tiny_bundle: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flow walked the date's folders to keep those holding a file, then the job walked them again to list
+    the files: twice the listing of a large export. The files found are passed on; the same files are read."""
+    day = DAYS[1]
+    folders = [str(BY_DATE / folder) for folder in (f"email/{day}", f"reviews/date={day}", f"social/{day}")]
+    expected = expand_inputs(folders)
+    walked: list[str] = []
+    walk = os.walk
+
+    def counted_walk(top: str, *args, **kwargs):
+        if Path(top).is_relative_to(BY_DATE):
+            walked.append(Path(top).relative_to(BY_DATE).as_posix())
+        return walk(top, *args, **kwargs)
+
+    monkeypatch.setattr(os, "walk", counted_walk)
+    report = daily_flow(str(BY_DATE), str(tmp_path), date=day, model_dir=str(tiny_bundle))
+    assert sorted(walked) == [f"email/{day}", f"reviews/date={day}", f"social/{day}"]
+    assert read_date_marker(tmp_path, day)["inputs"] == expected
+    assert tuple(report["totals"][key] for key in ("input", "labeled", "dead_letter")) == EXPECTED[day]

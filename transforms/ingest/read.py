@@ -63,10 +63,10 @@ def expand_inputs(inputs: Sequence[str], output: str | None = None) -> list[str]
             raise FileNotFoundError(f"input {kind} {item!r} holds no file to read (hidden files, _-prefixed files "
                                     "and the run's output are skipped)")
         found.update(files)
-    return _one_path_per_file(sorted(found))
+    return one_path_per_file(sorted(found))
 
 
-def _one_path_per_file(paths: list[str]) -> list[str]:
+def one_path_per_file(paths: list[str]) -> list[str]:
     """``paths`` (sorted) less those naming a file already named (by a symbolic link, a hard link, ``./`` or a
     second spelling): each would be read again, its records labeled twice and counted twice in the manifest. The
     file keeps its plainest name: not a link, then normalised, then the shortest."""
