@@ -450,8 +450,12 @@ def _before_the_break(kind: str, path: str, source: str | None, count: int, last
     if last and _cut_by_break(kind, last[0], broken):
         record = last[0]
         ref = record.input_ref if isinstance(record, Failure) else record["input_ref"]
-        raw = excerpt(broken.last_line) if kind != "email" else \
-            record.raw_excerpt if isinstance(record, Failure) else excerpt(record["full_text"] or record["text"])
+        if kind == "email":
+            raw = record.raw_excerpt if isinstance(record, Failure) else excerpt(record["full_text"] or record["text"])
+        elif kind == "csv" and not broken.ends_mid_line:  # cut after a line break in a quoted cell: the row so far
+            raw = record.raw_excerpt
+        else:
+            raw = excerpt(broken.last_line)
         yield Failure(source, ref, "read", error_type, f"{what} after {count} whole records; its last record, {ref}, "
                       f"is incomplete and is not labeled: {type(broken).__name__}: {broken}", raw)
         return
@@ -465,16 +469,18 @@ def _before_the_break(kind: str, path: str, source: str | None, count: int, last
 def _cut_by_break(kind: str, record: Document | Failure, broken: BrokenStreamError) -> bool:
     """Whether the break in a compressed stream cut the last record read before it. A CSV row or JSON line ends at
     a line break, so one is cut when the text stops inside a line (a JSON line whole but for its line break parses,
-    and is kept); a message has no end mark, so the last one may have lost lines whatever the text ends with; a JSON
-    array's records are built whole, and what the break cut is the reader's report that the document broke off.
-    A cut Parquet file cannot be read at all."""
+    and is kept), and a CSV row also when the text stops after a line break inside its quoted cell (the reader's
+    ``unclosed_quote``); a message has no end mark, so the last one may have lost lines whatever the text ends
+    with; a JSON array's records are built whole, and what the break cut is the reader's report that the document
+    broke off. A cut Parquet file cannot be read at all."""
     if kind == "email":
         return True
     if kind == "json":
         return isinstance(record, Failure)
     if kind == "jsonl":
         return broken.ends_mid_line and isinstance(record, Failure)
-    return kind == "csv" and broken.ends_mid_line
+    return kind == "csv" and (broken.ends_mid_line
+                              or (isinstance(record, Failure) and record.error_type == "unclosed_quote"))
 
 
 _ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")

@@ -312,7 +312,8 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
         dialect.doublequote = dialect.escapechar is None or dialect.doublequote
     except csv.Error:
         dialect = csv.excel
-    reader = csv.DictReader(text, dialect=dialect, **({"delimiter": delimiters} if hint else {}))
+    source = _LineSource(text)
+    reader = csv.DictReader(source, dialect=dialect, **({"delimiter": delimiters} if hint else {}))
     if reader.fieldnames:
         reader.fieldnames = distinct_names(reader.fieldnames)
     hint_lines = 1 if hint else 0  # the reader counts lines from the header; refs name the file's lines
@@ -327,6 +328,11 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
                                                 f"row has {len(extra)} more cells than the header", excerpt(cells))
                 continue
             ref = f"{name}:{line}"
+            if source.ended:
+                yield ref, Failure(None, ref, "parse", "unclosed_quote", "the file ends inside this row's quoted "
+                                   "cell: its closing quote is missing (every line after it was read into the cell), "
+                                   "or the file is cut short", excerpt(json.dumps(row, ensure_ascii=False)))
+                continue
             if any(isinstance(cell, str) and _has_surrogates(cell) for cell in row.values()):
                 yield ref, Failure(None, ref, "read", "invalid_utf8", "row is not valid UTF-8",
                                    excerpt(json.dumps(row, ensure_ascii=False)))
@@ -334,6 +340,20 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
             yield ref, row
     except csv.Error as error:
         yield f"{name}:{line + 1}", Failure(None, f"{name}:{line + 1}", "parse", "invalid_csv", str(error))
+
+
+class _LineSource:
+    """A text's lines for the csv reader, noting when they run out. The reader ends a row at a line break outside
+    quotes; a row it gives after the lines ran out was ended by the end of the file, inside a quoted cell, which
+    the csv module (not strict) closes without a word."""
+
+    def __init__(self, text: Iterable[str]) -> None:
+        self.lines = iter(text)
+        self.ended = False
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.lines
+        self.ended = True
 
 
 def distinct_names(names: Sequence[str]) -> list[str]:

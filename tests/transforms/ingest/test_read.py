@@ -457,6 +457,36 @@ def test_a_gzip_csv_cut_inside_a_multi_line_cell_does_not_label_its_first_lines(
     assert read[1].startswith("truncated_file: csv file cut short after 1 whole records")
 
 
+MULTI_LINE_REVIEWS = "".join(
+    f'r{i},{i % 5 + 1},"Order {i}: the kettle arrived late.\nThe lid is flimsy, and the handle got hot.\n'
+    f'Support said ""wait a week"", so I waited."\n' for i in range(30))
+
+
+def stream_cut_after(suffix: str, text: bytes, whole: int) -> bytes:
+    """``text`` compressed as ``suffix`` in two streams, the first holding its first ``whole`` bytes, the second
+    cut in its header: the file decodes to exactly those bytes and then stops (bzip2 and xz have no sync point)."""
+    return COMPRESS[suffix](text[:whole]) + COMPRESS[suffix](text[whole:])[:8]
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_a_csv_cut_right_after_a_line_break_inside_a_quoted_cell_dead_letters_that_row(tmp_path: Path,
+                                                                                        suffix: str) -> None:
+    """The text stopped at a line break, so the row was taken as ended; but the break was inside the row's quoted
+    cell, and the csv reader gave the half cell as the row's text at the end of the file: it was labeled."""
+    text = ("review_id,rating,text\n" + MULTI_LINE_REVIEWS).encode()
+    whole = text.index(b"The lid", text.index(b"r21,")) + len(b"The lid is flimsy, and the handle got hot.\n")
+    path = tmp_path / f"reviews.csv{suffix}"
+    path.write_bytes(stream_cut_after(suffix, text, whole))
+    *labeled, failure = read_path(str(path))
+    assert [record["text"] for record in labeled] == [
+        f'Order {i}: the kettle arrived late.\nThe lid is flimsy, and the handle got hot.\nSupport said "wait a week", '
+        "so I waited." for i in range(21)]
+    assert isinstance(failure, Failure) and (failure.source, failure.stage) == ("review", "read")
+    assert failure.error_type == "truncated_file" and failure.input_ref == f"{path}:66"  # row 21's lines: 65, 66
+    assert f"csv file cut short after 21 whole records; its last record, {path}:66, is incomplete" in failure.error
+    assert "Order 21: the kettle arrived late" in failure.raw_excerpt
+
+
 def test_a_gzip_table_cut_between_rows_keeps_every_row_and_says_the_rest_is_lost(tmp_path: Path) -> None:
     text = ("review_id,rating,text\n" + "".join(REVIEW_ROWS)).encode()
     path = tmp_path / "reviews.csv.gz"

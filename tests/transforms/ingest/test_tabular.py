@@ -85,6 +85,18 @@ def test_invalid_utf8_in_csv_fails_only_that_row() -> None:
     assert documents[1].raw_excerpt == '{"id": "2", "text": "caf\\xe9 broken"}'  # the byte shown, not a surrogate
 
 
+def test_a_quote_never_closed_is_a_dead_letter_not_the_rest_of_the_file_as_one_review(tmp_path: Path) -> None:
+    """A stray opening quote made the csv module read every later line into that cell up to the end of the file;
+    the rows after it were labeled as one review's text, without a word."""
+    path = tmp_path / "reviews.csv"
+    path.write_text('review_id,rating,text\nr1,5,"Kettle boils fast, ""quiet"" too."\nr2,1,"Lid broke on day one\n'
+                    "r3,4,Handle stays cool\nr4,2,Descaling is a chore\n", encoding="utf-8")
+    first, failure = read_path(str(path))
+    assert first["text"] == 'Kettle boils fast, "quiet" too.'
+    assert (failure.input_ref, failure.stage, failure.error_type) == (f"{path}:5", "parse", "unclosed_quote")
+    assert failure.source == "review" and "r3,4,Handle stays cool" in failure.raw_excerpt
+
+
 def test_parquet_rows_and_timestamps(tmp_path) -> None:
     table = pa.table({"id": ["a", "b"], "content": ["good", "bad"], "timestamp": [1_700_000_000, 1_700_000_000_000]})
     pq.write_table(table, tmp_path / "t.parquet")
