@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bz2
+import csv
+import functools
 import gzip
 import io
 import json
@@ -14,6 +16,7 @@ import threading
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -320,6 +323,49 @@ def test_a_cut_short_file_of_many_blocks_keeps_the_records_of_the_whole_blocks(t
     assert texts == [json.loads(line)["text"] for line in lines[: len(texts)]]
     assert len(read) - len(texts) == 1  # the cut, the line a block's end splits in it
     assert read[-1].endswith("the text of the block it is cut in is lost)")
+
+
+@functools.cache
+def multi_block_csv() -> tuple[list[str], bytes, list[int]]:
+    """1,500 reviews (a third of them over several lines) as a CSV, 370 kB in four bzip2 blocks (``-1``), and the
+    byte each block starts in (a block's 48-bit magic lies at any bit)."""
+    rng = random.Random(5)
+    words = ("kettle lid handle boil noise refund courier parcel late crushed support replied never again great "
+             "quiet flimsy sturdy warranty return ticket week delivered missing broke battery cable screen").split()
+    texts = [f"Order {rng.randint(1000, 99999)}: " + "\n".join(
+        " ".join(rng.choices(words, k=rng.randint(8, 30))).capitalize() + "." for _ in range(rng.choice((1, 1, 2, 3))))
+        for _ in range(1_500)]
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows([("review_id", "rating", "text"),
+                                                      *((f"r{i}", i % 5 + 1, text) for i, text in enumerate(texts))])
+    data = bz2.compress(table.getvalue().encode(), compresslevel=1)
+    bits = format(int.from_bytes(data, "big"), f"0{len(data) * 8}b")
+    starts = [at // 8 for at in range(len(bits)) if bits.startswith(format(0x314159265359, "048b"), at)]
+    return texts, data, starts
+
+
+@pytest.mark.parametrize("cut", [
+    pytest.param(lambda data, starts: 6, id="in the first block's magic: nothing decodes"),
+    pytest.param(lambda data, starts: 8 << 10, id="at 8 KiB, the decoder's piece"),
+    pytest.param(lambda data, starts: (8 << 10) + 1, id="a byte after 8 KiB"),
+    pytest.param(lambda data, starts: (24 << 10) - 1, id="a byte before 24 KiB"),
+    pytest.param(lambda data, starts: starts[2], id="at the third block's start"),
+    pytest.param(lambda data, starts: starts[2] + 6, id="after the third block's magic"),
+    pytest.param(lambda data, starts: starts[3] + 7, id="after the fourth block's magic"),
+    pytest.param(lambda data, starts: len(data) - 4, id="in the stream's final check"),
+])
+def test_a_multi_block_bzip2_csv_cut_anywhere_labels_only_whole_rows_and_says_so_once(
+        tmp_path: Path, cut: Callable[[bytes, list[int]], int]) -> None:
+    """A cut at any byte of a bzip2 file of many blocks (at the decoder's 8 KiB pieces, at a block's bit-aligned
+    start, in the end marker) keeps the rows of the whole blocks before it, labels no half row and gives exactly
+    one ``truncated_file`` dead letter."""
+    texts, data, starts = multi_block_csv()
+    path = tmp_path / "reviews.csv.bz2"
+    path.write_bytes(data[: cut(data, starts)])
+    *labeled, failure = read_path(str(path))
+    assert [record["text"] for record in labeled] == texts[: len(labeled)]
+    assert isinstance(failure, Failure) and failure.error_type == "truncated_file"
+    assert (len(labeled) > 0) == (cut(data, starts) > starts[1])
 
 
 def damaged_export(tmp_path: Path, suffix: str) -> tuple[Path, list[bytes]]:
