@@ -18,7 +18,8 @@ import warnings
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, BinaryIO
 
 import ijson
@@ -54,7 +55,7 @@ class ColumnMap:
     id: str | None = None
     """The record's own id (becomes ``source_id``)."""
     created_at: str | None = None
-    """When it was written: ISO-8601 string, ``YYYYMMDD`` day, epoch seconds/ms, or a timestamp column."""
+    """When it was written: ISO-8601 string, ``YYYYMMDD`` day, epoch s/ms/µs/ns, or a timestamp column."""
     author: str | None = None
     """Author or user handle."""
     rating: str | None = None
@@ -106,7 +107,11 @@ def guess_source(columns: Iterable[str], file_name: str) -> str | None:
 
 
 _EPOCH = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-"""Epoch seconds or milliseconds as text, a fraction included (``1732000000.5``, as ``time.time()`` writes)."""
+"""An epoch number as text, a fraction included (``1732000000.5``, as ``time.time()`` writes)."""
+_EPOCH_UNITS = ((10**11, 1), (10**14, 10**3), (10**17, 10**6))
+"""Per unit, the largest epoch number read in it (in units per second): seconds, milliseconds, microseconds, and
+nanoseconds beyond. Each unit is so read for times up to the year 5138, and all but seconds for times from 1973 on."""
+_EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 _COMPACT_DATE = re.compile(r"[0-9]{8}")
 
 
@@ -123,7 +128,8 @@ def _compact_date(value: Any) -> datetime | None:
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    """ISO-8601 text, a ``YYYYMMDD`` day, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC.
+    """ISO-8601 text, a ``YYYYMMDD`` day, epoch seconds, milliseconds, microseconds or nanoseconds, or a datetime;
+    naive times are taken as UTC.
 
     A NaN raises like a boolean: it is no time, and not an empty cell either (pandas and pyarrow write a missing
     value as null), so it gets a note instead of passing as a record without a date.
@@ -141,11 +147,18 @@ def parse_timestamp(value: Any) -> datetime | None:
     elif (day := _compact_date(value)) is not None:
         parsed = day
     elif isinstance(value, int | float) or (isinstance(value, str) and _EPOCH.fullmatch(value.strip())):
-        number = float(value)
-        parsed = datetime.fromtimestamp(number / 1000 if abs(number) > 1e11 else number, tz=UTC)
+        parsed = _epoch_time(value)
     else:
         parsed = _parse_date_text(str(value).strip())
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _epoch_time(value: int | float | str) -> datetime:
+    """An epoch number in the unit its size tells (:data:`_EPOCH_UNITS`), to the microsecond. Decimal, not float:
+    a float holds 15 to 17 digits, too few for epoch nanoseconds (``1732000000123456789``)."""
+    number = Decimal(str(value).strip())
+    per_second = next((scale for largest, scale in _EPOCH_UNITS if abs(number) <= largest), 10**9)
+    return _EPOCH_START + timedelta(microseconds=round(number * 1_000_000 / per_second))
 
 
 _RATING = re.compile(r"(\d+(?:[.,]\d+)?)\s*(?:(?:/|out of)\s*\d+(?:[.,]\d+)?)?\s*(?:stars?)?", re.IGNORECASE)

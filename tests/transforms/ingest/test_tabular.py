@@ -363,12 +363,29 @@ def test_a_nested_author_object_gives_its_handle_not_its_fields(tmp_path: Path) 
     ("1732000000.5", "2024-11-19T07:06:40.500000+00:00"),  # epoch seconds with a fraction (Python's time.time())
     (1732000000.5, "2024-11-19T07:06:40.500000+00:00"),
     ("1732000000123", "2024-11-19T07:06:40.123000+00:00"),  # epoch milliseconds
+    ("1732000000123456", "2024-11-19T07:06:40.123456+00:00"),  # epoch microseconds (BigQuery, Kafka Connect)
+    (1732000000123456, "2024-11-19T07:06:40.123456+00:00"),
+    ("1732000000123456789", "2024-11-19T07:06:40.123457+00:00"),  # epoch nanoseconds (pandas), to the microsecond
     ("86400000", "1972-09-27T00:00:00+00:00"),  # eight digits that are no date stay epoch seconds
 ])
 def test_compact_dates_and_epoch_numbers(written: object, expected: str) -> None:
     """``20261120`` was taken for epoch seconds (a day in August 1970), and epoch seconds with a fraction were
     left empty with a note."""
     assert parse_timestamp(written).isoformat() == expected
+
+
+def test_epoch_microseconds_and_nanoseconds_in_an_export_give_the_time(tmp_path: Path) -> None:
+    """Exports that write epoch microseconds (BigQuery, Kafka Connect) or nanoseconds (pandas) got an empty
+    created_at and an "unparseable" note on every row; a number past every unit's range still gets the note."""
+    path = tmp_path / "posts.csv"
+    path.write_text("post_id,posted_at,text\np1,1732000000123456,Flight delayed again\n"
+                    "p2,1732000000123456789,Crew was lovely\np3,17320000001234567890123,Lost my bag\n",
+                    encoding="utf-8")
+    micro, nano, beyond = read_path(str(path))
+    assert micro["created_at"].isoformat() == "2024-11-19T07:06:40.123456+00:00" and micro["ingest_notes"] == []
+    assert nano["created_at"].isoformat() == "2024-11-19T07:06:40.123457+00:00" and nano["ingest_notes"] == []
+    assert beyond["created_at"] is None
+    assert beyond["ingest_notes"] == ["unparseable posted_at: 17320000001234567890123"]
 
 
 def test_a_compact_date_column_in_a_csv_gives_the_day(tmp_path: Path) -> None:
