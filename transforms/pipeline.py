@@ -393,14 +393,16 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     if recovered:
         log.warning("finished or discarded the staging folders of dead runs: %s", recovered)
     remote = remote_staging(config.run_id, options.view_as(GoogleCloudOptions).temp_location)
-    staging = claim_staging(config.output, config.run_id, remote)
     if config.threads is None:
         config = replace(config, threads=default_threads(options))
     pipeline = beam.Pipeline(options=options)
-    # The ingest workers read the first files while Beam builds and starts the job in this thread (about 1 s).
     reading = ingest_options(config)
-    read_early = read_ahead(files, reading, ingest_processes(config, options)) if runs_in_this_process(options) else []
-    try:
+    staging = claim_staging(config.output, config.run_id, remote)
+    read_early: list[str] = []
+    try:  # from the claim on: a run stopped anywhere (SIGTERM included) removes its staging folder
+        # The ingest workers read the first files while Beam builds and starts the job in this thread (about 1 s).
+        if runs_in_this_process(options):
+            read_early = read_ahead(files, reading, ingest_processes(config, options))
         build(pipeline, config, files, bundle, tasks, remote or str(staging))
         result = pipeline.run()
         state = result.wait_until_finish()

@@ -10,10 +10,12 @@ import contextlib
 import json
 import logging
 import reprlib
+import signal
 import sys
 from dataclasses import fields
 from datetime import date
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import yaml
@@ -483,7 +485,15 @@ def check_inputs(args: argparse.Namespace) -> None:
         build_parser().error(f"INPUT: {error}")
 
 
+def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (``kill``, ``timeout``, a stopped container) unwinds the command as Ctrl-C does: the
+    run's staging folder is removed and Prefect's temporary API server, which only an exit hook stops, stops too.
+    The default action ended the process on the spot and left the server running."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     args = parse_args(argv)
     if args.command == "run":
         check_inputs(args)

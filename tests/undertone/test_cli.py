@@ -4,8 +4,11 @@ that is not a bundle, and how a failed run exits."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -333,3 +336,35 @@ def test_python_dash_m_undertone_is_the_command() -> None:
     done = subprocess.run([sys.executable, "-m", "undertone", "report", "--help"], capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0 and "--start" in done.stdout
+
+
+def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle: Path, tmp_path: Path) -> None:
+    """`kill`, `timeout` or a stopped container sends SIGTERM. Its default action ended the command
+    at once: Prefect's temporary API server, which only an exit hook stops, lived on (one uvicorn per cancelled run)
+    and the run's staging folder waited for the next run to clean it up."""
+    import psutil
+
+    tweets = tmp_path / "in" / "tweets.jsonl"
+    tweets.parent.mkdir()
+    tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the delivery {n} was late again"}) + "\n"
+                              for n in range(5_000)))
+    out = tmp_path / "out"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
+    command = [sys.executable, "-m", "undertone", "run", str(tweets.parent), "--output", str(out),
+               "--model", str(tiny_bundle), "--date", "2026-11-20"]
+    with subprocess.Popen(command, cwd=REPO, env=env | {"PREFECT_HOME": str(tmp_path / "prefect")},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as run:
+        deadline = time.monotonic() + 240
+        while not any((out / "_staging").glob("*/*")):  # the job has claimed its staging folder: it is running
+            assert run.poll() is None, run.stderr.read() if run.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        servers = [child for child in psutil.Process(run.pid).children(recursive=True)
+                   if "uvicorn" in " ".join(child.cmdline())]
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=120) == 128 + signal.SIGTERM
+    assert len(servers) == 1
+    _, alive = psutil.wait_procs(servers, timeout=30)
+    assert not alive
+    assert not list((out / "_staging").iterdir())
+    assert not (out / "labeled").exists()
