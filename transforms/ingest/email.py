@@ -31,6 +31,12 @@ from charset_normalizer import CharsetMatch
 from charset_normalizer.constant import IANA_SUPPORTED
 from charset_normalizer.utils import is_multi_byte_encoding
 from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.html_properties import Display
+from inscriptis.model.config import ParserConfig
+from inscriptis.model.css import CssParse
+from inscriptis.model.html_element import HtmlElement
+from inscriptis.model.tag import CustomHtmlTagHandlerMapping
 from mailparser_reply import EmailMessage as ReplyThread
 from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR, OUTLOOK_MAIL_SEPARATOR
 
@@ -354,12 +360,46 @@ def _alternative_rank(part: EmailMessage) -> int:
     return {"text/plain": 0, "text/html": 1}.get(part.get_content_type(), 1 if part.is_multipart() else 2)
 
 
+_TABLE_TAGS = ("table", "caption", "tr", "td", "th")
+_CSS_PRIORITY = re.compile(r"!\s*important", re.IGNORECASE)
+
+
+def _style_without_priority(style: str, element: HtmlElement) -> None:
+    """An inline style as inscriptis applies it, with ``!important`` dropped: inscriptis took ``none !important`` for
+    a display other than none, and ``display: none !important`` is how email templates hide their preheader."""
+    CssParse.attr_style(_CSS_PRIORITY.sub("", style), element)
+
+
+def _hide(_: str, element: HtmlElement) -> None:
+    """The ``hidden`` attribute: the element is not rendered, as with ``display: none``."""
+    element.display = Display.none
+
+
+def _mail_html_config() -> ParserConfig:
+    """inscriptis's default (relaxed) conversion, with tables read cell after cell and hidden elements left out.
+
+    Mail lays out columns and whole newsletters with tables; drawn as a grid, two cells with line breaks came out
+    interleaved line by line, mixing their sentences. A hidden element (a preheader: the inbox preview line,
+    ``display: none !important`` or ``hidden``) is no text the reader sees.
+    """
+    css = {**CSS_PROFILES["relaxed"], **{tag: HtmlElement(display=Display.block) for tag in _TABLE_TAGS}}
+    config = ParserConfig(css=css, custom_html_tag_handler_mapping=CustomHtmlTagHandlerMapping(
+        start_tag_mapping=dict.fromkeys(_TABLE_TAGS), end_tag_mapping=dict.fromkeys(_TABLE_TAGS)))
+    config.attribute_handler.attribute_mapping = {
+        **config.attribute_handler.attribute_mapping, "style": _style_without_priority, "hidden": _hide}
+    return config
+
+
+MAIL_HTML = _mail_html_config()
+"""How an email's HTML becomes text (see :func:`_mail_html_config`)."""
+
+
 def _readable(part: EmailMessage, notes: list[str]) -> str:
     text = part_text(part, notes)
     if part.get_content_subtype() == "html":
         if "html converted to text" not in notes:
             notes.append("html converted to text")
-        text = get_text(text)
+        text = get_text(text, MAIL_HTML)
     return text
 
 

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES
+from transforms.clean import clean_document
 from transforms.ingest import email as email_ingest
 from transforms.ingest.email import (
     detect_charset,
@@ -723,3 +724,37 @@ def test_a_forward_with_its_own_message_or_inside_a_replys_history_keeps_the_sen
     history = ("\n\nFrom: Joe Miller <joe@acme.com>\nSent: Monday, November 9, 2026 6:30 PM\nTo: Support\n"
                "Subject: Fwd: Order 1234 arrived broken\n\nFYI\n\n")
     assert own_text(f"Refund sent.{history}{GMAIL_FORWARD}") == "Refund sent."
+
+
+NEWSLETTER_HEAD = (b"From: Acme Deals <news@mail.acme-deals.com>\nTo: jane@example.com\nSubject: Spring sale\n"
+                   b"Date: Tue, 04 Mar 2025 15:02:11 +0000\nMessage-ID: <n1@mail.acme-deals.com>\n"
+                   b"List-Unsubscribe: <https://acme-deals.com/u/abc>, <mailto:unsub@acme-deals.com>\n"
+                   b"MIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n")
+
+
+def test_a_newsletters_multi_column_layout_reads_each_column_in_order() -> None:
+    """Marketing mail lays out columns with tables; inscriptis drew them as a grid, so two cells with line breaks came
+    out interleaved line by line ("Our new shoes are  The winter jacket keeps" / "light and durable.  you warm.")."""
+    html = (b'<table role="presentation" width="600"><tr>'
+            b'<td width="300"><h2>Running shoes</h2>Our new running shoes are<br>light and made from recycled '
+            b'materials.</td>'
+            b'<td width="300"><h2>Winter jacket</h2>The winter jacket keeps you warm<br>and packs into its own '
+            b'pocket.</td></tr></table>')
+    document = clean_document(parse_email(NEWSLETTER_HEAD + html, "n.eml"), 200_000)
+    assert "Our new running shoes are\nlight and made from recycled materials." in document["text"]
+    assert "The winter jacket keeps you warm\nand packs into its own pocket." in document["text"]
+    assert document["text"].index("recycled materials") < document["text"].index("Winter jacket")
+
+
+def test_hidden_preheader_text_is_not_the_newsletters_text() -> None:
+    """A preheader (the inbox preview line) is hidden with ``display: none !important`` (Postmark's and Litmus's
+    templates) or the ``hidden`` attribute; inscriptis saw only a plain ``display:none``, so the hidden words were
+    read as the first sentence of the message."""
+    html = (b'<html><body><span class="preheader" style="display: none !important; visibility: hidden; '
+            b'mso-hide: all; font-size: 1px; max-height: 0px; opacity: 0; overflow: hidden;">Last chance: '
+            b'40% off everything ends tonight</span><div hidden>Open for a surprise</div>'
+            b'<div style="display:none;max-height:0">Unseen in every client</div>'
+            b'<p>Hi Jane, our spring sale is here.</p>'
+            b'<img src="https://t.acme-deals.com/open.gif?id=abc" width="1" height="1" alt=""></body></html>')
+    document = parse_email(NEWSLETTER_HEAD + html, "p.eml")
+    assert document["full_text"].strip() == "Hi Jane, our spring sale is here."
