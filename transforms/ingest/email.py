@@ -407,10 +407,14 @@ def attachment_names(message: EmailMessage) -> list[str]:
     """File names of the attached parts, in message order.
 
     An attached email (``message/rfc822``) is one attachment: its own parts are not listed,
-    because they belong to the forwarded message, not to this one.
+    because they belong to the forwarded message, not to this one. A message that is one file, with no multipart
+    around it (Outlook's encrypted ``smime.p7m`` or ``winmail.dat``, a scanner's PDF, a bare attached email), lists
+    that file.
     """
+    if message.get_content_maintype() != "multipart":
+        return [] if _own_text_parts(message, named_inline=True) else _part_attachments(message)
     names: list[str] = []
-    for part in message.iter_parts() if message.is_multipart() else ():
+    for part in message.iter_parts():
         names.extend(_part_attachments(part))
     return names
 

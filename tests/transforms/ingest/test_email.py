@@ -758,3 +758,27 @@ def test_hidden_preheader_text_is_not_the_newsletters_text() -> None:
             b'<img src="https://t.acme-deals.com/open.gif?id=abc" width="1" height="1" alt=""></body></html>')
     document = parse_email(NEWSLETTER_HEAD + html, "p.eml")
     assert document["full_text"].strip() == "Hi Jane, our spring sale is here."
+
+
+@pytest.mark.parametrize(("content_type", "name"), [
+    ('application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"', "smime.p7m"),  # Outlook, encrypted
+    ('application/ms-tnef; name="winmail.dat"', "winmail.dat"),  # Outlook's rich text, sent whole
+    ('application/pdf; name="scan_0001.pdf"', "scan_0001.pdf"),  # a scanner's scan-to-email
+])
+def test_a_message_that_is_one_attachment_lists_it(content_type: str, name: str) -> None:
+    """A message whose whole body is a file (no multipart around it) is labeled by its subject, as one with only
+    attachments is, but its file was not listed: ``attachments`` was empty and nothing said what the body was."""
+    blob = base64.encodebytes(bytes(range(256)) * 4)
+    raw = (b"From: Frank <frank@bank.example>\nTo: support@acme.com\nSubject: Fees\nMIME-Version: 1.0\n"
+           b"Date: Fri, 07 Mar 2025 11:00:00 +0000\nContent-Type: " + content_type.encode()
+           + b"\nContent-Transfer-Encoding: base64\n\n" + blob)
+    document = parse_email(raw, "one.eml")
+    assert document["attachments"] == [name]
+    assert document["text"].strip() == "Fees" and not document["full_text"]
+
+
+def test_a_message_that_is_one_attached_email_lists_it() -> None:
+    raw = (b"From: gina@example.com\nSubject: Fwd: rude reply\nMIME-Version: 1.0\nContent-Type: message/rfc822\n\n"
+           b"From: agent@acme.com\nSubject: whatever\n\nNot our problem.\n")
+    document = parse_email(raw, "fwd.eml")
+    assert document["attachments"] == ["message.eml"] and "problem" not in document["text"]
