@@ -29,16 +29,31 @@ def evaluation_examples(model_dir: str, task_name: str, data: str, text_column: 
     spec = read_bundle_spec(Path(model_dir))
     if task_name not in spec.tasks:
         raise ValueError(f"--task: {spec.model_version} has no task {task_name!r}; it has {', '.join(spec.tasks)}")
+    labels = spec.tasks[task_name].labels
     examples = [replace(e, label=(label_map or {}).get(e.label, e.label))
                 for e in read_labeled(Path(data), text_column, label_column, notes)]
     if not examples:
         raise ValueError(f"{data}: no row with both a text and a label")
-    labels = spec.tasks[task_name].labels
+    examples = task_cased_labels(examples, labels, data, notes)
     unknown = sorted({e.label for e in examples} - set(labels))
     if unknown:
         raise ValueError(f"{data}: labels {unknown[:5]} are not labels of task {task_name!r} {list(labels)[:8]}; "
                          f"map them with --label-map, e.g. {unknown[0]}={labels[0]}")
     return examples
+
+
+def task_cased_labels(examples: list[Example], labels: tuple[str, ...], data: str,
+                      notes: list[str] | None = None) -> list[Example]:
+    """The examples with a label the task has in another case (``Positive``, ``NEGATIVE``) renamed to the task's
+    spelling, as a spreadsheet writes them, instead of refusing them as unknown; ``notes`` names the renaming."""
+    by_case = {label.casefold(): label for label in labels}
+    renamed = {e.label: by_case[e.label.casefold()] for e in examples
+               if e.label not in labels and e.label.casefold() in by_case}
+    if renamed and notes is not None:
+        written = sorted(renamed)
+        notes.append(f"{data}: took labels {', '.join(map(repr, written))} as the task's "
+                     f"{', '.join(repr(renamed[label]) for label in written)}")
+    return [replace(e, label=renamed.get(e.label, e.label)) for e in examples]
 
 
 @task(name="evaluate-task", cache_policy=NO_CACHE)

@@ -148,8 +148,9 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
 
     Understands SemEval TSV (``id<TAB>label<TAB>text``), SST-2 TSV (``sentence<TAB>label`` with 0/1),
     a folder whose subfolders are labels holding raw emails (SpamAssassin layout), and CSV, TSV,
-    JSONL, JSON or Parquet tables with a text column and a label column (names auto-detected). Which column
-    was taken when several could hold the labels goes to ``notes`` when given (a report shows it), else to the log.
+    JSONL, JSON or Parquet tables with a text column and a label column (names auto-detected). Labels lose the
+    spaces around them. Which column was taken when several could hold the labels, and how many rows or files
+    were skipped (no text or label, not an email), go to ``notes`` when given (a report shows them), else to the log.
     """
     import pandas as pd
 
@@ -160,12 +161,19 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
         from transforms.records import Failure
 
         examples = []
-        for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-            for file in sorted(folder.iterdir()):
-                for record in read_path(str(file), source="email"):
-                    document = record if isinstance(record, Failure) else clean_document(record, 200_000)
-                    if not isinstance(document, Failure):
-                        examples.append(Example(document["text"], folder.name))
+        folders = sorted(p for p in path.iterdir() if p.is_dir())
+        files = [file for folder in folders for file in sorted(folder.iterdir())]
+        failures = []
+        for file in files:
+            for record in read_path(str(file), source="email"):
+                document = record if isinstance(record, Failure) else clean_document(record, 200_000)
+                if isinstance(document, Failure):
+                    failures.append(f"{file.relative_to(path).as_posix()}: {document.error}")
+                else:
+                    examples.append(Example(document["text"], file.parent.name))
+        if failures:
+            _note(notes, f"{path}: skipped {len(failures)} of {len(files)} files that are not readable emails "
+                         f"({failures[0]})")
         return examples
     first_line = path.open(encoding="utf-8").readline()
     if path.suffix == ".tsv" and first_line.split("\t")[:2] == ["sentence", "label\n"]:
@@ -189,16 +197,25 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
 
     text = text_column or ColumnMap().resolve(list(frame.columns)).text
     label, note = (label_column, None) if label_column else pick_label_column(path, list(frame.columns))
-    if note and notes is not None:
-        notes.append(note)
-    elif note:
-        log.warning(note)
+    if note:
+        _note(notes, note)
     if text is None or label is None or text not in frame or label not in frame:
         raise ValueError(f"{path}: need a text and a label column, found {list(frame.columns)}")
-    return [Example(normalise_text(t), str(lab)) for t, lab in zip(frame[text], frame[label], strict=True)
-            if isinstance(t, str) and t.strip() and _present(lab)]
+    examples = [Example(normalise_text(t), str(lab).strip()) for t, lab in zip(frame[text], frame[label], strict=True)
+                if isinstance(t, str) and t.strip() and _present(lab)]
+    if len(examples) < len(frame):  # the report's n must not silently differ from the file's row count
+        _note(notes, f"{path}: skipped {len(frame) - len(examples)} of {len(frame)} rows without a text or a label")
+    return examples
 
 
 def _present(label: object) -> bool:
     """A label cell that holds a label: not empty, None or NaN (a row without one is not evaluated)."""
     return label is not None and label == label and str(label).strip() != ""
+
+
+def _note(notes: list[str] | None, note: str) -> None:
+    """A note on what was read: to ``notes`` when the caller reports them, else to the log."""
+    if notes is None:
+        log.warning(note)
+    else:
+        notes.append(note)

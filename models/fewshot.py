@@ -52,10 +52,16 @@ def fit_head(features: torch.Tensor, targets: torch.Tensor, classes: int, l2: fl
 
 
 def fewshot_labels(examples: Sequence[Example]) -> tuple[str, ...]:
-    """The new task's labels, sorted; fewer than two is refused (the CLI checks it before loading the model)."""
+    """The new task's labels, sorted; fewer than two, or two that differ only in case, are refused (the CLI checks
+    it before loading the model)."""
     labels = tuple(sorted({example.label for example in examples}))
     if len(labels) < 2:
         raise ValueError(f"a few-shot task needs examples of at least two labels, got {list(labels)}")
+    by_case: dict[str, str] = {}
+    for label in labels:  # "Billing" and "billing" would train two classes that split one label's examples
+        other = by_case.setdefault(label.casefold(), label)
+        if other != label:
+            raise ValueError(f"labels {other!r} and {label!r} differ only in case; write each label one way")
     return labels
 
 

@@ -104,6 +104,26 @@ def test_read_labeled_names_an_empty_file(tmp_path: Path) -> None:
         read_labeled(tmp_path / "empty.csv")
 
 
+def test_read_labeled_takes_a_label_as_written_without_the_spaces_around_it(tmp_path: Path) -> None:
+    """``billing `` and ``billing`` became two labels of a few-shot task."""
+    data = tmp_path / "examples.csv"
+    data.write_text("text,label\nthe bill is wrong,billing\ncharged twice,billing \nparcel late, delivery\n",
+                    encoding="utf-8")
+    assert [e.label for e in read_labeled(data)] == ["billing", "billing", "delivery"]
+
+
+def test_read_labeled_counts_the_emails_of_a_folder_it_could_not_read(tmp_path: Path) -> None:
+    """An empty or binary file in a label folder was left out of the evaluation without a word."""
+    for name, content in (("ham/1.eml", b"Subject: hi\n\nsee you at lunch\n"), ("ham/2.eml", b""),
+                          ("spam/1.eml", b"Subject: win\n\nclaim your prize now\n"), ("spam/2.bin", b"\x00\x01\xff")):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    notes: list[str] = []
+    assert [e.label for e in read_labeled(tmp_path, notes=notes)] == ["ham", "spam"]
+    assert notes == [f"{tmp_path}: skipped 2 of 4 files that are not readable emails "
+                     "(ham/2.eml: no RFC-822 headers found)"]
+
+
 def test_sentiment_recipe_can_use_sst2_only_as_negative_versus_positive_evidence(shared_data: Path) -> None:
     shipped_recipe = sentiment_data(shared_data, seed=13, sst2_phrases=2000)
     assert all(e.candidates is None for e in shipped_recipe.train + shipped_recipe.dev)
@@ -140,8 +160,9 @@ def test_evaluate_maps_numeric_labels_and_skips_rows_without_one(prefect_harness
                            text_column="sentence", label_map={"0": "negative", "1": "positive"})
     reference = evaluate_flow("sentiment", str(named), model_dir=str(tiny_bundle), only_gold_labels=True,
                               text_column="sentence")
-    assert mapped["n"] == 40 and {k: v for k, v in mapped.items() if k != "data"} == \
+    assert mapped["n"] == 40 and {k: v for k, v in mapped.items() if k not in ("data", "notes")} == \
         {k: v for k, v in reference.items() if k != "data"}
+    assert mapped["notes"] == [f"{numeric}: skipped 1 of 41 rows without a text or a label"]
     with pytest.raises(ValueError, match=r"labels \['0', '1'\] are not labels of task 'sentiment'.*--label-map"):
         evaluate_task.fn(str(tiny_bundle), "sentiment", str(numeric), text_column="sentence")
     (tmp_path / "empty.csv").write_text("text,label\n", encoding="utf-8")

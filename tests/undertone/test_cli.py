@@ -293,6 +293,8 @@ def test_an_evaluation_that_fails_at_run_time_exits_1_with_the_reason(
     ("text,score\nlovely,5\n", "DATA: need a text and a label column, found ['text', 'score']"),
     ("text,label\nlovely,positive\ngreat,positive\n",
      "DATA: a few-shot task needs examples of at least two labels, got ['positive']"),
+    ("text,label\nthe bill is wrong,billing\ncharged twice,Billing\nparcel late,delivery\n",
+     "DATA: labels 'Billing' and 'billing' differ only in case; write each label one way"),
 ])
 def test_bad_fewshot_examples_are_a_usage_error_in_one_line(tiny_bundle: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str], content: str,
