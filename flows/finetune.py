@@ -3,6 +3,7 @@ bundle → registry."""
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +13,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from models.bundle import read_bundle_spec
 from models.card import write_card
 from models.datasets import default_data_dir
 from models.recipes import SOUP_RECIPES, TASKS, finalize_bundle, soup_base, train_base
@@ -45,6 +47,39 @@ def register_task(output: str, promote: bool, command: str) -> dict[str, Any]:
     return register(Path(output), promote=promote)
 
 
+def check_finetune_options(tasks: list[str] | None = None, epochs: float = 1.0, data_dir: str | None = None,
+                           learning_rate: float | None = None, init_from: str | None = None,
+                           sst2_binary: bool = False, soup_of: list[str] | None = None, soup: bool = False) -> None:
+    """Refuse options that would fail only after loading data or training (hours for a soup), or train nothing:
+    a task without a recipe was left out of the data, so a typo'd ``--tasks`` wrote a bundle without it.
+    Raises ``ValueError`` naming the option; the CLI calls it before the flow starts, to make it a usage error."""
+    if soup_of and (init_from or learning_rate is not None or sst2_binary or tasks):
+        raise ValueError("a soup trains nothing: --soup-of takes no tasks, --init-from, --learning-rate or "
+                         "--sst2-binary (the ingredients carry their own)")
+    if soup and (soup_of or init_from or sst2_binary):
+        raise ValueError("--soup trains its own ingredients, one per recipe: it takes no --soup-of, --init-from "
+                         "or --sst2-binary")
+    unknown = [name for name in tasks or () if name not in TASKS]
+    if unknown:
+        raise ValueError(f"--tasks: no training recipe for {', '.join(map(repr, unknown))}; finetune trains "
+                         f"{', '.join(TASKS)} (topic is zero-shot, new tasks come from `undertone fewshot`)")
+    if not math.isfinite(epochs) or epochs <= 0:
+        raise ValueError(f"--epochs: expected a number of epochs above 0, got {epochs}")
+    if learning_rate is not None and (not math.isfinite(learning_rate) or learning_rate <= 0):
+        raise ValueError(f"--learning-rate: expected a learning rate above 0, got {learning_rate}")
+    if soup_of is not None and len(soup_of) < 2:
+        raise ValueError(f"--soup-of: a soup needs at least two bundles, got {soup_of}")
+    for option, folders in (("--soup-of", soup_of or []), ("--init-from", [init_from] if init_from else [])):
+        for folder in folders:
+            try:
+                read_bundle_spec(Path(folder))
+            except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
+                raise ValueError(f"{option}: {error}") from None
+    data_root = Path(data_dir) if data_dir else default_data_dir()
+    if not data_root.is_dir():
+        raise ValueError(f"--data-dir: {data_root} is not a folder (the labeled data root, ../shared/data)")
+
+
 @flow(name="undertone-finetune")
 def finetune_flow(
     output: str,
@@ -76,12 +111,7 @@ def finetune_flow(
     Example:
         python -c "from flows.finetune import finetune_flow; finetune_flow('/tmp/b', tasks=['spam'], epochs=0.1)"
     """
-    if soup_of and (init_from or learning_rate is not None or sst2_binary or tasks):
-        raise ValueError("a soup trains nothing: --soup-of takes no tasks, --init-from, --learning-rate or "
-                         "--sst2-binary (the ingredients carry their own)")
-    if soup and (soup_of or init_from or sst2_binary):
-        raise ValueError("--soup trains its own ingredients, one per recipe: it takes no --soup-of, --init-from "
-                         "or --sst2-binary")
+    check_finetune_options(tasks, epochs, data_dir, learning_rate, init_from, sst2_binary, soup_of, soup)
     chosen = tuple(tasks or TASKS)
     args = TrainingArguments(seed=seed, epochs=epochs, init_from=init_from,
                              **({"learning_rate": learning_rate} if learning_rate is not None else {}))

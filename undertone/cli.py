@@ -115,7 +115,8 @@ def add_run_settings(run: argparse.ArgumentParser) -> dict[str, argparse.Action]
 def add_model_commands(commands: argparse._SubParsersAction) -> None:
     """``finetune`` and ``evaluate``: train and measure the classifiers."""
     finetune = commands.add_parser("finetune", help="train a shared-encoder bundle from ../shared/data")
-    finetune.add_argument("--tasks", help="comma-separated tasks trained together (default: sentiment,intent,spam)")
+    finetune.add_argument("--tasks", type=_comma_list,
+                          help="comma-separated tasks trained together (default: sentiment,intent,spam)")
     finetune.add_argument("--output", required=True, metavar="DIR", help="bundle folder to write")
     finetune.add_argument("--version", default="1.0.0")
     finetune.add_argument("--seed", type=int, default=13)
@@ -126,7 +127,7 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
                           help="continue training this bundle's adapter and heads instead of starting fresh")
     finetune.add_argument("--sst2-binary", action="store_true",
                           help="SST-2 phrases as negative-or-positive evidence only (silent on neutral)")
-    finetune.add_argument("--soup-of", metavar="DIR,DIR",
+    finetune.add_argument("--soup-of", type=_comma_list, metavar="DIR,DIR",
                           help="train nothing: average these bundles (same base and seed) into one, then "
                                "calibrate and evaluate it")
     finetune.add_argument("--soup", action="store_true",
@@ -187,12 +188,11 @@ def run_model_command(args: argparse.Namespace) -> int:
     if args.command == "finetune":
         from flows.finetune import finetune_flow
 
-        result = finetune_flow(output=args.output, tasks=[t for t in (args.tasks or "").split(",") if t] or None,
-                               version=args.version, seed=args.seed, epochs=args.epochs, data_dir=args.data_dir,
-                               promote=args.promote, learning_rate=args.learning_rate, init_from=args.init_from,
-                               sst2_binary=args.sst2_binary,
-                               soup_of=[f for f in args.soup_of.split(",") if f] if args.soup_of else None,
-                               soup=args.soup, ingredients_dir=args.ingredients_dir)
+        result = finetune_flow(output=args.output, tasks=args.tasks, version=args.version, seed=args.seed,
+                               epochs=args.epochs, data_dir=args.data_dir, promote=args.promote,
+                               learning_rate=args.learning_rate, init_from=args.init_from,
+                               sst2_binary=args.sst2_binary, soup_of=args.soup_of, soup=args.soup,
+                               ingredients_dir=args.ingredients_dir)
         print(json.dumps(result, indent=2))
         return 0
     from flows.evaluate import evaluate_flow, evaluation_examples
@@ -425,6 +425,18 @@ def check_fewshot_args(args: argparse.Namespace) -> None:
         build_parser().error(f"--task: {error}")
 
 
+def check_finetune_args(args: argparse.Namespace) -> None:
+    """Options that would train nothing or fail inside the flow (a typo'd task, a soup of one bundle, a missing
+    ``--init-from``) are a usage error found before Prefect starts, not a traceback after loading or training."""
+    from flows.finetune import check_finetune_options
+
+    try:
+        check_finetune_options(args.tasks or None, args.epochs, args.data_dir, args.learning_rate, args.init_from,
+                               args.sst2_binary, args.soup_of, args.soup)
+    except ValueError as error:
+        build_parser().error(str(error))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with a ``--config`` file's settings as defaults that flags override.
 
@@ -449,6 +461,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         build_parser().error(f"--end {args.end} is before --start {args.start}: {empty}")
     if args.command == "fewshot":
         check_fewshot_args(args)
+    if args.command == "finetune":
+        check_finetune_args(args)
     if args.command in LABELING_COMMANDS:
         try:
             spec = read_bundle_spec(Path(args.model))

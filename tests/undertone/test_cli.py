@@ -322,6 +322,36 @@ def test_a_fewshot_task_named_like_an_output_column_is_a_usage_error(tiny_bundle
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    (["--tasks", "sentiment,sentimnt"],
+     "--tasks: no training recipe for 'sentimnt'; finetune trains sentiment, intent, spam"),
+    (["--tasks", "topic"], "--tasks: no training recipe for 'topic'"),
+    (["--epochs", "0"], "--epochs: expected a number of epochs above 0, got 0.0"),
+    (["--learning-rate=-1e-4"], "--learning-rate: expected a learning rate above 0, got -0.0001"),
+    (["--soup", "--sst2-binary"], "--soup trains its own ingredients"),
+    (["--soup-of", "BUNDLE"], "--soup-of: a soup needs at least two bundles"),
+    (["--soup-of", "BUNDLE,TMP/missing"], "--soup-of: TMP/missing: bundle.json is missing"),
+    (["--init-from", "TMP/missing"], "--init-from: TMP/missing: bundle.json is missing"),
+    (["--data-dir", "TMP/missing"], "--data-dir: TMP/missing is not a folder"),
+])
+def test_bad_finetune_options_are_a_usage_error_before_anything_trains(
+        tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        options: list[str], message: str) -> None:
+    """A typo'd task trained nothing and wrote (and registered) a bundle without it; the other options failed the
+    flow with a traceback, some of them after hours of training (a soup of one bundle)."""
+    def must_not_run(**_: object) -> None:
+        raise AssertionError("the finetune flow started")
+
+    monkeypatch.setattr("flows.finetune.finetune_flow", must_not_run)
+    arguments = [option.replace("BUNDLE", str(tiny_bundle)).replace("TMP", str(tmp_path)) for option in options]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "--output", str(tmp_path / "new"), *arguments])
+    err = capsys.readouterr().err
+    expected = message.replace("BUNDLE", str(tiny_bundle)).replace("TMP", str(tmp_path))
+    assert exit_info.value.code == 2 and expected in err and "Traceback" not in err
+    assert len(err.strip().splitlines()[-1]) < 300 and not (tmp_path / "new").exists()
+
+
 def test_running_an_old_bundle_whose_task_clashes_with_a_column_is_a_usage_error(
         tmp_path: Path, tiny_encoder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = build_tiny_bundle(tmp_path / "old-bundle", tiny_encoder,
