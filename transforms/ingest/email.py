@@ -119,7 +119,9 @@ PROMPTS = ("mysql", "mariadb", "sqlite", "SQL", "irb", "ftp", "sftp", "lftp", "g
 is the sender's text, while Supercite quotes the same way with the writer's initials or name (``JD>``, ``Skip>``)."""
 _QUOTED_LINE = re.compile(rf"^\s*(?:>|(?!(?:{'|'.join(PROMPTS)})>)[A-Za-z]{{1,15}}>(?:\s|$))")
 """A quoted line: ``> text``, or Supercite's ``Name> text`` unless the name is a program's prompt."""
-_ATTRIBUTION = re.compile(r"\b(wrote|writes|said|schrieb|a écrit|escribió|ha scritto|schreef)\s*:\s*$", re.IGNORECASE)
+_ATTRIBUTION = re.compile(r"\b(wrote|writes|said|schrieb|a écrit|escribió|ha scritto|schreef)\s*:\s*$"
+                          r"|^\s*Op\s.+\sschreef\s.+<[^<>\s]+@[^<>\s]+>\s*:\s*$", re.IGNORECASE)
+"""An "X wrote:" line; Dutch Gmail puts the writer after the verb: "Op <date> schreef <name> <<address>>:"."""
 
 
 def hash_address(address: str) -> str:
@@ -319,13 +321,61 @@ def _base64_then_text(raw: str, notes: list[str]) -> bytes | None:
     return decoded + b"\n\n" + rest.encode("ascii", errors="replace")
 
 
+_DELIMITER_LINE = re.compile(rb'^--([^\s"]{1,70})[ \t]*\r?\n[Cc]ontent-[\w-]+:', re.MULTILINE)
+"""A part's opening delimiter line, as a MIME body holds it: ``--`` and a boundary, then the part's first header."""
+_HTML_MARKUP = re.compile(rb"</(?:html|body|p|div|table|td|font|a)\s*>|<br\s*/?>", re.IGNORECASE)
+
+
+def repair_multiparts(part: EmailMessage, notes: list[str]) -> None:
+    """Give each multipart the email package could not split its parts back, or make it one text part.
+
+    A multipart whose ``boundary`` parameter is missing or not the one its body uses (a gateway rewrote the
+    Content-Type) comes out of the parser as one string with a defect, and no text part was found in it: the body
+    was lost and the message labeled by its subject. Its parts are read at the delimiter its body does use; a body
+    with no delimiter at all is read as the text (or HTML) it is."""
+    if part.is_multipart():
+        for child in part.iter_parts():
+            repair_multiparts(child, notes)
+        return
+    if part.get_content_maintype() != "multipart":
+        return
+    declared = part.get_param("boundary")
+    problem = f'boundary "{declared}" not in the body' if declared else "no boundary parameter"
+    payload = part.get_payload(decode=True) or b""
+    delimiter = _DELIMITER_LINE.search(payload)
+    if delimiter is not None:
+        boundary = delimiter.group(1).decode("ascii", errors="replace")
+        head = f'Content-Type: {part.get_content_type()}; boundary="{boundary}"\n\n'.encode()
+        reparsed = BytesParser(policy=part.policy).parsebytes(head + payload)
+        if reparsed.is_multipart():
+            part.set_payload(reparsed.get_payload())
+            part.set_param("boundary", boundary)
+            _note_once(notes, f'MIME structure broken: {problem}; parts read at the body\'s "--{boundary}"')
+            for child in part.iter_parts():
+                repair_multiparts(child, notes)
+            return
+    subtype = "html" if _HTML_MARKUP.search(payload) else "plain"
+    charset = part.get_param("charset")
+    part.replace_header("Content-Type", f"text/{subtype}")
+    if charset:
+        part.set_param("charset", str(charset))
+    _note_once(notes, f"MIME structure broken: {problem}; body read as one text/{subtype} part")
+
+
+def _note_once(notes: list[str], note: str) -> None:
+    """Add a note unless it is there: a message of many broken parts says so once."""
+    if note not in notes:
+        notes.append(note)
+
+
 def body_text(message: EmailMessage, notes: list[str]) -> str:
     """The message's own text: every inline text part in order (a client that splits a body around an image sends
     several), of each ``multipart/alternative`` the plain part, or the HTML one turned into readable text where the
-    plain one is blank. Attachments (a file name, or disposition attachment, an inline log included) and attached
-    emails are not the message's words and are left out; a message with nothing else is labeled by its subject."""
+    plain one is blank or a stub (:func:`_unless_stub`). Attachments (a file name, or disposition attachment, an
+    inline log included) and attached emails are not the message's words and are left out; a message with nothing
+    else is labeled by its subject."""
     try:  # an inline part with a file name is the body when there is no other (spam often names its one part)
-        parts = _own_text_parts(message) or _own_text_parts(message, named_inline=True)
+        parts = _own_text_parts(message, notes) or _own_text_parts(message, notes, named_inline=True)
     except Exception as error:  # noqa: BLE001 - a broken MIME tree falls back to the first text part
         notes.append(f"MIME structure broken ({type(error).__name__})")
         parts = [next((p for p in message.walk() if p.get_content_maintype() == "text"), None)]
@@ -333,19 +383,50 @@ def body_text(message: EmailMessage, notes: list[str]) -> str:
     return "\n\n".join(text for text in texts if text.strip())
 
 
-def _own_text_parts(part: EmailMessage, named_inline: bool = False) -> list[EmailMessage]:
+def _own_text_parts(part: EmailMessage, notes: list[str], named_inline: bool = False) -> list[EmailMessage]:
     if part.get_content_type() == "message/rfc822" or _is_attachment(part, named_inline):
         return []
     if part.is_multipart():
         children = list(part.iter_parts())
         if part.get_content_subtype() != "alternative":
-            return [text for child in children for text in _own_text_parts(child, named_inline)]
-        for child in sorted(children, key=_alternative_rank):  # stable: the sender's order within a rank
-            chosen = _own_text_parts(child, named_inline)
-            if any((p.get_payload(decode=True) or b"").strip() for p in chosen):
-                return chosen
+            return [text for child in children for text in _own_text_parts(child, notes, named_inline)]
+        alternatives = sorted(children, key=_alternative_rank)  # stable: the sender's order within a rank
+        for index, child in enumerate(alternatives):
+            chosen = _own_text_parts(child, notes, named_inline)
+            if _has_text(chosen):
+                return _unless_stub(chosen, alternatives[index + 1:], notes, named_inline)
         return []
     return [part] if part.get_content_type() in ("text/plain", "text/html") else []
+
+
+def _has_text(parts: list[EmailMessage]) -> bool:
+    return any((part.get_payload(decode=True) or b"").strip() for part in parts)
+
+
+STUB_MAX_WORDS = 20
+STUB_MAX_SHARE = 0.25
+"""A plain alternative of fewer words than this, and under this share of its HTML alternative's words, is a stub: a
+newsletter's "View this email in your browser: https://..." over the whole newsletter in HTML."""
+
+
+def _unless_stub(chosen: list[EmailMessage], later: list[EmailMessage], notes: list[str],
+                 named_inline: bool) -> list[EmailMessage]:
+    """The chosen alternative (plain text: the sender's own), or the HTML one among the ``later`` alternatives where
+    the plain one is a stub (:data:`STUB_MAX_WORDS`, :data:`STUB_MAX_SHARE`)."""
+    if any(part.get_content_type() != "text/plain" for part in chosen):
+        return chosen
+    plain_words = sum(len(part_text(part, []).split()) for part in chosen)
+    if plain_words >= STUB_MAX_WORDS:
+        return chosen
+    for alternative in later:
+        html = _own_text_parts(alternative, notes, named_inline)
+        if html and all(part.get_content_type() == "text/html" for part in html) and _has_text(html):
+            html_words = sum(len(get_text(part_text(part, []), MAIL_HTML).split()) for part in html)
+            if plain_words >= STUB_MAX_SHARE * html_words:
+                return chosen
+            notes.append(f"plain-text alternative a stub ({plain_words} words, the HTML {html_words}): HTML read")
+            return html
+    return chosen
 
 
 def _is_attachment(part: EmailMessage, named_inline: bool = False) -> bool:
@@ -403,6 +484,30 @@ def _readable(part: EmailMessage, notes: list[str]) -> str:
     return text
 
 
+_TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+_SMIME_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+_ENCRYPTED_SMIME = frozenset({"enveloped-data", "authenveloped-data"})
+
+
+def unreadable_body_notes(part: EmailMessage) -> list[str]:
+    """Why a message without text has none, where its body is there but cannot be read: encrypted (S/MIME, PGP/MIME),
+    an S/MIME ``smime.p7m`` signed envelope, or Outlook's ``winmail.dat`` (TNEF). Such a message is labeled by its
+    subject alone, as one with an empty body is; the note tells the two apart. Attached emails are not looked into."""
+    content_type = part.get_content_type()
+    if content_type == "multipart/encrypted":
+        return ["body encrypted (PGP/MIME), not readable: labeled by its subject alone"]
+    if content_type in _SMIME_TYPES:
+        smime_type = str(part.get_param("smime-type", "")).lower()
+        kind = ("encrypted" if smime_type in _ENCRYPTED_SMIME else "signed" if smime_type == "signed-data"
+                else "encrypted or signed")
+        return [f"body in an S/MIME smime.p7m ({kind}), not readable: labeled by its subject alone"]
+    if content_type in _TNEF_TYPES or str(part.get_filename() or "").lower() == "winmail.dat":
+        return ["body only in winmail.dat (Outlook TNEF), not readable: labeled by its subject alone"]
+    if part.get_content_maintype() != "multipart" or not part.is_multipart():
+        return []
+    return list(dict.fromkeys(note for child in part.iter_parts() for note in unreadable_body_notes(child)))
+
+
 def attachment_names(message: EmailMessage) -> list[str]:
     """File names of the attached parts, in message order.
 
@@ -412,7 +517,7 @@ def attachment_names(message: EmailMessage) -> list[str]:
     that file.
     """
     if message.get_content_maintype() != "multipart":
-        return [] if _own_text_parts(message, named_inline=True) else _part_attachments(message)
+        return [] if _own_text_parts(message, [], named_inline=True) else _part_attachments(message)
     names: list[str] = []
     for part in message.iter_parts():
         names.extend(_part_attachments(part))
@@ -461,7 +566,7 @@ def strip_reply(text: str) -> str:
         return text
     for disclaimer in disclaimers:
         newest = newest.replace(disclaimer.strip(), "")
-    newest = without_signature(newest, _REPLY_SIGNATURE).strip()
+    newest = _TRAILING_DIVIDERS.sub("", without_signature(newest, _REPLY_SIGNATURE).strip()).rstrip()
     return newest if newest else text
 
 
@@ -576,6 +681,9 @@ _SEPARATOR = re.compile(GENERIC_MAIL_SEPARATOR, re.MULTILINE | re.IGNORECASE)
 _DIVIDER = re.compile(rf"([^\n]){OUTLOOK_MAIL_SEPARATOR}")
 _DIVIDER_LINE = re.compile(r"^ ?[_-]{32,}$", re.MULTILINE)
 """A line of dashes or underscores, as a list server puts above its footer ("____...\nWebdev mailing list")."""
+_TRAILING_DIVIDERS = re.compile(r"(?:\n ?[_-]{32,}[ \t]*)+\Z")
+"""Divider lines that end a reply: Outlook on the web writes its line of underscores right below the reply, with no
+blank line between, so it stayed when the history below it was cut."""
 _HEADER_FIELD = re.compile(r"^[>* ]*([^\W\d_]+) ?:[ *]*(.*)$", re.MULTILINE)
 _SENDER_FIELDS = frozenset({"from", "von", "de", "da", "van"})
 _TIME_FIELDS = frozenset({"sent", "date", "gesendet", "datum", "envoyé", "enviado", "fecha", "inviato", "data",
@@ -749,12 +857,18 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
     if not any(key.lower() in _HEADERS_THAT_MAKE_AN_EMAIL for key in message.keys()):
         return Failure("email", input_ref, "parse", "not_email", "no RFC-822 headers found", excerpt(raw))
     subject = header(message, "subject", notes)
+    try:
+        repair_multiparts(message, notes)
+    except Exception as error:  # noqa: BLE001 - a repair that fails leaves the message as the parser read it
+        notes.append(f"MIME structure broken ({type(error).__name__})")
     body = body_text(message, notes)
     sender = addresses([header(message, "from", notes)], hash_addresses)
     recipients = addresses([header(message, name, notes) for name in ("to", "cc")], hash_addresses)
     declared_id = header(message, "message-id", notes)
     message_id = first_message_id(declared_id) or (declared_id or "").strip() or None
     parent = first_message_id(header(message, "in-reply-to", notes))
+    if not body.strip():
+        notes.extend(unreadable_body_notes(message))
     if len(body) > REPLY_STRIP_MAX_CHARS:
         notes.append(f"body over {REPLY_STRIP_MAX_CHARS:,} characters: replies not stripped")
     reply = own_text(body)

@@ -782,3 +782,128 @@ def test_a_message_that_is_one_attached_email_lists_it() -> None:
            b"From: agent@acme.com\nSubject: whatever\n\nNot our problem.\n")
     document = parse_email(raw, "fwd.eml")
     assert document["attachments"] == ["message.eml"] and "problem" not in document["text"]
+
+
+ORDER_HEAD = (b"From: Alice Smith <alice@example.com>\nTo: support@acme.com\nSubject: Order 1234\nMIME-Version: 1.0\n"
+              b"Date: Tue, 10 Nov 2026 09:15:00 +0000\nMessage-ID: <m9@example.com>\n")
+ALTERNATIVES_AT_XYZ = (b"This is a multi-part message in MIME format.\n\n"
+                       b"--xyz\nContent-Type: text/plain; charset=utf-8\n\n"
+                       b"The blender arrived with a cracked jug. I want a refund.\n\n--xyz\n"
+                       b"Content-Type: text/html; charset=utf-8\n\n"
+                       b"<p>The blender arrived with a <b>cracked jug</b>. I want a refund.</p>\n\n--xyz--\n")
+
+
+@pytest.mark.parametrize("content_type", [b'multipart/alternative; boundary="abc"', b"multipart/alternative",
+                                          b"multipart/alternative; charset=utf-8"])
+def test_a_multipart_whose_boundary_is_wrong_or_missing_keeps_its_text(content_type: bytes) -> None:
+    """A gateway that rewrote the Content-Type (``boundary="abc"`` over parts at ``--xyz``, or no boundary at all)
+    left the email package with no parts: the body was lost without a note and the message labeled by its subject."""
+    document = parse_email(ORDER_HEAD + b"Content-Type: " + content_type + b"\n\n" + ALTERNATIVES_AT_XYZ, "b.eml")
+    assert document["full_text"].strip() == "The blender arrived with a cracked jug. I want a refund."
+    assert any(note.startswith("MIME structure broken") for note in document["ingest_notes"])
+
+
+def test_a_multipart_without_any_parts_is_read_as_one_text_part() -> None:
+    body = b"The blender arrived with a cracked jug.\n\nI want a refund, not a replacement.\n"
+    document = parse_email(ORDER_HEAD + b'Content-Type: multipart/mixed; boundary="abc"\n\n' + body, "p.eml")
+    assert document["full_text"].strip() == body.decode().strip()
+    html = parse_email(ORDER_HEAD + b"Content-Type: multipart/alternative\n\n<html><body><p>The jug is "
+                       b"<b>cracked</b>.</p></body></html>\n", "h.eml")
+    assert html["full_text"].strip() == "The jug is cracked."
+    assert any(note.startswith("MIME structure broken") for note in html["ingest_notes"])
+
+
+NEWSLETTER_STUB = ("Spring sale at Acme\n\nView this email in your browser: "
+                   "https://acme-deals.com/v/8f3a2c?utm_source=newsletter\n")
+NEWSLETTER_HTML = ("<html><body><h1>Spring sale at Acme</h1><p>Hi Jane, our spring sale starts today: 40% off all "
+                   "running shoes and winter jackets until Sunday.</p><p>Members get free shipping on every order "
+                   "and free returns for 60 days. Your loyalty points double this week.</p><h2>New in store</h2>"
+                   "<p>The trail runner 5 is lighter than ever, with a recycled upper and a sole that grips on wet "
+                   "rock. Our rain jacket now packs into its own pocket.</p>"
+                   "<p><a href='https://acme-deals.com/u/abc'>Unsubscribe</a></p></body></html>")
+
+
+def test_a_newsletters_stub_plain_alternative_gives_way_to_its_html() -> None:
+    """Mailchimp-style newsletters send a plain alternative of one line, "View this email in your browser", and the
+    whole newsletter in HTML: the stub was the text that was classified."""
+    def newsletter(message) -> None:
+        message.set_content(NEWSLETTER_STUB)
+        message.add_alternative(NEWSLETTER_HTML, subtype="html")
+    document = parse_email(mime(newsletter), "n.eml")
+    assert "40% off all running shoes" in document["text"] and "View this email" not in document["full_text"]
+    assert "html converted to text" in document["ingest_notes"]
+
+
+@pytest.mark.parametrize(("plain", "html"), [
+    ("Thanks, the refund arrived.", "<p>Thanks, the <b>refund</b> arrived.</p>"),
+    (COMPLAINT, f"<p>{COMPLAINT}</p><p>{NEWSLETTER_HTML}</p>"),
+])
+def test_a_plain_alternative_that_is_no_stub_is_still_the_text(plain: str, html: str) -> None:
+    """A short message is short in both alternatives, and a plain part of more than a few words is the sender's."""
+    def alternative(message) -> None:
+        message.set_content(plain)
+        message.add_alternative(html, subtype="html")
+    document = parse_email(mime(alternative), "a.eml")
+    assert document["full_text"].strip() == plain.strip() and "html converted to text" not in document["ingest_notes"]
+
+
+PGP_MIME = (b'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="pgp1"\n\n'
+            b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\n--pgp1\n"
+            b"Content-Type: application/pgp-encrypted\nContent-Description: PGP/MIME version identification\n\n"
+            b"Version: 1\n\n--pgp1\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\n"
+            b"Content-Disposition: inline; filename=\"encrypted.asc\"\n\n-----BEGIN PGP MESSAGE-----\n\n"
+            b"hQEMA6zBkUXc4s6vAQf/Y0nR4V2lOPBCkq3Ld8cfA6iaXG0UMlD+Lh0u6Zq9s1nS\n=Xq4T\n"
+            b"-----END PGP MESSAGE-----\n\n--pgp1--\n")
+TNEF_IN_MIXED = (b'multipart/mixed; boundary="tnef1"\n\n--tnef1\n'
+                 b'Content-Type: application/ms-tnef; name="winmail.dat"\nContent-Transfer-Encoding: base64\n'
+                 b'Content-Disposition: attachment; filename="winmail.dat"\n\n'
+                 b"eJ8+IhAAAQaQCAAEAAAAAAABAAEAAQeQBgAIAAAA\n"
+                 b"\n--tnef1--\n")
+BLOB = b"\nContent-Transfer-Encoding: base64\n\n" + base64.encodebytes(bytes(range(256)) * 4)
+
+
+@pytest.mark.parametrize(("content_type", "note"), [
+    (b'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"' + BLOB, "encrypted"),
+    (b'application/x-pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"' + BLOB, "encrypted"),
+    (b'application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"' + BLOB, "signed"),
+    (b'application/x-pkcs7-mime; name="smime.p7m"' + BLOB, "smime.p7m"),
+    (PGP_MIME, "encrypted"),
+    (b'application/ms-tnef; name="winmail.dat"' + BLOB, "winmail.dat"),
+    (TNEF_IN_MIXED, "winmail.dat"),
+])
+def test_an_encrypted_or_winmail_only_message_says_why_it_has_no_text(content_type: bytes, note: str) -> None:
+    """Labeled by the subject alone with no note, an encrypted message could not be told from one with an empty
+    body; the note says the body is there but cannot be read."""
+    document = parse_email(ORDER_HEAD + b"Content-Type: " + content_type, "e.eml")
+    assert document["text"].strip() == "Order 1234" and not document["full_text"]
+    assert [n for n in document["ingest_notes"] if note in n and "not readable" in n]
+
+
+def test_a_scan_or_a_readable_message_gets_no_unreadable_note() -> None:
+    scan = parse_email(ORDER_HEAD + b'Content-Type: application/pdf; name="scan.pdf"' + BLOB, "s.eml")
+    def outlook_with_tnef(message) -> None:
+        message.set_content("Please see the attached invoice.")
+        message.add_attachment(bytes(range(256)), maintype="application", subtype="ms-tnef", filename="winmail.dat")
+    readable = parse_email(mime(outlook_with_tnef), "r.eml")
+    assert "attached invoice" in readable["text"]
+    assert not [n for document in (scan, readable) for n in document["ingest_notes"] if "not readable" in n]
+
+
+def test_outlooks_divider_right_below_the_reply_is_not_left_in_the_text() -> None:
+    """Outlook on the web puts its divider on the line after the reply: the history went, the line stayed."""
+    history = ("\n________________________________\nFrom: Acme Support <support@acme.com>\n"
+               "Sent: Monday, November 9, 2026 6:30 PM\nTo: Alice Smith <alice@example.com>\n"
+               "Subject: RE: Order 1234\n\n"
+               "Hi Alice,\n\nwe have sent the refund.\n")
+    assert own_text("Thanks, the refund arrived today." + history) == "Thanks, the refund arrived today."
+    german = history.replace("From:", "Von:").replace("Sent:", "Gesendet:").replace("To:", "An:")
+    assert own_text("Danke, das Geld ist da." + german.replace("Subject:", "Betreff:")) == "Danke, das Geld ist da."
+
+
+def test_gmails_dutch_attribution_goes_with_the_quotes_it_introduces() -> None:
+    """Dutch Gmail writes "Op <date> schreef <name> <<address>>:", which neither the parser's "Op ... schreef:" nor
+    the "X schreef:" line pattern matched: the line stayed in the text above the quotes that went."""
+    body = ("Bedankt, het pakket is vandaag aangekomen, maar de doos was kapot.\n\n"
+            "Op ma 9 nov. 2026 om 18:30 schreef Acme Support <support@acme.com>:\n\n"
+            "> Hallo Alice,\n>\n> uw pakket is onderweg.\n")
+    assert own_text(body).strip() == "Bedankt, het pakket is vandaag aangekomen, maar de doos was kapot."
