@@ -136,14 +136,18 @@ def _walk(folder: str) -> Iterator[str]:
 
     A Maildir's own files (``dovecot-uidlist``, ``maildirfolder``) are server state, not mail, and its
     Maildir++ sub-folders (``.Sent``, ``.Archive``) are hidden but hold mail, so they are walked too.
+    A folder that cannot be listed is listed itself, so reading it is a dead letter: skipped, its files vanished
+    unseen.
     """
-    for root, dirs, files in os.walk(folder):
+    unlisted: list[str] = []
+    for root, dirs, files in os.walk(folder, onerror=lambda error: unlisted.append(error.filename)):
         if is_maildir(root):
             dirs[:] = sorted(d for d in dirs if d in MAILDIR_MESSAGE_FOLDERS
                              or (d.startswith(".") and is_maildir(os.path.join(root, d))))
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         yield from (os.path.join(root, f) for f in files if not f.startswith((".", "_")))
+    yield from unlisted
 
 
 def _in_maildir_tmp(path: str) -> bool:

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -200,6 +201,28 @@ def test_an_author_that_is_an_email_address_is_hashed_in_tables_too(tmp_path: Pa
     assert sender["author"] == hash_address("jane.doe@example.com")
     kept = [r["author"] for r in read_path(str(reviews), hash_addresses=False)]
     assert kept == ["jane.doe@example.com", "Jane <JANE.DOE@example.com>", "janed"]
+
+
+def test_a_folder_that_cannot_be_listed_is_a_dead_letter_not_a_silent_drop(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sub-folder the run may not list (``chmod 000``, another user's upload) was skipped without a word by the
+    folder walk: its files vanished from the run. It is listed as an input, so reading it is one dead letter."""
+    (tmp_path / "posts.jsonl").write_text('{"text": "hello"}\n', encoding="utf-8")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "reviews.csv").write_text("id,text\nr1,Arrived broken\n", encoding="utf-8")
+    scandir = os.scandir
+
+    def refuse_locked(path: Any) -> Any:  # root may list any folder, so chmod 000 alone cannot show it
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_locked)
+    files = expand_inputs([str(tmp_path)])
+    assert files == [str(locked), str(tmp_path / "posts.jsonl")]
+    (failure,) = read_path(str(locked))
+    assert (failure.stage, failure.error_type, failure.input_ref) == ("read", "unreadable_file", str(locked))
 
 
 def write(path: Path, data: bytes) -> Path:
