@@ -506,9 +506,24 @@ def claim_staging(output: str | Path, run_id: str, remote: str | None = None) ->
     workers' remote staging folder if they have one (:func:`remote_staging`), so cleanup can empty it too."""
     staging = staging_root(output, run_id)
     staging.mkdir(parents=True, exist_ok=True)
-    _write_json(staging / OWNER_FILE, {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+    _write_json(staging / OWNER_FILE, {"host": socket.gethostname(), "pid": os.getpid(),
+                                       "process": process_identity(os.getpid()), "started": time.time(),
                                        "worker_staging": remote})
     return staging
+
+
+def process_identity(pid: int) -> str | None:
+    """What tells process ``pid`` from a later one given the same pid: the boot and the clock tick it started at
+    (Linux ``/proc``, unaffected by changes of the wall clock); None where there is no ``/proc`` or no such process.
+
+    A container restarted in place keeps its host name and starts its pids afresh, so its next run often gets the
+    pid of the run that died in it."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{boot}/{fields[19]}"  # field 22 of proc(5), counted after the name's closing parenthesis
 
 
 def _owner_is_dead(staging: Path, stale_after_s: float) -> bool:
@@ -524,7 +539,8 @@ def _owner_is_dead(staging: Path, stale_after_s: float) -> bool:
             return True
         except PermissionError:
             return False
-        return False
+        recorded, current = owner.get("process"), process_identity(int(owner["pid"]))
+        return recorded is not None and current is not None and current != recorded  # the pid was given again
     return time.time() - float(owner.get("started", 0)) > stale_after_s
 
 

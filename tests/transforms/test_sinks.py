@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas import DEAD_LETTER_PARTITION_KEYS, DEAD_LETTER_SCHEMA, LABELED_PARTITION_KEYS, LABELED_SCHEMA, file_schema
+from tests.conftest import REPO
 from tests.object_store import FakeObjectStore, objects
 from transforms import sinks
 from transforms.records import Failure
@@ -210,6 +212,29 @@ def test_recovery_discards_dead_uncommitted_runs_and_keeps_live_ones(tmp_path: P
     assert recover_staging(tmp_path) == {NEW: Recovery("discarded")}
     assert visible(tmp_path) == {"email": [OLD, OLD], "social": [OLD, OLD]}
     assert live.is_dir() and not (tmp_path / "_staging" / NEW).exists()
+
+
+def test_a_dead_run_whose_pid_another_process_now_holds_is_rolled_forward(tmp_path: Path) -> None:
+    """A container restarted in place (same host name, a fresh pid namespace) gives its new process the pid of the
+    run that died in it, so the dead run looked alive for ever: its journaled commit was never completed and its
+    staging folder never removed. The owner file names the process, not only its pid."""
+    stage_new_run(tmp_path)
+    killed_mid_commit = textwrap.dedent(f"""
+        import undertone
+        from transforms import sinks
+        sinks.claim_staging({str(tmp_path)!r}, {NEW!r})
+        def killed(journal): raise SystemExit(9)
+        sinks._apply_journal = killed
+        sinks.commit_run({str(tmp_path)!r}, {NEW!r}, {DATE!r}, ["email", "social"])
+        """)
+    run = subprocess.run([sys.executable, "-c", killed_mid_commit], cwd=REPO, check=False)
+    assert run.returncode == 9
+    owner_file = staging_root(tmp_path, NEW) / sinks.OWNER_FILE
+    owner_file.write_text(json.dumps({**json.loads(owner_file.read_text(encoding="utf-8")), "pid": os.getpid()}))
+
+    assert recover_staging(tmp_path) == {NEW: Recovery("rolled_forward", DATE)}
+    assert visible(tmp_path) == {"email": [NEW, NEW], "social": [NEW, NEW]}
+    assert not staging_root(tmp_path, NEW).exists()
 
 
 def test_recovery_empties_the_remote_staging_folder_of_a_dead_run(tmp_path: Path,
