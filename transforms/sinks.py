@@ -400,7 +400,7 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
                 staged_dead.mkdir(parents=True, exist_ok=True)
                 os.link(kept, staged_dead / kept.name)
     swaps.append((staged_dead, target, None))
-    journal = {"run_id": run_id, "date": date, "owned": sorted(owned), "steps": [
+    journal = {"run_id": run_id, "date": date, "owned": sorted(owned), "output": str(Path(output)), "steps": [
         {"staged": str(staged), "target": str(target), "trash": str(_trash(Path(output), staging, target)),
          "files": sorted(_file_names(staged)) if staged.exists() else None,
          "source": source} for staged, target, source in swaps]}
@@ -569,7 +569,7 @@ def recover_staging(output: str | Path, stale_after_s: float = STALE_AFTER_S) ->
             continue
         journal_file = staging / COMMIT_JOURNAL
         if journal_file.is_file():
-            journal = json.loads(journal_file.read_text(encoding="utf-8"))
+            journal = _rebased(json.loads(journal_file.read_text(encoding="utf-8")), Path(output))
             _apply_journal(journal, output=Path(output))
             if not manifest_path(output, journal["run_id"]).exists():  # there: it only failed to remove staging
                 write_manifest(output, journal["run_id"], _recovered_manifest(output, journal))
@@ -580,6 +580,22 @@ def recover_staging(output: str | Path, stale_after_s: float = STALE_AFTER_S) ->
         _discard_remote_of(staging)
         shutil.rmtree(staging, ignore_errors=True)
     return actions
+
+
+def _rebased(journal: dict[str, Any], output: Path) -> dict[str, Any]:
+    """The journal with its paths below ``output`` as the recovering run names it: a run given a relative output
+    (``--output out``) journals paths relative to its working folder, which the recovering run need not share.
+    Journals written before the output was recorded keep their paths."""
+    written = journal.get("output")
+    if written is None:
+        return journal
+
+    def below_output(path: str) -> str:
+        return str(output / Path(path).relative_to(written))
+
+    steps = [{**step, **{key: below_output(step[key]) for key in ("staged", "target", "trash")}}
+             for step in journal["steps"]]
+    return {**journal, "steps": steps}
 
 
 def _recovered_manifest(output: str | Path, journal: dict[str, Any]) -> dict[str, Any]:

@@ -155,6 +155,42 @@ def test_a_commit_killed_at_any_rename_is_rolled_forward(tmp_path: Path, monkeyp
         assert dead == ["email-", "review"], kill_at
 
 
+def test_a_commit_killed_under_a_relative_output_is_rolled_forward_from_another_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--output out`` journaled paths relative to the run's working folder. The next run, started elsewhere (cron,
+    a deployment's own folder) with the output's full path, found none of them, created their folders in its own
+    working folder, deleted the staging folder and left the date half-committed for good: the emails of the dead
+    run, the social posts of the run before."""
+    monkeypatch.setattr(sinks, "_exchange", lambda staged, target: False)  # two renames a partition
+    output = tmp_path / "out"
+    stage_new_run(output)
+    monkeypatch.chdir(tmp_path)
+    real_rename = sinks.os.rename
+    calls: list[str] = []
+
+    def rename(src: str | Path, dst: str | Path) -> None:
+        if len(calls) == 2:  # the emails are swapped in, the social posts not yet
+            raise Killed
+        calls.append(str(dst))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(sinks.os, "rename", rename)
+    with pytest.raises(Killed):
+        commit_run("out", NEW, DATE, owned_sources=["email", "social"])
+    monkeypatch.setattr(sinks.os, "rename", real_rename)
+    assert visible(output) == {"email": [NEW, NEW], "social": [OLD, OLD]}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    assert recover_staging(output) == {NEW: Recovery("rolled_forward", DATE)}
+    assert visible(output) == {"email": [NEW, NEW], "social": [NEW, NEW]}
+    dead = sorted(path.name.split("-", 1)[0] + ":" + path.name.split("-", 1)[1][:16]
+                  for path in dead_letter_partition(output, DATE).glob("*.parquet"))
+    assert dead == [f"email:{NEW[:16]}", f"review:{OLD[:16]}"]
+    assert not list(elsewhere.iterdir()) and not staging_root(output, NEW).exists()
+
+
 def test_a_journal_naming_trash_beside_the_partitions_is_replayed_and_its_trash_removed(tmp_path: Path) -> None:
     """Journals written before the trash moved into the staging folder name ``.date=D.old-<run>`` beside each
     partition. A run killed mid-swap left the old partition there; recovery completes the swap and removes that
