@@ -142,7 +142,8 @@ DEAD_LETTER_SCHEMA = _schema(
         _field("input_ref", pa.string(), "File path with line, row, message index or byte offset.", False),
         _field("stage", pa.string(), "Where it failed: read | parse | clean | classify.", False),
         _field("error", pa.string(), "What went wrong, for a person to read.", False),
-        _field("error_type", pa.string(), "A short machine-readable reason (invalid_json, empty_text, ...).", False),
+        _field("error_type", pa.string(), "A short machine-readable reason (invalid_json, empty_text, corrupt_file, "
+               "truncated_file, ...; the list is in the top-level README, **Nothing is lost**).", False),
         _field("raw_excerpt", pa.string(), "The first 500 characters of the raw record (undecodable bytes and "
                "control characters shown as \\xNN)."),
         _field("doc_id", pa.string(), "The document id when the record got that far."),
