@@ -46,7 +46,7 @@ def default_data_dir() -> Path:
 def read_semeval(path: Path) -> list[tuple[str, Example]]:
     """(tweet id, example) pairs from one SemEval-2017 Task 4A file, text normalised like social posts."""
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
         parts = line.split("\t")
         if len(parts) < 3 or parts[1] not in SENTIMENT_LABELS:
             continue
@@ -87,7 +87,7 @@ def read_sst2(path: Path, min_words: int = 1) -> list[Example]:
     """SST-2 rows as negative/positive examples (no quoting in these TSVs)."""
     examples = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         for row in reader:
             text = normalise_text(detokenize_ptb(row["sentence"]))
@@ -148,9 +148,11 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
 
     Understands SemEval TSV (``id<TAB>label<TAB>text``), SST-2 TSV (``sentence<TAB>label`` with 0/1),
     a folder whose subfolders are labels holding raw emails (SpamAssassin layout), and CSV, TSV,
-    JSONL, JSON or Parquet tables with a text column and a label column (names auto-detected). Labels lose the
-    spaces around them. Which column was taken when several could hold the labels, and how many rows or files
-    were skipped (no text or label, not an email), go to ``notes`` when given (a report shows them), else to the log.
+    JSONL, JSON or Parquet tables with a text column and a label column (names auto-detected); suffixes match in any
+    case and a UTF-8 byte-order mark is dropped. A file that is not UTF-8 or does not parse raises ``ValueError``
+    naming it (the parsers' own errors do not). Labels lose the spaces around them. Which column was taken when
+    several could hold the labels, and how many rows or files were skipped (no text or label, not an email), go to
+    ``notes`` when given (a report shows them), else to the log.
     """
     import pandas as pd
 
@@ -175,24 +177,31 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
             _note(notes, f"{path}: skipped {len(failures)} of {len(files)} files that are not readable emails "
                          f"({failures[0]})")
         return examples
-    first_line = path.open(encoding="utf-8").readline()
-    if path.suffix == ".tsv" and first_line.split("\t")[:2] == ["sentence", "label\n"]:
-        return read_sst2(path)
-    if path.suffix == ".tsv" and len(first_line.split("\t")) >= 3 and first_line.split("\t")[1] in SENTIMENT_LABELS:
-        return [example for _, example in read_semeval(path)]
+    suffix = path.suffix.lower()  # data.CSV from a Windows share is a CSV
     readers = {  # labels stay as written: a 0/1 column must not come back as 0.0/1.0 because one cell is empty
-        ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False),
-        ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False),
-        ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
-        ".json": lambda p: pd.read_json(p, dtype=False),
+        ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig"),
+        ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig"),
+        ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False, encoding="utf-8-sig"),
+        ".json": lambda p: pd.read_json(p, dtype=False, encoding="utf-8-sig"),
         ".parquet": pd.read_parquet,
     }
-    if path.suffix not in readers:
+    if suffix not in readers:
         raise ValueError(f"{path}: unsupported evaluation file type {path.suffix!r}")
-    try:
-        frame = readers[path.suffix](path)
+    try:  # the parsers' errors (a row with extra fields, a cut JSON line) do not say which file they read
+        if suffix == ".tsv":
+            with path.open(encoding="utf-8-sig") as handle:
+                header = handle.readline().rstrip("\r\n").split("\t")
+            if header == ["sentence", "label"]:
+                return read_sst2(path)
+            if len(header) >= 3 and header[1] in SENTIMENT_LABELS:
+                return [example for _, example in read_semeval(path)]
+        frame = readers[suffix](path)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty file, no header row with a text and a label column") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error}); save it as UTF-8") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     from transforms.ingest.tabular import ColumnMap
 
     text = text_column or ColumnMap().resolve(list(frame.columns)).text

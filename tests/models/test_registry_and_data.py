@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -102,6 +103,49 @@ def test_read_labeled_names_an_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty.csv").write_text("", encoding="utf-8")
     with pytest.raises(ValueError, match=f"{tmp_path / 'empty.csv'}: empty file"):
         read_labeled(tmp_path / "empty.csv")
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("latin1.csv", "text,label\ncaf\xe9 au lait was cold,negative\n".encode("latin-1"), "not UTF-8 text"),
+    ("extra.csv", b"text,label\nlovely,positive\nawful, truly awful,negative\n", "Expected 2 fields in line 3, saw 3"),
+    ("broken.jsonl", b'{"text": "lovely", "label": "positive"}\n{"text": "awful", \n', "Expected object or value"),
+    ("latin1.tsv", "sentence\tlabel\ncaf\xe9 au lait was cold\t0\n".encode("latin-1"), "not UTF-8 text"),
+])
+def test_read_labeled_names_the_file_it_could_not_read(tmp_path: Path, name: str, content: bytes,
+                                                       message: str) -> None:
+    """A Latin-1 export, a CSV row with an unquoted comma or a cut JSONL line: the error did not say which file."""
+    data = tmp_path / name
+    data.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(f"{data}: ")) as error:
+        read_labeled(data)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("gold.jsonl", '{"text": "lovely", "label": "positive"}\n{"text": "awful", "label": "negative"}\n'),
+    ("gold.json", '[{"text": "lovely", "label": "positive"}, {"text": "awful", "label": "negative"}]'),
+    ("gold.csv", "text,label\r\nlovely,positive\r\nawful,negative\r\n"),
+    ("gold.tsv", "sentence\tlabel\nlovely\t1\nawful\t0\n"),
+])
+def test_read_labeled_reads_a_file_that_starts_with_a_utf8_bom(tmp_path: Path, name: str, content: str) -> None:
+    """Excel's "CSV UTF-8" and Notepad write a byte-order mark: a JSONL file failed, an SST-2 TSV lost its layout."""
+    data = tmp_path / name
+    data.write_text(content, encoding="utf-8-sig")
+    assert [(e.text, e.label) for e in read_labeled(data)] == [("lovely", "positive"), ("awful", "negative")]
+
+
+@pytest.mark.parametrize("name", ["gold.CSV", "gold.Jsonl", "gold.PARQUET"])
+def test_read_labeled_takes_a_suffix_in_any_case(tmp_path: Path, name: str) -> None:
+    """``data.CSV`` from a Windows share was refused as an unsupported file type."""
+    frame = pd.DataFrame({"text": ["lovely", "awful"], "label": ["positive", "negative"]})
+    data = tmp_path / name
+    if name.lower().endswith(".csv"):
+        frame.to_csv(data, index=False)
+    elif name.lower().endswith(".jsonl"):
+        frame.to_json(data, orient="records", lines=True)
+    else:
+        frame.to_parquet(data)
+    assert [(e.text, e.label) for e in read_labeled(data)] == [("lovely", "positive"), ("awful", "negative")]
 
 
 def test_read_labeled_takes_a_label_as_written_without_the_spaces_around_it(tmp_path: Path) -> None:
