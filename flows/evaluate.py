@@ -30,7 +30,8 @@ def evaluation_examples(model_dir: str, task_name: str, data: str, text_column: 
     if task_name not in spec.tasks:
         raise ValueError(f"--task: {spec.model_version} has no task {task_name!r}; it has {', '.join(spec.tasks)}")
     labels = spec.tasks[task_name].labels
-    examples = [replace(e, label=(label_map or {}).get(e.label, e.label))
+    renames = casefolded_label_map(label_map or {})
+    examples = [replace(e, label=renames.get(e.label.casefold(), e.label))
                 for e in read_labeled(Path(data), text_column, label_column, notes)]
     if not examples:
         raise ValueError(f"{data}: no row with both a text and a label")
@@ -40,6 +41,19 @@ def evaluation_examples(model_dir: str, task_name: str, data: str, text_column: 
         raise ValueError(f"{data}: labels {unknown[:5]} are not labels of task {task_name!r} {list(labels)[:8]}; "
                          f"map them with --label-map, e.g. {unknown[0]}={labels[0]}")
     return examples
+
+
+def casefolded_label_map(label_map: dict[str, str]) -> dict[str, str]:
+    """``label_map`` keyed by its keys' casefold: labels are matched in any case (:func:`task_cased_labels`), so
+    ``pos=positive`` renames ``POS`` too; two keys that differ only in case are refused, as neither could win."""
+    renames: dict[str, str] = {}
+    written: dict[str, str] = {}
+    for key, label in sorted(label_map.items()):
+        other = written.setdefault(key.casefold(), key)
+        if other != key:
+            raise ValueError(f"--label-map: keys {other!r} and {key!r} differ only in case; give each label once")
+        renames[key.casefold()] = label
+    return renames
 
 
 def task_cased_labels(examples: list[Example], labels: tuple[str, ...], data: str,

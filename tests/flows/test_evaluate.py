@@ -36,3 +36,20 @@ def test_rows_left_out_of_an_evaluation_are_counted(tiny_bundle: Path, tmp_path:
     examples = evaluation_examples(str(tiny_bundle), "sentiment", str(data), notes=notes)
     assert len(examples) == 2
     assert notes == [f"{data}: skipped 3 of 5 rows without a text or a label"]
+
+
+def test_label_map_keys_match_labels_in_any_case(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Labels were taken in any case but ``--label-map pos=positive`` did not rename a ``POS`` cell."""
+    data = tmp_path / "gold.csv"
+    data.write_text("text,label\nlovely,POS\nawful,neg\ngreat,Pos\n", encoding="utf-8")
+    examples = evaluation_examples(str(tiny_bundle), "sentiment", str(data),
+                                   label_map={"pos": "positive", "NEG": "negative"}, notes=[])
+    assert [e.label for e in examples] == ["positive", "negative", "positive"]
+
+
+def test_a_label_map_with_keys_that_differ_only_in_case_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    data = tmp_path / "gold.csv"
+    data.write_text("text,label\nlovely,pos\nawful,POS\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="--label-map: keys 'POS' and 'pos' differ only in case"):
+        evaluation_examples(str(tiny_bundle), "sentiment", str(data),
+                            label_map={"pos": "positive", "POS": "negative"}, notes=[])
