@@ -158,6 +158,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     fewshot.add_argument("--output", required=True, metavar="DIR", help="folder for the new bundle version")
     fewshot.add_argument("--model", metavar="DIR", help="bundle to extend (default: the registry's default)")
     fewshot.add_argument("--promote", action="store_true", help="make the new bundle the default model")
+    fewshot.add_argument("--registry", metavar="JSON",
+                         help="model registry to add the new bundle to and take the default --model from "
+                              "(default: models/registry.json)")
     fewshot.add_argument("--text-column")
     fewshot.add_argument("--label-column")
 
@@ -178,9 +181,11 @@ def run_model_command(args: argparse.Namespace) -> int:
             fewshot_labels(examples)
         except ValueError as error:
             build_parser().error(f"{args.examples}: {error}")
-        output = add_fewshot_task(Path(args.model or default_model_dir()), args.task, examples, Path(args.output))
+        registry = fewshot_registry(args)
+        output = add_fewshot_task(Path(args.model or default_model_dir(registry)), args.task, examples,
+                                  Path(args.output))
         try:
-            print(json.dumps(register(output, promote=args.promote), indent=2))
+            print(json.dumps(register(output, promote=args.promote, path=registry), indent=2))
         except ValueError as error:  # its version is registered with other weights
             print(f"fewshot: {output} was written but not registered: {error}", file=sys.stderr)
             return 1
@@ -409,20 +414,31 @@ OUTPUT_ROOT_COMMANDS = (*LABELING_COMMANDS, "report")
 """The commands whose ``--output`` is an output root (``labeled/``, ``dead_letter/``, ``aggregates/``)."""
 
 
+def fewshot_registry(args: argparse.Namespace) -> Path:
+    """The registry ``fewshot`` registers in: ``--registry``, else the repository's ``models/registry.json``."""
+    from models.registry import REGISTRY_FILE
+
+    return Path(args.registry) if args.registry else REGISTRY_FILE
+
+
 def check_fewshot_args(args: argparse.Namespace) -> None:
-    """A task name the bundle has or that clashes with an output column is a usage error, found before the
-    encoder loads rather than by a run that writes an unreadable partition."""
+    """A task name the bundle has or that clashes with an output column, or an ``--output`` that exists, is a usage
+    error, found before the encoder loads and the head is fitted rather than by a traceback after them (or a run
+    that writes an unreadable partition)."""
     from models.fewshot import check_new_task
     from models.registry import default_model_dir
 
     try:
-        spec = read_bundle_spec(Path(args.model or default_model_dir()))
+        spec = read_bundle_spec(Path(args.model or default_model_dir(fewshot_registry(args))))
     except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
         build_parser().error(f"--model: {error}")
     try:
         check_new_task(spec, args.task)
     except ValueError as error:
         build_parser().error(f"--task: {error}")
+    output = Path(args.output)
+    if output.exists() or output.is_symlink():  # a dangling link too: copying the bundle there would fail
+        build_parser().error(f"--output: {args.output} exists; choose a new folder for the new bundle version")
 
 
 def check_finetune_args(args: argparse.Namespace) -> None:

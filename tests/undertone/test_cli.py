@@ -303,7 +303,7 @@ def test_bad_fewshot_examples_are_a_usage_error_in_one_line(tiny_bundle: Path, t
     examples.write_text(content, encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
         main(["fewshot", "--task", "complaint", "--examples", str(examples), "--model", str(tiny_bundle),
-              "--output", str(tmp_path / "new")])
+              "--output", str(tmp_path / "new"), "--registry", str(tmp_path / "registry.json")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message.replace("DATA", str(examples)) in err and "Traceback" not in err
     assert not (tmp_path / "new").exists()
@@ -316,10 +316,45 @@ def test_a_fewshot_task_named_like_an_output_column_is_a_usage_error(tiny_bundle
     whose labels the partition's date replaced."""
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["fewshot", "--task", task, "--examples", "ex.csv", "--output", str(tmp_path / "new"),
-                    "--model", str(tiny_bundle)])
+                    "--model", str(tiny_bundle), "--registry", str(tmp_path / "registry.json")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "--task: " in err and repr(task) in err
     assert not (tmp_path / "new").exists()
+
+
+def test_a_fewshot_output_that_exists_is_a_usage_error_before_the_model_loads(
+        tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It was a FileExistsError traceback after the encoder had loaded and the head had been fitted."""
+    output = tmp_path / "complaints-1"
+    output.mkdir()
+    (output / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["fewshot", "--task", "complaint", "--examples", "ex.csv", "--output", str(output),
+                    "--model", str(tiny_bundle), "--registry", str(tmp_path / "registry.json")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert f"--output: {output} exists; choose a new folder for the new bundle version" in err
+    assert [p.name for p in output.iterdir()] == ["notes.txt"]
+
+
+def test_fewshot_registers_the_new_bundle_in_the_registry_it_is_given(
+        tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """fewshot always wrote the repository's models/registry.json: a test of it (or a trial run) changed the
+    default model of every run from that clone."""
+    repository_registry = REPO / "models" / "registry.json"
+    before = repository_registry.read_bytes() if repository_registry.exists() else None
+    examples = tmp_path / "examples.csv"
+    examples.write_text("text,label\n" + "".join(f"refund problem {i},billing\ncannot login {i},access\n"
+                                                 for i in range(4)), encoding="utf-8")
+    registry = tmp_path / "registry.json"
+    assert main(["fewshot", "--task", "complaint", "--examples", str(examples), "--model", str(tiny_bundle),
+                 "--output", str(tmp_path / "new"), "--registry", str(registry), "--promote"]) == 0
+    entry = json.loads(capsys.readouterr().out)
+    assert entry["model_version"].startswith("tiny-test@0.0.1+complaint.")
+    assert entry["default"] == entry["model_version"]
+    assert json.loads(registry.read_text(encoding="utf-8"))["default"] == entry["model_version"]
+    after = repository_registry.read_bytes() if repository_registry.exists() else None
+    assert after == before
 
 
 @pytest.mark.parametrize(("options", "message"), [
