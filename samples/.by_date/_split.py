@@ -1,7 +1,8 @@
 """Rebuild ``samples/by_date/`` from ``samples/``: a few records per source and day, laid out by date.
 
 The files live in ``samples/.by_date/`` and ``samples/by_date`` links to it: a run over all of
-``samples/`` skips hidden folders and does not follow links, so it never reads these copies twice.
+``samples/`` skips hidden folders and does not follow a link into the folder it walks, so it never reads these
+copies twice.
 
 Run from the repository root: ``python samples/.by_date/_split.py``. Posts and reviews go to the day
 of their ``created_at`` (2026-11-18..20; later ones are left out), the first few per day, plus the

@@ -137,15 +137,29 @@ def _walk(folder: str) -> Iterator[str]:
     A Maildir's own files (``dovecot-uidlist``, ``maildirfolder``) are server state, not mail, and its
     Maildir++ sub-folders (``.Sent``, ``.Archive``) are hidden but hold mail, so they are walked too.
     A folder that cannot be listed is listed itself, so reading it is a dead letter: skipped, its files vanished
-    unseen.
+    unseen. A linked sub-folder is walked as well (skipped, its files vanished unseen too), each real folder once, so
+    a loop of links ends; but not one that links into ``folder``, whose files the walk reaches by their own names or
+    skips as hidden (``samples/by_date -> .by_date``: following it, a run over ``samples/`` read the dated copies
+    twice), nor one that links to a folder holding ``folder`` (``up -> ..``), a loop through it.
     """
     unlisted: list[str] = []
-    for root, dirs, files in os.walk(folder, onerror=lambda error: unlisted.append(error.filename)):
+    real_top = os.path.realpath(folder)
+    walked = {real_top}
+
+    def first_visit(root: str, name: str) -> bool:
+        path = os.path.join(root, name)
+        real = os.path.realpath(path)
+        if real in walked or (os.path.islink(path) and (is_under(real, real_top) or is_under(real_top, real))):
+            return False
+        walked.add(real)
+        return True
+
+    for root, dirs, files in os.walk(folder, onerror=lambda error: unlisted.append(error.filename), followlinks=True):
         if is_maildir(root):
-            dirs[:] = sorted(d for d in dirs if d in MAILDIR_MESSAGE_FOLDERS
-                             or (d.startswith(".") and is_maildir(os.path.join(root, d))))
+            dirs[:] = sorted(d for d in dirs if (d in MAILDIR_MESSAGE_FOLDERS
+                             or (d.startswith(".") and is_maildir(os.path.join(root, d)))) and first_visit(root, d))
             continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and first_visit(root, d))
         yield from (os.path.join(root, f) for f in files if not f.startswith((".", "_")))
     yield from unlisted
 

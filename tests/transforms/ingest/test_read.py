@@ -597,3 +597,38 @@ def test_a_gzip_mbox_cut_short_does_not_label_its_last_message_as_whole(tmp_path
     assert len(read) == 3 and read[:2] == [f"order {i}\n\nYour order {i} has shipped and arrives on Friday.\n"
                                            "Thanks for shopping with us." for i in range(2)]
     assert read[2].startswith("truncated_file: email file cut short after 2 whole records")
+
+
+def test_a_linked_sub_folder_is_read_once_and_a_link_loop_ends(tmp_path: Path) -> None:
+    """A symbolic link to a folder inside an input folder (``exports/current -> /mnt/archive/2026-11-20``) was
+    skipped without a word: its files were neither labeled nor dead letters. It is followed; a link back to a
+    folder the walk reaches anyway (``again -> .``), into a hidden one (``samples/by_date -> .by_date``) or up to
+    one holding the input folder (``up -> ..``) lists no file twice, and a loop of links ends."""
+    archive = tmp_path / "archive" / "2026-11-20"
+    archive.mkdir(parents=True)
+    (archive / "reviews.csv").write_text("id,text\nr1,Arrived broken\n", encoding="utf-8")
+    (archive / "up").symlink_to(tmp_path / "archive")  # the archive's own loop
+    (archive / "exports").symlink_to(tmp_path / "exports")  # back into the input folder
+    exports = tmp_path / "exports"
+    (exports / ".by_date" / "2026-11-20").mkdir(parents=True)
+    (exports / ".by_date" / "2026-11-20" / "posts.jsonl").write_text('{"text": "a copy"}\n', encoding="utf-8")
+    (exports / "by_date").symlink_to(".by_date")
+    (exports / "posts.jsonl").write_text('{"text": "hello"}\n', encoding="utf-8")
+    (exports / "current").symlink_to(archive)
+    (exports / "again").symlink_to(exports)
+    (exports / "up").symlink_to(tmp_path)  # a folder holding the input folder: the walk would climb out of it
+    (tmp_path / "unrelated.csv").write_text("id,text\nu1,not an input\n", encoding="utf-8")
+    files = expand_inputs([str(exports)])
+    assert files == [str(exports / "current" / "reviews.csv"), str(exports / "posts.jsonl")]
+    assert [outcomes(Path(path)) for path in files] == [["Arrived broken"], ["hello"]]
+
+
+def test_the_samples_dated_copies_are_not_read_by_a_run_over_samples() -> None:
+    """``samples/by_date`` links to the hidden ``samples/.by_date``, copies of sample records laid out by date:
+    a run over ``samples/`` must not read them a second time, and a run over the link reads them all."""
+    listed = expand_inputs([str(SAMPLES)])
+    assert not [path for path in listed if "by_date" in path]
+    dated = expand_inputs([str(SAMPLES / "by_date")])
+    assert len(dated) == sum(1 for path in (SAMPLES / ".by_date").rglob("*")
+                             if path.is_file() and not path.name.startswith("_"))
+
