@@ -591,9 +591,20 @@ def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str
                                    excerpt(json.dumps(row, default=str)))
         deque(events, maxlen=0)  # the rest of the document, so that a break after the records is reported too
     except (UnicodeDecodeError, ijson.JSONError) as error:
+        if not read and _blank(handle):
+            return  # an empty export holds no record, as an empty CSV or JSON Lines file holds none
         where = f"after {read} records" if read else "before any record"
         yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document ({where}): {error}",
                             excerpt(_head(handle)))
+
+
+def _blank(handle: BinaryIO) -> bool:
+    """Whether ``handle``'s document is empty or JSON whitespace only (a byte-order mark aside)."""
+    reader = _json_bytes(handle)
+    while chunk := reader.read(1 << 16):
+        if chunk.strip(b" \t\r\n"):
+            return False
+    return True
 
 
 def _head(handle: BinaryIO, size: int = 2048) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import codecs
 import csv
 import functools
 import gzip
@@ -632,3 +633,13 @@ def test_the_samples_dated_copies_are_not_read_by_a_run_over_samples() -> None:
     assert len(dated) == sum(1 for path in (SAMPLES / ".by_date").rglob("*")
                              if path.is_file() and not path.name.startswith("_"))
 
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("export.json", b""), ("export.json", b" \n\n"), ("export.json", codecs.BOM_UTF8),
+    ("export.json.gz", gzip.compress(b"", mtime=0)), ("posts.jsonl", b""), ("reviews.csv", b""), ("reviews.tsv", b""),
+    ("archive.mbox", b""),
+])
+def test_a_file_with_no_content_adds_no_record(tmp_path: Path, name: str, content: bytes) -> None:
+    """A 0-byte ``.json`` export was a ``read/invalid_json`` dead letter ("premature EOF"), where a 0-byte JSON
+    Lines, CSV, TSV or mailbox file holds no record and adds none: an empty export has nothing to lose."""
+    assert outcomes(write(tmp_path / name, content)) == []
