@@ -16,6 +16,7 @@ from typing import Any
 
 import phonenumbers
 
+from transforms.ingest.read import COMPRESSED_SUFFIXES, FORMAT_EXTENSIONS
 from transforms.records import Document
 
 PLACEHOLDERS = {
@@ -226,8 +227,28 @@ def counts(found: dict[str, Found]) -> dict[str, int]:
     return {kind: len(values) for kind, values in found.items() if values}
 
 
+def _suffix_pattern(suffixes: Iterable[str]) -> str:
+    return "|".join(re.escape(suffix) for suffix in sorted(suffixes, key=len, reverse=True))
+
+
+_REF_TAIL = re.compile(rf"(?:{_suffix_pattern(FORMAT_EXTENSIONS)})?(?:{_suffix_pattern(COMPRESSED_SUFFIXES)})?"
+                       r"(?::\d+|\[\d+\]|#row=\d+|@\d+)?\Z", re.IGNORECASE)
+"""What an ``input_ref`` ends with after the file's name: its format and compression suffixes, then the line
+(``:12``), array item (``[3]``), Parquet row (``#row=7``) or mbox offset (``@20481``)."""
+
+
+def redact_ref(ref: str) -> str:
+    """``ref`` with the PII its path holds (``exports/jane.doe@example.com.csv:12``) replaced; the suffixes and the
+    position after the name stay as they are, so a line number is never read as a phone number and the address
+    never swallows ``.csv`` as its top-level domain."""
+    tail = _REF_TAIL.search(ref)
+    start = tail.start() if tail else len(ref)
+    return redact_text(ref[:start]) + ref[start:]
+
+
 def redact_document(document: Document) -> Document:
-    """Redact text, full_text, subject and ingest notes; record what was replaced in ``pii_redactions``."""
+    """Redact text, full_text, subject and ingest notes, and the ``input_ref``; record what the record's own
+    fields held in ``pii_redactions`` (a file name's address is the file's, counted in none of its records)."""
     found: dict[str, Found] = {}
 
     def redact(value: str | None) -> str | None:
@@ -235,6 +256,7 @@ def redact_document(document: Document) -> Document:
 
     return {
         **document,
+        "input_ref": redact_ref(document["input_ref"]),
         "text": redact(document["text"]),
         "full_text": redact(document.get("full_text")),
         "subject": redact(document.get("subject")),
@@ -246,3 +268,8 @@ def redact_document(document: Document) -> Document:
 def redact_fields(row: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """A row with the named text fields redacted (dead-letter excerpts and errors hold raw input)."""
     return {**row, **{name: redact_text(row[name]) if row.get(name) else row.get(name) for name in names}}
+
+
+def redact_dead_letter(row: dict[str, Any]) -> dict[str, Any]:
+    """A dead-letter row with its excerpt and error redacted (they hold raw input), and its ``input_ref``."""
+    return {**redact_fields(row, ("raw_excerpt", "error")), "input_ref": redact_ref(row["input_ref"])}

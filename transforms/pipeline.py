@@ -43,7 +43,7 @@ from transforms.duplicates import DUPLICATES_METRICS, MarkDuplicates
 from transforms.ingest.parallel import ChunkedIngest, IngestOptions, drop_read_ahead, read_ahead, start_workers
 from transforms.ingest.read import expand_inputs
 from transforms.ingest.tabular import ColumnMap
-from transforms.pii import redact_document, redact_fields
+from transforms.pii import redact_dead_letter, redact_document
 from transforms.records import Failure, printable
 from transforms.sinks import (
     UNKNOWN_SOURCE,
@@ -145,7 +145,8 @@ class PipelineConfig:
     """Store email addresses as unsalted sha256 pseudonyms, not in clear (``--keep-addresses`` turns it off)."""
     redact_pii: bool = False
     """Replace email addresses, phone, card and IBAN numbers and secret URL parameters in every text field
-    (and dead-letter excerpt) before anything is classified or written; counts go to ``pii_redactions``."""
+    (dead-letter excerpts and errors, and every ``input_ref``) before anything is classified or written; counts go to
+    ``pii_redactions``."""
     columns: ColumnMap = field(default_factory=ColumnMap)
     """Explicit column mapping for tables; unmapped fields are auto-detected."""
     run_id: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8])
@@ -375,7 +376,7 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], bun
         | "DeadLetterRows" >> beam.Map(lambda failure: failure.to_row(config.run_id, failed_at))
     )
     if config.redact_pii:
-        dead_rows = dead_rows | "RedactDeadLetters" >> beam.Map(redact_fields, ("raw_excerpt", "error"))
+        dead_rows = dead_rows | "RedactDeadLetters" >> beam.Map(redact_dead_letter)
     _ = dead_rows | "WriteDeadLetters" >> WriteDeadLetters(staging, config.logical_date, config.run_id)
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from transforms.clean import clean_document
 from transforms.ingest.email import parse_email
-from transforms.pii import iban_valid, luhn_valid, redact_document, redact_fields, redact_text
+from transforms.pii import iban_valid, luhn_valid, redact_dead_letter, redact_document, redact_fields, redact_text
 from transforms.pipeline import PipelineConfig, run_pipeline
-from transforms.records import new_document
+from transforms.records import Failure, new_document
 
 
 def redacted(text: str) -> tuple[str, dict[str, int]]:
@@ -136,6 +136,28 @@ def test_dead_letter_excerpts_are_redacted() -> None:
     assert redact_fields(row, ("raw_excerpt", "error"))["raw_excerpt"] == '{"text": "card [CARD]", "email": "[EMAIL]"}'
 
 
+@pytest.mark.parametrize(("ref", "expected"), [
+    ("exports/jane.doe@example.com.csv:12", "exports/[EMAIL].csv:12"),
+    ("exports/jane.doe@example.com.json.gz[3]", "exports/[EMAIL].json.gz[3]"),
+    ("calls/+1 415 555 2671.parquet#row=7", "calls/[PHONE].parquet#row=7"),
+    ("mail/jane.doe@example.com.mbox@20481", "mail/[EMAIL].mbox@20481"),
+    ("mail/jane.doe@example.com", "mail/[EMAIL]"),
+    ("posts/2026-11-20/posts.jsonl:4155552671", "posts/2026-11-20/posts.jsonl:4155552671"),
+    ("mail/cur/1732651234.M512P4321.mx1.example.com:2,S", "mail/cur/1732651234.M512P4321.mx1.example.com:2,S"),
+])
+def test_input_refs_lose_the_addresses_their_file_names_hold(ref: str, expected: str) -> None:
+    """With redaction on, a file named after a customer (``exports/jane.doe@example.com.csv``) kept the address in
+    every labeled row's and dead letter's ``input_ref`` while the texts lost it; the line, row or offset after the
+    name is kept as it is (a line number is not a phone number), and so is the name's format suffix. The file's
+    address is not counted in ``pii_redactions``, which tells what the record's own text held."""
+    document = redact_document(new_document("review", ref, "Arrived broken"))
+    assert (document["input_ref"], document["pii_redactions"]) == (expected, {})
+    row = Failure("review", ref, "parse", "invalid_json", f"invalid JSON in {ref}", '{"text": "x').to_row("r", None)
+    dead = redact_dead_letter(row)
+    assert (dead["input_ref"], dead["error"]) == (expected, f"invalid JSON in {redact_text(ref)}")
+    assert "jane.doe" not in dead["error"] and "555 2671" not in dead["error"]
+
+
 def test_real_message_keeps_its_words_and_loses_its_addresses(shared_data: Path) -> None:
     raw = (shared_data / "email" / "spamassassin" / "ham/00203.b5773afbae12d0d79df74b32b2f46697").read_bytes()
     document = redact_document(clean_document(parse_email(raw, "ham/00203"), 200_000))
@@ -145,8 +167,8 @@ def test_real_message_keeps_its_words_and_loses_its_addresses(shared_data: Path)
 
 
 def test_pipeline_redacts_before_writing_and_marks_duplicates(tmp_path: Path, tiny_bundle: Path) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
+    inputs = tmp_path / "in" / "jane.doe@example.com"  # a customer's folder: every ref holds the address
+    inputs.mkdir(parents=True)
     (inputs / "reviews.csv").write_text(
         "review_id,review_text,stars\n"
         "r1,Refund went to DE89 3704 0044 0532 0130 00 in two days,5\n"
@@ -168,6 +190,9 @@ def test_pipeline_redacts_before_writing_and_marks_duplicates(tmp_path: Path, ti
     dead = pd.read_parquet(tmp_path / "out" / "dead_letter").set_index("error_type")
     assert dead.loc["invalid_json", "raw_excerpt"] == '{"id": "s1", "tweet": "card [CARD] leaked'
     assert "empty_text" in dead.index
+    refs = [*labeled["input_ref"], *dead["input_ref"]]
+    assert all(ref.startswith(f"{tmp_path}/in/[EMAIL]/") for ref in refs), refs
+    assert dead.loc["invalid_json", "input_ref"] == f"{tmp_path}/in/[EMAIL]/posts.jsonl:1"
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -29,7 +29,7 @@ from transforms.ingest.tabular import TABLE_READERS, ColumnMap, guess_source, ro
 from transforms.records import EXCERPT_CHARS, Document, Failure, excerpt
 
 SOURCE_CHOICES = ("auto", "email", "review", "social")
-_EXTENSIONS = {
+FORMAT_EXTENSIONS = {
     ".eml": "email", ".msg": "email", ".mbox": "email", ".mbx": "email",
     ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
     ".parquet": "parquet", ".pq": "parquet",
@@ -173,7 +173,7 @@ def detect_format(path: str, head: bytes) -> str | None:
     """email | csv | jsonl | json | parquet from the extension, else from the first bytes."""
     if is_maildir_message(path):
         return "email"
-    by_extension = _EXTENSIONS.get(_suffix(path))
+    by_extension = FORMAT_EXTENSIONS.get(_suffix(path))
     if by_extension:
         return by_extension
     if head.startswith(b"PAR1"):
