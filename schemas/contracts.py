@@ -41,7 +41,7 @@ DOCUMENT_FIELDS: tuple[pa.Field, ...] = (
     _field("input_ref", pa.string(), "Where the record was read: file path with line, row or message index.", False),
     _field("created_at", TIMESTAMP, "When the author wrote it (email Date, created_at column), in UTC."),
     _field("text", pa.string(), "The cleaned text that the classifiers read.", False),
-    _field("full_text", pa.string(), "The whole cleaned body before reply and signature stripping (email)."),
+    _field("full_text", pa.string(), "The whole cleaned body before reply, signature and footer stripping (email)."),
     _field("subject", pa.string(), "Email subject or review title, decoded."),
     _field("author", pa.string(), "Author or sender; email addresses are sha256-hashed unless configured."),
     _field("thread_id", pa.string(),

@@ -37,6 +37,8 @@ from inscriptis.model.config import ParserConfig
 from inscriptis.model.css import CssParse
 from inscriptis.model.html_element import HtmlElement
 from inscriptis.model.tag import CustomHtmlTagHandlerMapping
+from lxml.etree import ParserError
+from lxml.html import document_fromstring
 from mailparser_reply import EmailMessage as ReplyThread
 from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR, OUTLOOK_MAIL_SEPARATOR
 
@@ -421,7 +423,7 @@ def _unless_stub(chosen: list[EmailMessage], later: list[EmailMessage], notes: l
     for alternative in later:
         html = _own_text_parts(alternative, notes, named_inline)
         if html and all(part.get_content_type() == "text/html" for part in html) and _has_text(html):
-            html_words = sum(len(get_text(part_text(part, []), MAIL_HTML).split()) for part in html)
+            html_words = sum(len(html_text(part_text(part, [])).split()) for part in html)
             if plain_words >= STUB_MAX_SHARE * html_words:
                 return chosen
             notes.append(f"plain-text alternative a stub ({plain_words} words, the HTML {html_words}): HTML read")
@@ -456,23 +458,74 @@ def _hide(_: str, element: HtmlElement) -> None:
     element.display = Display.none
 
 
-def _mail_html_config() -> ParserConfig:
+def _hide_classes(hidden: frozenset[str], classes: str, element: HtmlElement) -> None:
+    """The ``class`` attribute: an element of a class the message's style sheet hides is not rendered."""
+    if not hidden.isdisjoint(classes.split()):
+        element.display = Display.none
+
+
+@functools.lru_cache(maxsize=256)
+def _mail_html_config(hidden: frozenset[str] = frozenset()) -> ParserConfig:
     """inscriptis's default (relaxed) conversion, with tables read cell after cell and hidden elements left out.
 
     Mail lays out columns and whole newsletters with tables; drawn as a grid, two cells with line breaks came out
     interleaved line by line, mixing their sentences. A hidden element (a preheader: the inbox preview line,
-    ``display: none !important`` or ``hidden``) is no text the reader sees.
+    ``display: none !important``, ``hidden``, or a class that the message's style sheet hides) is no text the reader
+    sees. One config per set of hidden classes, kept: a newsletter's template hides the same ones in every issue.
     """
     css = {**CSS_PROFILES["relaxed"], **{tag: HtmlElement(display=Display.block) for tag in _TABLE_TAGS}}
     config = ParserConfig(css=css, custom_html_tag_handler_mapping=CustomHtmlTagHandlerMapping(
         start_tag_mapping=dict.fromkeys(_TABLE_TAGS), end_tag_mapping=dict.fromkeys(_TABLE_TAGS)))
     config.attribute_handler.attribute_mapping = {
-        **config.attribute_handler.attribute_mapping, "style": _style_without_priority, "hidden": _hide}
+        **config.attribute_handler.attribute_mapping, "style": _style_without_priority, "hidden": _hide,
+        **({"class": functools.partial(_hide_classes, hidden)} if hidden else {})}
     return config
 
 
 MAIL_HTML = _mail_html_config()
 """How an email's HTML becomes text (see :func:`_mail_html_config`)."""
+_STYLE_TAG = re.compile(r"<style\b", re.IGNORECASE)
+_CSS_COMMENT = re.compile(r"/\*.*?\*/|<!--|-->", re.DOTALL)
+_CSS_TOKEN = re.compile(r"[{}]|[^{}]+")
+_CLASS_SELECTOR = re.compile(r"\s*\.(-?[_a-zA-Z][\w-]*)\s*")
+
+
+def html_text(html: str) -> str:
+    """An email's HTML as the reader sees it (:data:`MAIL_HTML`), without the classes its ``<style>`` sheets hide."""
+    return get_text(html, _mail_html_config(_hidden_classes(html)) if _STYLE_TAG.search(html) else MAIL_HTML)
+
+
+def _hidden_classes(html: str) -> frozenset[str]:
+    """The classes that the HTML's ``<style>`` elements hide (:func:`hidden_classes`), read with lxml as inscriptis
+    reads the HTML; none where lxml reads no document (inscriptis then reads it as text)."""
+    try:
+        styles = [style.text_content() for style in document_fromstring(html).iter("style")]
+    except (ParserError, ValueError):  # an empty document, or an XML declaration lxml refuses in a str
+        return frozenset()
+    return frozenset(name for style in styles for name in hidden_classes(style))
+
+
+def hidden_classes(style_sheet: str) -> frozenset[str]:
+    """Classes hidden by a top-level rule of plain class selectors (``.preheader, .spacer { display: none
+    !important }``), as inscriptis reads the rule's declarations. A rule inside ``@media`` hides on some screens
+    only, and other selectors (``td.x``, ``#id``, ``.a .b``) are left alone: not rendering words the reader sees
+    would be worse than reading a hidden line."""
+    hidden: set[str] = set()
+    selector, depth = "", 0
+    for token in _CSS_TOKEN.findall(_CSS_COMMENT.sub("", style_sheet)):
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            selector = token.rsplit(";", 1)[-1]  # after an ``@import ...;`` or a stray semicolon
+        elif depth == 1 and not selector.lstrip().startswith("@"):
+            declared = HtmlElement()
+            _style_without_priority(token, declared)
+            if declared.display == Display.none:
+                hidden.update(match.group(1) for group in selector.split(",")
+                              if (match := _CLASS_SELECTOR.fullmatch(group)))
+    return frozenset(hidden)
 
 
 def _readable(part: EmailMessage, notes: list[str]) -> str:
@@ -480,7 +533,7 @@ def _readable(part: EmailMessage, notes: list[str]) -> str:
     if part.get_content_subtype() == "html":
         if "html converted to text" not in notes:
             notes.append("html converted to text")
-        text = get_text(text, MAIL_HTML)
+        text = html_text(text)
     return text
 
 
@@ -582,6 +635,50 @@ def _reply_headers(normalized: str) -> list[re.Match[str]]:
         return []
     return [header for header in _REPLY_HEADER.finditer(normalized)
             if is_reply_header(header.group(), normalized[header.end():])]
+
+
+FOOTER_MAX_SHARE = 0.5
+"""Most of a text (in characters) a newsletter footer may take: a short notice's footer (the reason, the links, an
+address, the copyright) is a third of it or more, while a "footer" longer than the rest is the message itself."""
+FOOTER_LINE_MAX_WORDS = 40
+_FOOTER_LINE = re.compile(
+    r"\byou(?:'re| are| were)? receiv(?:ing|ed) (?:this|these|the|our|it)\b.{0,100}\b(?:because|since)\b"
+    r"|\b(?:this|the) (?:e-?mail|message|newsletter) was sent to \S+@"
+    r"|(?:^|[.!|\u2022\u00b7]\s*)(?:to )?unsubscribe\b"
+    r"|\b(?:manage|update|change) (?:your )?(?:e-?mail |subscription |communication )?(?:preferences|subscriptions?)\b"
+    r"|\bview (?:this (?:e-?mail|message) |it )?(?:in (?:your |a )?(?:web )?browser|online)\b"
+    r"|(?:\u00a9|\(c\)|\bcopyright\b)\s*(?:19|20)\d{2}\b|\ball rights reserved\b", re.IGNORECASE)
+"""A line only a mailing's footer writes: why you get it, unsubscribe and preference links, the copyright. A line
+that mentions unsubscribing in a sentence of its own ("I clicked unsubscribe three times") is none."""
+_FOOTER_COMPANION = re.compile(
+    r"\b\d{1,5}[A-Za-z]?,? (?:[A-Z][\w'.-]* ){1,4}(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Lane|Ln|Way"
+    r"|Dr|Drive|Square|Sq|Place|Pl|Court|Ct|Plaza|Parkway|Pkwy)\b|\bP\.? ?O\.? Box \d"
+    r"|\bprivacy (?:policy|notice)\b|^ ?[_-]{3,}$")
+"""A line that belongs to a footer only next to a :data:`_FOOTER_LINE`: the postal address the law asks of a
+mailing, links to the privacy policy, a divider. Alone at the end it is a letter's signature."""
+
+
+def without_footer(text: str) -> str:
+    """``text`` without the footer a newsletter or notice ends with: the trailing lines that :data:`_FOOTER_LINE`
+    or :data:`_FOOTER_COMPANION` match, at least one of them a footer line, if they take no more than
+    :data:`FOOTER_MAX_SHARE` of the text. Its words ("unsubscribe", "you are receiving this email because", "All
+    rights reserved") are the mark of spam to a classifier trained on 2002 mail; ``full_text`` keeps them."""
+    whole = text.rstrip()
+    lines = whole.split("\n")
+    start, footer_line = len(lines), False
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index].strip()
+        if not line:
+            continue
+        if len(line.split()) <= FOOTER_LINE_MAX_WORDS and _FOOTER_LINE.search(line):
+            footer_line = True
+        elif not _FOOTER_COMPANION.search(line):
+            break
+        start = index
+    kept = "\n".join(lines[:start]).rstrip()
+    if not footer_line or not kept.strip() or len(whole) - len(kept) > FOOTER_MAX_SHARE * len(whole):
+        return text
+    return kept
 
 
 _FORWARD_MARKER = re.compile(
@@ -871,7 +968,7 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
         notes.extend(unreadable_body_notes(message))
     if len(body) > REPLY_STRIP_MAX_CHARS:
         notes.append(f"body over {REPLY_STRIP_MAX_CHARS:,} characters: replies not stripped")
-    reply = own_text(body)
+    reply = without_footer(own_text(body))
     text = f"{subject}\n\n{reply}" if subject else reply
     return new_document(
         "email",

@@ -907,3 +907,67 @@ def test_gmails_dutch_attribution_goes_with_the_quotes_it_introduces() -> None:
             "Op ma 9 nov. 2026 om 18:30 schreef Acme Support <support@acme.com>:\n\n"
             "> Hallo Alice,\n>\n> uw pakket is onderweg.\n")
     assert own_text(body).strip() == "Bedankt, het pakket is vandaag aangekomen, maar de doos was kapot."
+
+
+def test_a_preheader_hidden_by_a_class_rule_in_the_style_sheet_is_not_the_text() -> None:
+    """Templates (Litmus's, Campaign Monitor's) hide the preheader with a ``<style>`` rule, ``.preheader { display:
+    none !important; }``, on ``<span class="preheader">``; inscriptis reads no style sheet, so the preview line was
+    read as the message's first words. A rule inside ``@media`` hides on some screens only and is left alone."""
+    html = (b'<html><head><style type="text/css">\n/* client resets */\nbody { margin: 0; }\n'
+            b'.preheader, .spacer { display: none !important; visibility: hidden; mso-hide: all; }\n'
+            b'@media only screen and (max-width: 600px) { .desktop-only { display: none; } }\n'
+            b'.intro { display: block; }\n</style></head><body>'
+            b'<span class="preheader">Last chance: 40% off everything ends tonight</span>'
+            b'<p class="intro desktop-only">Hi Jane, our spring sale is here.</p>'
+            b'<div class="spacer">&nbsp;unseen</div></body></html>')
+    document = parse_email(NEWSLETTER_HEAD + html, "s.eml")
+    assert document["full_text"].strip() == "Hi Jane, our spring sale is here."
+
+
+NEWSLETTER_BODY = ("Hi Laura,\n\nOur spring sale is on: 30% off everything in store and online until Sunday at "
+                   "midnight.\n\nNew this season: linen shirts, the Harbour rain jacket and our bestselling walking "
+                   "boots in two new colours. Use code SPRING30 at checkout; delivery is free on orders over 50.")
+
+
+@pytest.mark.parametrize("footer", [
+    "You're receiving this email because you signed up for news and offers from Fieldhouse. Unsubscribe here.",
+    "Unsubscribe | Manage preferences | View in browser\n\nFieldhouse Ltd, 12 Harbour Street, Bristol BS1 4RN\n"
+    "\u00a9 2025 Fieldhouse. All rights reserved.\nThis email was sent to laura@example.org",
+    "Fieldhouse, 548 Market St, San Francisco, CA\n"
+    "You are receiving this because you are a member. Manage your email preferences or unsubscribe.",
+])
+def test_a_newsletters_footer_is_not_its_text_but_stays_in_full_text(footer: str) -> None:
+    """The footer every marketing email ends with (why you get it, unsubscribe links, the postal address and
+    copyright the law asks for) is the sender's boilerplate, not the message, and reads as spam to the classifier."""
+    raw = mime(lambda message: message.set_content(f"{NEWSLETTER_BODY}\n\n{footer}\n"))
+    document = parse_email(raw, "footer.eml")
+    assert document["text"].endswith("delivery is free on orders over 50.")
+    assert footer in document["full_text"]
+
+
+def test_an_html_newsletters_footer_cell_is_not_its_text() -> None:
+    html = (b'<table width="600"><tr><td><p>Hi Jane, our spring sale is here: 30% off all running shoes and '
+            b'jackets until Sunday, in store and online.</p><p>Shop now</p></td></tr>'
+            b'<tr><td><p><a href="https://acme-deals.com/u/abc">Unsubscribe</a> | <a href="#">View in browser</a>'
+            b'</p><p>&copy; 2025 Acme Deals Ltd</p></td></tr></table>')
+    document = parse_email(NEWSLETTER_HEAD + html, "f.eml")
+    assert document["text"].startswith("Spring sale\n\nHi Jane, our spring sale is here")
+    assert document["text"].endswith("Shop now")
+    assert "Unsubscribe | View in browser" in document["full_text"]
+
+
+@pytest.mark.parametrize("body", [
+    # the customer's own words about unsubscribing end the message
+    "Hi,\n\nI clicked unsubscribe three times and I still get your newsletter every day.\n"
+    "I tried to unsubscribe here too. Please remove me now.",
+    # footer-like lines above the sender's last words are not a trailing footer
+    f"{NEWSLETTER_BODY}\n\nUnsubscribe | Manage preferences\n\nP.S. The sale ends on Sunday at midnight.",
+    # a footer as long as the message itself is not cut: too much of the text would go
+    "Thanks!\n\nTo unsubscribe from this list, reply with UNSUBSCRIBE in the subject line.\n"
+    "You are receiving this email because you joined the list at our website.",
+    # an address closing a letter, with no footer line, is the sender's signature
+    f"{NEWSLETTER_BODY}\n\nFieldhouse Ltd, 12 Harbour Street, Bristol",
+])
+def test_text_that_only_looks_like_a_footer_stays(body: str) -> None:
+    document = parse_email(mime(lambda message: message.set_content(body + "\n")), "own.eml")
+    assert document["text"].endswith(body.rstrip().rsplit("\n", 1)[-1])
