@@ -531,8 +531,7 @@ def hidden_classes(style_sheet: str) -> frozenset[str]:
 def _readable(part: EmailMessage, notes: list[str]) -> str:
     text = part_text(part, notes)
     if part.get_content_subtype() == "html":
-        if "html converted to text" not in notes:
-            notes.append("html converted to text")
+        _note_once(notes, "html converted to text")
         text = html_text(text)
     return text
 
@@ -776,9 +775,10 @@ def _without(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> s
 
 _SEPARATOR = re.compile(GENERIC_MAIL_SEPARATOR, re.MULTILINE | re.IGNORECASE)
 _DIVIDER = re.compile(rf"([^\n]){OUTLOOK_MAIL_SEPARATOR}")
-_DIVIDER_LINE = re.compile(r"^ ?[_-]{32,}$", re.MULTILINE)
+_RULE = r" ?[_-]{32,}"
+_DIVIDER_LINE = re.compile(rf"^{_RULE}$", re.MULTILINE)
 """A line of dashes or underscores, as a list server puts above its footer ("____...\nWebdev mailing list")."""
-_TRAILING_DIVIDERS = re.compile(r"(?:\n ?[_-]{32,}[ \t]*)+\Z")
+_TRAILING_DIVIDERS = re.compile(rf"(?:\n{_RULE}[ \t]*)+\Z")
 """Divider lines that end a reply: Outlook on the web writes its line of underscores right below the reply, with no
 blank line between, so it stayed when the history below it was cut."""
 _HEADER_FIELD = re.compile(r"^[>* ]*([^\W\d_]+) ?:[ *]*(.*)$", re.MULTILINE)
