@@ -1,4 +1,4 @@
-"""The CPU attention: the plain product for short passes gives SDPA's results, SDPA keeps the long ones."""
+"""The CPU attention: the plain product, a slice of sequences at a time, gives SDPA's results; training keeps SDPA."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from models.attention import LENGTH_AWARE_ATTENTION, SHORT_PASS_TOKENS, length_aware_attention
+import models.attention
+from models.attention import LENGTH_AWARE_ATTENTION, length_aware_attention
 from models.classifier import Classifier
 
 
@@ -22,28 +23,38 @@ def padded_qkv(tokens: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     return query, key, value, mask
 
 
+@pytest.mark.parametrize("tokens", [12, 57, 128])
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-def test_short_passes_match_sdpa(dtype: torch.dtype, tolerance: float) -> None:
+def test_plain_product_matches_sdpa(tokens: int, dtype: torch.dtype, tolerance: float) -> None:
     module = nn.Module().eval()
-    query, key, value, mask = padded_qkv(SHORT_PASS_TOKENS, dtype)
+    query, key, value, mask = padded_qkv(tokens, dtype)
     ours, _ = length_aware_attention(module, query, key, value, mask)
     theirs, _ = sdpa_attention_forward(module, query, key, value, mask, is_causal=False)
     real = mask[:, 0, 0, :]  # padding positions' outputs are never read
-    assert ours.dtype == dtype and ours.shape == theirs.shape == (3, SHORT_PASS_TOKENS, 4, 32)
+    assert ours.dtype == dtype and ours.shape == theirs.shape == (3, tokens, 4, 32)
     torch.testing.assert_close(ours[real].float(), theirs[real].float(), atol=tolerance, rtol=tolerance)
 
 
-def test_long_passes_and_training_go_to_sdpa() -> None:
+def test_slices_of_a_pass_give_the_whole_pass_result(monkeypatch: pytest.MonkeyPatch) -> None:
     module = nn.Module().eval()
-    query, key, value, mask = padded_qkv(SHORT_PASS_TOKENS + 1, torch.float32)
-    ours, _ = length_aware_attention(module, query, key, value, mask)
-    theirs, _ = sdpa_attention_forward(module, query, key, value, mask, is_causal=False)
-    assert torch.equal(ours, theirs)  # the same kernel, not merely close
-    module.train()
+    query, key, value, mask = padded_qkv(40, torch.float32)
+    whole, _ = length_aware_attention(module, query, key, value, mask)
+    one_sequence_each = 4 * 40 * 40
+    for limit in (one_sequence_each, 2 * one_sequence_each, 1):  # 1: one sequence even when it alone is over
+        monkeypatch.setattr(models.attention, "SCORE_CHUNK_ELEMENTS", limit)
+        sliced, _ = length_aware_attention(module, query, key, value, mask)
+        assert torch.equal(sliced, whole)
+    unmasked, _ = length_aware_attention(module, query, key, value, None)
+    theirs, _ = sdpa_attention_forward(module, query, key, value, None, is_causal=False)
+    torch.testing.assert_close(unmasked, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_training_goes_to_sdpa() -> None:
+    module = nn.Module().train()
     query, key, value, mask = padded_qkv(8, torch.float32)
     ours, _ = length_aware_attention(module, query, key, value, mask)
     theirs, _ = sdpa_attention_forward(module, query, key, value, mask, is_causal=False)
-    assert torch.equal(ours, theirs)
+    assert torch.equal(ours, theirs)  # the same kernel, not merely close
 
 
 def test_cpu_classifiers_use_it_with_sdpa_labels_on_real_padded_texts(tiny_bundle: Path, shared_data: Path) -> None:
@@ -52,7 +63,7 @@ def test_cpu_classifiers_use_it_with_sdpa_labels_on_real_padded_texts(tiny_bundl
     lines = (shared_data / "sentiment" / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     texts = [line.split("\t")[0] for line in lines[:32]]
     batch, _ = classifier.encode(texts)
-    assert batch["input_ids"].shape[1] <= SHORT_PASS_TOKENS and not batch["attention_mask"].all()
+    assert not batch["attention_mask"].all()
     ours = classifier.logits_for(batch)
     classifier.model.encoder.set_attn_implementation("sdpa")
     theirs = classifier.logits_for(batch)
