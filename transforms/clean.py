@@ -20,13 +20,22 @@ from py3langid import langid
 
 from transforms.records import Document, Failure, excerpt
 
-_URL = re.compile(r"(?:https?://|www\.)(?:[^\s<>\"()]|\([^\s<>\"()]*\))*(?:[^\s<>\"().,;:!?\]}'’”]|\([^\s<>\"()]*\))",
-                  re.IGNORECASE)
+WIDE_PUNCTUATION = "（）［］｛｝「」『』【】〔〕〈〉《》、。，．！？：；"
+"""Full-width brackets and punctuation (Chinese, Japanese, Korean text): a URL never holds them raw, so one ends a
+URL written straight into such text ("（https://example.com/a）今天", where the bracket and the words after it were
+taken into the URL)."""
+_URL = re.compile(rf"(?<!@)(?:https?://|www\.)(?:[^\s<>\"(){WIDE_PUNCTUATION}]|\([^\s<>\"(){WIDE_PUNCTUATION}]*\))*"
+                  rf"(?:[^\s<>\"().,;:!?\]}}'’”{WIDE_PUNCTUATION}]|\([^\s<>\"(){WIDE_PUNCTUATION}]*\))", re.IGNORECASE)
 """A URL with its balanced parentheses (``.../wiki/Python_(programming_language)``), without the sentence punctuation
-or the closing bracket of a parenthesis it stands in that usually follow it."""
+or the closing bracket of a parenthesis it stands in that usually follow it. After an ``@`` it is a handle or an email
+address's domain (``@www.example.com`` read "@http")."""
 _HANDLE_LABEL = r"\w+(?:-+\w+)*"
-_HANDLE_DOMAIN = rf"{_HANDLE_LABEL}(?:\.{_HANDLE_LABEL})+"
-_MENTION = re.compile(rf"(?<![\w@])@(?:{_HANDLE_DOMAIN}|\w+)(?:@{_HANDLE_DOMAIN})?")
+_HANDLE_DOMAIN = rf"{_HANDLE_LABEL}(?:\.{_HANDLE_LABEL})*\.[a-z][a-z0-9-]*(?!\w)"
+"""A domain name ending in a lower-case top-level label: "@dril.Great point" is a handle and a sentence typed
+without a space, not the domain "dril.Great" (the word was swallowed into "@user")."""
+_SERVER_DOMAIN = rf"{_HANDLE_LABEL}(?:\.{_HANDLE_LABEL})+"
+"""A fediverse server after a handle's second ``@``: a domain whatever its case."""
+_MENTION = re.compile(rf"(?<![\w@])@(?:{_HANDLE_DOMAIN}|\w+)(?:@{_SERVER_DOMAIN})?")
 """A handle of any length: a Bluesky one is a domain name (``@alice.bsky.social``, ``@bob.example.com``), a fediverse
 one has its server (``@alice@mastodon.social``). A full stop after it ends the sentence, not the handle; an email
 address has no ``@`` at its start."""

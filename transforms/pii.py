@@ -16,6 +16,7 @@ from typing import Any
 
 import phonenumbers
 
+from transforms.clean import WIDE_PUNCTUATION
 from transforms.ingest.read import COMPRESSED_SUFFIXES, FORMAT_EXTENSIONS
 from transforms.records import Document
 
@@ -35,11 +36,11 @@ _ZERO_ZERO_REGION = "GB"
 _ZERO_ZERO = re.compile(r"(?<!\d)00")
 """Text without it has no ``00`` number, and is spared the second, slow pass of the phone matcher."""
 
-_URL = re.compile(r"(?:https?://|www\.)(?:[^\s<>\"'()]|\([^\s<>\"'()]*\))*"
-                  r"(?:[^\s<>\"'().,;:!?\]}’”]|\([^\s<>\"'()]*\))", re.IGNORECASE)
+_URL = re.compile(rf"(?:https?://|www\.)(?:[^\s<>\"'(){WIDE_PUNCTUATION}]|\([^\s<>\"'(){WIDE_PUNCTUATION}]*\))*"
+                  rf"(?:[^\s<>\"'().,;:!?\]}}’”{WIDE_PUNCTUATION}]|\([^\s<>\"'(){WIDE_PUNCTUATION}]*\))", re.IGNORECASE)
 """A URL with its balanced parentheses only (``.../wiki/Reset_(account)?token=...``), as :mod:`transforms.clean`
-reads it: the ``)`` of a parenthesis opened before it, a closing quote and the sentence's punctuation
-(``see https://x.example/a?token=abc.``) are the text's, and so are the words right after them."""
+reads it: the ``)`` of a parenthesis opened before it, a closing quote, a full-width bracket and the sentence's
+punctuation (``see https://x.example/a?token=abc.``) are the text's, and so are the words right after them."""
 _URL_PARAM = re.compile(r"(?<=[?&#;])([^=&#;\s]+)=([^&#;\s]+)")
 _SECRET_NAMES = frozenset({
     "token", "key", "apikey", "secret", "password", "passwd", "pwd", "pass", "auth", "authorization", "sig",

@@ -200,6 +200,21 @@ def test_bluesky_and_custom_domain_handles_become_user_whole() -> None:
                                       "cc @user, or mail dave@example.com")
 
 
+def test_a_handle_typed_against_the_next_sentence_keeps_the_sentence() -> None:
+    """"@dril.Great" read as the domain handle "dril.Great" and the word went into "@user"; a handle written as a
+    web host read as a URL ("@http"); a fediverse server keeps its whole domain whatever its case."""
+    assert normalise_social("@dril.Great point, and @dril.greatPoint too") == \
+        "@user.Great point, and @user.greatPoint too"
+    assert normalise_social("ask @www.example.com or bob@www.example.com") == "ask @user or bob@www.example.com"
+    assert normalise_social("cc @carol@Mastodon.Social and @alice.bsky.social.") == "cc @user and @user."
+
+
+def test_a_url_in_chinese_or_japanese_text_ends_at_a_full_width_bracket() -> None:
+    """"（https://example.com/a）今天" took the bracket and the words after it into the URL placeholder."""
+    assert normalise_social("详情（https://example.com/a）今天有效。见https://x.jp/b、ありがとう") == \
+        "详情(http)今天有效。见http、ありがとう"  # full-width brackets are then folded to ASCII ones
+
+
 def test_a_nul_inside_a_mastodon_status_is_removed_not_replaced() -> None:
     """The HTML parser turned a NUL into U+FFFD ("great\\ufffd phone"); outside HTML it was already removed."""
     post = clean_document(new_document("social", "statuses.json:2",

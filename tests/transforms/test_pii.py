@@ -201,6 +201,8 @@ def test_pipeline_redacts_before_writing_and_marks_duplicates(tmp_path: Path, ti
     ("reset it here (https://example.com/reset?token=abc123)—today",
      "reset it here (https://example.com/reset?token=[SECRET])—today"),
     ("密码重置(https://example.com/reset?token=abc123)今天有效", "密码重置(https://example.com/reset?token=[SECRET])今天有效"),
+    ("密码重置（https://example.com/reset?token=abc123）今天有效",
+     "密码重置（https://example.com/reset?token=[SECRET]）今天有效"),
     ("she wrote “use (https://x.example/r?token=abc123)” twice",
      "she wrote “use (https://x.example/r?token=[SECRET])” twice"),
     ("“reset at https://x.example/r?token=abc123” he said", "“reset at https://x.example/r?token=[SECRET]” he said"),
