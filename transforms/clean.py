@@ -39,10 +39,11 @@ _MENTION = re.compile(rf"(?<![\w@])@(?:{_HANDLE_DOMAIN}|\w+)(?:@{_SERVER_DOMAIN}
 """A handle of any length: a Bluesky one is a domain name (``@alice.bsky.social``, ``@bob.example.com``), a fediverse
 one has its server (``@alice@mastodon.social``). A full stop after it ends the sentence, not the handle; an email
 address has no ``@`` at its start."""
-_FEDIVERSE_MARKUP = re.compile(r"</(?:p|a|span|b|strong|i|em|u|del|s|code|pre|blockquote|ul|ol|li|h[1-6])\s*>"
-                               r"|<br\s*/?>", re.IGNORECASE)
+_MARKUP = re.compile(r"</(?:p|a|span|b|strong|i|em|u|del|s|code|pre|blockquote|ul|ol|li|h[1-6])\s*>"
+                     r"|<br\s*/?>", re.IGNORECASE)
 """A closing tag of an element that Mastodon and other fediverse servers write in a status's ``content``, or a
-line break: HTML, not a post that merely has a ``<`` ("I <3 it", "</3") or a made-up tag ("<rant>why</rant>")."""
+line break (review exports keep the site's ``<br />``): HTML, not a text that merely has a ``<`` ("I <3 it",
+"</3") or a made-up tag ("<rant>why</rant>")."""
 _INLINE_HTML = ParserConfig(css=CSS_PROFILES["strict"])
 """inscriptis's strict profile: spans are inline, as in a browser. The relaxed default that email uses pads them with
 spaces, and Mastodon splits every handle and link into spans (``@<span>bob</span>`` read "@ bob")."""
@@ -115,13 +116,22 @@ def normalise_social(text: str) -> str:
     return normalise_text(_social_to_text(text))
 
 
-def _social_to_text(text: str) -> str:
-    """A post's HTML as text, entities decoded, with the URL and handle placeholders. Control characters go first:
-    the HTML parser turns a NUL into U+FFFD, which no later step removes."""
+def _markup_to_text(text: str) -> str:
+    """A post's or review's HTML as text, entities decoded even beside a ``<`` (ftfy leaves "&amp;" in any text
+    with one, so "I <3 it &amp; more" kept it). Control characters go first: the HTML parser turns a NUL into
+    U+FFFD, which no later step removes."""
     text = _CONTROL.sub("", text)
-    text = get_text(text, _INLINE_HTML) if _FEDIVERSE_MARKUP.search(text) else html.unescape(text)
-    text = _URL.sub("http", text)
-    return _MENTION.sub("@user", text)
+    return get_text(text, _INLINE_HTML) if _MARKUP.search(text) else html.unescape(text)
+
+
+def _social_to_text(text: str) -> str:
+    """A post's HTML as text, entities decoded, with the URL and handle placeholders."""
+    return _MENTION.sub("@user", _URL.sub("http", _markup_to_text(text)))
+
+
+_TO_TEXT = {"social": _social_to_text, "review": _markup_to_text}
+"""How a source's raw text is read before the repair; email bodies arrive as text already (ingest converts
+HTML parts)."""
 
 
 LANGUAGE_CONFIDENCE = 0.2
@@ -188,7 +198,8 @@ def clean_document(document: Document, max_chars: int) -> Document | Failure:
     if len(_CONTROL.findall(raw[:BINARY_SNIFF_CHARS])) > BINARY_CONTROL_SHARE * min(len(raw), BINARY_SNIFF_CHARS):
         return Failure(source, ref, "clean", "binary", "text is mostly control characters (binary content)",
                        excerpt(raw), document["doc_id"])
-    repaired = {"text": _repair(_social_to_text(raw) if source == "social" else raw),
+    to_text = _TO_TEXT.get(source)
+    repaired = {"text": _repair(to_text(raw) if to_text else raw),
                 **{name: _repair(document[name]) if document.get(name) else document.get(name)
                    for name in ("subject", "full_text")}}
     text = _tidy(repaired["text"])

@@ -7,6 +7,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import ftfy
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -213,6 +214,17 @@ def test_a_url_in_chinese_or_japanese_text_ends_at_a_full_width_bracket() -> Non
     """"（https://example.com/a）今天" took the bracket and the words after it into the URL placeholder."""
     assert normalise_social("详情（https://example.com/a）今天有效。见https://x.jp/b、ありがとう") == \
         "详情(http)今天有效。见http、ありがとう"  # full-width brackets are then folded to ASCII ones
+
+
+@pytest.mark.parametrize(("raw", "text"), [
+    ("Great &amp; cheap, I <3 it &quot;really&quot;", 'Great & cheap, I <3 it "really"'),
+    ("Loved it!<br /><br />Battery &gt; 10h. <b>Buy it</b>", "Loved it!\n\nBattery > 10h. Buy it"),
+    ("a < b and c > d, <rant>why</rant>", "a < b and c > d, <rant>why</rant>"),
+])
+def test_reviews_decode_entities_beside_a_less_than_sign_and_read_their_line_breaks(raw: str, text: str) -> None:
+    """ftfy leaves entities in any text with a "<", so "I <3 it &amp;" kept "&amp;"; a review export's "<br />"
+    reached the model as markup. A "<" that is not HTML stays."""
+    assert clean_document(new_document("review", "reviews.csv:2", raw), 1000)["text"] == text
 
 
 def test_a_nul_inside_a_mastodon_status_is_removed_not_replaced() -> None:
