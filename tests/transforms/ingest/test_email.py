@@ -879,6 +879,34 @@ def test_an_encrypted_or_winmail_only_message_says_why_it_has_no_text(content_ty
     assert [n for n in document["ingest_notes"] if note in n and "not readable" in n]
 
 
+def test_a_clear_signed_mailing_list_message_keeps_its_words_not_its_signature(shared_data: Path) -> None:
+    """20 SpamAssassin ham messages are clear-signed inline; the armour line, ``Hash:`` header and base64
+    signature were read as the message's text."""
+    document = corpus_message(shared_data, "ham/00096.3517ca839b03cdf37c14ff9b3667dd98")
+    assert document["text"].startswith("Re: [ILUG] Serial number in hosts file\n\nYour actual serial number is")
+    assert "PGP" not in document["text"] and "Hash: SHA1" not in document["full_text"]
+    assert "=Rurr" not in document["full_text"] and "VIA NET.WORKS Inc. Group." in document["full_text"]
+    assert document["ingest_notes"] == ["inline PGP signature removed"]
+
+
+def test_inline_pgp_dash_escapes_encrypted_blocks_and_keys() -> None:
+    signed = ("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nThe list:\n- - first item\n- -----\nbye\n"
+              "-----BEGIN PGP SIGNATURE-----\n\niQEzBAEBCAAdFiEE\n=a1b2\n-----END PGP SIGNATURE-----\n")
+    notes: list[str] = []
+    assert email_ingest.without_pgp_armor(signed, notes) == "The list:\n- first item\n-----\nbye\n"
+    key = "My key:\n-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBF\n-----END PGP PUBLIC KEY BLOCK-----\nthanks"
+    assert email_ingest.without_pgp_armor(key, notes) == "My key:\nthanks"
+    assert notes == ["inline PGP signature removed", "inline PGP key block removed"]
+    quoted_or_cut = "> -----BEGIN PGP SIGNATURE-----\n> iQEz\n-----BEGIN PGP MESSAGE-----\nhQEMA (cut off)"
+    assert email_ingest.without_pgp_armor(quoted_or_cut, notes) == quoted_or_cut
+    encrypted = ORDER_HEAD + b"Content-Type: text/plain\n\n-----BEGIN PGP MESSAGE-----\n\nhQEMA6zBkUXc4s6v\n=Xq4T\n" \
+        b"-----END PGP MESSAGE-----\n"
+    document = parse_email(encrypted, "e.eml")
+    assert document["text"].strip() == "Order 1234"
+    assert document["ingest_notes"] == ["inline PGP encrypted block removed, not readable",
+                                        "body encrypted (inline PGP), not readable: labeled by its subject alone"]
+
+
 def test_a_scan_or_a_readable_message_gets_no_unreadable_note() -> None:
     scan = parse_email(ORDER_HEAD + b'Content-Type: application/pdf; name="scan.pdf"' + BLOB, "s.eml")
     def outlook_with_tnef(message) -> None:
