@@ -10,6 +10,7 @@ import bz2
 import codecs
 import contextlib
 import email.utils
+import fnmatch
 import glob
 import json
 import lzma
@@ -101,7 +102,7 @@ def _local_matches(pattern: str) -> set[str]:
     """The files a local glob matches, and those of the folders it matches (``exports/2026-11-*``): Beam's matcher
     found nothing for a pattern without a folder (``*.csv``) and no file in a matched folder. ``**`` spans folders;
     a hidden name matches only where the pattern spells its dot."""
-    matches = glob.glob(pattern, recursive=True)
+    matches = _recursive_matches(pattern) if "**" in pattern.split(os.sep) else glob.glob(pattern)
     if not matches:
         raise FileNotFoundError(f"input {pattern!r} matches no file")
     files: set[str] = set()
@@ -111,6 +112,56 @@ def _local_matches(pattern: str) -> set[str]:
         elif _matched_file_is_input(match):
             files.add(match)
     return files
+
+
+_MAGIC = re.compile(r"[*?[]")
+
+
+def _recursive_matches(pattern: str) -> list[str]:
+    """What ``glob.glob(pattern, recursive=True)`` matches, each real folder walked once. ``glob`` follows every
+    linked folder under ``**`` with no memory of where it has been: one link back up (``sub/up -> ..``) read the
+    tree 40 times over until the kernel's link limit, and two never finished (2^40 paths), hanging the run."""
+    parts = pattern.split(os.sep)
+    fixed = next(index for index, part in enumerate(parts) if _MAGIC.search(part))
+    top = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else "")
+    wanted = parts[fixed:]
+    matches = []
+    for relative in _relative_paths(top or os.curdir):
+        if _glob_parts_match(relative, wanted):
+            matches.append(os.path.join(top, *relative) if relative else top or os.curdir)
+    return matches
+
+
+def _relative_paths(top: str) -> Iterator[list[str]]:
+    """Every path under ``top`` (itself first, as ``[]``) as its list of names; linked folders are followed, each
+    real folder once, so a loop of links ends."""
+    if not os.path.isdir(top):
+        return
+    yield []
+    visited = {os.path.realpath(top)}
+    for root, dirs, files in os.walk(top, followlinks=True):
+        base = os.path.relpath(root, top).split(os.sep) if root != top else []
+        unvisited = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, name))
+            if real not in visited:
+                visited.add(real)
+                unvisited.append(name)
+        dirs[:] = unvisited
+        yield from ([*base, name] for name in sorted(dirs + files))
+
+
+def _glob_parts_match(names: list[str], parts: list[str]) -> bool:
+    """Whether a path's names match a pattern's parts as ``glob`` reads them: ``**`` is any number of folders, the
+    other parts match one name each (``fnmatch``), and a hidden name only a part that spells its dot."""
+    if not parts:
+        return not names
+    part, rest = parts[0], parts[1:]
+    if part == "**":
+        return any(_glob_parts_match(names[skip:], rest) for skip in range(len(names) + 1)
+                   if not any(name.startswith(".") for name in names[:skip]))
+    return (bool(names) and (part.startswith(".") or not names[0].startswith("."))
+            and fnmatch.fnmatchcase(names[0], part) and _glob_parts_match(names[1:], rest))
 
 
 def _matched_file_is_input(path: str) -> bool:

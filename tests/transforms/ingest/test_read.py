@@ -12,6 +12,7 @@ import json
 import lzma
 import os
 import random
+import signal
 import sys
 import threading
 import zipfile
@@ -184,6 +185,33 @@ def test_a_glob_without_a_folder_and_a_glob_of_folders_find_their_files(tmp_path
                                                    for day in ("2026-11-19", "2026-11-20", "2026-12-01")]
     with pytest.raises(FileNotFoundError, match=r"input '\*\.tsv' matches no file"):
         expand_inputs(["*.tsv"])
+
+
+def test_a_recursive_glob_over_looping_links_ends_and_reads_each_file_once(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``glob`` follows every linked folder under ``**`` and remembers none: two links back up (``up -> ..``)
+    made ``exports/**/*.csv`` list 2^40 paths, and the run never started. Links to other folders are still
+    followed, and ``**`` still skips hidden folders unless the pattern spells the dot."""
+    day = tmp_path / "exports" / "2026-11-20"
+    day.mkdir(parents=True)
+    (day / "reviews.csv").write_text("id,text\nr1,fine\n", encoding="utf-8")
+    (day / "up").symlink_to("..")
+    (day / "up-again").symlink_to("..")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "posts.csv").write_text("id,text\np1,hello\n", encoding="utf-8")
+    (tmp_path / "exports" / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "exports" / ".staging").mkdir()
+    (tmp_path / "exports" / ".staging" / "partial.csv").write_text("id,text\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the glob did not finish"))
+    signal.alarm(20)
+    try:
+        files = expand_inputs(["exports/**/*.csv"])
+        hidden = expand_inputs(["exports/**/.staging/*.csv"])
+    finally:
+        signal.alarm(0)
+    assert files == ["exports/2026-11-20/reviews.csv", "exports/linked/posts.csv"]
+    assert hidden == ["exports/.staging/partial.csv"]
 
 
 def test_an_author_that_is_an_email_address_is_hashed_in_tables_too(tmp_path: Path) -> None:
