@@ -459,6 +459,33 @@ def binary_table(kind: str, head: bytes) -> bool:
     return looks_binary(head)
 
 
+_OLE_COMPOUND = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP = (b"PK\x03\x04", b"PK\x05\x06")
+_ARCHIVES = {b"7z\xbc\xaf\x27\x1c": "a 7z archive", b"Rar!\x1a\x07": "a RAR archive"}
+
+
+def unsupported_format(path: str, head: bytes) -> tuple[str | None, str] | None:
+    """(source, what to do) for a file in a format people drop into an inbox folder that Undertone does not read:
+    an Outlook ``.msg`` (an email: it counts as one; a ``.msg`` that is RFC 822 text is read), Office files,
+    archives, PDFs. None for anything else."""
+    suffix = _suffix(path)
+    if head.startswith(_OLE_COMPOUND):
+        if suffix == ".msg":
+            return "email", ("an Outlook .msg message (OLE compound file), which is not read: save it as .eml, or "
+                             "export the mailbox to mbox")
+        return None, "a legacy Microsoft Office file (OLE compound file), which is not read: save tables as CSV"
+    if head.startswith(_ZIP):
+        if suffix in (".xlsx", ".xlsm", ".ods"):
+            return None, "a spreadsheet workbook, which is not read: save each sheet as CSV"
+        return None, "a zip archive, which is not read: unpack it (single files may be .gz, .bz2, .xz or .zst)"
+    archive = next((name for magic, name in _ARCHIVES.items() if head.startswith(magic)), None)
+    if archive or head[257:262] == b"ustar":
+        return None, f"{archive or 'a tar archive'}, which is not read: unpack it"
+    if head.startswith(b"%PDF-"):
+        return None, "a PDF document, which is not read"
+    return None
+
+
 def read_path(
     path: str, source: str = "auto", columns: ColumnMap | None = None, hash_addresses: bool = True
 ) -> Iterator[Document | Failure]:
@@ -472,9 +499,10 @@ def read_path(
     kind = "email" if forced == "email" else detect_format(path, head)
     if forced in ("review", "social") and kind == "email":
         kind = None
-    if kind is None:
-        yield Failure(forced, path, "read", "unknown_format",
-                      "not a recognised email, CSV, JSON(L) or Parquet file", excerpt(head))
+    unsupported = unsupported_format(path, head) if kind in (None, "email") else None
+    if kind is None or unsupported:
+        told, reason = unsupported or (None, "not a recognised email, CSV, JSON(L) or Parquet file")
+        yield Failure(forced or told, path, "read", "unknown_format", reason, excerpt(head))
         return
     if binary_table(kind, head):
         yield Failure(forced, path, "read", "binary", f"binary content in a file named as {kind} (NUL or control "

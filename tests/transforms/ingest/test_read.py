@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sys
+import tarfile
 import threading
 import zipfile
 import zlib
@@ -185,6 +186,36 @@ def test_a_glob_without_a_folder_and_a_glob_of_folders_find_their_files(tmp_path
                                                    for day in ("2026-11-19", "2026-11-20", "2026-12-01")]
     with pytest.raises(FileNotFoundError, match=r"input '\*\.tsv' matches no file"):
         expand_inputs(["*.tsv"])
+
+
+def test_an_outlook_msg_an_archive_or_a_pdf_says_what_it_is_and_what_to_do(tmp_path: Path) -> None:
+    """They were all "not a recognised email, CSV, JSON(L) or Parquet file", and an Outlook .msg, which is an
+    email, counted under no source."""
+    ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504) + b"\x00\x01\x02\x03" * 256
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("reviews.csv", "id,text\nr1,fine\n")
+    tarred = io.BytesIO()
+    with tarfile.open(fileobj=tarred, mode="w:gz") as archive:
+        table = b"id,text\nr1,fine\n"
+        member = tarfile.TarInfo("reviews.csv")
+        member.size = len(table)
+        archive.addfile(member, io.BytesIO(table))
+    cases = {
+        "Re_ refund.msg": (ole, "email", "an Outlook .msg message"),
+        "old.xls": (ole, None, "a legacy Microsoft Office file"),
+        "reviews.xlsx": (zipped.getvalue(), None, "a spreadsheet workbook"),
+        "export.zip": (zipped.getvalue(), None, "a zip archive, which is not read: unpack it"),
+        "export.tar.gz": (tarred.getvalue(), None, "a tar archive, which is not read"),
+        "export.7z": (b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(64), None, "a 7z archive"),
+        "invoice.pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(64), None, "a PDF document"),
+    }
+    for name, (content, source, reason) in cases.items():
+        (failure,) = read_path(str(write(tmp_path / name, content)))
+        assert (failure.error_type, failure.source) == ("unknown_format", source), name
+        assert failure.error.startswith(reason), (name, failure.error)
+    (plain,) = read_path(str(write(tmp_path / "notes.bin", bytes(range(256)))))
+    assert plain.error == "not a recognised email, CSV, JSON(L) or Parquet file"
 
 
 def test_a_recursive_glob_over_looping_links_ends_and_reads_each_file_once(tmp_path: Path,
