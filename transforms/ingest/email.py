@@ -713,12 +713,13 @@ def without_pgp_armor(body: str, notes: list[str]) -> str:
                 index += 1
             signed = True
             continue
-        end = f"-----END PGP {begin.group(1)}-----" if begin else ""
-        close = next((at for at in range(index + 1, len(lines)) if lines[at].rstrip() == end), None) if begin else None
-        if begin and close is not None:
-            _note_once(notes, _ARMOR_NOTES[begin.group(1)])
-            index, signed = close + 1, False
-            continue
+        if begin:
+            end = f"-----END PGP {begin.group(1)}-----"
+            close = next((at for at in range(index + 1, len(lines)) if lines[at].rstrip() == end), None)
+            if close is not None:
+                _note_once(notes, _ARMOR_NOTES[begin.group(1)])
+                index, signed = close + 1, False
+                continue
         line = lines[index]
         kept.append(line[2:] if signed and line.startswith("- ") else line)
         index += 1
