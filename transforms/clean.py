@@ -39,11 +39,11 @@ _MENTION = re.compile(rf"(?<![\w@])@(?:{_HANDLE_DOMAIN}|\w+)(?:@{_SERVER_DOMAIN}
 """A handle of any length: a Bluesky one is a domain name (``@alice.bsky.social``, ``@bob.example.com``), a fediverse
 one has its server (``@alice@mastodon.social``). A full stop after it ends the sentence, not the handle; an email
 address has no ``@`` at its start."""
-_MARKUP = re.compile(r"</(?:p|a|span|b|strong|i|em|u|del|s|code|pre|blockquote|ul|ol|li|h[1-6])\s*>"
-                     r"|<br\s*/?>", re.IGNORECASE)
-"""A closing tag of an element that Mastodon and other fediverse servers write in a status's ``content``, or a
-line break (review exports keep the site's ``<br />``): HTML, not a text that merely has a ``<`` ("I <3 it",
-"</3") or a made-up tag ("<rant>why</rant>")."""
+_MARKUP = re.compile(r"</(?:p|div|a|span|font|b|strong|i|em|u|del|s|code|pre|blockquote|ul|ol|li|h[1-6]|td|tr"
+                     r"|table)\s*>|<br\s*/?>", re.IGNORECASE)
+"""A closing tag of an element that Mastodon and other fediverse servers write in a status's ``content`` or a
+review site keeps in an export (``</div>``, ``</td>``), or a line break (``<br />``): HTML, not a text that merely
+has a ``<`` ("I <3 it", "</3") or a made-up tag ("<rant>why</rant>")."""
 _INLINE_HTML = ParserConfig(css=CSS_PROFILES["strict"])
 """inscriptis's strict profile: spans are inline, as in a browser. The relaxed default that email uses pads them with
 spaces, and Mastodon splits every handle and link into spans (``@<span>bob</span>`` read "@ bob")."""

@@ -220,6 +220,7 @@ def test_a_url_in_chinese_or_japanese_text_ends_at_a_full_width_bracket() -> Non
     ("Great &amp; cheap, I <3 it &quot;really&quot;", 'Great & cheap, I <3 it "really"'),
     ("Loved it!<br /><br />Battery &gt; 10h. <b>Buy it</b>", "Loved it!\n\nBattery > 10h. Buy it"),
     ("a < b and c > d, <rant>why</rant>", "a < b and c > d, <rant>why</rant>"),
+    ("<div>Sturdy &amp; quiet</div><div>Would buy again</div>", "Sturdy & quiet\nWould buy again"),
 ])
 def test_reviews_decode_entities_beside_a_less_than_sign_and_read_their_line_breaks(raw: str, text: str) -> None:
     """ftfy leaves entities in any text with a "<", so "I <3 it &amp;" kept "&amp;"; a review export's "<br />"
