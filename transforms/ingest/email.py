@@ -619,6 +619,7 @@ def strip_reply(text: str) -> str:
     for disclaimer in disclaimers:
         newest = newest.replace(disclaimer.strip(), "")
     newest = _TRAILING_DIVIDERS.sub("", without_signature(newest, _REPLY_SIGNATURE).strip()).rstrip()
+    newest = _APP_TAGLINE.sub("", newest)
     return newest if newest else text
 
 
@@ -830,6 +831,13 @@ _DIVIDER_LINE = re.compile(rf"^{_RULE}$", re.MULTILINE)
 _TRAILING_DIVIDERS = re.compile(rf"(?:\n{_RULE}[ \t]*)+\Z")
 """Divider lines that end a reply: Outlook on the web writes its line of underscores right below the reply, with no
 blank line between, so it stayed when the history below it was cut."""
+_APP_TAGLINE = re.compile(
+    r"\n+(?:Sent|Envoy\u00e9|Gesendet|Enviado|Inviato|Verzonden) (?:from|with|via|von|mit|de|depuis|avec|desde|con|da"
+    r"|vanaf|met) [^\n]{0,60}\b(?:iPhone|iPad|Android|Galaxy|Samsung|Outlook|Mail|Gmail|Yahoo|Proton|Tuta"
+    r"|Superhuman|Spark|BlackBerry|Windows)\b[^\n]{0,40}\s*\Z")
+"""The line a mail app ends a message with ("Sent with Proton Mail secure email.", "Sent from Yahoo Mail on
+Android", "Sent from Mail for Windows"): the reply parser knows only "Sent from my" and "Get Outlook for". It
+names an app or a device, so "Sent from the warehouse on Monday." stays."""
 _HEADER_FIELD = re.compile(r"^[>* ]*([^\W\d_]+) ?:[ *]*(.*)$", re.MULTILINE)
 _SENDER_FIELDS = frozenset({"from", "von", "de", "da", "van"})
 _TIME_FIELDS = frozenset({"sent", "date", "gesendet", "datum", "envoyé", "enviado", "fecha", "inviato", "data",

@@ -917,6 +917,18 @@ def test_a_scan_or_a_readable_message_gets_no_unreadable_note() -> None:
     assert not [n for document in (scan, readable) for n in document["ingest_notes"] if "not readable" in n]
 
 
+@pytest.mark.parametrize("tagline", ["Sent with Proton Mail secure email.",
+                                     "Sent with [Proton Mail](https://proton.me/) secure email.",
+                                     "Sent from Yahoo Mail on Android", "Sent from Mail for Windows",
+                                     "Envoy\u00e9 de mon iPhone", "Gesendet mit der WEB.DE Mail App"])
+def test_a_mail_apps_tagline_is_not_the_senders_words(tagline: str) -> None:
+    """The reply parser drops only "Sent from my ..." and "Get Outlook for ..."; the other apps' lines stayed."""
+    assert own_text(f"Where is my refund? It has been two weeks.\n\n{tagline}") == \
+        "Where is my refund? It has been two weeks."
+    assert own_text("The parcel was damaged.\nSent from the warehouse on Monday.") == \
+        "The parcel was damaged.\nSent from the warehouse on Monday."
+
+
 def test_outlooks_divider_right_below_the_reply_is_not_left_in_the_text() -> None:
     """Outlook on the web puts its divider on the line after the reply: the history went, the line stayed."""
     history = ("\n________________________________\nFrom: Acme Support <support@acme.com>\n"
