@@ -184,6 +184,16 @@ included) is binary content read as text; fewer (a stray NUL from a database exp
 and noted, and the rest of the record is labeled."""
 
 
+def _why_empty(document: Document) -> str:
+    """The dead letter's reason for a document with no text: an email's excerpt is then empty too, so the reason
+    says that it had neither subject nor body, and what ingest noted (an encrypted body, say)."""
+    reason = "no text left after clean-up"
+    if document["source"] == "email" and not (document.get("subject") or "").strip():
+        reason += ": no subject and no body text"
+    notes = "; ".join(document["ingest_notes"] or [])
+    return f"{reason} ({notes})" if notes else reason
+
+
 def clean_document(document: Document, max_chars: int) -> Document | Failure:
     """Normalise a document's text; empty, oversized or binary text becomes a failure.
 
@@ -204,8 +214,7 @@ def clean_document(document: Document, max_chars: int) -> Document | Failure:
                    for name in ("subject", "full_text")}}
     text = _tidy(repaired["text"])
     if not has_visible_text(text):
-        return Failure(source, ref, "clean", "empty_text", "no text left after clean-up", excerpt(raw),
-                       document["doc_id"])
+        return Failure(source, ref, "clean", "empty_text", _why_empty(document), excerpt(raw), document["doc_id"])
     notes = list(document["ingest_notes"] or [])
     if _CONTROL.search(raw):
         notes.append(f"{len(_CONTROL.findall(raw))} control characters removed")

@@ -174,7 +174,13 @@ def test_truncated_mime_keeps_what_was_there() -> None:
     headers_only = cleaned(parse_email(b"From: a@b.c\nSubject: only a subject\nContent-Type: multipart/mixed; "
                                        b"boundary=x\n\n--x\nContent-Type: text/plain\n", "cut"))
     assert headers_only["text"] == "only a subject"
-    assert cleaned(parse_email(b"From: a@b.c\n\n", "empty")).error_type == "empty_text"
+    empty = cleaned(parse_email(b"From: a@b.c\n\n", "empty"))
+    assert (empty.error_type, empty.error) == ("empty_text", "no text left after clean-up: no subject and no body text")
+    encrypted = cleaned(parse_email(b"From: a@b.c\nContent-Type: multipart/encrypted; boundary=x\n\n--x\n"
+                                    b"Content-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\n"
+                                    b"--x--\n", "e"))
+    assert encrypted.error == ("no text left after clean-up: no subject and no body text (body encrypted (PGP/MIME), "
+                               "not readable: labeled by its subject alone)")
 
 
 
