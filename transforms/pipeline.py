@@ -369,11 +369,12 @@ def build(pipeline: beam.Pipeline, config: PipelineConfig, files: list[str], bun
         staging, labeled_schema(tasks), config.logical_date, config.run_id)
     _ = labeled_files | "MarkDuplicates" >> MarkDuplicates()
 
-    failed_at = datetime.now(UTC)
     dead_rows = (
         (ingested.failed, classified["failed"])
         | "AllFailures" >> beam.Flatten()
-        | "DeadLetterRows" >> beam.Map(lambda failure: failure.to_row(config.run_id, failed_at))
+        # Stamped as each failure arrives, in the stage that produced it: the job's build time, used before, was
+        # minutes or hours off for a long run's later records.
+        | "DeadLetterRows" >> beam.Map(lambda failure: failure.to_row(config.run_id, datetime.now(UTC)))
     )
     if config.redact_pii:
         dead_rows = dead_rows | "RedactDeadLetters" >> beam.Map(redact_dead_letter)

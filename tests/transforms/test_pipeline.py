@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import apache_beam as beam
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
@@ -81,6 +82,30 @@ def test_dead_letter_rows_say_where_and_why(first_run: tuple[Path, dict]) -> Non
     assert reasons == {("forwarded-by-mistake.eml", "parse", "binary"), ("posts.jsonl:12", "parse", "invalid_json"),
                        ("posts.jsonl:23", "clean", "empty_text")}
     assert dead["raw_excerpt"].str.len().gt(0).all()
+
+
+def test_dead_letters_are_stamped_when_they_fail_not_when_the_job_was_built(
+        tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``failed_at`` ("when the record failed") was the moment the pipeline was built, before any record was read."""
+    posts = tmp_path / "in" / "posts.jsonl"
+    posts.parent.mkdir()
+    posts.write_text('{"text": "fine"}\n{"text": "cut off\n{"text": "   "}\n', encoding="utf-8")
+    run = beam.Pipeline.run
+    job_started: list[datetime] = []
+
+    def run_a_second_later(self: beam.Pipeline, *args: object, **kwargs: object) -> object:
+        time.sleep(1.0)
+        job_started.append(datetime.now(UTC))
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(beam.Pipeline, "run", run_a_second_later)
+    output = tmp_path / "out"
+    manifest = run_pipeline(PipelineConfig(inputs=(str(posts.parent),), output=str(output),
+                                           logical_date="2026-11-20", model_dir=str(tiny_bundle)))
+    dead = pd.read_parquet(output / "dead_letter")
+    assert sorted(dead["error_type"]) == ["empty_text", "invalid_json"]
+    assert (dead["failed_at"] >= pd.Timestamp(job_started[0])).all()
+    assert (dead["failed_at"] <= pd.Timestamp(manifest["finished_at"])).all()
 
 
 def test_rerun_replaces_the_partition_and_ids_are_stable(first_run: tuple[Path, dict], tiny_bundle: Path,
