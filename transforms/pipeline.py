@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -59,6 +59,7 @@ from transforms.sinks import (
     reconcile,
     recover_staging,
     remote_staging,
+    staged_sources,
     totals,
     write_manifest,
 )
@@ -420,9 +421,11 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     finally:
         drop_read_ahead(read_early, reading)
     inputs = _counters(result, INGEST_METRICS, prefix="input_")  # records read per source
-    every_source = config.whole_date or inputs is None  # without counters the sources read are not known
-    committed = commit_run(config.output, config.run_id, config.logical_date,
-                           owned_sources=(*SOURCES, UNKNOWN_SOURCE) if every_source else inputs)
+    if config.whole_date:
+        owned: Iterable[str] = (*SOURCES, UNKNOWN_SOURCE)
+    else:  # without counters (a runner that reports no metrics), the sources it wrote anything for
+        owned = inputs if inputs is not None else staged_sources(config.output, config.run_id, config.logical_date)
+    committed = commit_run(config.output, config.run_id, config.logical_date, owned_sources=owned)
     counts = reconcile(inputs or {}, committed["labeled"], committed["dead_letter"])
     manifest = {
         "run_id": config.run_id,

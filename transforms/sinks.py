@@ -374,6 +374,16 @@ def _drop_empty_files(folder: Path) -> None:
             folder.rmdir()
 
 
+def staged_sources(output: str | Path, run_id: str, date: str) -> set[str]:
+    """The sources a run staged rows or dead letters for (``unknown`` for dead letters of unknown files): what it
+    read, where the runner reports no metrics to count it by."""
+    staging = staging_root(output, run_id)
+    labeled = {source for source in SOURCES if parquet_rows(labeled_partition(staging, source, date)) > 0}
+    dead = dead_letter_partition(staging, date)
+    return labeled | {dead_letter_source(path.name) for path in dead.glob("*.parquet")
+                      if pq.ParquetFile(path).metadata.num_rows > 0}
+
+
 def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterable[str]) -> dict[str, Any]:
     """Swap a successful run's staged partitions in for the sources it owns (``unknown`` for dead letters of
     unknown files): an owned source the run did not stage is removed. Returns per-source counts."""

@@ -168,6 +168,26 @@ def test_a_job_that_fails_leaves_no_staging_and_drops_its_read_ahead(tiny_bundle
     assert not list((tmp_path / "_staging").glob("*"))
 
 
+def test_a_runner_without_metrics_replaces_only_the_sources_it_wrote(first_run: tuple[Path, dict], tiny_bundle: Path,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without input counters a run owned every source of its date: a social-only run on such a runner deleted
+    that date's emails and reviews. It now owns what it staged; reconciliation stays unknown."""
+    output, _ = first_run
+    copy = tmp_path / "out"
+    shutil.copytree(output, copy)
+    monkeypatch.setattr(pipeline, "_counters", lambda *args, **kwargs: None)
+    social_only = run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "social"),), output=str(copy),
+                                              logical_date="2026-11-20", model_dir=str(tiny_bundle)))
+    assert social_only["reconciled"] is None
+    frame = pd.read_parquet(copy / "labeled")
+    runs = frame.groupby(frame["source"].astype(str))["run_id"].unique().map(list).to_dict()
+    assert runs["social"] == [social_only["run_id"]]
+    assert runs["email"] != [social_only["run_id"]] and runs["review"] != [social_only["run_id"]]
+    assert len(frame) == 83
+    assert sorted(pd.read_parquet(copy / "dead_letter")["source"]) == ["email", "social", "social"]
+
+
 def test_forced_source_and_task_validation(tmp_path: Path, tiny_bundle: Path) -> None:
     manifest = run_pipeline(PipelineConfig(inputs=(str(SAMPLES / "reviews"),), output=str(tmp_path),
                                            logical_date="2026-11-21", source="social", model_dir=str(tiny_bundle)))
