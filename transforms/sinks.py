@@ -384,6 +384,22 @@ def staged_sources(output: str | Path, run_id: str, date: str) -> set[str]:
                       if pq.ParquetFile(path).metadata.num_rows > 0}
 
 
+def _link_or_copy(existing: Path, new: Path) -> None:
+    """A second name for a kept dead-letter file in the partition being built: a hard link, or a copy where the
+    file system has none (GCS FUSE and other object-store mounts refuse ``link``, which failed the commit)."""
+    try:
+        os.link(existing, new)
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+        shutil.copy2(existing, new)
+
+
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK})
+"""``link`` errors that mean the file system (or this pair of places) cannot hard-link, not that the file is
+missing or unreadable."""
+
+
 def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterable[str]) -> dict[str, Any]:
     """Swap a successful run's staged partitions in for the sources it owns (``unknown`` for dead letters of
     unknown files): an owned source the run did not stage is removed. Returns per-source counts."""
@@ -408,7 +424,7 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
         for kept in target.glob("*.parquet"):
             if not kept.name.startswith(replaced):
                 staged_dead.mkdir(parents=True, exist_ok=True)
-                os.link(kept, staged_dead / kept.name)
+                _link_or_copy(kept, staged_dead / kept.name)
     swaps.append((staged_dead, target, None))
     journal = {"run_id": run_id, "date": date, "owned": sorted(owned), "output": str(Path(output)), "steps": [
         {"staged": str(staged), "target": str(target), "trash": str(_trash(Path(output), staging, target)),
@@ -504,7 +520,7 @@ def _merge_dead_letters(journal: dict[str, Any], output: Path, staged: Path, tar
     for folder, dead_run_files in ((target, False), (staged, True)):
         for path in folder.glob("*.parquet") if folder.is_dir() else ():
             if from_dead_run(path.name) == dead_run_files:
-                os.link(path, merged / path.name)
+                _link_or_copy(path, merged / path.name)
     names = sorted(_file_names(merged))
     if not names:
         merged.rmdir()

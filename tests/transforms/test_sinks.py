@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -100,6 +101,30 @@ def test_commit_replaces_owned_sources_and_keeps_other_dead_letters(tmp_path: Pa
     assert dead == [f"email:{NEW[:16]}", f"review:{OLD[:16]}"]
     assert not (tmp_path / "_staging" / NEW).exists()
     assert not list(labeled_partition(tmp_path, "email", DATE).parent.glob(".*"))
+
+
+@pytest.mark.parametrize("refusal", [errno.EPERM, errno.ENOTSUP])
+def test_a_commit_on_a_mount_without_hard_links_copies_the_dead_letters_it_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: int) -> None:
+    """GCS FUSE and other object-store mounts refuse ``link``; keeping another source's dead letters failed the
+    commit there. Any other link error (a missing file) still fails it."""
+    stage_new_run(tmp_path)
+
+    def no_hard_links(existing: object, new: object) -> None:
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(sinks.os, "link", no_hard_links)
+    commit_run(tmp_path, NEW, DATE, owned_sources=["email", "social"])
+    dead = pq.read_table(dead_letter_partition(tmp_path, DATE))
+    assert sorted(zip(dead["doc_id"].to_pylist(), dead["run_id"].to_pylist(), strict=True)) == [
+        ("bad-email", NEW), ("bad-review", OLD)]
+    stage_new_run(tmp_path / "again")
+    def missing(existing: object, new: object) -> None:
+        raise FileNotFoundError(errno.ENOENT, "gone", existing)
+
+    monkeypatch.setattr(sinks.os, "link", missing)
+    with pytest.raises(FileNotFoundError):
+        commit_run(tmp_path / "again", NEW, DATE, owned_sources=["email", "social"])
 
 
 class Killed(BaseException):
