@@ -148,8 +148,9 @@ def compute_aggregates(labeled: pd.DataFrame, dead: pd.DataFrame, computed_at: d
     ]
     schema = file_schema(AGGREGATES_SCHEMA, AGGREGATES_PARTITION_KEYS)
     stamp = pd.Timestamp(computed_at or datetime.now(UTC))
-    return pa.concat_tables([pa.Table.from_pandas(part.assign(computed_at=stamp), schema=schema, preserve_index=False)
-                             for part in parts if not part.empty] or [schema.empty_table()])
+    table = pa.concat_tables([pa.Table.from_pandas(part.assign(computed_at=stamp), schema=schema, preserve_index=False)
+                              for part in parts if not part.empty] or [schema.empty_table()])
+    return table.replace_schema_metadata(schema.metadata)  # the contract's, without pandas' description of a frame
 
 
 @contextmanager

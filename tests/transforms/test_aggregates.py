@@ -13,7 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas import AGGREGATES_SCHEMA, LABELED_PARTITION_KEYS, describe, file_schema, labeled_schema
+from schemas import (
+    AGGREGATES_PARTITION_KEYS,
+    AGGREGATES_SCHEMA,
+    LABELED_PARTITION_KEYS,
+    describe,
+    file_schema,
+    labeled_schema,
+)
 from tests.conftest import REPO, SENTIMENT
 from tests.sample_output import SAMPLE_DATE, sample_output
 from transforms.aggregates import (
@@ -98,8 +105,10 @@ def test_aggregates_reconcile_with_the_labeled_and_dead_letter_partitions(output
     assert aggregates.loc[aggregates["metric"] == "dead_letter", "count"].sum() == 3
     top = aggregates[(aggregates["metric"] == "negative_topic") & (aggregates["rank"] == 1)]
     assert len(top) == top["source"].nunique()
-    assert pq.read_schema(aggregates_partition(output, SAMPLE_DATE) / "aggregates.parquet").names == [
-        field.name for field in AGGREGATES_SCHEMA]
+    written = pq.read_schema(aggregates_partition(output, SAMPLE_DATE) / "aggregates.parquet")
+    assert written.names == [field.name for field in AGGREGATES_SCHEMA]
+    contract = file_schema(AGGREGATES_SCHEMA, AGGREGATES_PARTITION_KEYS)
+    assert written.metadata == contract.metadata  # the contract's version, not pandas' index description
 
 
 def test_a_run_that_replaced_one_source_is_reflected_and_the_table_is_swapped_whole(output: Path,
