@@ -552,6 +552,16 @@ def process_identity(pid: int) -> str | None:
     return f"{boot}/{fields[19]}"  # field 22 of proc(5), counted after the name's closing parenthesis
 
 
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but is not yet collected by its parent (a scheduler that runs ``undertone run``
+    and has not waited for it): ``kill(pid, 0)`` still succeeds, so the dead run looked alive (Linux ``/proc``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[:1] == ["Z"]
+
+
 def _owner_is_dead(staging: Path, stale_after_s: float) -> bool:
     owner_file = staging / OWNER_FILE
     try:
@@ -565,6 +575,8 @@ def _owner_is_dead(staging: Path, stale_after_s: float) -> bool:
             return True
         except PermissionError:
             return False
+        if _is_zombie(int(owner["pid"])):  # exited; its parent has not collected it yet
+            return True
         recorded, current = owner.get("process"), process_identity(int(owner["pid"]))
         return recorded is not None and current is not None and current != recorded  # the pid was given again
     return time.time() - float(owner.get("started", 0)) > stale_after_s

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -273,6 +274,25 @@ def test_recovery_discards_dead_uncommitted_runs_and_keeps_live_ones(tmp_path: P
     assert recover_staging(tmp_path) == {NEW: Recovery("discarded")}
     assert visible(tmp_path) == {"email": [OLD, OLD], "social": [OLD, OLD]}
     assert live.is_dir() and not (tmp_path / "_staging" / NEW).exists()
+
+
+def test_a_run_whose_process_exited_but_was_never_collected_is_dead(tmp_path: Path) -> None:
+    """A run started by a scheduler that has not waited for it stays a zombie: ``kill(pid, 0)`` succeeds and its
+    start tick is the one recorded, so its staging was kept as a live run's for as long as the scheduler lived."""
+    stage_new_run(tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    owner = {"host": sinks.socket.gethostname(), "pid": child.pid, "process": sinks.process_identity(child.pid),
+             "started": time.time()}
+    (staging_root(tmp_path, NEW) / sinks.OWNER_FILE).write_text(json.dumps(owner))
+    try:
+        assert recover_staging(tmp_path) == {}  # still running
+        deadline = time.monotonic() + 10
+        stat = Path(f"/proc/{child.pid}/stat")  # poll() would collect it: read its state instead
+        while stat.read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert recover_staging(tmp_path) == {NEW: Recovery("discarded")}
+    finally:
+        child.wait()
 
 
 def test_a_dead_run_whose_pid_another_process_now_holds_is_rolled_forward(tmp_path: Path) -> None:
