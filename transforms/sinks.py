@@ -546,20 +546,25 @@ def process_identity(pid: int) -> str | None:
     pid of the run that died in it."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace").rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    fields = _stat_fields(pid)
+    return f"{boot}/{fields[19]}" if fields else None  # field 22 of proc(5), counted after the name's parenthesis
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (its state first); None where unreadable."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace").rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return f"{boot}/{fields[19]}"  # field 22 of proc(5), counted after the name's closing parenthesis
 
 
 def _is_zombie(pid: int) -> bool:
     """Whether ``pid`` has exited but is not yet collected by its parent (a scheduler that runs ``undertone run``
     and has not waited for it): ``kill(pid, 0)`` still succeeds, so the dead run looked alive (Linux ``/proc``)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[:1] == ["Z"]
+    fields = _stat_fields(pid)
+    return fields is not None and fields[:1] == ["Z"]
 
 
 def _owner_is_dead(staging: Path, stale_after_s: float) -> bool:
