@@ -20,7 +20,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from models import preload
-from models.attention import LENGTH_AWARE_ATTENTION
+from models.attention import cpu_attention
 from models.bundle import (
     ADAPTER_DIR,
     HEADS_FILE,
@@ -291,7 +291,7 @@ class Classifier:
                 encoder = PeftModel.from_pretrained(encoder, folder / ADAPTER_DIR, is_trainable=False)
                 encoder = encoder.merge_and_unload()
         if on_cpu:
-            encoder.set_attn_implementation(LENGTH_AWARE_ATTENTION)
+            encoder.set_attn_implementation(cpu_attention(precision))
         model = MultiTaskModel(encoder, spec.tasks)
         load_heads(model, folder, [task for task in model.heads if task not in model.zero_shot])
         model = quantize_int8(model) if precision == "int8" else model.to(device)

@@ -1,4 +1,5 @@
-"""The CPU attention: the plain product, a slice of sequences at a time, gives SDPA's results; training keeps SDPA."""
+"""The CPU attention: the plain product, a slice of sequences at a time, gives SDPA's results; training keeps SDPA,
+and so do bf16 encoders on CPUs with AMX."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 import models.attention
-from models.attention import LENGTH_AWARE_ATTENTION, length_aware_attention
+from models.attention import LENGTH_AWARE_ATTENTION, cpu_attention, length_aware_attention
 from models.classifier import Classifier
 
 
@@ -69,3 +70,22 @@ def test_cpu_classifiers_use_it_with_sdpa_labels_on_real_padded_texts(tiny_bundl
     theirs = classifier.logits_for(batch)
     for task in ours:
         torch.testing.assert_close(ours[task], theirs[task], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("amx", "precision", "expected"), [
+    (True, "bf16", "sdpa"), (True, "fp32", LENGTH_AWARE_ATTENTION), (True, "int8", LENGTH_AWARE_ATTENTION),
+    (False, "bf16", LENGTH_AWARE_ATTENTION), (False, "fp32", LENGTH_AWARE_ATTENTION)])
+def test_sdpa_only_for_bf16_on_amx(monkeypatch: pytest.MonkeyPatch, amx: bool, precision: str, expected: str) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert cpu_attention(precision) == expected
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_a_bf16_classifier_takes_the_attention_its_cpu_runs_fastest(monkeypatch: pytest.MonkeyPatch, amx: bool,
+                                                                     tiny_bundle: Path) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    classifier = Classifier.load(tiny_bundle, device="cpu", precision="bf16")
+    expected = "sdpa" if amx else LENGTH_AWARE_ATTENTION
+    assert classifier.model.encoder.config._attn_implementation == expected
+    label = classifier.predict("the parcel came late and broken")["sentiment"].label
+    assert label in classifier.spec.tasks["sentiment"].labels
