@@ -126,15 +126,16 @@ def _recursive_matches(pattern: str) -> list[str]:
     top = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else "")
     wanted = parts[fixed:]
     matches = []
-    for relative in _relative_paths(top or os.curdir):
+    for relative in _relative_paths(top or os.curdir, hidden=any(part.startswith(".") for part in wanted)):
         if _glob_parts_match(relative, wanted):
             matches.append(os.path.join(top, *relative) if relative else top or os.curdir)
     return matches
 
 
-def _relative_paths(top: str) -> Iterator[list[str]]:
+def _relative_paths(top: str, hidden: bool) -> Iterator[list[str]]:
     """Every path under ``top`` (itself first, as ``[]``) as its list of names; linked folders are followed, each
-    real folder once, so a loop of links ends."""
+    real folder once, so a loop of links ends. Hidden folders are walked only when ``hidden`` (the pattern spells a
+    dot): nothing in them can match otherwise, and a glob over a checkout walked all of ``.git``."""
     if not os.path.isdir(top):
         return
     yield []
@@ -143,6 +144,8 @@ def _relative_paths(top: str) -> Iterator[list[str]]:
         base = os.path.relpath(root, top).split(os.sep) if root != top else []
         unvisited = []
         for name in sorted(dirs):
+            if name.startswith(".") and not hidden:
+                continue
             real = os.path.realpath(os.path.join(root, name))
             if real not in visited:
                 visited.add(real)

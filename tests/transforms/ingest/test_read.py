@@ -19,7 +19,7 @@ import threading
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -243,6 +243,31 @@ def test_a_recursive_glob_over_looping_links_ends_and_reads_each_file_once(tmp_p
         signal.alarm(0)
     assert files == ["exports/2026-11-20/reviews.csv", "exports/linked/posts.csv"]
     assert hidden == ["exports/.staging/partial.csv"]
+
+
+def test_a_recursive_glob_leaves_hidden_folders_unwalked_unless_the_pattern_spells_a_dot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``**`` glob over an export kept in a checkout walked every folder of ``.git`` (objects by the hundred
+    thousand) to match none of them."""
+    day = tmp_path / "exports" / "2026-11-20"
+    day.mkdir(parents=True)
+    (day / "reviews.csv").write_text("id,text\nr1,fine\n", encoding="utf-8")
+    objects = tmp_path / "exports" / ".git" / "objects" / "ab"
+    objects.mkdir(parents=True)
+    (objects / "cd.csv").write_text("id,text\n", encoding="utf-8")
+    walked: list[str] = []
+    walk = os.walk
+
+    def recorded_walk(top: str, *args: object, **kwargs: object) -> Iterator[tuple[str, list[str], list[str]]]:
+        for root, dirs, files in walk(top, *args, **kwargs):
+            walked.append(root)
+            yield root, dirs, files
+
+    monkeypatch.setattr(os, "walk", recorded_walk)
+    monkeypatch.chdir(tmp_path)
+    assert expand_inputs(["exports/**/*.csv"]) == ["exports/2026-11-20/reviews.csv"]
+    assert walked and not any(".git" in root for root in walked)
+    assert expand_inputs(["exports/**/.git/**/*.csv"]) == ["exports/.git/objects/ab/cd.csv"]
 
 
 def test_an_author_that_is_an_email_address_is_hashed_in_tables_too(tmp_path: Path) -> None:
