@@ -15,7 +15,9 @@ from pathlib import Path
 import ftfy
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.html_properties import Display
 from inscriptis.model.config import ParserConfig
+from inscriptis.model.html_element import HtmlElement
 from py3langid import langid
 
 from transforms.records import Document, Failure, excerpt
@@ -39,14 +41,26 @@ _MENTION = re.compile(rf"(?<![\w@])@(?:{_HANDLE_DOMAIN}|\w+)(?:@{_SERVER_DOMAIN}
 """A handle of any length: a Bluesky one is a domain name (``@alice.bsky.social``, ``@bob.example.com``), a fediverse
 one has its server (``@alice@mastodon.social``). A full stop after it ends the sentence, not the handle; an email
 address has no ``@`` at its start."""
-_MARKUP = re.compile(r"</(?:p|div|a|span|font|b|strong|i|em|u|del|s|code|pre|blockquote|ul|ol|li|h[1-6]|td|tr"
-                     r"|table)\s*>|<br\s*/?>", re.IGNORECASE)
-"""A closing tag of an element that Mastodon and other fediverse servers write in a status's ``content`` or a
-review site keeps in an export (``</div>``, ``</td>``), or a line break (``<br />``): HTML, not a text that merely
-has a ``<`` ("I <3 it", "</3") or a made-up tag ("<rant>why</rant>")."""
-_INLINE_HTML = ParserConfig(css=CSS_PROFILES["strict"])
+_ELEMENTS = (r"a|abbr|b|blockquote|body|br|center|code|dd|del|div|dl|dt|em|font|h[1-6]|hr|html|i|img|ins|li|ol|p|pre"
+             r"|s|small|span|strike|strong|sub|sup|table|tbody|td|th|thead|tr|u|ul")
+"""The elements that fediverse servers, review exports and mail write; made-up names ("<rant>", "<grin>") are text."""
+_ATTRIBUTE = r"""\s+[a-z][\w:.-]*(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>`]+))?"""
+HTML_OPENING_PATTERN = (rf"<[bh]r\s*/?>|<(?:{_ELEMENTS})(?=\s[^<>]*=)(?:{_ATTRIBUTE})+\s*/?>"
+                        r"|<(?P<omissible>p|li)\s*>[\s\S]*?<(?P=omissible)\s*>")
+"""HTML written without closing tags (ASCII only, so that email compiles it as bytes too): a line break or rule
+(``<br />``, ``<hr>``), a known element's opening tag with an attribute that has a value (``<p class="review">``,
+``<a href="...">``, ``<img src="x.jpg">``), or a paragraph or list item opened twice (``<p>Arrived.<p>Sturdy.``,
+``<li>cheap<li>sturdy``: HTML lets their end tags be left out, and exports do). One bare tag is a writer naming it
+("the <b> tag is deprecated", "use <p> for paragraphs", "<U>Wake Up" in a SemEval tweet) and stays text; markup
+gives its tags attributes or repeats them."""
+_MARKUP = re.compile(rf"</(?:{_ELEMENTS})\s*>|{HTML_OPENING_PATTERN}", re.IGNORECASE)
+"""HTML, to be read as text: a known element's closing tag (``</div>``, ``</td>``) or :data:`HTML_OPENING_PATTERN`;
+not a text that merely has a ``<`` ("I <3 it", "</3", "List<String>", "a <- b") or a made-up tag
+("<rant>why</rant>")."""
+_INLINE_HTML = ParserConfig(css={**CSS_PROFILES["strict"], "hr": HtmlElement(display=Display.block)})
 """inscriptis's strict profile: spans are inline, as in a browser. The relaxed default that email uses pads them with
-spaces, and Mastodon splits every handle and link into spans (``@<span>bob</span>`` read "@ bob")."""
+spaces, and Mastodon splits every handle and link into spans (``@<span>bob</span>`` read "@ bob"). A rule is a block
+as in a browser: inscriptis joined the words either side of it ("Good<hr>Bad" read "GoodBad")."""
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
 _INVISIBLE = re.compile(r"[\u00ad\u200b\u2060\ufeff]"
                         r"|(?<![^\x00-\x7f\s])[\u200c\u200d]|[\u200c\u200d](?![^\x00-\x7f\s])")

@@ -158,12 +158,41 @@ def test_a_mastodon_status_in_html_becomes_plain_text_with_its_mention_link_and_
     assert post["language"] == "en"
 
 
-def test_plain_posts_with_angle_brackets_are_not_read_as_html() -> None:
-    """Only markup of the elements fediverse servers write makes a post HTML: a heart, a comparison, a made-up tag
-    or escaped markup is the writer's text."""
-    for tweet in ("I <3 this phone, battery lasts > 2 days", "price < $20 </3 #fail", "<rant>why</rant> #Monday"):
-        assert normalise_social(tweet) == tweet
+@pytest.mark.parametrize("tweet", [
+    "I <3 this phone, battery lasts > 2 days", "price < $20 </3 #fail", "<rant>why</rant> #Monday", "I <3 it",
+    "if x<y and y>z then x<z", "exams tomorrow >_<", "<grin> told you so", "<3 <3 <3", "<<< best deal ever",
+    "return List<String>, not List<I> #java", "a <- b in R, always", "the <b> tag is deprecated lol",
+    "use <p> for paragraphs", "the <b> and <i> tags are not dead", "<U>Wake Up Fox, not going there",
+])
+def test_plain_posts_with_angle_brackets_are_not_read_as_html(tweet: str) -> None:
+    """Only markup of the elements fediverse servers and review sites write makes a text HTML: a heart, a
+    comparison, a made-up tag, or a tag named once and bare in running text, is the writer's text."""
+    assert normalise_social(tweet) == tweet
+    assert clean_document(new_document("review", "reviews.csv:3", tweet), 1000)["text"] == tweet
+
+
+def test_escaped_markup_in_a_post_is_decoded_but_not_read_as_html() -> None:
     assert normalise_social("use &lt;p&gt; tags, not &lt;div&gt;&lt;/div&gt;") == "use <p> tags, not <div></div>"
+
+
+@pytest.mark.parametrize(("raw", "text"), [
+    ("<p>Arrived quickly.<p>Battery lasts two days.", "Arrived quickly.\n\nBattery lasts two days."),
+    ("Pros:<li>cheap<li>sturdy", "Pros:\n* cheap\n* sturdy"),
+    ('<p class="review">Great phone, the battery lasts two days', "Great phone, the battery lasts two days"),
+    ('<img src="https://cdn.example.com/r/123.jpg" alt="photo">Nice case, fits well', "Nice case, fits well"),
+    ('Specs on <a href="https://example.com/p/1">the maker\'s page', "Specs on the maker's page"),
+    ("Good screen<hr>Tinny speakers", "Good screen\nTinny speakers"),
+])
+def test_a_review_in_html_without_closing_tags_becomes_text(raw: str, text: str) -> None:
+    """HTML lets a paragraph's and a list item's end tags be left out, and exports do: only a closing tag or a
+    ``<br>`` made a text HTML, so these reached the model with their tags in. A rule separates the words either side
+    of it (inscriptis read "Good screenTinny speakers")."""
+    assert clean_document(new_document("review", "reviews.csv:4", raw), 1000)["text"] == text
+
+
+def test_a_post_in_html_without_closing_tags_becomes_text_with_placeholders() -> None:
+    post = 'Deal of the day <a href="https://shop.example.com/deal" rel="nofollow">@shop.<p>Only today!'
+    assert normalise_social(post) == "Deal of the day @user.\n\nOnly today!"
 
 
 def test_urls_keep_their_balanced_parentheses() -> None:

@@ -42,6 +42,7 @@ from lxml.html import document_fromstring
 from mailparser_reply import EmailMessage as ReplyThread
 from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR, OUTLOOK_MAIL_SEPARATOR
 
+from transforms.clean import HTML_OPENING_PATTERN
 from transforms.records import Document, Failure, excerpt, new_document, without_surrogates
 
 _HEADERS_THAT_MAKE_AN_EMAIL = ("from", "to", "subject", "date", "message-id", "received", "mime-version")
@@ -325,7 +326,12 @@ def _base64_then_text(raw: str, notes: list[str]) -> bytes | None:
 
 _DELIMITER_LINE = re.compile(rb'^--([^\s"]{1,70})[ \t]*\r?\n[Cc]ontent-[\w-]+:', re.MULTILINE)
 """A part's opening delimiter line, as a MIME body holds it: ``--`` and a boundary, then the part's first header."""
-_HTML_MARKUP = re.compile(rb"</(?:html|body|p|div|table|td|font|a)\s*>|<br\s*/?>", re.IGNORECASE)
+_HTML_MARKUP = re.compile(rb"</(?:html|body|p|div|table|td|font|a)\s*>|" + HTML_OPENING_PATTERN.encode("ascii"),
+                          re.IGNORECASE)
+"""A body of HTML: a closing tag of the elements mail is built of, or HTML written with opening tags only
+(:data:`~transforms.clean.HTML_OPENING_PATTERN`: ``<p>Hello,<p>The jug arrived cracked.``, ``<font face="Arial">``).
+Fewer closing tags than a post's: list mail talks about markup in pairs ("wrap the report with <pre></pre>", in
+SpamAssassin ham)."""
 
 
 def repair_multiparts(part: EmailMessage, notes: list[str]) -> None:
@@ -466,14 +472,16 @@ def _hide_classes(hidden: frozenset[str], classes: str, element: HtmlElement) ->
 
 @functools.lru_cache(maxsize=256)
 def _mail_html_config(hidden: frozenset[str] = frozenset()) -> ParserConfig:
-    """inscriptis's default (relaxed) conversion, with tables read cell after cell and hidden elements left out.
+    """inscriptis's default (relaxed) conversion, with tables read cell after cell, a rule (``<hr>``) as a line
+    break and hidden elements left out.
 
     Mail lays out columns and whole newsletters with tables; drawn as a grid, two cells with line breaks came out
-    interleaved line by line, mixing their sentences. A hidden element (a preheader: the inbox preview line,
-    ``display: none !important``, ``hidden``, or a class that the message's style sheet hides) is no text the reader
-    sees. One config per set of hidden classes, kept: a newsletter's template hides the same ones in every issue.
+    interleaved line by line, mixing their sentences. inscriptis joined the words either side of a rule ("Good<hr>Bad"
+    read "GoodBad"). A hidden element (a preheader: the inbox preview line, ``display: none !important``,
+    ``hidden``, or a class that the message's style sheet hides) is no text the reader sees. One config per set of
+    hidden classes, kept: a newsletter's template hides the same ones in every issue.
     """
-    css = {**CSS_PROFILES["relaxed"], **{tag: HtmlElement(display=Display.block) for tag in _TABLE_TAGS}}
+    css = {**CSS_PROFILES["relaxed"], **{tag: HtmlElement(display=Display.block) for tag in (*_TABLE_TAGS, "hr")}}
     config = ParserConfig(css=css, custom_html_tag_handler_mapping=CustomHtmlTagHandlerMapping(
         start_tag_mapping=dict.fromkeys(_TABLE_TAGS), end_tag_mapping=dict.fromkeys(_TABLE_TAGS)))
     config.attribute_handler.attribute_mapping = {

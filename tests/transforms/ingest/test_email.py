@@ -813,6 +813,24 @@ def test_a_multipart_without_any_parts_is_read_as_one_text_part() -> None:
     assert any(note.startswith("MIME structure broken") for note in html["ingest_notes"])
 
 
+@pytest.mark.parametrize(("body", "subtype", "text"), [
+    (b"<p>Hello,<p>The jug arrived cracked. I want a refund.\n", "html",
+     "Hello,\n\nThe jug arrived cracked. I want a refund."),
+    (b'<font face="Arial">The jug arrived cracked.<hr>Sent from my phone\n', "html",
+     "The jug arrived cracked.\nSent from my phone"),
+    (b"It could wrap the report with <pre></pre> for ease\nof reading?\n", "plain",
+     "It could wrap the report with <pre></pre> for ease\nof reading?"),
+    (b"The <p> tag in your form\nis not closed.\n", "plain", "The <p> tag in your form\nis not closed."),
+])
+def test_a_body_in_html_without_closing_tags_is_read_as_html(body: bytes, subtype: str, text: str) -> None:
+    """A part-less multipart's body was HTML only with a closing tag or a ``<br>``: paragraphs without end tags and
+    an attributed ``<font>`` kept their markup as text. Tags a message talks about stay its text, line breaks too."""
+    document = parse_email(ORDER_HEAD + b"Content-Type: multipart/alternative\n\n" + body, "h.eml")
+    assert document["full_text"].strip() == text
+    assert f"MIME structure broken: no boundary parameter; body read as one text/{subtype} part" in \
+        document["ingest_notes"]
+
+
 NEWSLETTER_STUB = ("Spring sale at Acme\n\nView this email in your browser: "
                    "https://acme-deals.com/v/8f3a2c?utm_source=newsletter\n")
 NEWSLETTER_HTML = ("<html><body><h1>Spring sale at Acme</h1><p>Hi Jane, our spring sale starts today: 40% off all "
