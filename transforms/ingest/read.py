@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
 from transforms.ingest.email import hash_address, is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
-from transforms.ingest.tabular import TABLE_READERS, ColumnMap, guess_source, row_to_document
+from transforms.ingest.tabular import TABLE_READERS, ColumnMap, activity_post, guess_source, row_to_document
 from transforms.records import EXCERPT_CHARS, Document, Failure, excerpt
 
 SOURCE_CHOICES = ("auto", "email", "review", "social")
@@ -224,10 +224,13 @@ def _in_maildir_tmp(path: str) -> bool:
 
 
 def detect_format(path: str, head: bytes) -> str | None:
-    """email | csv | jsonl | json | parquet from the extension, else from the first bytes."""
+    """email | csv | jsonl | json | parquet from the extension, else from the first bytes; a ``.json`` file of
+    JSON Lines is jsonl (:func:`_json_lines`)."""
     if is_maildir_message(path):
         return "email"
     by_extension = FORMAT_EXTENSIONS.get(_suffix(path))
+    if by_extension == "json" and _json_lines(head):
+        return "jsonl"
     if by_extension:
         return by_extension
     if head.startswith(b"PAR1"):
@@ -242,6 +245,20 @@ def detect_format(path: str, head: bytes) -> str | None:
     if _HEADER_LINE.match(head):
         return "email"
     return None
+
+
+def _json_lines(head: bytes) -> bool:
+    """Whether a file's first bytes are JSON Lines: a first line that is a whole JSON object, and more after it.
+    Amazon's review dumps (``Electronics_5.json.gz``) and other exporters name JSON Lines ``.json``; read as one
+    document, the file was a single ``invalid_json`` dead letter, after the first line's first array (``helpful``,
+    ``[2, 3]``) had been read as records. A first line longer than the head cannot be told, and stays JSON."""
+    first, newline, rest = head.removeprefix(codecs.BOM_UTF8).lstrip().partition(b"\n")
+    if not (newline and rest.strip() and first.startswith(b"{")):
+        return False
+    try:
+        return isinstance(json.loads(first), dict)
+    except (ValueError, RecursionError):  # not a whole object: a pretty-printed document's first line, not UTF-8
+        return False
 
 
 def _zstd_decompressor() -> Any:
@@ -627,7 +644,8 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
     source = forced
     pending: list[Failure] = []
     resolved: dict[tuple[str, ...], tuple[ColumnMap, list[str]]] = {}
-    for ref, row in TABLE_READERS[kind](handle, path):
+    for ref, read in TABLE_READERS[kind](handle, path):
+        row = read if isinstance(read, Failure) else activity_post(read, ref)
         if isinstance(row, Failure):
             if source is None and len(pending) < PENDING_FAILURES:
                 pending.append(row)

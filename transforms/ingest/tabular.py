@@ -30,20 +30,46 @@ from dateutil.parser import UnknownTimezoneWarning
 from transforms.records import Document, Failure, excerpt, new_document
 
 TEXT_COLUMNS = ("text", "review_text", "review", "body", "content", "full_text", "tweet", "post", "message",
-                "comment", "reviewText")
+                "comment")
 ID_COLUMNS = ("id", "review_id", "tweet_id", "post_id", "message_id", "uuid")
-CREATED_COLUMNS = ("created_at", "date", "timestamp", "time", "published_at", "review_date", "posted_at")
-AUTHOR_COLUMNS = ("author", "user", "username", "user_name", "screen_name", "reviewer", "reviewer_id", "handle")
+CREATED_COLUMNS = ("created_at", "created_utc", "date", "timestamp", "time", "published_at", "review_date",
+                   "posted_at", "unix_review_time", "at")
+"""Time columns, most telling first. Reddit's ``created_utc`` and Amazon's ``unixReviewTime`` are epoch seconds;
+Amazon's ``reviewTime`` (``09 7, 2013``) is left out, its day and month either way round. The bare ``at`` is the
+Google Play scraper's: a time by name, as Rails' ``created_at`` is, and last, so that any other time column wins (a
+value that is no time is a note, not a date). The scraper writes the scraping machine's local time without a zone,
+read as UTC like every naive time. ``published`` is not here: ActivityStreams' time
+(:data:`ACTIVITY_CREATED_COLUMNS`), it is as often a review platform's yes/no publish flag, whose 0 or 1 would read
+as a second of 1970."""
+AUTHOR_COLUMNS = ("author", "user", "username", "screen_name", "reviewer", "reviewer_id", "reviewer_name", "handle",
+                  "attributed_to")
+"""Author columns. Amazon's ``reviewerID`` comes before its ``reviewerName``: the id is the reviewer's across reviews,
+the name is often "Amazon Customer", shared by thousands. ``attributedTo`` is ActivityStreams' author."""
 RATING_COLUMNS = ("rating", "stars", "star_rating", "score", "overall")
 PRODUCT_COLUMNS = ("product", "product_id", "product_title", "brand", "airline", "asin", "app", "business")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 TITLE_COLUMNS = ("title", "summary", "review_title", "subject", "headline")
+CANDIDATES = {"text": TEXT_COLUMNS, "id": ID_COLUMNS, "created_at": CREATED_COLUMNS, "author": AUTHOR_COLUMNS,
+              "rating": RATING_COLUMNS, "product": PRODUCT_COLUMNS, "title": TITLE_COLUMNS}
+"""Per document field, the column names auto-detection looks for, in order of preference."""
+ACTIVITY_CREATED_COLUMNS = ("published", *CREATED_COLUMNS)
+"""Time columns of an ActivityStreams object (a row with ``attributedTo``, as every ActivityPub server writes a
+post): there ``published`` is the time the post was written."""
 
-#: Column names that mark a table as reviews or as social posts (auto source detection).
+#: Column names that mark a table as reviews or as social posts (auto source detection), matched as the candidates are.
 REVIEW_HINTS = frozenset({"rating", "stars", "star_rating", "overall", "review", "review_text", "review_id",
-                          "product", "product_id", "asin", "reviewer", "reviewText", "helpful"})
+                          "product", "product_id", "asin", "reviewer", "helpful"})
 SOCIAL_HINTS = frozenset({"tweet", "tweet_id", "post_id", "retweets", "retweet_count", "likes", "like_count",
-                          "hashtags", "screen_name", "handle", "mentions", "reply_count", "followers", "airline"})
+                          "hashtags", "screen_name", "handle", "mentions", "reply_count", "followers", "airline",
+                          "subreddit", "attributed_to"})
+_SEPARATORS = re.compile(r"[_\- ]")
+
+
+def _name_key(name: str) -> str:
+    """A column name as auto-detection matches it: lower case, without ``_``, ``-`` and spaces, so that Google
+    Play's ``reviewId``, a spreadsheet's ``Review ID`` and ``review-id`` are all ``review_id``. Dots stay: a
+    repeated name's ``text.1`` is not ``text1``."""
+    return _SEPARATORS.sub("", name.lower())
 
 
 @dataclass(frozen=True)
@@ -66,21 +92,24 @@ class ColumnMap:
     """Review title or post subject."""
 
     def resolve(self, columns: Sequence[str]) -> ColumnMap:
-        """Fill unmapped fields from the first matching column name (case-insensitive)."""
+        """Fill unmapped fields from the first candidate (:data:`CANDIDATES`) that names a column: named as the
+        candidate but for case, else but for case and separators (:func:`_name_key`: ``reviewId``, ``createdAt``),
+        so that a ``review_id`` beside a ``reviewId`` is the one taken. Of columns that differ only in separators,
+        the first in the table. An ActivityStreams object's time is its ``published``."""
         lowered = {column.lower(): column for column in columns}
-        candidates = {"text": TEXT_COLUMNS, "id": ID_COLUMNS, "created_at": CREATED_COLUMNS,
-                      "author": AUTHOR_COLUMNS, "rating": RATING_COLUMNS, "product": PRODUCT_COLUMNS,
-                      "title": TITLE_COLUMNS}
+        keyed: dict[str, str] = {}
+        for column in columns:
+            keyed.setdefault(_name_key(column), column)
+        candidates = {**CANDIDATES, "created_at": ACTIVITY_CREATED_COLUMNS} if "attributedto" in keyed else CANDIDATES
         chosen = {}
         for item in fields(self):
             explicit = getattr(self, item.name)
             if explicit is not None:
                 chosen[item.name] = explicit if explicit in columns else None
             else:
-                chosen[item.name] = next((lowered[c.lower()] for c in candidates[item.name] if c.lower() in lowered),
-                                         None)
+                chosen[item.name] = next((lowered.get(c.lower()) or keyed[_name_key(c)]
+                                          for c in candidates[item.name] if _name_key(c) in keyed), None)
         return ColumnMap(**chosen)
-
 
     def unmatched(self, columns: Sequence[str]) -> list[str]:
         """Notes for the fields mapped to a column the table lacks (a typo in ``--author-column``, a renamed
@@ -93,13 +122,13 @@ class ColumnMap:
 
 def guess_source(columns: Iterable[str], file_name: str) -> str | None:
     """review or social from the column names, then from the file name; None when undecided."""
-    names = {column.lower() for column in columns}
-    review = len(names & {h.lower() for h in REVIEW_HINTS})
-    social = len(names & {h.lower() for h in SOCIAL_HINTS})
+    names = {_name_key(column) for column in columns}
+    review = len(names & {_name_key(h) for h in REVIEW_HINTS})
+    social = len(names & {_name_key(h) for h in SOCIAL_HINTS})
     if review != social:
         return "review" if review > social else "social"
     lowered = file_name.lower()
-    if any(word in lowered for word in ("tweet", "social", "post", "twitter", "mastodon", "reddit")):
+    if any(word in lowered for word in ("tweet", "social", "post", "twitter", "mastodon", "reddit", "outbox")):
         return "social"
     if "review" in lowered:
         return "review"
@@ -213,6 +242,30 @@ def _parse_date_text(text: str) -> datetime:
     if month_first.year == _NO_DATE.year:
         raise ValueError(f"no year in {text!r}")
     return month_first
+
+
+def activity_post(row: dict[str, Any], ref: str) -> dict[str, Any] | Failure:
+    """The post an ActivityStreams activity carries, as the row to read; any other row as it is.
+
+    Mastodon's archive (``outbox.json``, an ``OrderedCollection``) lists activities, not posts, and every one was
+    a ``no_text_column`` dead letter. A ``Create`` holds the post in its ``object`` (a ``Note``: HTML ``content``,
+    ``id``, ``published``, ``attributedTo``), which is read instead, the activity's ``actor`` and ``published``
+    standing in for any the post lacks; the schema has no place for its ``url``, and its ``id`` (the
+    ``source_id``) is the post's address. An ``Announce`` is a boost: it repeats a post, mostly another account's,
+    which the archive holds only as its address, so it is a ``boost`` dead letter that says so. Only a row with an
+    ``object`` is an activity: a table's ``type`` column may well say "Create".
+    """
+    if "object" not in row:
+        return row
+    post = row["object"]
+    if row.get("type") == "Create" and isinstance(post, dict):
+        return {"attributedTo": row.get("actor"), "published": row.get("published"), **post}
+    if row.get("type") == "Announce":
+        target = post.get("id") if isinstance(post, dict) else post
+        return Failure(None, ref, "parse", "boost", f"a boost (ActivityStreams Announce) of {target}: the export holds "
+                       "the boosted post's address, not its text",
+                       excerpt(json.dumps(row, default=str, ensure_ascii=False)))
+    return row
 
 
 def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, input_ref: str) -> Document | Failure:
@@ -536,10 +589,14 @@ _CLOSES = ("end_map", "end_array")
 
 def _to_first_array(events: Iterator[tuple[str, Any]]) -> bool:
     """Reads an object's events up to the start of the first array among its values: True there, False when the
-    object holds none (it is then read to its end)."""
-    depth = 1
-    for event, _ in events:
-        if depth == 1 and event == "start_array":
+    object holds none (it is then read to its end). A JSON-LD ``@context`` is never the records: an ActivityPub
+    collection (a Mastodon or Pleroma archive's ``outbox.json``) may open with a list of vocabularies, and its
+    ``orderedItems`` were then never read."""
+    depth, key = 1, None
+    for event, value in events:
+        if depth == 1 and event == "map_key":
+            key = value
+        elif depth == 1 and event == "start_array" and key != "@context":
             return True
         depth += (event in _OPENS) - (event in _CLOSES)
     return False

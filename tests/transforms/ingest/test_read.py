@@ -90,6 +90,9 @@ def test_an_input_with_no_file_to_read_fails_loudly(tmp_path: Path, layout: str)
     ("data.bin", b"PAR1\x15\x04", "parquet"),
     ("export", b'  [{"text": "x"}]', "json"),
     ("dump.txt", b'{"text": "x"}\n', "jsonl"),
+    ("Electronics_5.json", b'{"reviewText": "x", "helpful": [2, 3]}\n{"reviewText": "y"}\n', "jsonl"),  # JSON Lines
+    ("export.json", b'{"meta": {"n": 1}, "data": [{"text": "x"}]}\n', "json"),  # one object on one line
+    ("export.json", b'{\n  "data": [{"text": "x"}]\n}\n', "json"),  # pretty-printed
     ("reviews.csv.gz", b"\x1f\x8b", "csv"),
     ("garbage", b"\x00\x01\x02\x03binary", None),
     ("notes.txt", b"hello world, no headers", None),

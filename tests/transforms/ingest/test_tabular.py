@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import json
 import tracemalloc
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import SAMPLES
+from transforms.clean import clean_document
 from transforms.ingest.read import read_path
 from transforms.ingest.tabular import (
     ColumnMap,
@@ -417,3 +419,101 @@ def test_a_separator_hint_is_honoured_where_sniffing_would_pick_another_delimite
     path = tmp_path / "posts.tsv"
     path.write_text("sep=\t\nid\ttext\np1\tok, fine, whatever, sure\np2\tno, never, again, ever\n", encoding="utf-8")
     assert [record["text"] for record in read_path(str(path))] == ["ok, fine, whatever, sure", "no, never, again, ever"]
+
+
+def fields_of(record: dict) -> tuple:
+    return (record["text"], record["source"], record["source_id"], record["created_at"] and
+            record["created_at"].isoformat(), record["author"], record["rating"])
+
+
+def test_a_google_play_export_is_read_by_its_camel_case_names_and_its_at_time(tmp_path: Path) -> None:
+    """google-play-scraper writes ``reviewId``, ``userName`` and the time as ``at``: none matched ``review_id``,
+    ``user_name`` or a time column, so each review had no id (its doc_id changed with its text), no author and no
+    date, and a reply's ``repliedAt`` must not pass for the review's time."""
+    path = tmp_path / "com.acme.app.csv"
+    path.write_text(
+        "reviewId,userName,userImage,content,score,thumbsUpCount,reviewCreatedVersion,at,replyContent,repliedAt\n"
+        "gp:AOqpTOH1,Jane Doe,https://play-lh.googleusercontent.com/a/x,App crashes on login since the update,1,12,"
+        "4.2.0,2023-05-01 10:00:00,Sorry! Fixed in 4.2.1,2023-05-02 08:00:00\n", encoding="utf-8")
+    (review,) = read_path(str(path))
+    assert fields_of(review) == ("App crashes on login since the update", "review", "gp:AOqpTOH1",
+                                 "2023-05-01T10:00:00+00:00", "Jane Doe", 1.0)
+
+
+def test_an_amazon_export_takes_its_unix_time_its_reviewer_id_and_its_summary(tmp_path: Path) -> None:
+    """Amazon's review dumps are JSON Lines named ``.json``, read as one document: a single ``invalid_json`` dead
+    letter after the first line's ``helpful`` array was read as two records. Their time is ``unixReviewTime``
+    (``reviewTime``, "09 13, 2009", could be either day and month), their author ``reviewerID`` (``reviewerName`` is as
+    often "Amazon Customer" as a name)."""
+    path = tmp_path / "Electronics_5.json.gz"
+    line = {"reviewerID": "A2SUAM1J3GNN3B", "asin": "B000JMLBHU", "reviewerName": "Amazon Customer", "helpful": [2, 3],
+            "reviewText": "Stopped charging after a month.", "overall": 2.0, "summary": "Died quickly",
+            "unixReviewTime": 1252800000, "reviewTime": "09 13, 2009"}
+    second = {**line, "reviewerID": "A3T2J9", "reviewText": "Works fine.", "overall": 5.0, "summary": "Fine"}
+    path.write_bytes(gzip.compress(f"{json.dumps(line)}\n{json.dumps(second)}\n".encode()))
+    review, _ = read_path(str(path))
+    assert fields_of(review)[:2] + fields_of(review)[3:] == (
+        "Stopped charging after a month.", "review", "2009-09-13T00:00:00+00:00", "A2SUAM1J3GNN3B", 2.0)
+    assert (review["input_ref"], review["product"], review["subject"], review["ingest_notes"]) == (
+        f"{path}:1", "B000JMLBHU", "Died quickly", [])
+
+
+def test_reddit_comments_take_created_utc_and_are_social_by_their_subreddit(tmp_path: Path) -> None:
+    """A Pushshift dump (``RC_2023-01``) names no source in its file name and its time is ``created_utc``."""
+    path = tmp_path / "RC_2023-01.jsonl"
+    path.write_text(json.dumps({"id": "j2x9k1", "author": "throwaway_42", "body": "Their support never answered.",
+                                "created_utc": "1672574400", "subreddit": "androidapps", "link_id": "t3_zz1"}) + "\n",
+                    encoding="utf-8")
+    (comment,) = read_path(str(path))
+    assert fields_of(comment) == ("Their support never answered.", "social", "j2x9k1", "2023-01-01T12:00:00+00:00",
+                                  "throwaway_42", None)
+
+
+def test_an_exact_name_wins_over_one_that_differs_in_case_and_separators(tmp_path: Path) -> None:
+    """A JS export's ``createdAt`` and ``reviewId`` are found as ``created_at`` and ``review_id``; where a table has
+    both spellings, the exact one is taken whatever the column order."""
+    path = tmp_path / "trustpilot.json"
+    path.write_text(json.dumps({"reviews": [{
+        "reviewId": "65b1f0", "rating": 4, "title": "Quick delivery", "text": "Arrived in two days.",
+        "publishedAt": "2024-02-02T09:00:00.000Z", "createdAt": "2024-02-01T12:30:00.000Z"}]}), encoding="utf-8")
+    (review,) = read_path(str(path))
+    assert fields_of(review) == ("Arrived in two days.", "review", "65b1f0", "2024-02-01T12:30:00+00:00", None, 4.0)
+    both = ["createdAt", "reviewId", "text", "review_id", "created_at", "Review ID"]
+    assert (ColumnMap().resolve(both).id, ColumnMap().resolve(both).created_at) == ("review_id", "created_at")
+    assert ColumnMap().resolve(["reviewText", "content"]).text == "reviewText"
+
+
+def test_published_is_a_time_only_in_an_activitystreams_object() -> None:
+    """``published`` is ActivityStreams' time, and elsewhere a publish flag whose 1 would be a second of 1970."""
+    assert ColumnMap().resolve(["text", "published"]).created_at is None
+    assert ColumnMap().resolve(["content", "published", "attributedTo"]).created_at == "published"
+
+
+@pytest.mark.parametrize("context", ["https://www.w3.org/ns/activitystreams",
+                                     ["https://www.w3.org/ns/activitystreams", {"ostatus": "http://ostatus.org#"}]])
+def test_a_mastodon_archive_reads_each_post_and_dead_letters_each_boost(tmp_path: Path, context: object) -> None:
+    """Mastodon's "Request your archive" writes ``outbox.json``, an ``OrderedCollection`` of activities: each was a
+    ``no_text_column`` dead letter. A ``Create`` is read as its post (its HTML cleaned to text); an ``Announce``, a
+    boost whose post the archive holds only as an address, is a ``boost`` dead letter. A list of vocabularies in
+    ``@context`` was taken for the records, and the posts never read."""
+    alice = "https://mastodon.social/users/alice"
+    outbox = {"@context": context, "id": "outbox.json", "type": "OrderedCollection", "totalItems": 2, "orderedItems": [
+        {"id": f"{alice}/statuses/1/activity", "type": "Create", "actor": alice, "published": "2024-03-05T09:15:00Z",
+         "to": ["https://www.w3.org/ns/activitystreams#Public"], "cc": [f"{alice}/followers"],
+         "object": {"id": f"{alice}/statuses/1", "type": "Note", "summary": None, "inReplyTo": None,
+                    "published": "2024-03-05T09:15:00Z", "url": "https://mastodon.social/@alice/1",
+                    "attributedTo": alice, "sensitive": False,
+                    "content": '<p>The update broke sync again <span class="h-card"><a href="https://mastodon.social/'
+                               '@acme" class="u-url mention">@<span>acme</span></a></span></p><p>Fix it &amp; soon</p>',
+                    "contentMap": {"en": "<p>The update broke sync again</p>"}, "attachment": [], "tag": []}},
+        {"id": f"{alice}/statuses/2/activity", "type": "Announce", "actor": alice,
+         "published": "2024-03-06T10:00:00Z", "object": "https://other.server/users/bob/statuses/99"},
+    ]}
+    path = tmp_path / "outbox.json"
+    path.write_text(json.dumps(outbox), encoding="utf-8")
+    post, boost = read_path(str(path))
+    assert fields_of(post)[1:] == ("social", f"{alice}/statuses/1", "2024-03-05T09:15:00+00:00", alice, None)
+    assert clean_document(post, 200_000)["text"] == "The update broke sync again @user\n\nFix it & soon"
+    assert (boost.source, boost.input_ref, boost.stage, boost.error_type) == ("social", f"{path}[1]", "parse", "boost")
+    assert boost.error == ("a boost (ActivityStreams Announce) of https://other.server/users/bob/statuses/99: the "
+                           "export holds the boosted post's address, not its text")
