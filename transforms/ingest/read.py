@@ -660,7 +660,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
         pending.clear()
         keys = tuple(row)
         if keys not in resolved:
-            resolved[keys] = columns.resolve(keys), columns.unmatched(keys)
+            resolved[keys] = columns.resolve(keys, source), columns.unmatched(keys)
         mapping, unmatched = resolved[keys]
         record = row_to_document(row, mapping, source, ref)
         if isinstance(record, Failure):

@@ -91,16 +91,20 @@ class ColumnMap:
     title: str | None = None
     """Review title or post subject."""
 
-    def resolve(self, columns: Sequence[str]) -> ColumnMap:
+    def resolve(self, columns: Sequence[str], source: str | None = None) -> ColumnMap:
         """Fill unmapped fields from the first candidate (:data:`CANDIDATES`) that names a column: named as the
         candidate but for case, else but for case and separators (:func:`_name_key`: ``reviewId``, ``createdAt``),
         so that a ``review_id`` beside a ``reviewId`` is the one taken. Of columns that differ only in separators,
-        the first in the table. An ActivityStreams object's time is its ``published``."""
+        the first in the table. An ActivityStreams object's time is its ``published``. A ``social`` table's
+        ``score`` is no rating: a post's score is its votes (Reddit, Hacker News; 1,532 read as 1,532 stars), while
+        a review table's ``score`` is its stars (Google Play); ``--rating-column score`` still takes it."""
         lowered = {column.lower(): column for column in columns}
         keyed: dict[str, str] = {}
         for column in columns:
             keyed.setdefault(_name_key(column), column)
         candidates = {**CANDIDATES, "created_at": ACTIVITY_CREATED_COLUMNS} if "attributedto" in keyed else CANDIDATES
+        if source == "social":
+            candidates = {**candidates, "rating": tuple(name for name in RATING_COLUMNS if name != "score")}
         chosen = {}
         for item in fields(self):
             explicit = getattr(self, item.name)

@@ -462,8 +462,8 @@ def test_reddit_comments_take_created_utc_and_are_social_by_their_subreddit(tmp_
     """A Pushshift dump (``RC_2023-01``) names no source in its file name and its time is ``created_utc``."""
     path = tmp_path / "RC_2023-01.jsonl"
     path.write_text(json.dumps({"id": "j2x9k1", "author": "throwaway_42", "body": "Their support never answered.",
-                                "created_utc": "1672574400", "subreddit": "androidapps", "link_id": "t3_zz1"}) + "\n",
-                    encoding="utf-8")
+                                "created_utc": "1672574400", "subreddit": "androidapps", "link_id": "t3_zz1",
+                                "score": 1532}) + "\n", encoding="utf-8")
     (comment,) = read_path(str(path))
     assert fields_of(comment) == ("Their support never answered.", "social", "j2x9k1", "2023-01-01T12:00:00+00:00",
                                   "throwaway_42", None)
@@ -481,6 +481,21 @@ def test_an_exact_name_wins_over_one_that_differs_in_case_and_separators(tmp_pat
     both = ["createdAt", "reviewId", "text", "review_id", "created_at", "Review ID"]
     assert (ColumnMap().resolve(both).id, ColumnMap().resolve(both).created_at) == ("review_id", "created_at")
     assert ColumnMap().resolve(["reviewText", "content"]).text == "reviewText"
+
+
+def test_a_score_is_a_rating_in_reviews_and_votes_in_posts(tmp_path: Path) -> None:
+    """Google Play's ``score`` is a review's stars; a Reddit comment's or a Hacker News story's is its net votes,
+    which filled ``rating`` with 1,532 "stars". Named explicitly, a post's score is still taken."""
+    play = ["reviewId", "userName", "content", "score", "at"]
+    assert ColumnMap().resolve(play, "review").rating == "score"
+    assert ColumnMap().resolve(["id", "body", "score", "subreddit"], "social").rating is None
+    assert ColumnMap().resolve(["id", "text", "stars", "score"], "social").rating == "stars"
+    assert ColumnMap(rating="score").resolve(["id", "body", "score"], "social").rating == "score"
+    story = tmp_path / "hn_stories.jsonl"
+    story.write_text(json.dumps({"id": 4101, "title": "Show HN: a bread timer", "text": "I built it for my bakery.",
+                                 "by": "pg_fan", "score": 311, "time": 1700000000}) + "\n", encoding="utf-8")
+    (post,) = read_path(str(story), source="social")
+    assert (post["text"], post["rating"]) == ("I built it for my bakery.", None)
 
 
 def test_published_is_a_time_only_in_an_activitystreams_object() -> None:
