@@ -27,6 +27,7 @@ from transforms.ingest.read import SOURCE_CHOICES
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date, labeling_tasks
 from transforms.sinks import check_output_root
+from undertone.guard import guard_temporary_server
 
 COLUMN_FIELDS = tuple(field.name for field in fields(ColumnMap))
 """Document fields a table column can be mapped to, one ``--<field>-column`` flag each."""
@@ -193,6 +194,7 @@ def run_model_command(args: argparse.Namespace) -> int:
     if args.command == "finetune":
         from flows.finetune import finetune_flow
 
+        guard_temporary_server()
         result = finetune_flow(output=args.output, tasks=args.tasks, version=args.version, seed=args.seed,
                                epochs=args.epochs, data_dir=args.data_dir, promote=args.promote,
                                learning_rate=args.learning_rate, init_from=args.init_from,
@@ -208,6 +210,7 @@ def run_model_command(args: argparse.Namespace) -> int:
                             args.label_column, args.label_map, notes=[])
     except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError
         build_parser().error(str(error))
+    guard_temporary_server()
     state = evaluate_flow(task_name=args.task, data=args.data, model_dir=args.model, output=args.output,
                           only_gold_labels=args.only_gold_labels, text_column=args.text_column,
                           label_column=args.label_column, precision=args.precision, label_map=args.label_map,
@@ -381,10 +384,12 @@ def run_schedule_command(args: argparse.Namespace) -> int:
     if args.command == "daily":
         from flows.daily import daily_flow
 
+        guard_temporary_server()
         state = daily_flow(date=args.date, **options, return_state=True)
     else:
         from flows.backfill import backfill_flow
 
+        guard_temporary_server()
         state = backfill_flow(start=args.start, end=args.end, force=args.force, max_concurrency=args.max_concurrency,
                               retries=args.retries, retry_delay_s=args.retry_delay, **options, return_state=True)
     if not state.is_completed():
@@ -538,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
 
         columns = {field: getattr(args, f"{field}_column") for field in COLUMN_FIELDS
                    if getattr(args, f"{field}_column")}
+        guard_temporary_server()
         state = run_flow(inputs=args.inputs, output=args.output, date=args.date, source=args.source,
                          runner=args.runner, model_dir=args.model, tasks=args.tasks, device=args.device,
                          precision=args.precision,
@@ -557,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from flows.report import report_flow
 
+        guard_temporary_server()
         figures = report_flow(output=args.output, html=args.html, start=args.start, end=args.end,
                               registry=args.registry)
         print(json.dumps(figures, indent=2))

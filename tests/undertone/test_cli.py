@@ -435,3 +435,30 @@ def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle
     assert not alive
     assert not list((out / "_staging").iterdir())
     assert not (out / "labeled").exists()
+
+
+def test_sigkill_leaves_no_prefect_server_behind(tiny_bundle: Path, tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer, ``kill -9``, a CI runner's hard timeout) runs no exit hook: the temporary server
+    ran on, adopted by init, one uvicorn per killed run. Its guard stops it."""
+    import psutil
+
+    tweets = tmp_path / "in" / "tweets.jsonl"
+    tweets.parent.mkdir()
+    tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the delivery {n} was late again"}) + "\n"
+                              for n in range(5_000)))
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
+    command = [sys.executable, "-m", "undertone", "run", str(tweets.parent), "--output", str(tmp_path / "out"),
+               "--model", str(tiny_bundle), "--date", "2026-11-20"]
+    with subprocess.Popen(command, cwd=REPO, env=env | {"PREFECT_HOME": str(tmp_path / "prefect")},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as run:
+        deadline = time.monotonic() + 240
+        servers: list[psutil.Process] = []
+        while not servers:
+            assert run.poll() is None and time.monotonic() < deadline
+            servers = [child for child in psutil.Process(run.pid).children(recursive=True)
+                       if "uvicorn" in " ".join(child.cmdline())]
+            time.sleep(0.05)
+        run.send_signal(signal.SIGKILL)
+        assert run.wait(timeout=60) == -signal.SIGKILL
+    _, alive = psutil.wait_procs(servers, timeout=30)
+    assert not alive

@@ -1,0 +1,47 @@
+"""The guard stops Prefect's temporary server once the command that started it is gone, however it ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from undertone.guard import SERVER_MARK, TOKEN_VARIABLE
+
+REPO = Path(__file__).resolve().parents[2]
+OWNER = """
+import os, subprocess, sys, time
+from undertone.guard import SERVER_MARK, TOKEN_VARIABLE, start_guard
+sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
+start_guard()
+server = subprocess.Popen([*sleep, SERVER_MARK.decode()])
+worker = subprocess.Popen(sleep)
+print(server.pid, worker.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_commands_server_is_stopped_and_nothing_else() -> None:
+    """SIGKILL runs no exit hook: the server outlived the command. The guard stops the servers the command started
+    (they carry its token), not its other processes nor another command's server."""
+    env = {name: value for name, value in os.environ.items() if name != TOKEN_VARIABLE}
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", SERVER_MARK.decode()], env=env)
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    server, worker = (psutil.Process(int(pid)) for pid in owner.stdout.readline().split())
+    others = [worker, psutil.Process(stranger.pid)]
+    try:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=30)
+        _, alive = psutil.wait_procs([server], timeout=30)
+        assert not alive
+        assert all(process.is_running() and process.status() != psutil.STATUS_ZOMBIE for process in others)
+    finally:
+        for process in (server, *others):
+            if process.is_running():
+                process.kill()
+        stranger.wait()
+        owner.stdout.close()

@@ -1,0 +1,107 @@
+"""Stops Prefect's temporary API server when the command that started it ends without stopping it.
+
+Without ``PREFECT_API_URL`` a command's first flow starts a Prefect server as a child process, which an exit hook
+stops on a normal exit, on Ctrl-C and on SIGTERM (``exit_on_sigterm``). SIGKILL (the OOM killer, ``kill -9``, a CI
+runner's hard timeout) ends the command on the spot: the server ran on, adopted by init, until the machine
+rebooted, one more uvicorn process per killed run. The guard is a small process in a session of its own (a signal
+to the command's process group spares it) that holds the read end of a pipe whose write end only the command holds.
+The command also puts a token of its own in its environment, which every process it starts inherits; when the pipe
+closes (the command has ended, however it ended), the guard stops the servers that carry the token. Linux only
+(``/proc``); elsewhere the guard finds nothing to stop.
+
+    python -m undertone.guard TOKEN   # waits for its stdin to close
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+TOKEN_VARIABLE = "UNDERTONE_GUARD_TOKEN"
+"""The environment variable that marks the processes a command started (its own value per command)."""
+SERVER_MARK = b"prefect.server.api.server:create_app"
+"""What the command line of Prefect's temporary server holds (``uvicorn --factory ...``): of the processes with the
+token (ingest workers, the server), only servers are stopped."""
+STOP_GRACE_S = 5.0
+"""How long a server has to stop on SIGTERM (Prefect's own exit hook waits as long) before SIGKILL."""
+
+_pipes: list[IO[bytes]] = []
+"""The write ends of this process's guards' pipes, open for as long as it lives."""
+
+
+def start_guard() -> str:
+    """Start a guard for the servers this process and its children will start; returns its token."""
+    token = secrets.token_hex(8)
+    os.environ[TOKEN_VARIABLE] = token
+    read_end, write_end = os.pipe()  # not inherited by the processes this one execs (PEP 446)
+    subprocess.Popen([sys.executable, "-m", "undertone.guard", token], stdin=read_end, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read_end)
+    _pipes.append(os.fdopen(write_end, "wb"))
+    return token
+
+
+def guard_temporary_server() -> None:
+    """Start a guard where this process's flows will start a temporary server: no ``PREFECT_API_URL`` and
+    Prefect's ephemeral mode on."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        start_guard()
+
+
+def servers_with_token(token: str) -> list[int]:
+    """The pids of live Prefect temporary servers whose environment holds ``token`` (this user's: others'
+    environments cannot be read)."""
+    marker = f"{TOKEN_VARIABLE}={token}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if SERVER_MARK in (entry / "cmdline").read_bytes() and marker in (entry / "environ").read_bytes().split(
+                    b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
+
+
+def stop(pids: list[int], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s`` to those still running."""
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sent)
+            except OSError:  # already gone
+                continue
+        deadline = time.monotonic() + grace_s
+        while (pids := [pid for pid in pids if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not pids:
+            return
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a stopped server adopted by init is collected at once; one still a child of a
+    live process may wait as a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace").rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def main(token: str) -> int:
+    """Wait for the command's end (the pipe closes), then stop the servers it left running."""
+    sys.stdin.buffer.read()
+    stop(servers_with_token(token))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
