@@ -63,12 +63,20 @@ def servers_with_token(token: str) -> list[int]:
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if SERVER_MARK in (entry / "cmdline").read_bytes() and marker in (entry / "environ").read_bytes().split(
-                    b"\0"):
+            if _runs_server(int(entry.name)) and marker in (entry / "environ").read_bytes().split(b"\0"):
                 found.append(int(entry.name))
         except OSError:  # gone meanwhile, or not ours
             continue
     return found
+
+
+def _runs_server(pid: int) -> bool:
+    """Whether ``pid`` runs a Prefect temporary server: a zombie's command line is empty, and a pid given again
+    runs something else."""
+    try:
+        return SERVER_MARK in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def stop(pids: list[int], grace_s: float = STOP_GRACE_S) -> None:
@@ -80,20 +88,10 @@ def stop(pids: list[int], grace_s: float = STOP_GRACE_S) -> None:
             except OSError:  # already gone
                 continue
         deadline = time.monotonic() + grace_s
-        while (pids := [pid for pid in pids if _running(pid)]) and time.monotonic() < deadline:
+        while (pids := [pid for pid in pids if _runs_server(pid)]) and time.monotonic() < deadline:
             time.sleep(0.05)
         if not pids:
             return
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a stopped server adopted by init is collected at once; one still a child of a
-    live process may wait as a zombie)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace").rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def main(token: str) -> int:
