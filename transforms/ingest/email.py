@@ -473,7 +473,7 @@ def _hide_classes(hidden: frozenset[str], classes: str, element: HtmlElement) ->
 @functools.lru_cache(maxsize=256)
 def _mail_html_config(hidden: frozenset[str] = frozenset()) -> ParserConfig:
     """inscriptis's default (relaxed) conversion, with tables read cell after cell, a rule (``<hr>``) as a line
-    break and hidden elements left out.
+    break and hidden elements and ``<template>`` contents (inert: no client shows them) left out.
 
     Mail lays out columns and whole newsletters with tables; drawn as a grid, two cells with line breaks came out
     interleaved line by line, mixing their sentences. inscriptis joined the words either side of a rule ("Good<hr>Bad"
@@ -481,7 +481,8 @@ def _mail_html_config(hidden: frozenset[str] = frozenset()) -> ParserConfig:
     ``hidden``, or a class that the message's style sheet hides) is no text the reader sees. One config per set of
     hidden classes, kept: a newsletter's template hides the same ones in every issue.
     """
-    css = {**CSS_PROFILES["relaxed"], **{tag: HtmlElement(display=Display.block) for tag in (*_TABLE_TAGS, "hr")}}
+    css = {**CSS_PROFILES["relaxed"], **{tag: HtmlElement(display=Display.block) for tag in (*_TABLE_TAGS, "hr")},
+           "template": HtmlElement(display=Display.none)}
     config = ParserConfig(css=css, custom_html_tag_handler_mapping=CustomHtmlTagHandlerMapping(
         start_tag_mapping=dict.fromkeys(_TABLE_TAGS), end_tag_mapping=dict.fromkeys(_TABLE_TAGS)))
     config.attribute_handler.attribute_mapping = {

@@ -982,6 +982,15 @@ def test_a_preheader_hidden_by_a_class_rule_in_the_style_sheet_is_not_the_text()
     assert document["full_text"].strip() == "Hi Jane, our spring sale is here."
 
 
+def test_a_template_elements_content_is_not_the_text() -> None:
+    """``<template>`` holds markup a page's script may copy in later and no mail client shows (ESP builders leave
+    their row templates in): its words were read as the message's."""
+    html = (b'<html><body><p>Your order #4411 has shipped.</p><template id="row"><tr><td>Product name</td>'
+            b'<td>Qty</td></tr></template><p>Track it in your account.</p></body></html>')
+    document = parse_email(NEWSLETTER_HEAD + html, "t.eml")
+    assert document["full_text"].split() == "Your order #4411 has shipped. Track it in your account.".split()
+
+
 NEWSLETTER_BODY = ("Hi Laura,\n\nOur spring sale is on: 30% off everything in store and online until Sunday at "
                    "midnight.\n\nNew this season: linen shirts, the Harbour rain jacket and our bestselling walking "
                    "boots in two new colours. Use code SPRING30 at checkout; delivery is free on orders over 50.")
