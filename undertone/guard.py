@@ -14,6 +14,7 @@ closes (the command has ended, however it ended), the guard stops the servers th
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -22,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
 
 TOKEN_VARIABLE = "UNDERTONE_GUARD_TOKEN"
 """The environment variable that marks the processes a command started (its own value per command)."""
@@ -38,22 +41,31 @@ _pipes: list[IO[bytes]] = []
 def start_guard() -> str:
     """Start a guard for the servers this process and its children will start; returns its token."""
     token = secrets.token_hex(8)
-    os.environ[TOKEN_VARIABLE] = token
     read_end, write_end = os.pipe()  # not inherited by the processes this one execs (PEP 446)
-    subprocess.Popen([sys.executable, "-m", "undertone.guard", token], stdin=read_end, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True)
-    os.close(read_end)
+    try:
+        subprocess.Popen([sys.executable, "-m", "undertone.guard", token], stdin=read_end,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
     _pipes.append(os.fdopen(write_end, "wb"))
+    os.environ[TOKEN_VARIABLE] = token
     return token
 
 
 def guard_temporary_server() -> None:
     """Start a guard where this process's flows will start a temporary server: no ``PREFECT_API_URL`` and
-    Prefect's ephemeral mode on."""
+    Prefect's ephemeral mode on. Best effort: a guard that cannot start is a warning, never a failed command."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    try:
         start_guard()
+    except OSError as error:
+        log.warning("no guard for Prefect's temporary server (%s): a SIGKILL would leave it running", error)
 
 
 def servers_with_token(token: str) -> list[int]:

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
+from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
 
-from undertone.guard import SERVER_MARK, TOKEN_VARIABLE
+import undertone.guard
+from undertone.guard import SERVER_MARK, TOKEN_VARIABLE, guard_temporary_server, start_guard
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER = """
@@ -45,3 +48,21 @@ def test_a_killed_commands_server_is_stopped_and_nothing_else() -> None:
                 process.kill()
         stranger.wait()
         owner.stdout.close()
+
+
+def test_a_guard_that_cannot_start_is_a_warning_not_a_failed_command(monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The guard is a safety net: a run must not fail because its process could not be started (no
+    ``sys.executable``, a process limit reached), and nothing may claim a guard that is not there."""
+    def cannot_start(*args: object, **kwargs: object) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(undertone.guard.subprocess, "Popen", cannot_start)
+    monkeypatch.delenv(TOKEN_VARIABLE, raising=False)
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError):
+        start_guard()
+    assert TOKEN_VARIABLE not in os.environ and len(os.listdir("/proc/self/fd")) == open_before
+    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_ENABLED: True}, restore_defaults={PREFECT_API_URL}):
+        guard_temporary_server()
+    assert "no guard for Prefect's temporary server" in caplog.text
