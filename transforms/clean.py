@@ -46,13 +46,14 @@ _ELEMENTS = (r"a|abbr|b|blockquote|body|br|center|code|dd|del|div|dl|dt|em|font|
 """The elements that fediverse servers, review exports and mail write; made-up names ("<rant>", "<grin>") are text."""
 _ATTRIBUTE = r"""\s+[a-z][\w:.-]*(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>`]+))?"""
 HTML_OPENING_PATTERN = (rf"<[bh]r\s*/?>|<(?:{_ELEMENTS})(?=\s[^<>]*=)(?:{_ATTRIBUTE})+\s*/?>"
-                        r"|<(?P<omissible>p|li)\s*>[\s\S]*?<(?P=omissible)\s*>")
+                        r"|<(?P<omissible>p|li)\s*>[\s\S]*?<(?P=omissible)\s*>|(?<=[^\s<>])<p\s*>(?=[^\s<>])")
 """HTML written without closing tags (ASCII only, so that email compiles it as bytes too): a line break or rule
 (``<br />``, ``<hr>``), a known element's opening tag with an attribute that has a value (``<p class="review">``,
 ``<a href="...">``, ``<img src="x.jpg">``), or a paragraph or list item opened twice (``<p>Arrived.<p>Sturdy.``,
-``<li>cheap<li>sturdy``: HTML lets their end tags be left out, and exports do). One bare tag is a writer naming it
-("the <b> tag is deprecated", "use <p> for paragraphs", "<U>Wake Up" in a SemEval tweet) and stays text; markup
-gives its tags attributes or repeats them."""
+``<li>cheap<li>sturdy``: HTML lets their end tags be left out, and exports do), or a paragraph tag between two
+words with no space either side (``Tried it.<p>Slow.``: Hacker News separates a comment's paragraphs so). One bare
+tag is a writer naming it ("the <b> tag is deprecated", "use <p> for paragraphs", "<U>Wake Up" in a SemEval tweet)
+and stays text; markup gives its tags attributes, repeats them or writes them between words."""
 _MARKUP = re.compile(rf"</(?:{_ELEMENTS})\s*>|{HTML_OPENING_PATTERN}", re.IGNORECASE)
 """HTML, to be read as text: a known element's closing tag (``</div>``, ``</td>``) or :data:`HTML_OPENING_PATTERN`;
 not a text that merely has a ``<`` ("I <3 it", "</3", "List<String>", "a <- b") or a made-up tag

@@ -182,6 +182,7 @@ def test_escaped_markup_in_a_post_is_decoded_but_not_read_as_html() -> None:
     ('<img src="https://cdn.example.com/r/123.jpg" alt="photo">Nice case, fits well', "Nice case, fits well"),
     ('Specs on <a href="https://example.com/p/1">the maker\'s page', "Specs on the maker's page"),
     ("Good screen<hr>Tinny speakers", "Good screen\nTinny speakers"),
+    ("Arrived quickly.<p>Battery lasts two days.", "Arrived quickly.\n\nBattery lasts two days."),
 ])
 def test_a_review_in_html_without_closing_tags_becomes_text(raw: str, text: str) -> None:
     """HTML lets a paragraph's and a list item's end tags be left out, and exports do: only a closing tag or a

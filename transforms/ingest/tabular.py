@@ -42,9 +42,10 @@ read as UTC like every naive time. ``published`` is not here: ActivityStreams' t
 (:data:`ACTIVITY_CREATED_COLUMNS`), it is as often a review platform's yes/no publish flag, whose 0 or 1 would read
 as a second of 1970."""
 AUTHOR_COLUMNS = ("author", "user", "username", "screen_name", "reviewer", "reviewer_id", "reviewer_name", "handle",
-                  "attributed_to")
+                  "attributed_to", "by")
 """Author columns. Amazon's ``reviewerID`` comes before its ``reviewerName``: the id is the reviewer's across reviews,
-the name is often "Amazon Customer", shared by thousands. ``attributedTo`` is ActivityStreams' author."""
+the name is often "Amazon Customer", shared by thousands. ``attributedTo`` is ActivityStreams' author, ``by`` Hacker
+News' (its API's and BigQuery dataset's items), last, as the least telling name."""
 RATING_COLUMNS = ("rating", "stars", "star_rating", "score", "overall")
 PRODUCT_COLUMNS = ("product", "product_id", "product_title", "brand", "airline", "asin", "app", "business")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")

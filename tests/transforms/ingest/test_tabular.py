@@ -498,6 +498,23 @@ def test_a_score_is_a_rating_in_reviews_and_votes_in_posts(tmp_path: Path) -> No
     assert (post["text"], post["rating"]) == ("I built it for my bakery.", None)
 
 
+def test_a_hacker_news_comment_keeps_its_author_and_its_paragraphs(tmp_path: Path) -> None:
+    """Hacker News items (its API, its BigQuery table) name the author ``by`` and separate a comment's paragraphs
+    with a bare ``<p>`` between them: the author was empty and the tag reached the model; its entities were
+    decoded but the tag stayed."""
+    comments = tmp_path / "hn_comments.jsonl"
+    comments.write_text(json.dumps({
+        "by": "throwaway_dev", "id": 38500123, "parent": 38499000, "time": 1701388800, "type": "comment",
+        "text": "Switched last month.<p>Sync breaks whenever the laptop sleeps &amp; support never answered. See "
+                "<a href=\"https:&#x2F;&#x2F;status.example.com\" rel=\"nofollow\">their status page</a>."}) + "\n",
+        encoding="utf-8")
+    (comment,) = read_path(str(comments), source="social")
+    assert (comment["author"], comment["created_at"].isoformat()) == ("throwaway_dev", "2023-12-01T00:00:00+00:00")
+    assert clean_document(comment, 10_000)["text"] == (
+        "Switched last month.\n\nSync breaks whenever the laptop sleeps & support never answered. See their status "
+        "page.")
+
+
 def test_published_is_a_time_only_in_an_activitystreams_object() -> None:
     """``published`` is ActivityStreams' time, and elsewhere a publish flag whose 1 would be a second of 1970."""
     assert ColumnMap().resolve(["text", "published"]).created_at is None
