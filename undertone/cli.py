@@ -381,15 +381,14 @@ def run_schedule_command(args: argparse.Namespace) -> int:
     """Run the daily or backfill flow; the exit status is 1 if the flow failed (a failed day, no inputs)."""
     options = {"input_root": args.input_root, "output": args.output, "runner": args.runner, "model_dir": args.model,
                "tasks": args.tasks, "device": args.device, "precision": args.precision, "beam_args": args.beam_arg}
+    guard_temporary_server()
     if args.command == "daily":
         from flows.daily import daily_flow
 
-        guard_temporary_server()
         state = daily_flow(date=args.date, **options, return_state=True)
     else:
         from flows.backfill import backfill_flow
 
-        guard_temporary_server()
         state = backfill_flow(start=args.start, end=args.end, force=args.force, max_concurrency=args.max_concurrency,
                               retries=args.retries, retry_delay_s=args.retry_delay, **options, return_state=True)
     if not state.is_completed():
