@@ -413,10 +413,13 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
             raise RuntimeError(f"Beam job of run {config.run_id} ended {state}")
         if remote:
             log.info("run %s: %d files fetched from %s", config.run_id, fetch_staged(remote, staging), remote)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if remote:
             discard_remote(remote)
+        stop = interruption_behind(error)
+        if stop is not error:
+            raise stop from None
         raise
     finally:
         drop_read_ahead(read_early, reading)
@@ -458,6 +461,21 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
                     config.run_id, manifest["reused_ids"])
     path = write_manifest(config.output, config.run_id, manifest)
     return {**manifest, "manifest_path": str(path)}
+
+
+def interruption_behind(error: BaseException) -> BaseException:
+    """The interrupt (Ctrl-C, a termination signal turned into an exception) that ``error`` reports, else
+    ``error``. Beam reports whatever a transform raised as a RuntimeError naming the step, so a SIGTERM or Ctrl-C
+    that lands inside the job came out as an ordinary failure: the flow failed, and the command exited 1 instead
+    of stopping as an interrupted command does."""
+    cause: BaseException | None = error
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        if not isinstance(cause, (Exception, GeneratorExit)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return error
 
 
 def _counters(result: beam.runners.runner.PipelineResult, namespace: str, prefix: str = ""

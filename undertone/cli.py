@@ -9,6 +9,8 @@ import argparse
 import contextlib
 import json
 import logging
+import multiprocessing.util
+import os
 import reprlib
 import signal
 import sys
@@ -16,7 +18,7 @@ from dataclasses import fields
 from datetime import date
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
@@ -27,7 +29,7 @@ from transforms.ingest.read import SOURCE_CHOICES
 from transforms.ingest.tabular import ColumnMap
 from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date, labeling_tasks
 from transforms.sinks import check_output_root
-from undertone.guard import guard_temporary_server
+from undertone.guard import guard_temporary_server, signal_own_servers
 
 COLUMN_FIELDS = tuple(field.name for field in fields(ColumnMap))
 """Document fields a table column can be mapped to, one ``--<field>-column`` flag each."""
@@ -519,15 +521,57 @@ def check_inputs(args: argparse.Namespace) -> None:
         build_parser().error(f"INPUT: {error}")
 
 
+_stopped_by: int | None = None
+"""The signal that is stopping this command, once its handler has run."""
+
+
 def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (``kill``, ``timeout``, a stopped container) unwinds the command as Ctrl-C does: the
-    run's staging folder is removed and Prefect's temporary API server, which only an exit hook stops, stops too.
-    The default action ended the process on the spot and left the server running."""
+    """SIGTERM (``kill``, ``timeout``, a stopped container) unwinds the command as Ctrl-C does, so the run's
+    staging folder is removed, then ``main`` leaves through ``leave_stopped``. The default action ended the process
+    on the spot and left Prefect's temporary server running. A second SIGTERM (the first one's unwinding is stuck)
+    leaves at once."""
+    global _stopped_by
+    if _stopped_by is not None:
+        leave_stopped(128 + signum)
+    _stopped_by = signum
     raise SystemExit(128 + signum)
 
 
+def leave_stopped(code: int) -> NoReturn:
+    """End a command that a signal stopped, after its cleanup, without the interpreter's shutdown. That shutdown
+    joins every thread still running and then destroys native objects, and a signal leaves threads blocked for good
+    (Beam's, the ingest pool's manager) or inside native code (the model's warm-up): the command then hung, or
+    aborted ("terminate called without an active exception"). What the exit hooks would have done that matters
+    is done here: the temporary server is told to stop, and the ingest pool's named semaphores are unlinked (the
+    multiprocessing finalizers an exit runs first; the joins that follow them are what can hang)."""
+    print(f"undertone: stopped by {signal.Signals(code - 128).name}", file=sys.stderr)
+    signal_own_servers()
+    multiprocessing.util._run_finalizers(0)  # the first step of multiprocessing's exit hook
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``undertone`` command; an exit status of 128 + N when signal N (SIGINT, SIGTERM) stopped it."""
+    global _stopped_by
+    _stopped_by = None
     signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        status = run_command(argv)
+    except KeyboardInterrupt:
+        leave_stopped(128 + signal.SIGINT)
+    except BaseException:
+        if _stopped_by is None:
+            raise
+        status = 128 + _stopped_by
+    if _stopped_by is not None:  # stopped, whatever the flow made of the signal's exception
+        leave_stopped(128 + _stopped_by)
+    return status
+
+
+def run_command(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "run":
         check_inputs(args)

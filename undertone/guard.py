@@ -1,19 +1,20 @@
 """Stops Prefect's temporary API server when the command that started it ends without stopping it.
 
 Without ``PREFECT_API_URL`` a command's first flow starts a Prefect server as a child process, which an exit hook
-stops on a normal exit, on Ctrl-C and on SIGTERM (``exit_on_sigterm``). SIGKILL (the OOM killer, ``kill -9``, a CI
-runner's hard timeout) ends the command on the spot: the server ran on, adopted by init, until the machine
-rebooted, one more uvicorn process per killed run. The guard is a small process in a session of its own (a signal
-to the command's process group spares it) that holds the read end of a pipe whose write end only the command holds.
-The command also puts a token of its own in its environment, which every process it starts inherits; when the pipe
-closes (the command has ended, however it ended), the guard stops the servers that carry the token. Linux only
-(``/proc``); elsewhere the guard finds nothing to stop.
+stops on a normal exit, and the command itself on Ctrl-C and SIGTERM (``signal_own_servers``). SIGKILL (the OOM
+killer, ``kill -9``, a CI runner's hard timeout) ends the command on the spot: the server ran on, adopted by init,
+until the machine rebooted, one more uvicorn process per killed run. The guard is a small process in a session of
+its own (a signal to the command's process group spares it) that holds the read end of a pipe whose write end only
+the command holds. The command also puts a token of its own in its environment, which every process it starts
+inherits; when the pipe closes (the command has ended, however it ended), the guard stops the servers that carry
+the token. Linux only (``/proc``); elsewhere the guard finds nothing to stop.
 
     python -m undertone.guard TOKEN   # waits for its stdin to close
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -36,11 +37,21 @@ STOP_GRACE_S = 5.0
 
 _pipes: list[IO[bytes]] = []
 """The write ends of this process's guards' pipes, open for as long as it lives."""
+_own_token: str | None = None
+"""The token this command gave the processes it starts (``mark_servers``)."""
 
 
-def start_guard() -> str:
-    """Start a guard for the servers this process and its children will start; returns its token."""
-    token = secrets.token_hex(8)
+def mark_servers() -> str:
+    """Give the processes this command starts from now on a token of its own (a fresh one per command, never
+    one inherited from the process that started it); returns it."""
+    global _own_token
+    _own_token = secrets.token_hex(8)
+    os.environ[TOKEN_VARIABLE] = _own_token
+    return _own_token
+
+
+def start_guard(token: str) -> None:
+    """Start a guard that stops the servers carrying ``token`` once this process has ended."""
     read_end, write_end = os.pipe()  # not inherited by the processes this one execs (PEP 446)
     try:
         subprocess.Popen([sys.executable, "-m", "undertone.guard", token], stdin=read_end,
@@ -51,21 +62,30 @@ def start_guard() -> str:
     finally:
         os.close(read_end)
     _pipes.append(os.fdopen(write_end, "wb"))
-    os.environ[TOKEN_VARIABLE] = token
-    return token
 
 
 def guard_temporary_server() -> None:
-    """Start a guard where this process's flows will start a temporary server: no ``PREFECT_API_URL`` and
-    Prefect's ephemeral mode on. Best effort: a guard that cannot start is a warning, never a failed command."""
+    """Mark and guard the temporary server this process's flows will start: no ``PREFECT_API_URL`` and Prefect's
+    ephemeral mode on. Best effort: a guard that cannot start is a warning, never a failed command."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return
     try:
-        start_guard()
+        start_guard(mark_servers())
     except OSError as error:
         log.warning("no guard for Prefect's temporary server (%s): a SIGKILL would leave it running", error)
+
+
+def signal_own_servers() -> None:
+    """Send SIGTERM to the temporary servers this command started. The way out of a command stopped by a signal,
+    which leaves without Python's exit hooks (Prefect's among them: they wait for threads that the signal may have
+    left blocked). A server finishes stopping once the command's connections to it close, when the command has
+    ended; the guard makes sure it does."""
+    if _own_token is not None:
+        for pid in servers_with_token(_own_token):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
 
 
 def servers_with_token(token: str) -> list[int]:

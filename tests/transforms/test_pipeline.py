@@ -168,6 +168,22 @@ def test_a_job_that_fails_leaves_no_staging_and_drops_its_read_ahead(tiny_bundle
     assert not list((tmp_path / "_staging").glob("*"))
 
 
+def test_an_interrupt_inside_the_job_stays_an_interrupt(tiny_bundle: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beam reports what a transform raised as a RuntimeError naming the step. Ctrl-C, or Prefect's exception
+    for SIGTERM, landing in the model stage came out as that RuntimeError: the flow failed as if a bug had
+    stopped it and the command exited 1, not as a stopped command."""
+    def interrupted(self: Classifier, batch: dict) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Classifier, "logits_for", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(PipelineConfig(inputs=(str(SAMPLES),), output=str(tmp_path), logical_date="2026-11-20",
+                                    model_dir=str(tiny_bundle)))
+    assert not list((tmp_path / "_staging").glob("*"))
+    assert not (tmp_path / "labeled").exists()
+
+
 def test_a_runner_without_metrics_replaces_only_the_sources_it_wrote(first_run: tuple[Path, dict], tiny_bundle: Path,
                                                                      tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:

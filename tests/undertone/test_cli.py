@@ -437,6 +437,61 @@ def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle
     assert not (out / "labeled").exists()
 
 
+STOPPED_IN_THE_MODEL_STAGE = """
+import sys, threading, time
+from pathlib import Path
+from models.classifier import Classifier
+from undertone.cli import main
+
+def slow_pass(self, batch):  # the model stage, where the SIGTERM lands
+    Path(sys.argv[1]).touch()
+    time.sleep(300)
+
+Classifier.logits_for = slow_pass
+threading.Thread(target=threading.Event().wait, name="left-blocked").start()  # as Beam's threads can be
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_sigterm_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_threads(tiny_bundle: Path,
+                                                                                      tmp_path: Path) -> None:
+    """Prefect turns SIGTERM into an exception inside the flow; raised in the model stage, Beam reported it as a
+    RuntimeError, so the run "failed" and the command exited 1. And once the command unwound, Python's shutdown
+    waited for every thread still running: a thread the signal left blocked made it hang (one in the test suite
+    did), a thread inside native code made it abort. Now it exits 128 + SIGTERM, at once, its server stopped."""
+    import psutil
+
+    tweets = tmp_path / "in" / "tweets.jsonl"
+    tweets.parent.mkdir()
+    tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the parcel {n} came late"}) + "\n"
+                              for n in range(50)))
+    out, labeling = tmp_path / "out", tmp_path / "labeling"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
+    command = [sys.executable, "-c", STOPPED_IN_THE_MODEL_STAGE, str(labeling), "run", str(tweets.parent),
+               "--output", str(out), "--model", str(tiny_bundle), "--date", "2026-11-20"]
+    with subprocess.Popen(command, cwd=REPO, env=env | {"PREFECT_HOME": str(tmp_path / "prefect")},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as run:
+        deadline = time.monotonic() + 240
+        while not labeling.exists():
+            assert run.poll() is None, run.stderr.read() if run.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        servers = [child for child in psutil.Process(run.pid).children(recursive=True)
+                   if "uvicorn" in " ".join(child.cmdline())]
+        run.send_signal(signal.SIGTERM)
+        try:
+            assert run.wait(timeout=60) == 128 + signal.SIGTERM
+        finally:
+            run.kill()
+        stderr = run.stderr.read() if run.stderr else ""
+    assert "stopped by SIGTERM" in stderr and "run failed" not in stderr
+    assert len(servers) == 1
+    _, alive = psutil.wait_procs(servers, timeout=30)
+    assert not alive
+    assert not list((out / "_staging").iterdir())
+    assert not (out / "labeled").exists()
+
+
 def test_sigkill_leaves_no_prefect_server_behind(tiny_bundle: Path, tmp_path: Path) -> None:
     """SIGKILL (the OOM killer, ``kill -9``, a CI runner's hard timeout) runs no exit hook: the temporary server
     ran on, adopted by init, one uvicorn per killed run. Its guard stops it."""
