@@ -3,6 +3,7 @@ that is not a bundle, and how a failed run exits."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import REPO, SENTIMENT, build_tiny_bundle
@@ -405,12 +407,21 @@ def test_python_dash_m_undertone_is_the_command() -> None:
     assert done.returncode == 0 and "--start" in done.stdout
 
 
+def prefect_servers(pid: int) -> list[psutil.Process]:
+    """The temporary Prefect servers among ``pid``'s descendants; one that exits meanwhile (a zombie has no
+    command line to read) is not one."""
+    servers = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "uvicorn" in " ".join(child.cmdline()):
+                servers.append(child)
+    return servers
+
+
 def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle: Path, tmp_path: Path) -> None:
     """`kill`, `timeout` or a stopped container sends SIGTERM. Its default action ended the command
     at once: Prefect's temporary API server, which only an exit hook stops, lived on (one uvicorn per cancelled run)
     and the run's staging folder waited for the next run to clean it up."""
-    import psutil
-
     tweets = tmp_path / "in" / "tweets.jsonl"
     tweets.parent.mkdir()
     tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the delivery {n} was late again"}) + "\n"
@@ -426,8 +437,7 @@ def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle
             assert run.poll() is None, run.stderr.read() if run.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        servers = [child for child in psutil.Process(run.pid).children(recursive=True)
-                   if "uvicorn" in " ".join(child.cmdline())]
+        servers = prefect_servers(run.pid)
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=120) == 128 + signal.SIGTERM
     assert len(servers) == 1
@@ -459,8 +469,6 @@ def test_sigterm_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_t
     RuntimeError, so the run "failed" and the command exited 1. And once the command unwound, Python's shutdown
     waited for every thread still running: a thread the signal left blocked made it hang (one in the test suite
     did), a thread inside native code made it abort. Now it exits 128 + SIGTERM, at once, its server stopped."""
-    import psutil
-
     tweets = tmp_path / "in" / "tweets.jsonl"
     tweets.parent.mkdir()
     tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the parcel {n} came late"}) + "\n"
@@ -476,8 +484,7 @@ def test_sigterm_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_t
             assert run.poll() is None, run.stderr.read() if run.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        servers = [child for child in psutil.Process(run.pid).children(recursive=True)
-                   if "uvicorn" in " ".join(child.cmdline())]
+        servers = prefect_servers(run.pid)
         run.send_signal(signal.SIGTERM)
         try:
             assert run.wait(timeout=60) == 128 + signal.SIGTERM
@@ -495,8 +502,6 @@ def test_sigterm_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_t
 def test_sigkill_leaves_no_prefect_server_behind(tiny_bundle: Path, tmp_path: Path) -> None:
     """SIGKILL (the OOM killer, ``kill -9``, a CI runner's hard timeout) runs no exit hook: the temporary server
     ran on, adopted by init, one uvicorn per killed run. Its guard stops it."""
-    import psutil
-
     tweets = tmp_path / "in" / "tweets.jsonl"
     tweets.parent.mkdir()
     tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the delivery {n} was late again"}) + "\n"
@@ -510,8 +515,7 @@ def test_sigkill_leaves_no_prefect_server_behind(tiny_bundle: Path, tmp_path: Pa
         servers: list[psutil.Process] = []
         while not servers:
             assert run.poll() is None and time.monotonic() < deadline
-            servers = [child for child in psutil.Process(run.pid).children(recursive=True)
-                       if "uvicorn" in " ".join(child.cmdline())]
+            servers = prefect_servers(run.pid)
             time.sleep(0.05)
         run.send_signal(signal.SIGKILL)
         assert run.wait(timeout=60) == -signal.SIGKILL
