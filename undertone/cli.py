@@ -525,15 +525,22 @@ _stopped_by: int | None = None
 """The signal that is stopping this command, once its handler has run."""
 
 
-def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (``kill``, ``timeout``, a stopped container) unwinds the command as Ctrl-C does, so the run's
-    staging folder is removed, then ``main`` leaves through ``leave_stopped``. The default action ended the process
-    on the spot and left Prefect's temporary server running. A second SIGTERM (the first one's unwinding is stuck)
-    leaves at once."""
+def stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (``kill``, ``timeout``, a stopped container) and SIGINT (Ctrl-C) unwind the command, so the run's
+    staging folder is removed, then ``main`` leaves through ``leave_stopped``; a second one (the unwinding is
+    stuck) leaves at once. SIGTERM's default action ended the process on the spot and left Prefect's temporary
+    server running. Ctrl-C in a terminal reaches that server too (it shares the command's process group), and
+    Prefect's client then spent a minute retrying to report the crashed run to it: after a stop signal, each API
+    call is tried once."""
     global _stopped_by
     if _stopped_by is not None:
         leave_stopped(128 + signum)
     _stopped_by = signum
+    from prefect.settings import get_current_settings
+
+    get_current_settings().client.max_retries = 0
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise SystemExit(128 + signum)
 
 
@@ -543,11 +550,12 @@ def leave_stopped(code: int) -> NoReturn:
     (Beam's, the ingest pool's manager) or inside native code (the model's warm-up): the command then hung, or
     aborted ("terminate called without an active exception"). What the exit hooks would have done that matters
     is done here: the temporary server is told to stop, and the ingest pool's named semaphores are unlinked (the
-    multiprocessing finalizers an exit runs first; the joins that follow them are what can hang)."""
+    multiprocessing finalizers an exit runs first; the joins that follow them are what can hang). Log lines still
+    buffered for Prefect's API are dropped: after Ctrl-C its temporary server is gone, and sending them took
+    5 s of failed connections."""
     print(f"undertone: stopped by {signal.Signals(code - 128).name}", file=sys.stderr)
     signal_own_servers()
     multiprocessing.util._run_finalizers(0)  # the first step of multiprocessing's exit hook
-    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -557,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     """The ``undertone`` command; an exit status of 128 + N when signal N (SIGINT, SIGTERM) stopped it."""
     global _stopped_by
     _stopped_by = None
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    handlers = {signum: signal.signal(signum, stop_on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         status = run_command(argv)
     except KeyboardInterrupt:
@@ -566,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         if _stopped_by is None:
             raise
         status = 128 + _stopped_by
+    finally:  # for a caller that runs ``main`` in its own process (tests)
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: installed outside Python, cannot be put back
+                signal.signal(signum, handler)
     if _stopped_by is not None:  # stopped, whatever the flow made of the signal's exception
         leave_stopped(128 + _stopped_by)
     return status

@@ -22,6 +22,7 @@ import atexit
 import logging
 import multiprocessing
 import os
+import signal
 import stat
 import sys
 import threading
@@ -82,7 +83,10 @@ def _ingest_file(path: str, options: IngestOptions) -> list[Document | Failure]:
 
 def _start_worker() -> None:
     """Load the language model once, and leave with the process that owns the pool: a worker otherwise
-    outlives a job killed without cleanup (its task queue never closes), and with it the forkserver."""
+    outlives a job killed without cleanup (its task queue never closes), and with it the forkserver. Ctrl-C, which
+    a terminal sends to every process of the command, is the owner's to handle: each worker printed a
+    KeyboardInterrupt traceback under the command's own message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(WORKER_NICENESS)
     detect_language("loads the language model once per worker process")
     threading.Thread(target=_exit_with_owner, name="undertone-owner-watch", daemon=True).start()
