@@ -124,7 +124,9 @@ class DocumentModelHandler(ModelHandler[TokenizedDocument, PredictionResult, Any
         per precision, the one a worker resolved ``auto`` to."""
         predictions: list[Any] = [None] * len(batch)
         lengths = [len(item.token_ids) for item in batch]
-        for group in length_groups(lengths, min_tokens=self.token_budget // 8, max_tokens=self.token_budget):
+        # A pass closes on the padding slack only once it holds half the budget: smaller ones (an eighth: 77 passes
+        # of the bench corpus instead of 43) made AMX's bf16 model stage a tenth slower for 1.4 points less padding.
+        for group in length_groups(lengths, min_tokens=self.token_budget // 2, max_tokens=self.token_budget):
             encoded = model.pad([batch[index].token_ids for index in group])
             started = time.perf_counter()
             answers = model.decode(model.logits_for(encoded))
