@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         if _stopped_by is None:
             raise
-        status = 128 + _stopped_by
+        leave_stopped(128 + _stopped_by)
     finally:  # for a caller that runs ``main`` in its own process (tests)
         for signum, handler in handlers.items():
             if handler is not None:  # None: installed outside Python, cannot be put back
