@@ -83,9 +83,7 @@ def signal_own_servers() -> None:
     left blocked). A server finishes stopping once the command's connections to it close, when the command has
     ended; the guard makes sure it does."""
     if _own_token is not None:
-        for pid in servers_with_token(_own_token):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
+        send(servers_with_token(_own_token), signal.SIGTERM)
 
 
 def servers_with_token(token: str) -> list[int]:
@@ -111,14 +109,17 @@ def _runs_server(pid: int) -> bool:
         return False
 
 
+def send(pids: list[int], signum: int) -> None:
+    """Send ``signum`` to each of ``pids`` that still runs."""
+    for pid in pids:
+        with contextlib.suppress(OSError):  # already gone
+            os.kill(pid, signum)
+
+
 def stop(pids: list[int], grace_s: float = STOP_GRACE_S) -> None:
     """SIGTERM, then SIGKILL after ``grace_s`` to those still running."""
     for sent in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sent)
-            except OSError:  # already gone
-                continue
+        send(pids, sent)
         deadline = time.monotonic() + grace_s
         while (pids := [pid for pid in pids if _runs_server(pid)]) and time.monotonic() < deadline:
             time.sleep(0.05)
