@@ -407,6 +407,21 @@ def test_python_dash_m_undertone_is_the_command() -> None:
     assert done.returncode == 0 and "--start" in done.stdout
 
 
+def write_tweets(folder: Path, count: int) -> Path:
+    """A JSON Lines file of ``count`` short tweets in ``folder``, an input to stop a command in."""
+    folder.mkdir()
+    tweets = folder / "tweets.jsonl"
+    tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the delivery {n} was late again"}) + "\n"
+                              for n in range(count)))
+    return tweets
+
+
+def own_temporary_server(tmp_path: Path) -> dict[str, str]:
+    """An environment in which a command starts a temporary Prefect server of its own (no ``PREFECT_API_*``)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
+    return env | {"PREFECT_HOME": str(tmp_path / "prefect")}
+
+
 def prefect_servers(pid: int) -> list[psutil.Process]:
     """The temporary Prefect servers among ``pid``'s descendants; one that exits meanwhile (a zombie has no
     command line to read) is not one."""
@@ -422,15 +437,11 @@ def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle
     """`kill`, `timeout` or a stopped container sends SIGTERM. Its default action ended the command
     at once: Prefect's temporary API server, which only an exit hook stops, lived on (one uvicorn per cancelled run)
     and the run's staging folder waited for the next run to clean it up."""
-    tweets = tmp_path / "in" / "tweets.jsonl"
-    tweets.parent.mkdir()
-    tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the delivery {n} was late again"}) + "\n"
-                              for n in range(5_000)))
+    tweets = write_tweets(tmp_path / "in", 5_000)
     out = tmp_path / "out"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
     command = [sys.executable, "-m", "undertone", "run", str(tweets.parent), "--output", str(out),
                "--model", str(tiny_bundle), "--date", "2026-11-20"]
-    with subprocess.Popen(command, cwd=REPO, env=env | {"PREFECT_HOME": str(tmp_path / "prefect")},
+    with subprocess.Popen(command, cwd=REPO, env=own_temporary_server(tmp_path),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as run:
         deadline = time.monotonic() + 240
         while not any((out / "_staging").glob("*/*")):  # the job has claimed its staging folder: it is running
@@ -473,15 +484,11 @@ def test_a_signal_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_
     waited for every thread still running: a thread the signal left blocked made it hang (one in the test suite
     did), a thread inside native code made it abort. Now it exits 128 + the signal within seconds, its server
     stopped."""
-    tweets = tmp_path / "in" / "tweets.jsonl"
-    tweets.parent.mkdir()
-    tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the parcel {n} came late"}) + "\n"
-                              for n in range(50)))
+    tweets = write_tweets(tmp_path / "in", 50)
     out, labeling = tmp_path / "out", tmp_path / "labeling"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
     command = [sys.executable, "-c", STOPPED_IN_THE_MODEL_STAGE, str(labeling), "run", str(tweets.parent),
                "--output", str(out), "--model", str(tiny_bundle), "--date", "2026-11-20"]
-    with subprocess.Popen(command, cwd=REPO, env=env | {"PREFECT_HOME": str(tmp_path / "prefect")},
+    with subprocess.Popen(command, cwd=REPO, env=own_temporary_server(tmp_path),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as run:  # its own process group, as a terminal's job has
         deadline = time.monotonic() + 240
@@ -512,14 +519,10 @@ def test_a_signal_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_
 def test_sigkill_leaves_no_prefect_server_behind(tiny_bundle: Path, tmp_path: Path) -> None:
     """SIGKILL (the OOM killer, ``kill -9``, a CI runner's hard timeout) runs no exit hook: the temporary server
     ran on, adopted by init, one uvicorn per killed run. Its guard stops it."""
-    tweets = tmp_path / "in" / "tweets.jsonl"
-    tweets.parent.mkdir()
-    tweets.write_text("".join(json.dumps({"id": str(n), "text": f"the delivery {n} was late again"}) + "\n"
-                              for n in range(5_000)))
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_API")}
+    tweets = write_tweets(tmp_path / "in", 5_000)
     command = [sys.executable, "-m", "undertone", "run", str(tweets.parent), "--output", str(tmp_path / "out"),
                "--model", str(tiny_bundle), "--date", "2026-11-20"]
-    with subprocess.Popen(command, cwd=REPO, env=env | {"PREFECT_HOME": str(tmp_path / "prefect")},
+    with subprocess.Popen(command, cwd=REPO, env=own_temporary_server(tmp_path),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as run:
         deadline = time.monotonic() + 240
         servers: list[psutil.Process] = []
