@@ -204,7 +204,7 @@ def test_bottom_posted_reply_drops_quotes_and_signature(shared_data: Path) -> No
     document = corpus_message(shared_data, "ham/00203.b5773afbae12d0d79df74b32b2f46697")
     assert document["text"] == ("Re: [ILUG] find the biggest file\n\n\n"
                                 "You might want to put a '-type f' on that find.\n\nPaul.")
-    assert "Philip Reynolds wrote:\n>>Does anyone know" in document["full_text"]
+    assert "Philip Reynolds wrote:\n>> Does anyone know how to list the biggest file in my\n>>" in document["full_text"]
     assert "Irish Linux Users' Group" in document["full_text"]
     supercite = corpus_message(shared_data, "ham/01700.03a577fc11e0a5121098e0dc83c97d6c")
     assert "Skip> I'll try" not in supercite["text"] and "Which didn't help." in supercite["text"]
@@ -1038,3 +1038,65 @@ def test_an_html_newsletters_footer_cell_is_not_its_text() -> None:
 def test_text_that_only_looks_like_a_footer_stays(body: str) -> None:
     document = parse_email(mime(lambda message: message.set_content(body + "\n")), "own.eml")
     assert document["text"].endswith(body.rstrip().rsplit("\n", 1)[-1])
+
+
+THUNDERBIRD_FLOWED = (
+    b"From: Ann Lee <ann@example.com>\nSubject: Re: the venue\nMIME-Version: 1.0\n"
+    b"Content-Type: text/plain; charset=UTF-8; format=flowed\nContent-Transfer-Encoding: 8bit\n\n"
+    b"On 03/02/2026 09:14, Joe Smith wrote:\n"
+    b"> Could we move the workshop to the bigger room? Forty people signed up \n"
+    b"> and the small one seats twenty-five.\n\n"
+    b"Yes, I booked it this morning. The caf\xc3\xa9 next door can do lunch for \n"
+    b"everyone if we confirm numbers by Friday.\n"
+    b" From the station it is a ten-minute walk.\n\n"
+    b"-- \nAnn Lee | Events\n")
+
+
+def test_a_flowed_body_is_unwrapped_into_the_paragraphs_its_writer_typed() -> None:
+    """Thunderbird and Apple Mail send ``format=flowed``: a trailing space marks where the mailer broke a line.
+    Read as fixed text, every paragraph reached ``text`` cut at 72 columns; the stuffed space before "From" stayed."""
+    document = parse_email(THUNDERBIRD_FLOWED, "inline")
+    assert document["text"].startswith("Re: the venue\n")
+    assert document["text"].endswith(
+        "\nYes, I booked it this morning. The café next door can do lunch for everyone if we confirm numbers by "
+        "Friday.\nFrom the station it is a ten-minute walk.")
+    assert "Forty people" not in document["text"]
+    assert "> Could we move the workshop to the bigger room? Forty people signed up and the small one seats " \
+           "twenty-five." in document["full_text"]
+
+
+def test_delsp_joins_a_flowed_line_without_its_trailing_space() -> None:
+    raw = (b"From: a@b.c\nSubject: note\nContent-Type: text/plain; charset=us-ascii; format=flowed; delsp=yes\n\n"
+           b"A contrived example with a word- \nbreak that the mailer split.\n")
+    assert parse_email(raw, "inline")["text"] == "note\n\nA contrived example with a word-break that the mailer split."
+
+
+def test_a_fixed_body_keeps_its_line_breaks_even_where_lines_end_in_spaces() -> None:
+    raw = b"From: a@b.c\nSubject: list\n\nMilk \nEggs \nBread\n"
+    assert parse_email(raw, "inline")["text"] == "list\n\nMilk\nEggs\nBread"
+
+
+def test_a_wrapped_flowed_attribution_is_read_whole_and_cut_with_the_quote(shared_data: Path) -> None:
+    """Mulberry wraps its "--On <date> <name> <address> wrote:" over two flowed lines; read as fixed text, the
+    first half stayed in ``text`` as if the sender had written it."""
+    document = corpus_message(shared_data, "ham/01090.a6575cc193fe3bb9f143aa0eb4fed7ac")
+    assert "--On Tuesday" not in document["text"]
+    assert ("I did notice an rpm I made the other day didn't work, and just sat there for ages  seemingly doing "
+            "nothing, which probably did this :(") in document["text"]
+
+
+def test_buttons_options_and_inline_block_links_keep_their_words_apart() -> None:
+    """An order notice's two button links (``display: inline-block``, as Mailchimp's and Shopify's templates draw
+    them), a survey's buttons and a country picker: inscriptis ran their words together ("Track orderManage
+    delivery", "SmallMediumLarge"), one unknown token where the reader sees two buttons. A plain link in a sentence
+    keeps the full stop after it."""
+    html = (b'<p>Your parcel ships today. See <a href="https://shop.example/terms">our delivery terms</a>.</p><p>'
+            b'<a href="https://shop.example/track" style="display:inline-block;padding:12px 20px;'
+            b'background:#1a73e8">Track order</a><a href="https://shop.example/manage" style="mso-padding-alt:0; '
+            b'display: inline-block !important">Manage delivery</a></p><form><p>How was it?'
+            b'<button>Great</button><button>Not great</button></p><select><option>Small</option><option>Medium'
+            b'</option><option>Large</option></select></form>')
+    document = parse_email(NEWSLETTER_HEAD + html, "order.eml")
+    assert document["full_text"].split("\n\n") == [
+        "Your parcel ships today. See our delivery terms.", "Track order Manage delivery",
+        "How was it? Great Not great", "Small Medium Large"]
