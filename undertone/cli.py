@@ -533,7 +533,7 @@ def stop_on_signal(signum: int, frame: FrameType | None) -> None:
     Prefect's client then spent a minute retrying to report the crashed run to it: after a stop signal, each API
     call is tried once."""
     global _stopped_by
-    if _stopped_by is not None:
+    if _stopped_by is not None or _inside_an_import(frame):
         leave_stopped(128 + signum)
     _stopped_by = signum
     from prefect.settings import get_current_settings
@@ -544,17 +544,33 @@ def stop_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _inside_an_import(frame: FrameType | None) -> bool:
+    """Whether the signal interrupted a module's import (the command's first seconds are mostly Prefect's, Beam's and
+    torch's). An exception raised there leaves half-made modules, and code that imports one next trips on them: the
+    handler's own import of Prefect's settings raised ImportError, which Prefect's plugin loader logged and went on
+    from, so the whole run went on. Nothing that needs unwinding has started then, or a dead run's staging
+    folder is left for the next run to clear: leave at once."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def leave_stopped(code: int) -> NoReturn:
     """End a command that a signal stopped, after its cleanup, without the interpreter's shutdown. That shutdown
     joins every thread still running and then destroys native objects, and a signal leaves threads blocked for good
     (Beam's, the ingest pool's manager) or inside native code (the model's warm-up): the command then hung, or
     aborted ("terminate called without an active exception"). What the exit hooks would have done that matters
-    is done here: the temporary server is told to stop, and the ingest pool's named semaphores are unlinked (the
-    multiprocessing finalizers an exit runs first; the joins that follow them are what can hang). Log lines still
-    buffered for Prefect's API are dropped: after Ctrl-C its temporary server is gone, and sending them took
-    5 s of failed connections."""
+    is done here: the temporary server is told to stop, the ingest workers are killed and their pool's named
+    semaphores unlinked (the multiprocessing finalizers an exit runs first; the joins that follow them are what can
+    hang). Log lines still buffered for Prefect's API are dropped: after Ctrl-C its temporary server is gone, and
+    sending them took 5 s of failed connections."""
     print(f"undertone: stopped by {signal.Signals(code - 128).name}", file=sys.stderr)
     signal_own_servers()
+    ingest = sys.modules.get("transforms.ingest.parallel")  # not imported here: no pool then, and no import
+    if ingest is not None:                                   # belongs in a signal's path
+        ingest.kill_workers()
     multiprocessing.util._run_finalizers(0)  # the first step of multiprocessing's exit hook
     sys.stdout.flush()
     sys.stderr.flush()

@@ -516,6 +516,39 @@ def test_a_signal_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_
     assert not (out / "labeled").exists()
 
 
+STOPPED_WHILE_PREFECT_IMPORTS = """
+import importlib.abc, os, signal, sys
+from undertone.cli import main
+
+class StopDuringImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):  # prefect.context is half made when it imports this module
+        if name == "prefect._flow_run_suspension":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, StopDuringImport())
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_signal_while_the_command_imports_stops_it_at_once(tiny_bundle: Path, tmp_path: Path) -> None:
+    """A SIGTERM in the command's first seconds lands in an import (Prefect's takes about 2 s). The handler's own
+    import of Prefect's settings then met the half-made ``prefect.context`` and raised ImportError, which Prefect's
+    plugin loader caught and logged ("Failed to initialize plugins ... partially initialized module"): the whole run
+    went on and only its end said "stopped by SIGTERM". Nothing has started that needs unwinding: it stops there."""
+    tweets = write_tweets(tmp_path / "in", 50)
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", STOPPED_WHILE_PREFECT_IMPORTS, "run", str(tweets.parent), "--output", str(out),
+               "--model", str(tiny_bundle), "--date", "2026-11-20"]
+    stopped = subprocess.run(command, cwd=REPO, env=own_temporary_server(tmp_path), capture_output=True, text=True,
+                             timeout=240)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert "stopped by SIGTERM" in stopped.stderr
+    assert "Traceback" not in stopped.stderr and "Failed to initialize plugins" not in stopped.stderr
+    assert not out.exists()
+
+
 def test_sigkill_leaves_no_prefect_server_behind(tiny_bundle: Path, tmp_path: Path) -> None:
     """SIGKILL (the OOM killer, ``kill -9``, a CI runner's hard timeout) runs no exit hook: the temporary server
     ran on, adopted by init, one uvicorn per killed run. Its guard stops it."""

@@ -19,8 +19,10 @@ Beam then builds, translates and starts the pipeline (about a second of the job'
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import stat
@@ -162,6 +164,34 @@ def _main_script_hidden() -> Iterator[None]:
 
 _WORKERS = _Workers()
 atexit.register(_WORKERS.shut_down)
+
+
+def kill_workers() -> None:
+    """Kill the forkserver and every worker it forked, for a command that leaves on a stop signal without Python's
+    exit (``undertone.cli.leave_stopped``). That command then unlinks the pool's named semaphores itself, and a
+    worker still starting (the first second or two of a command) failed to open them and printed a
+    FileNotFoundError traceback among the command's last lines. Workers hold nothing a run needs back: a file
+    whose records never arrived is read again by the next run. Linux only (``/proc``); elsewhere the workers
+    leave with the command as before."""
+    server = multiprocessing.forkserver._forkserver._forkserver_pid  # None until a pool starts it
+    if server is None:
+        return
+    workers = _children(server)
+    for pid in (server, *workers):  # the server first: it forks no more
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry.name}/stat", "rb") as stat_file:
+                    fields = stat_file.read().rpartition(b")")[2].split()  # after the command's name, which may
+                if int(fields[1]) == pid:                                 # hold spaces: state, ppid, ...
+                    children.append(int(entry.name))
+    return children
 
 
 def start_workers(processes: int) -> None:
