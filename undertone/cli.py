@@ -564,9 +564,9 @@ def leave_stopped(code: int) -> NoReturn:
     aborted ("terminate called without an active exception"). What the exit hooks would have done that matters
     is done here: the temporary server is told to stop, the ingest workers are killed and their pool's named
     semaphores unlinked (the multiprocessing finalizers an exit runs first; the joins that follow them are what can
-    hang). Log lines still buffered for Prefect's API are dropped: after Ctrl-C its temporary server is gone, and
-    sending them took 5 s of failed connections."""
+    hang). Log lines still buffered for Prefect's API are sent only to a server of its own (``send_buffered_logs``)."""
     print(f"undertone: stopped by {signal.Signals(code - 128).name}", file=sys.stderr)
+    send_buffered_logs()
     signal_own_servers()
     ingest = sys.modules.get("transforms.ingest.parallel")  # not imported here: no pool then, and no import
     if ingest is not None:                                   # belongs in a signal's path
@@ -575,6 +575,26 @@ def leave_stopped(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+LOG_SEND_S = 3.0
+"""How long a stopped command waits for Prefect's client to send the log lines it still holds."""
+
+
+def send_buffered_logs() -> None:
+    """Send the log lines Prefect's client still holds (it sends a batch every 2 s), for up to :data:`LOG_SEND_S`,
+    where the command reports to a server of its own (``PREFECT_API_URL``: a deployment's flow run, a shared
+    server): there the run's logs are read, and a stopped run's last lines ("Crash detected! Execution was aborted
+    by a termination signal.") were dropped. Not to a temporary server: Ctrl-C, which a terminal sends to the whole
+    process group, has stopped it, and sending took 5 s of failed connections. Best effort: the command is leaving."""
+    handlers = sys.modules.get("prefect.logging.handlers")  # not imported: no log line went to Prefect
+    if handlers is None:
+        return
+    with contextlib.suppress(Exception):
+        from prefect.settings import PREFECT_API_URL
+
+        if PREFECT_API_URL.value():
+            handlers.APILogWorker.drain_all(timeout=LOG_SEND_S)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -547,6 +548,37 @@ def test_a_signal_while_the_command_imports_stops_it_at_once(tiny_bundle: Path, 
     assert "stopped by SIGTERM" in stopped.stderr
     assert "Traceback" not in stopped.stderr and "Failed to initialize plugins" not in stopped.stderr
     assert not out.exists()
+
+
+def test_a_stopped_run_sends_its_last_log_lines_to_the_prefect_server_it_reports_to(
+        prefect_harness: None, tiny_bundle: Path, tmp_path: Path) -> None:
+    """With ``PREFECT_API_URL`` set (a deployment's flow run, a shared server), the server is where the run's logs
+    are read, and the last ones, Prefect's "Crash detected! Execution was aborted by a termination signal." among
+    them, were still in its client's batch when the stopped command left: the UI showed a Crashed run and no line
+    saying why."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    tweets = write_tweets(tmp_path / "in", 50)
+    out, labeling = tmp_path / "out", tmp_path / "labeling"
+    command = [sys.executable, "-c", STOPPED_IN_THE_MODEL_STAGE, str(labeling), "run", str(tweets.parent),
+               "--output", str(out), "--model", str(tiny_bundle), "--date", "2026-11-20"]
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect")}
+    with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True) as run:
+        deadline = time.monotonic() + 240
+        while not labeling.exists():
+            assert run.poll() is None, run.stderr.read() if run.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=30) == 128 + signal.SIGTERM
+    flow_runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=30).json()
+    (flow_run,) = [flow_run for flow_run in flow_runs if flow_run["parameters"].get("output") == str(out)]
+    assert flow_run["state"]["type"] == "CRASHED"
+    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run["id"]]}}},
+                      timeout=30).json()
+    assert "Crash detected! Execution was aborted by a termination signal." in [log["message"] for log in logs]
 
 
 def test_sigkill_leaves_no_prefect_server_behind(tiny_bundle: Path, tmp_path: Path) -> None:
