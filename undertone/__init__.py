@@ -11,7 +11,9 @@ import os
 # each by default: oneDNN's compiled kernels (ONEDNN_PRIMITIVE_CACHE_CAPACITY) and ideep's primitives
 # (LRU_CACHE_CAPACITY; 0 crashes torch). Length-grouped passes rarely repeat a shape, so the caches only held
 # memory: with both at 16, 400 passes of random shapes stay at 504 MiB instead of rising to 781 MiB (either
-# cache alone: 766-781), at the same speed. Users can override any of these.
+# cache alone: 766-781), at the same speed. Prefect's client telemetry (DO_NOT_TRACK): on a terminal it prints a
+# usage-data notice on a new user's first run and, reporting to a server with analytics on, sends milestone events
+# to Amplitude over the network. Users can override any of these.
 for _name, _value in {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -19,6 +21,7 @@ for _name, _value in {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
     "ARROW_DEFAULT_MEMORY_POOL": "system",
     "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16",
     "LRU_CACHE_CAPACITY": "16",

@@ -94,7 +94,7 @@ def test_a_worker_loading_an_entrypoint_gets_the_process_defaults() -> None:
                    if line.strip().startswith("entrypoint:")]
     assert len(entrypoints) == 3
     defaults = ("ARROW_DEFAULT_MEMORY_POOL", "HF_HUB_OFFLINE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY",
-                "TOKENIZERS_PARALLELISM")
+                "TOKENIZERS_PARALLELISM", "DO_NOT_TRACK")
     env = {key: value for key, value in os.environ.items() if key not in defaults}
     probe = ("import os, sys\n"
              "from prefect.flows import load_flow_from_entrypoint\n"
@@ -104,4 +104,4 @@ def test_a_worker_loading_an_entrypoint_gets_the_process_defaults() -> None:
              f"print(pyarrow.default_memory_pool().backend_name, *(os.environ.get(key) for key in {defaults!r}))\n")
     loaded = subprocess.run([sys.executable, "-c", probe, *entrypoints], env=env, cwd=REPO, capture_output=True,
                             text=True, check=True)
-    assert loaded.stdout.split() == ["system", "system", "1", "16", "false"]
+    assert loaded.stdout.split() == ["system", "system", "1", "16", "false", "1"]
