@@ -173,7 +173,9 @@ def kill_workers() -> None:
     FileNotFoundError traceback among the command's last lines. Workers hold nothing a run needs back: a file
     whose records never arrived is read again by the next run. Linux only (``/proc``); elsewhere the workers
     leave with the command as before."""
-    server = multiprocessing.forkserver._forkserver._forkserver_pid  # None until a pool starts it
+    # The pid is private to multiprocessing (CPython 3.11 keeps it here, None until a pool starts the server); where
+    # a release moves it, the workers leave with the command as before rather than the command failing to leave.
+    server = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_forkserver_pid", None)
     if server is None:
         return
     workers = _children(server)

@@ -167,3 +167,13 @@ def test_workers_yield_the_cpu_to_the_job() -> None:
     own = os.getpriority(os.PRIO_PROCESS, 0)
     assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pool._processes} == {
         min(own + parallel.WORKER_NICENESS, 19)}
+
+
+def test_killing_workers_where_multiprocessing_keeps_no_server_pid_leaves_them_be(monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
+    """``kill_workers`` reads a pid private to multiprocessing; a release that moves it must not turn a stopped
+    command's way out into a traceback."""
+    import multiprocessing.forkserver
+
+    monkeypatch.setattr(multiprocessing.forkserver, "_forkserver", object())
+    parallel.kill_workers()
