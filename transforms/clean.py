@@ -13,11 +13,15 @@ import unicodedata
 from pathlib import Path
 
 import ftfy
-from inscriptis import get_text
+from inscriptis import RE_STRIP_XML_DECLARATION
 from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.html_engine import Inscriptis
 from inscriptis.html_properties import Display
 from inscriptis.model.config import ParserConfig
 from inscriptis.model.html_element import HtmlElement
+from lxml.etree import ParserError, strip_elements
+from lxml.html import HtmlElement as LxmlElement
+from lxml.html import HTMLParser, document_fromstring
 from py3langid import langid
 
 from transforms.records import Document, Failure, excerpt
@@ -136,7 +140,39 @@ def _markup_to_text(text: str) -> str:
     with one, so "I <3 it &amp; more" kept it). Control characters go first: the HTML parser turns a NUL into
     U+FFFD, which no later step removes."""
     text = _CONTROL.sub("", text)
-    return get_text(text, _INLINE_HTML) if _MARKUP.search(text) else html.unescape(text)
+    if not _MARKUP.search(text):
+        return html.unescape(text)
+    tree = html_tree(text)
+    return "" if tree is None else tree_text(tree, _INLINE_HTML)
+
+
+_DEEP_HTML = HTMLParser(huge_tree=True)
+"""libxml2's HTML parser with its depth limit raised from 256 nested elements to 2,048: at 256 it stopped and dropped
+the rest of the document, so an email or a review in 300 nested ``<font>`` tags read "Start." without the complaint
+below it."""
+
+
+def html_tree(html: str) -> LxmlElement | None:
+    """The HTML parsed as inscriptis's ``get_text`` parses it, with :data:`_DEEP_HTML`; None for blank HTML."""
+    html = html.strip()
+    if not html:
+        return None
+    if html.startswith("<?xml "):
+        html = RE_STRIP_XML_DECLARATION.sub("", html, count=1)
+    try:
+        return document_fromstring(html, parser=_DEEP_HTML)
+    except ParserError:  # lxml reads no document (a lone comment, say): inscriptis reads it as text
+        return document_fromstring(f"<pre>{html}</pre>", parser=_DEEP_HTML)
+
+
+def tree_text(tree: LxmlElement, config: ParserConfig) -> str:
+    """The parsed HTML as text (inscriptis); a document nested deeper than inscriptis can recurse (about 1,000
+    elements) gives its text without layout."""
+    try:
+        return Inscriptis(tree, config).get_text()
+    except RecursionError:
+        strip_elements(tree, "style", "script", "template", with_tail=False)
+        return tree.text_content()
 
 
 def _social_to_text(text: str) -> str:

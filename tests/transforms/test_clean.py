@@ -191,6 +191,15 @@ def test_a_review_in_html_without_closing_tags_becomes_text(raw: str, text: str)
     assert clean_document(new_document("review", "reviews.csv:4", raw), 1000)["text"] == text
 
 
+@pytest.mark.parametrize("depth", [300, 1200])
+def test_a_review_in_html_nested_hundreds_deep_keeps_its_text_after_the_nesting(depth: int) -> None:
+    """Unclosed ``<b>`` or ``<font>`` tags nest every later element a level deeper; libxml2 stops at 256 levels by
+    default, and the review read "Start." without the complaint after it, with no note."""
+    raw = "<p>Start.</p>" + "<b>" * depth + "<p>Broke after a week, want a refund.</p>"
+    text = clean_document(new_document("review", "reviews.csv:9", raw), 100_000)["text"]
+    assert text.startswith("Start.") and text.endswith("Broke after a week, want a refund.")
+
+
 def test_a_post_in_html_without_closing_tags_becomes_text_with_placeholders() -> None:
     post = 'Deal of the day <a href="https://shop.example.com/deal" rel="nofollow">@shop.<p>Only today!'
     assert normalise_social(post) == "Deal of the day @user.\n\nOnly today!"

@@ -32,19 +32,17 @@ import formatflowed
 from charset_normalizer import CharsetMatch
 from charset_normalizer.constant import IANA_SUPPORTED
 from charset_normalizer.utils import is_multi_byte_encoding
-from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.html_properties import Display
 from inscriptis.model.config import ParserConfig
 from inscriptis.model.css import CssParse
 from inscriptis.model.html_element import HtmlElement
 from inscriptis.model.tag import CustomHtmlTagHandlerMapping
-from lxml.etree import ParserError
-from lxml.html import document_fromstring
+from lxml.html import HtmlElement as LxmlElement
 from mailparser_reply import EmailMessage as ReplyThread
 from mailparser_reply.constants import GENERIC_MAIL_SEPARATOR, OUTLOOK_MAIL_SEPARATOR
 
-from transforms.clean import HTML_OPENING_PATTERN
+from transforms.clean import HTML_OPENING_PATTERN, html_tree, tree_text
 from transforms.records import Document, Failure, excerpt, new_document, without_surrogates
 
 _HEADERS_THAT_MAKE_AN_EMAIL = ("from", "to", "subject", "date", "message-id", "received", "mime-version")
@@ -96,13 +94,20 @@ class _ReusingHeaderRegistry(HeaderRegistry):
         return super().__getitem__(lowered_name)
 
     def __call__(self, name: str, value: str) -> BaseHeader:
-        return self._parsed(name, value) if len(value) <= 256 else super().__call__(name, value)
+        try:
+            return self._parsed(name, value) if len(value) <= 256 else super().__call__(name, value)
+        except ValueError:  # an RFC 2231 parameter in a codec that is no charset, or with a NUL in its charset
+            return self._header_class(UNPARSED_HEADER)(name, value)
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - as above
     def _parsed(self, name: str, value: str) -> BaseHeader:
         return super().__call__(name, value)
 
 
+UNPARSED_HEADER = "x-unparsed"
+"""A name no header class is registered for: a header that its own class cannot parse (``filename*=undefined''x``,
+a codec that is no charset) is built as this one's, unstructured text, as the email package keeps a parameter in an
+unknown charset. It raised at every fetch of the header, and the message was lost."""
 MAIL_POLICY = policy.default.clone(header_factory=_ReusingHeaderRegistry())
 """How messages are parsed: the standard library's modern policy, with headers parsed once (see above)."""
 _REPLY_HEADER_HINT = re.compile(
@@ -140,11 +145,17 @@ or encrypted data has a NUL in every 256 bytes (16 in 4 KiB, and never 4 or fewe
 
 
 def looks_binary(raw: bytes) -> bool:
-    """More than a stray NUL or mostly control characters in the first 4 KiB: not text of any charset."""
+    """More than a stray NUL among other control characters, or mostly control characters, in the first 4 KiB: not
+    text of any charset.
+
+    Compressed or encrypted data has 26 other control bytes for each NUL; NULs an export left in text come alone, and
+    a short message with two of them was a ``binary`` dead letter, not labeled with the note that they were removed.
+    """
     head = raw[:4096]
-    if head.count(b"\x00") > max(1, len(head) * STRAY_NUL_SHARE):
-        return True
+    nuls = head.count(b"\x00")
     control = len(head.translate(None, _NOT_CONTROL))  # C speed: a byte loop took 0.06 s per 500 emails
+    if nuls > max(1, len(head) * STRAY_NUL_SHARE) and control - nuls >= nuls:
+        return True
     return bool(head) and control / len(head) > 0.1
 
 
@@ -188,13 +199,14 @@ def _declared_decoding(payload: bytes, declared: str, notes: list[str]) -> str |
         if codec in _WIDE_UNICODE and payload and not payload.translate(None, _PRINTABLE_ASCII):
             notes.append(f"declared charset {declared} does not fit an ASCII body")
             return payload.decode("ascii")
-        return payload.decode(codec)
-    except LookupError:
-        notes.append(f"declared charset {declared} failed (LookupError)")
+        try:
+            return payload.decode(codec)
+        except UnicodeDecodeError:
+            replaced = payload.decode(codec, errors="replace")
+            readable = payload.decode(codec, errors="ignore")
+    except (LookupError, ValueError) as error:  # ValueError: a codec that is no charset ("undefined", "idna"), a NUL
+        notes.append(f"declared charset {declared} failed ({type(error).__name__})")
         return None
-    except UnicodeDecodeError:
-        replaced = payload.decode(codec, errors="replace")
-    readable = payload.decode(codec, errors="ignore")
     undecodable = replaced.count("\ufffd") - readable.count("\ufffd")
     non_ascii = len(readable) - len(readable.encode("ascii", errors="ignore"))
     if codec == "ascii" or undecodable > max(1, len(replaced) * UNDECODABLE_SHARE) or non_ascii <= undecodable:
@@ -292,7 +304,7 @@ def _undeclared_8bit_header(message: EmailMessage, name: str, raw: str, notes: l
     for charset in dict.fromkeys(filter(None, (part.get_content_charset() for part in message.walk()))):
         try:
             decoded = raw_bytes.decode(charset)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # ValueError: UnicodeDecodeError, a codec that is no charset, a NUL in it
             continue
         notes.append(f"header {name}: decoded as {charset}, the message's declared charset")
         return decoded
@@ -443,7 +455,7 @@ def _is_attachment(part: EmailMessage, named_inline: bool = False) -> bool:
     """Disposition attachment, or a file name on an inline part (a log pasted as a file) unless ``named_inline``."""
     if part.get_content_disposition() == "attachment":
         return True
-    return not named_inline and not part.is_multipart() and bool(part.get_filename())
+    return not named_inline and not part.is_multipart() and bool(filename(part))
 
 
 def _alternative_rank(part: EmailMessage) -> int:
@@ -518,17 +530,15 @@ _CLASS_SELECTOR = re.compile(r"\s*\.(-?[_a-zA-Z][\w-]*)\s*")
 
 def html_text(html: str) -> str:
     """An email's HTML as the reader sees it (:data:`MAIL_HTML`), without the classes its ``<style>`` sheets hide."""
-    return get_text(html, _mail_html_config(_hidden_classes(html)) if _STYLE_TAG.search(html) else MAIL_HTML)
+    tree = html_tree(html)
+    if tree is None:
+        return ""
+    return tree_text(tree, _mail_html_config(_hidden_classes(tree)) if _STYLE_TAG.search(html) else MAIL_HTML)
 
 
-def _hidden_classes(html: str) -> frozenset[str]:
-    """The classes that the HTML's ``<style>`` elements hide (:func:`hidden_classes`), read with lxml as inscriptis
-    reads the HTML; none where lxml reads no document (inscriptis then reads it as text)."""
-    try:
-        styles = [style.text_content() for style in document_fromstring(html).iter("style")]
-    except (ParserError, ValueError):  # an empty document, or an XML declaration lxml refuses in a str
-        return frozenset()
-    return frozenset(name for style in styles for name in hidden_classes(style))
+def _hidden_classes(tree: LxmlElement) -> frozenset[str]:
+    """The classes that the HTML's ``<style>`` elements hide (:func:`hidden_classes`)."""
+    return frozenset(name for style in tree.iter("style") for name in hidden_classes(style.text_content()))
 
 
 def hidden_classes(style_sheet: str) -> frozenset[str]:
@@ -598,7 +608,7 @@ def unreadable_body_notes(part: EmailMessage) -> list[str]:
         kind = ("encrypted" if smime_type in _ENCRYPTED_SMIME else "signed" if smime_type == "signed-data"
                 else "encrypted or signed")
         return [f"body in an S/MIME smime.p7m ({kind}), not readable: labeled by its subject alone"]
-    if content_type in _TNEF_TYPES or str(part.get_filename() or "").lower() == "winmail.dat":
+    if content_type in _TNEF_TYPES or str(filename(part) or "").lower() == "winmail.dat":
         return ["body only in winmail.dat (Outlook TNEF), not readable: labeled by its subject alone"]
     if part.get_content_maintype() != "multipart" or not part.is_multipart():
         return []
@@ -622,14 +632,24 @@ def attachment_names(message: EmailMessage) -> list[str]:
 
 
 def _part_attachments(part: EmailMessage) -> list[str]:
-    filename = part.get_filename()
+    name = filename(part)
     if part.get_content_type() == "message/rfc822":
-        return [str(filename or "message.eml")]
+        return [str(name or "message.eml")]
     if part.is_multipart():
         return [name for child in part.iter_parts() for name in _part_attachments(child)]
-    if filename or part.get_content_disposition() == "attachment":
-        return [str(filename or f"unnamed.{part.get_content_subtype()}")]
+    if name or part.get_content_disposition() == "attachment":
+        return [str(name or f"unnamed.{part.get_content_subtype()}")]
     return []
+
+
+def filename(part: EmailMessage) -> str | None:
+    """A part's file name; an RFC 2231 name in a codec that is no charset (``filename*=undefined''...``) or whose
+    charset holds a NUL is taken undecoded, as the email package takes one in an unknown charset: it raised."""
+    try:
+        return part.get_filename()
+    except ValueError:
+        value = part.get_param("filename", None, "content-disposition") or part.get_param("name", None, "content-type")
+        return email.utils.unquote(value[2] if isinstance(value, tuple) else str(value)).strip()
 
 
 def strip_reply(text: str) -> str:
@@ -984,13 +1004,13 @@ def parse_date(value: str | None, notes: list[str]) -> datetime | None:
             parsed = date_parser.parse(value)
         else:
             parsed = email.utils.parsedate_to_datetime(value)
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)  # overflows at the ends of the calendar: 31 Dec 9999 23:59 -1200
     except (TypeError, ValueError, IndexError, OverflowError):
         notes.append("date unparseable")
         return None
-    if parsed.tzinfo is None:
-        notes.append("date without timezone: taken as UTC")
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    notes.append("date without timezone: taken as UTC")
+    return parsed.replace(tzinfo=UTC)
 
 
 def sent_at(message: EmailMessage, notes: list[str]) -> datetime | None:
@@ -1048,7 +1068,21 @@ def addresses(values: list[str | None], hash_addresses: bool) -> list[str]:
 
 
 def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Document | Failure:
-    """One raw message to a document, or a failure saying why it is not a usable email."""
+    """One raw message to a document, or a failure saying why it is not a usable email; never raises.
+
+    A message that the email package or this reader fails on is a dead letter of its own: raised, the error ended
+    the whole mbox in one ``corrupt_file`` record, and every message after it was lost."""
+    try:
+        return _parse_email(raw, input_ref, hash_addresses)
+    except RecursionError:  # the email package parses each MIME level a level deeper in Python's stack
+        return Failure("email", input_ref, "parse", "unparseable_email", "MIME parts nested too deeply to parse",
+                       excerpt(raw))
+    except Exception as error:  # noqa: BLE001 - one bad message must not lose the messages after it
+        return Failure("email", input_ref, "parse", "unparseable_email",
+                       f"message could not be parsed: {type(error).__name__}: {error}", excerpt(raw))
+
+
+def _parse_email(raw: bytes, input_ref: str, hash_addresses: bool) -> Document | Failure:
     if looks_binary(raw):
         return Failure("email", input_ref, "parse", "binary", "binary content, not an RFC-822 message", excerpt(raw))
     notes: list[str] = []
@@ -1092,23 +1126,23 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
 def split_mbox(handle: BinaryIO, name: str) -> Iterator[tuple[str, bytes]]:
     """(input_ref, raw message) for each message of an mbox stream, one message in memory at a time.
 
-    A message starts at a ``From `` envelope line (a sender and a date, :data:`_ENVELOPE`) at the top of
-    the file or after a blank line, so a body line that happens to start with "From " does not
-    split a message. ``>From `` quoting (mboxrd) is undone.
+    A message starts at a ``From `` envelope line, a sender and a date (:data:`_ENVELOPE`), so a body line that
+    happens to start with "From " does not split a message. No blank line need come before it: exports that write
+    none merged every message into the first. An envelope line with no message after it is a message of its own,
+    which becomes a ``not_email`` dead letter, not a line of the next message's. ``>From `` quoting (mboxrd) is
+    undone.
     """
     buffer: list[bytes] = []
     start = 0
     offset = 0
-    previous_blank = True
     for line in handle:
         if not buffer and not line.strip():  # blank lines before the first envelope belong to no message
             offset += len(line)
             continue
-        if previous_blank and _ENVELOPE.match(line) and buffer:
+        if buffer and _ENVELOPE.match(line):
             yield f"{name}@{start}", _unquote_from(b"".join(buffer))
             buffer, start = [], offset
         buffer.append(line)
-        previous_blank = not line.strip()
         offset += len(line)
     if buffer:
         yield f"{name}@{start}", _unquote_from(b"".join(buffer))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import re
 import struct
 import zlib
@@ -29,6 +30,7 @@ from transforms.ingest.email import (
     split_mbox,
     strip_reply,
 )
+from transforms.ingest.read import read_path
 from transforms.records import Failure
 
 EMAILS = SAMPLES / "email"
@@ -138,18 +140,21 @@ TEXT_AND_CONTROL_BYTES = st.lists(st.sampled_from(b"ab\t\n\r\x0c\x00\x01\x1b\x7f
 
 
 @given(st.binary(max_size=5000) | TEXT_AND_CONTROL_BYTES)
-def test_binary_means_nuls_over_one_in_1000_or_a_tenth_control_bytes_in_the_first_4_kib(raw: bytes) -> None:
+def test_binary_means_nuls_over_one_in_1000_with_other_control_bytes_or_a_tenth_control_bytes_in_the_first_4_kib(
+        raw: bytes) -> None:
     head = raw[:4096]
     control = sum(1 for byte in head if byte < 9 or 13 < byte < 32)  # tab, line breaks, FF and CR are text
     nuls = head.count(0)
-    assert looks_binary(raw) == (nuls > max(1, len(head) / 1000) or (bool(head) and control / len(head) > 0.1))
+    assert looks_binary(raw) == ((nuls > max(1, len(head) / 1000) and control - nuls >= nuls)
+                                 or (bool(head) and control / len(head) > 0.1))
 
 
 def test_the_binary_threshold_is_a_tenth_of_the_bytes() -> None:
     assert not looks_binary(b"\x01" * 10 + b"a" * 90 + b"\t\n\r" * 30)
     assert looks_binary(b"\x01" * 11 + b"a" * 89)
     assert not looks_binary(b"a" * 4096 + b"\x01" * 4096)  # only the first 4 KiB are read
-    assert not looks_binary(b"a" * 4000 + b"\x00" * 4) and looks_binary(b"a" * 4000 + b"\x00" * 5)
+    assert not looks_binary(b"a" * 4000 + b"\x00\x01" * 4) and looks_binary(b"a" * 4000 + b"\x00\x01" * 5)
+    assert not looks_binary(b"a" * 4000 + b"\x00" * 5)  # NULs alone, no other control byte: an export's, in text
 
 
 def test_binary_and_headerless_input_are_failures_with_reasons(tmp_path: Path) -> None:
@@ -1100,3 +1105,135 @@ def test_buttons_options_and_inline_block_links_keep_their_words_apart() -> None
     assert document["full_text"].split("\n\n") == [
         "Your parcel ships today. See our delivery terms.", "Track order Manage delivery",
         "How was it? Great Not great", "Small Medium Large"]
+
+
+ENVELOPE = "From a@example.com Mon Nov 16 10:00:00 2026\n"
+
+
+SENT = "Mon, 16 Nov 2026 10:00:00 +0000"
+
+
+def complaint(number: int, extra_headers: str = "", body: str = "", date: str = SENT) -> str:
+    return (f"From: a@example.com\nDate: {date}\nMessage-ID: <{number}@x>\nSubject: order {number}\n"
+            f"{extra_headers}\n{body or f'My parcel {number} never arrived.'}\n")
+
+
+LONG_BODY = "My parcel never arrived and nobody answers my emails. " * 5
+ATTACHED = ('Content-Type: multipart/mixed; boundary="b"\n', '--b\nContent-Type: text/plain\n\nThe invoice is wrong.'
+            "\n--b\nContent-Type: application/pdf\nContent-Disposition: attachment; filename*={}''r%E9sum%E9.pdf\n\n"
+            "JVBERi0=\n--b--")
+
+
+@pytest.mark.parametrize(("headers", "body", "note"), [
+    ("", "", "date unparseable"),
+    ("Content-Type: text/plain; charset=undefined\n", LONG_BODY, "declared charset undefined failed (UnicodeError)"),
+    ("Content-Type: text/plain; charset=punycode\n", LONG_BODY, "declared charset punycode failed (UnicodeError)"),
+    ("Content-Type: text/plain; charset=idna\n", LONG_BODY + "Caf\xe9", "declared charset idna failed (UnicodeError)"),
+    ('Content-Type: text/plain; charset="utf-8\x00"\n', LONG_BODY, "declared charset utf-8\x00 failed (ValueError)"),
+    ("Content-Type: text/html; charset=undefined\n", f"<p>{LONG_BODY}</p>",
+     "declared charset undefined failed (UnicodeError)"),
+])
+def test_a_message_with_an_impossible_date_or_charset_is_labeled_with_a_note_and_the_mbox_goes_on(
+        tmp_path: Path, headers: str, body: str, note: str) -> None:
+    """A date past year 9999 in UTC overflowed, and a codec that is no charset ("undefined", "punycode", "idna") or
+    a NUL in the charset raised past the reader: the mbox became one ``corrupt_file`` record after the first
+    message, and the messages after the broken one were lost."""
+    mbox = tmp_path / "inbox.mbox"
+    date = "Fri, 31 Dec 9999 23:59:59 -1200" if note == "date unparseable" else SENT
+    broken = complaint(2, headers, body, date)
+    mbox.write_bytes((ENVELOPE + complaint(1) + "\n" + ENVELOPE + broken + "\n" + ENVELOPE + complaint(3)).encode(
+        "latin-1"))
+    records = list(read_path(str(mbox)))
+    assert not any(isinstance(record, Failure) for record in records)
+    assert [record["subject"] for record in records] == ["order 1", "order 2", "order 3"]
+    assert note in records[1]["ingest_notes"] and "My parcel" in records[1]["text"]
+    assert records[2]["text"] == "order 3\n\nMy parcel 3 never arrived."
+
+
+def test_a_date_past_the_calendars_end_is_unparseable_also_in_the_received_fallback() -> None:
+    received = "Received: from mx.example.com by mail.example.com; Fri, 31 Dec 9999 23:59:59 -1200\n\nHi\n"
+    document = parse_email(f"From: a@example.com\nSubject: s\n{received}".encode(), "x.eml")
+    assert document["created_at"] is None and document["text"] == "s\n\nHi"
+    notes: list[str] = []
+    assert parse_date("Fri, 31 Dec 9999 11:59 PM -1200", notes) is None and notes == ["date unparseable"]  # dateutil
+
+
+@pytest.mark.parametrize("charset", ["undefined", "idna", '"utf-8\x00'])
+def test_an_attachment_name_in_a_codec_that_is_no_charset_is_kept_undecoded(charset: str) -> None:
+    """The email package decodes an RFC 2231 name strictly and falls back only on an unknown charset: a header
+    holding such a name raised at every fetch, and the message was lost."""
+    content_type, body = ATTACHED
+    document = parse_email(complaint(1, content_type, body.format(charset)).encode(), "x.eml")
+    assert document["text"] == "order 1\n\nThe invoice is wrong."
+    assert len(document["attachments"]) == 1 and document["attachments"][0].endswith("sum\xe9.pdf")
+
+
+def test_mime_nested_too_deeply_is_a_dead_letter_of_its_own(tmp_path: Path) -> None:
+    """The email package parses each MIME level a frame deeper: 1,500 levels raised RecursionError, which ended the
+    mbox (a single file: a misleading "corrupt_file ... unreadable")."""
+    nested = "".join(f'Content-Type: multipart/mixed; boundary="b{level}"\n\n--b{level}\n' for level in range(1500))
+    deep = complaint(2, nested + "Content-Type: text/plain\n")
+    mbox, single = tmp_path / "inbox.mbox", tmp_path / "deep.eml"
+    mbox.write_text(ENVELOPE + complaint(1) + "\n" + ENVELOPE + deep + "\n" + ENVELOPE + complaint(3))
+    single.write_text(deep)
+    records = list(read_path(str(mbox)))
+    assert [record["subject"] for record in records if not isinstance(record, Failure)] == ["order 1", "order 3"]
+    for failure in (records[1], *read_path(str(single))):
+        assert isinstance(failure, Failure) and failure.stage == "parse"
+        assert failure.error_type == "unparseable_email" and failure.error == "MIME parts nested too deeply to parse"
+        assert 'Content-Type: multipart/mixed; boundary="b0"' in failure.raw_excerpt
+
+
+def test_any_other_error_in_one_message_is_its_own_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> str:
+        raise KeyError("part")
+
+    monkeypatch.setattr(email_ingest, "body_text", broken)
+    failure = parse_email(complaint(7).encode(), "box@120")
+    assert isinstance(failure, Failure) and (failure.input_ref, failure.error_type) == ("box@120", "unparseable_email")
+    assert failure.error == "message could not be parsed: KeyError: 'part'"
+    assert failure.raw_excerpt.startswith("From: a@example.com")
+
+
+def test_envelope_lines_split_an_mbox_without_blank_lines_between_messages() -> None:
+    """An export that writes no blank line before the next ``From `` line: messages 2 and 3 were read as lines of
+    the first message's body. A body line that is no envelope still does not split."""
+    mbox = (ENVELOPE + complaint(1, body="From Monday on I waited.\nFrom me: nothing came.") + ENVELOPE + complaint(2)
+            + ENVELOPE + complaint(3)).encode()
+    messages = [parse_email(raw, ref) for ref, raw in split_mbox(io.BytesIO(mbox), "box")]
+    assert [message["text"] for message in messages] == [
+        "order 1\n\nFrom Monday on I waited.\nFrom me: nothing came.", "order 2\n\nMy parcel 2 never arrived.",
+        "order 3\n\nMy parcel 3 never arrived."]
+
+
+def test_an_empty_message_mid_mbox_is_a_dead_letter() -> None:
+    """Two envelope lines in a row: the empty message vanished into the next one, where a trailing one was a
+    ``not_email`` dead letter."""
+    mbox = (ENVELOPE + complaint(1) + "\n" + ENVELOPE + ENVELOPE + complaint(2) + "\n" + ENVELOPE).encode()
+    records = [parse_email(raw, ref) for ref, raw in split_mbox(io.BytesIO(mbox), "box")]
+    assert [record.error_type if isinstance(record, Failure) else record["subject"] for record in records] == [
+        "order 1", "not_email", "order 2", "not_email"]
+    assert records[1].raw_excerpt == ENVELOPE
+
+
+def test_stray_nuls_in_a_short_email_are_removed_with_a_note(tmp_path: Path) -> None:
+    """Two NULs in an 80-byte message were over the one stray NUL allowed: a ``binary`` dead letter, where clean-up
+    removes them with a note. Binary content has other control bytes with its NULs, and stays ``binary``."""
+    path = tmp_path / "nul.eml"
+    path.write_bytes(b"From: a@example.com\nSubject: nul\nMessage-ID: <n@x>\n\norder \x00 broken \x00 again\n")
+    [document] = read_path(str(path))
+    cleaned = clean_document(document, 200_000)
+    assert cleaned["text"] == "nul\n\norder broken again"
+    assert "2 control characters removed" in cleaned["ingest_notes"]
+    compressed = parse_email(b"From: a@example.com\nSubject: log\n\n" + random.Random(0).randbytes(3000), "z.eml")
+    assert isinstance(compressed, Failure) and compressed.error_type == "binary"
+
+
+@pytest.mark.parametrize("depth", [300, 1200])
+def test_html_nested_hundreds_deep_keeps_its_text_after_the_nesting(depth: int) -> None:
+    """libxml2 stops at 256 nested elements unless told the tree is huge, and the text after that was dropped:
+    "Start." was all that was read. Past inscriptis's recursion the text is read without layout."""
+    html = "<p>Start.</p>" + "<font>" * depth + "<p>Broke after a week, want a refund.</p>"
+    document = parse_email(complaint(1, "Content-Type: text/html; charset=utf-8\n", html).encode(), "x.eml")
+    assert "Start." in document["text"] and document["text"].endswith("Broke after a week, want a refund.")
+
