@@ -12,6 +12,7 @@ import contextlib
 import email.utils
 import fnmatch
 import glob
+import itertools
 import json
 import lzma
 import os
@@ -302,6 +303,15 @@ class CorruptInputError(BrokenStreamError, ValueError):
                          f"({type(error).__name__}: {error}): {kept}")
 
 
+class TrailingDataError(BrokenStreamError):
+    """A compressed input whose last whole stream is followed by bytes that start no stream (appended by an upload
+    tool or a script): every record is read, and the bytes are ignored, as ``gzip -d`` ignores them."""
+
+    def __init__(self, suffix: str, ignored: int) -> None:
+        super().__init__(f"the {ignored} bytes after its last whole {suffix} stream are no {suffix} stream and were "
+                         "ignored")
+
+
 WHOLE_BLOCKS = {
     ".bz2": "bzip2 decodes whole blocks of up to 900 kB",
     ".zst": "zstd decodes whole blocks of up to 128 kB", ".zstd": "zstd decodes whole blocks of up to 128 kB",
@@ -327,25 +337,45 @@ def decompressed_chunks(raw: BinaryIO, suffix: str, chunk_bytes: int = 1 << 20) 
     before the stream's end marker raises :class:`TruncatedInputError`, after every byte before the cut that can be
     decoded (for bzip2 and zstd, those of the whole blocks before it: :data:`WHOLE_BLOCKS`). Damage in the
     middle (bytes overwritten, a failed check) raises :class:`CorruptInputError` after what was decoded before it.
+
+    Bytes after the last whole stream that its decoder refuses as the start of a stream are no damage: zeros (a
+    tape's or a block device's padding) are ignored, as ``gzip -d`` ignores them, and anything else raises
+    :class:`TrailingDataError` after every record (a gzip file padded with 512 zeros was one ``corrupt_file`` record,
+    none of its records kept).
     """
     new_decompressor = DECOMPRESSORS[suffix]
     decompressor = new_decompressor()
     piece_bytes = PIECE_BYTES if suffix in VERIFIED_BLOCKS else chunk_bytes
     decoded = 0
+    after_stream, trailing, zeros = False, 0, True  # a stream ended whole, and the bytes since decoded to nothing
     while data := raw.read(chunk_bytes):
         for start in range(0, len(data), piece_bytes):
             piece = data[start:start + piece_bytes]
             while piece:
+                if after_stream:
+                    trailing, zeros = trailing + len(piece), zeros and not piece.strip(b"\x00")
                 try:
                     text = decompressor.decompress(piece)
                 except Exception as error:  # each library its own: zlib.error, OSError (bz2), LZMAError, ZstdError
-                    raise CorruptInputError(suffix, decoded, error) from error
+                    if not after_stream:
+                        raise CorruptInputError(suffix, decoded, error) from error
+                    rest_of_file = itertools.chain([data[start + piece_bytes:]],
+                                                   iter(lambda: raw.read(chunk_bytes), b""))
+                    for rest in rest_of_file:  # a chunk at a time: trailing bytes may be gigabytes
+                        trailing, zeros = trailing + len(rest), zeros and not rest.strip(b"\x00")
+                    if not zeros:
+                        raise TrailingDataError(suffix, trailing) from error
+                    return
+                if text:
+                    after_stream, trailing, zeros = False, 0, True
                 decoded += len(text)
                 yield text
-                piece = decompressor.unused_data if decompressor.eof else b""
-                if piece:
-                    decompressor = new_decompressor()
-    if not decompressor.eof:
+                if decompressor.eof:
+                    piece, decompressor = decompressor.unused_data, new_decompressor()
+                    after_stream, trailing, zeros = True, 0, True
+                else:
+                    piece = b""
+    if not after_stream or not zeros:  # bytes the decoder took as the start of a stream: one that is cut short
         raise TruncatedInputError(f"the {suffix} stream ends before its end marker: the file is cut short"
                                   f"{_block_lost(suffix, 'it is cut in')}")
 
@@ -367,8 +397,8 @@ def read_head(path: str, size: int = 8192) -> bytes:
                 head += piece
                 if len(head) >= size:
                     break
-        except (TruncatedInputError, CorruptInputError):
-            pass  # the head is what came before; reading it all reports the cut or the damage
+        except BrokenStreamError:
+            pass  # the head is what came before; reading it all reports the cut, the damage or the trailing bytes
         return head[:size]
 
 
@@ -379,7 +409,8 @@ def open_input(path: str) -> Iterator[BinaryIO]:
     A compressed input is decompressed into a spooled temporary file (Parquet needs random access). When its
     stream is cut short, or damaged in a verified-block compression, the caller reads what came before the cut or
     the damage, and :class:`TruncatedInputError` or :class:`CorruptInputError` is raised as it closes the handle,
-    so the file's records are kept and the cut or damage is reported after them; it is raised too in place of an
+    so the file's records are kept and the cut or damage is reported after them (as :class:`TrailingDataError` is
+    for bytes after the last whole stream); it is raised too in place of an
     error the caller's reader raises, which the cut caused (a Parquet file's footer is at its end, and "magic
     bytes not found" did not say that the file was cut short). Damage to any other compression is raised before
     the caller reads anything: the text before it cannot be trusted.
@@ -398,7 +429,7 @@ def open_input(path: str) -> Iterator[BinaryIO]:
                     end = piece.rstrip(b" \t\x00") or end  # NULs: UTF-16's line break is two bytes
                     _, newline, rest = piece.rpartition(b"\n")
                     last_line = (rest if newline else last_line + rest)[:EXCERPT_CHARS * 4]
-            except TruncatedInputError as error:
+            except (TruncatedInputError, TrailingDataError) as error:
                 broken = error
             except CorruptInputError as error:
                 if not error.verified:
@@ -411,7 +442,7 @@ def open_input(path: str) -> Iterator[BinaryIO]:
             try:
                 yield spooled
             except Exception as error:
-                if broken is None:
+                if broken is None or isinstance(broken, TrailingDataError):  # the text is whole: not what broke
                     raise
                 raise broken from error
             if broken is not None:
@@ -559,9 +590,15 @@ def read_path(
 def _before_the_break(kind: str, path: str, source: str | None, count: int, last: list[Document | Failure],
                       broken: BrokenStreamError) -> Iterator[Failure | Document]:
     """The last record read from a compressed stream that broke off, unless the break cut it, then one dead letter
-    for the break: ``truncated_file`` for a file cut short, ``corrupt_file`` for one damaged. A record the break cut
+    for the break: ``truncated_file`` for a file cut short, ``corrupt_file`` for one damaged, ``trailing_data`` for
+    bytes after its last stream (every record kept). A record the break cut
     is that dead letter (its ref and excerpt), never a labeled half text nor a second dead letter (the ``no_text``
     or ``invalid_json`` its half made)."""
+    if isinstance(broken, TrailingDataError):  # the text is whole, and so is its last record
+        yield from last
+        yield Failure(source, path, "read", "trailing_data", f"{kind} file read whole ({count + len(last)} records), "
+                      f"but {broken}")
+        return
     error_type = "truncated_file" if isinstance(broken, TruncatedInputError) else "corrupt_file"
     what = f"{kind} file cut short" if error_type == "truncated_file" else f"{kind} file unreadable"
     if last and _cut_by_break(kind, last[0], broken):

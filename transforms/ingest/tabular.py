@@ -2,8 +2,8 @@
 
 Columns are found by name (``ColumnMap`` auto-detection) unless mapped explicitly. Text is
 UTF-8 unless a byte-order mark says UTF-16 or UTF-32 (Excel's and PowerShell's exports); a UTF-8
-BOM is dropped. CSV bytes are decoded with ``surrogateescape`` and JSON lines one at a time, so one
-bad row becomes one dead-letter record instead of failing the whole file.
+BOM is dropped. CSV bytes are decoded with ``surrogateescape`` (UTF-16 and UTF-32 with ``surrogatepass``) and JSON
+lines one at a time, so one bad row becomes one dead-letter record instead of failing the whole file.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 
 import ijson
+import pyarrow as pa
 import pyarrow.parquet as pq
 from dateutil import parser as date_parser
 from dateutil.parser import UnknownTimezoneWarning
@@ -48,7 +49,7 @@ the name is often "Amazon Customer", shared by thousands. ``attributedTo`` is Ac
 News' (its API's and BigQuery dataset's items), last, as the least telling name."""
 RATING_COLUMNS = ("rating", "stars", "star_rating", "score", "overall")
 PRODUCT_COLUMNS = ("product", "product_id", "product_title", "brand", "airline", "asin", "app", "business")
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 TITLE_COLUMNS = ("title", "summary", "review_title", "subject", "headline")
 CANDIDATES = {"text": TEXT_COLUMNS, "id": ID_COLUMNS, "created_at": CREATED_COLUMNS, "author": AUTHOR_COLUMNS,
               "rating": RATING_COLUMNS, "product": PRODUCT_COLUMNS, "title": TITLE_COLUMNS}
@@ -338,8 +339,9 @@ def _author_text(value: Any, notes: list[str]) -> str | None:
 
 
 def _has_surrogates(text: str) -> bool:
-    """Undecodable bytes kept by ``surrogateescape``; a regex, because cells can be megabytes long."""
-    return _ESCAPED_BYTE.search(text) is not None
+    """Undecodable bytes kept by ``surrogateescape``, or a UTF-16 or UTF-32 file's lone surrogates kept by
+    ``surrogatepass``; a regex, because cells can be megabytes long."""
+    return _SURROGATE.search(text) is not None
 
 
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
@@ -367,7 +369,8 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     the header names the delimiter and is skipped: read as the header, it made every row a dead letter."""
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     encoding = text_encoding(handle)
-    errors = "surrogateescape" if encoding.startswith("utf-8") else "strict"
+    # one illegal code unit in a UTF-16 file (an exporter that cut a character in half) ended the file at that row
+    errors = "surrogateescape" if encoding.startswith("utf-8") else "surrogatepass"
     text = io.TextIOWrapper(handle, encoding=encoding, errors=errors, newline="")
     hint = _SEPARATOR_HINT.fullmatch(text.readline())
     start = text.tell() if hint else 0
@@ -405,7 +408,8 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
                                    "or the file is cut short", excerpt(json.dumps(row, ensure_ascii=False)))
                 continue
             if any(isinstance(cell, str) and _has_surrogates(cell) for cell in row.values()):
-                yield ref, Failure(None, ref, "read", "invalid_utf8", "row is not valid UTF-8",
+                yield ref, Failure(None, ref, "read", "invalid_utf8",
+                                   f"row is not valid {encoding.removesuffix('-sig').upper()}",
                                    excerpt(json.dumps(row, ensure_ascii=False)))
                 continue
             yield ref, row
@@ -451,10 +455,15 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
     encoding = text_encoding(handle)
     if encoding == "utf-8-sig":
         handle.read(len(codecs.BOM_UTF8))
-    lines: Iterable[bytes | str] = handle if encoding.startswith("utf-8") else io.TextIOWrapper(handle, encoding)
+    lines: Iterable[bytes | str] = handle if encoding.startswith("utf-8") else \
+        io.TextIOWrapper(handle, encoding, errors="surrogatepass")  # an illegal code unit fails its line alone
     for number, raw in enumerate(lines, start=1):
         ref = f"{name}:{number}"
         if not raw.strip():
+            continue
+        if isinstance(raw, str) and _has_surrogates(raw):
+            yield ref, Failure(None, ref, "read", "invalid_utf8", f"line is not valid {encoding.upper()}",
+                               excerpt(raw))
             continue
         try:
             row = json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
@@ -463,6 +472,10 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
             continue
         except json.JSONDecodeError as error:
             yield ref, Failure(None, ref, "parse", "invalid_json", f"invalid JSON: {error}", excerpt(raw))
+            continue
+        except ValueError as error:  # a number Python will not read: "Exceeds the limit (4300 digits) ..."
+            yield ref, Failure(None, ref, "parse", "invalid_json", f"a number too long to read: {error}",
+                               excerpt(raw))
             continue
         except RecursionError:
             yield ref, Failure(None, ref, "parse", "invalid_json", "JSON nested too deeply to read", excerpt(raw))
@@ -607,17 +620,28 @@ def _to_first_array(events: Iterator[tuple[str, Any]]) -> bool:
     return False
 
 
+JSON_DEPTH_LIMIT = 512
+"""Levels of nesting a JSON array's record may hold. ijson reads any depth, but a record is written back as JSON
+(its excerpt, a nested cell's text) by recursion, which a record 10,000 levels deep overflowed, ending the file at
+that record; ``json.loads`` refuses a JSON line that deep alike."""
+_TOO_DEEP = object()
+"""Stands for a record nested deeper than :data:`JSON_DEPTH_LIMIT`, which is not built."""
+
+
 def _array_items(events: Iterator[tuple[str, Any]]) -> Iterator[Any]:
     """The values of the array whose start was just read, each built by ijson's ``ObjectBuilder`` and yielded
-    as its last event is read, so memory holds one at a time."""
+    as its last event is read, so memory holds one at a time; one nested too deep is :data:`_TOO_DEEP`."""
     depth, builder = 0, ijson.ObjectBuilder()
     for event, value in events:
         if depth == 0 and event == "end_array":
             return
-        builder.event(event, value)
+        if builder is not None:
+            builder.event(event, value)
         depth += (event in _OPENS) - (event in _CLOSES)
+        if depth > JSON_DEPTH_LIMIT:
+            builder = None
         if depth == 0:
-            yield builder.value
+            yield _TOO_DEEP if builder is None else builder.value
             builder = ijson.ObjectBuilder()
 
 
@@ -632,7 +656,7 @@ def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str
     of a ``"data.items"`` array also matched the items of ``{"data": {"items": [...]}}``, and that of an array
     under the key ``""`` matched nothing, its records gone without a word.
     """
-    read = 0
+    read, array_ended = 0, False
     try:
         events = _json_events(handle)
         start = next(events, (None, None))[0]
@@ -648,14 +672,21 @@ def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str
             read += 1
             if isinstance(row, dict):
                 yield ref, row
+            elif row is _TOO_DEEP:
+                yield ref, Failure(None, ref, "parse", "invalid_json",
+                                   f"record nested more than {JSON_DEPTH_LIMIT} levels deep")
             else:
                 yield ref, Failure(None, ref, "parse", "not_an_object", f"array item is a {type(row).__name__}",
                                    excerpt(json.dumps(row, default=str)))
+        array_ended = True
         deque(events, maxlen=0)  # the rest of the document, so that a break after the records is reported too
     except (UnicodeDecodeError, ijson.JSONError) as error:
         if not read and _blank(handle):
             return  # an empty export holds no record, as an empty CSV or JSON Lines file holds none
         where = f"after {read} records" if read else "before any record"
+        if not array_ended:  # ijson cannot resume past a break: the record it is in, and all after, are unread
+            where = (f"{where}, at record {name}[{read}]: neither it nor any record after it could be read, as the "
+                     "parser cannot resume past a break")
         yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document ({where}): {error}",
                             excerpt(_head(handle)))
 
@@ -675,12 +706,39 @@ def _head(handle: BinaryIO, size: int = 2048) -> bytes:
 
 
 def read_parquet(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    """The rows a batch at a time, so memory holds one batch whatever the file's size. A batch holding a time or
+    date Python cannot hold (beyond the year 9999: a ``timestamp("s")`` of 10**13, a ``date32`` of 2**31 - 1) is
+    converted a row at a time instead (:func:`_parquet_row`): one such value made the whole file one
+    ``corrupt_file`` record, whatever column it was in."""
     parquet = pq.ParquetFile(handle)
     index = 0
     for batch in parquet.iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
-            yield f"{name}#row={index}", row
+        try:
+            rows: Iterable[dict[str, Any] | None] = batch.to_pylist()
+        except (OverflowError, ValueError):
+            rows = (None for _ in range(batch.num_rows))
+        for at, row in enumerate(rows):
+            ref = f"{name}#row={index}"
+            yield ref, _parquet_row(batch, at, ref) if row is None else row
             index += 1
+
+
+def _parquet_row(batch: pa.RecordBatch, at: int, ref: str) -> dict[str, Any] | Failure:
+    """Row ``at`` of ``batch``, a time or date out of Python's range as text that says so (``10000000000000 out of
+    range (timestamp[s])``), which a time column notes as unparseable, as it notes any text that is no time; a
+    nested value holding one is the row's dead letter."""
+    row: dict[str, Any] = {}
+    for column, values in zip(batch.schema.names, batch.columns, strict=True):
+        cell = values[at]
+        try:
+            row[column] = cell.as_py()
+        except (OverflowError, ValueError) as error:
+            if not isinstance(cell, pa.TimestampScalar | pa.Date32Scalar | pa.Date64Scalar):
+                return Failure(None, ref, "parse", "unreadable_value", f"column {column!r} holds a value out of "
+                               f"Python's range: {type(error).__name__}: {error}",
+                               excerpt(json.dumps(row, default=str, ensure_ascii=False)))
+            row[column] = f"{cell.value} out of range ({cell.type})"
+    return row
 
 
 TABLE_READERS = {"csv": read_csv, "jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet}

@@ -540,6 +540,22 @@ def test_concatenated_gzip_members_are_read_in_turn(tmp_path: Path) -> None:
     assert outcomes(path) == ["first member", "second member"]
 
 
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_bytes_after_the_last_whole_stream_keep_every_record(tmp_path: Path, suffix: str) -> None:
+    """A gzip file padded with 512 zeros (a tape's or a block device's padding) was one corrupt_file record, "none of
+    its records is kept", though every byte of its text had decoded. Zeros are ignored, as ``gzip -d`` ignores them;
+    other bytes keep every record too, and one dead letter says they were ignored."""
+    text = b"id,text\n1,the parcel came a week late\n2,refund took a month\n"
+    padded, appended = tmp_path / f"padded.csv{suffix}", tmp_path / f"appended.csv{suffix}"
+    padded.write_bytes(COMPRESS[suffix](text) + b"\x00" * 512)
+    appended.write_bytes(COMPRESS[suffix](text) + b"uploaded by sync-tool 2.1\n")
+    assert outcomes(padded) == ["the parcel came a week late", "refund took a month"]
+    *rows, failure = outcomes(appended)
+    assert rows == ["the parcel came a week late", "refund took a month"]
+    assert failure == (f"trailing_data: csv file read whole (2 records), but the 26 bytes after its last whole "
+                       f"{suffix} stream are no {suffix} stream and were ignored")
+
+
 @pytest.mark.parametrize("name", ["data.jsonl", "data.csv", "data.json", "data.csv.gz"])
 def test_a_binary_file_named_as_a_table_is_one_failure_not_a_dead_letter_per_line(tmp_path: Path, name: str) -> None:
     executable = Path(sys.executable).resolve().read_bytes()[:200_000]

@@ -166,6 +166,36 @@ def test_a_long_csv_cell_or_deep_json_line_fails_alone(tmp_path: Path) -> None:
     assert outcomes == ["short", "text_too_large", "after the long one", "before", "invalid_json", "after"]
 
 
+def test_a_json_line_with_a_number_too_long_for_python_fails_alone(tmp_path: Path) -> None:
+    """Python refuses to read an integer of more than 4,300 digits with a ValueError that is no JSONDecodeError: it
+    ended the file at that line, one corrupt_file for every line after it."""
+    lines = tmp_path / "posts.jsonl"
+    lines.write_text('{"id": "a", "text": "fine one"}\n{"id": "b", "text": "big", "rating": ' + "9" * 5000
+                     + '}\n{"id": "c", "text": "fine three"}\n{"id": "d", "text": "fine four"}\n', encoding="utf-8")
+    records = records_of(lines)
+    outcomes = [r.error_type if isinstance(r, Failure) else r["text"] for r in records]
+    assert outcomes == ["fine one", "invalid_json", "fine three", "fine four"]
+    assert records[1].input_ref.endswith("posts.jsonl:2") and "number too long" in records[1].error
+
+
+def test_a_deep_record_in_a_json_array_fails_alone_and_a_break_names_the_record_it_is_in(tmp_path: Path) -> None:
+    """A record 10,000 levels deep was read, then overflowed the recursion that writes it back as JSON: the file
+    ended there, one corrupt_file "RecursionError". ijson cannot resume past a number it refuses (beyond 64 bits),
+    so the records from there on cannot be read: the dead letter says at which record, after how many."""
+    deep = tmp_path / "posts.json"
+    deep.write_text('[{"id": "x1", "text": "one"}, {"id": "x2", "text": "deep", "n": ' + "[" * 10_000 + "]" * 10_000
+                    + '}, {"id": "x3", "text": "three"}]', encoding="utf-8")
+    records = records_of(deep)
+    assert [r.error_type if isinstance(r, Failure) else r["text"] for r in records] == ["one", "invalid_json", "three"]
+    assert records[1].input_ref == f"{deep}[1]" and "nested more than 512 levels deep" in records[1].error
+    big = tmp_path / "reviews.json"
+    big.write_text('[{"id": "x1", "text": "one"}, {"id": "x2", "text": "big", "n": ' + "9" * 5000
+                   + '}, {"id": "x3", "text": "three"}]', encoding="utf-8")
+    first, failure = records_of(big)
+    assert first["text"] == "one" and failure.error_type == "invalid_json" and failure.input_ref == str(big)
+    assert f"after 1 records, at record {big}[1]: neither it nor any record after it could be read" in failure.error
+
+
 def test_truncated_mime_keeps_what_was_there() -> None:
     raw = (SAMPLES / "email" / "spam-00001").read_bytes()
     boundary_cut = raw[: raw.rindex(b"</")]

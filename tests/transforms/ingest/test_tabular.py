@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import tracemalloc
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -549,3 +550,41 @@ def test_a_mastodon_archive_reads_each_post_and_dead_letters_each_boost(tmp_path
     assert (boost.source, boost.input_ref, boost.stage, boost.error_type) == ("social", f"{path}[1]", "parse", "boost")
     assert boost.error == ("a boost (ActivityStreams Announce) of https://other.server/users/bob/statuses/99: the "
                            "export holds the boosted post's address, not its text")
+
+
+def test_a_time_or_date_out_of_pythons_range_is_a_note_on_its_row_not_the_end_of_the_file(tmp_path: Path) -> None:
+    """Converting a batch of 4,096 rows to Python raised OverflowError at one time beyond the year 9999, which made
+    the whole file one corrupt_file record: that batch and every one after it were lost, even for a bad value in a
+    column the pipeline does not read."""
+    rows = 10_000
+    created = [1_700_000_000_000] * rows
+    created[5000] = 10**16
+    updated = [19_000] * rows
+    updated[7000] = 2**31 - 1
+    path = tmp_path / "reviews.parquet"
+    pq.write_table(pa.table({"id": [f"k{i}" for i in range(rows)], "text": [f"review {i}" for i in range(rows)],
+                             "created_at": pa.array(created, pa.timestamp("ms")),
+                             "updated": pa.array(updated, pa.date32())}), path)
+    records = list(read_path(str(path)))
+    assert [record["text"] for record in records] == [f"review {i}" for i in range(rows)]
+    noted = {record["input_ref"].rsplit("=", 1)[1]: record["ingest_notes"] for record in records
+             if record["ingest_notes"]}
+    assert noted == {"5000": ["unparseable created_at: 10000000000000000 out of range (timestam"]}
+    assert records[5000]["created_at"] is None
+    assert records[7000]["created_at"] == records[4999]["created_at"] == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews.jsonl"])
+def test_an_illegal_code_unit_in_a_utf16_table_fails_only_its_row(tmp_path: Path, name: str) -> None:
+    """A lone surrogate (an exporter that cut an emoji in half) raised UnicodeDecodeError from the strict decoder:
+    the whole file was one corrupt_file record, where a bad byte in a UTF-8 file fails only its row."""
+    rows = ['{"id": 1, "text": "good row"}\n', '{"id": 2, "text": "bad ', '"}\n{"id": 3, "text": "third row"}\n']
+    if name.endswith(".csv"):
+        rows = ["id,text\n1,good row\n", "2,bad ", "\n3,third row\n"]
+    path = tmp_path / name
+    path.write_bytes(codecs.BOM_UTF16_LE + rows[0].encode("utf-16-le") + rows[1].encode("utf-16-le") + b"\x00\xd8"
+                     + rows[2].encode("utf-16-le"))
+    good, bad, third = read_path(str(path))
+    assert (good["text"], third["text"]) == ("good row", "third row")
+    assert (bad.input_ref, bad.error_type) == (f"{path}:3" if name.endswith(".csv") else f"{path}:2", "invalid_utf8")
+    assert "not valid UTF-16" in bad.error
