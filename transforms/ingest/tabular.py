@@ -595,10 +595,19 @@ class _NonFiniteReader:
             yield event, value
 
 
-def _json_events(handle: BinaryIO) -> Iterator[tuple[str, Any]]:
-    """ijson's events of ``handle``'s document, a bare NaN or infinity among them as its float."""
+def _json_events(handle: BinaryIO, parser: Any = ijson) -> Iterator[tuple[str, Any]]:
+    """ijson's events of ``handle``'s document, a bare NaN or infinity among them as its float; ``parser`` an ijson
+    backend, its fastest by default."""
     reader = _NonFiniteReader(_json_bytes(handle))
-    return reader.restore(ijson.basic_parse(reader, use_float=True))
+    return reader.restore(parser.basic_parse(reader, use_float=True))
+
+
+class _WideInteger(Exception):
+    """ijson's C parser met an integer wider than 64 bits after ``read`` records (its "integer overflow")."""
+
+    def __init__(self, read: int) -> None:
+        super().__init__(read)
+        self.read = read
 
 
 _OPENS = ("start_map", "start_array")
@@ -655,21 +664,36 @@ def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str
     The array is found by its place, not by an ijson prefix: ijson joins a path's keys with dots, so the prefix
     of a ``"data.items"`` array also matched the items of ``{"data": {"items": [...]}}``, and that of an array
     under the key ``""`` matched nothing, its records gone without a word.
+
+    ijson's C parser holds integers of 64 bits (a 20-digit id broke the file, and every record from it on was
+    lost); from the record that holds a wider one, the file is read again with ijson's Python parser, slower, which
+    holds any integer Python reads.
     """
+    try:
+        yield from _array_records(handle, name, ijson)
+    except _WideInteger as wide:
+        yield from _array_records(handle, name, ijson.get_backend("python"), skip=wide.read)
+
+
+def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0
+                   ) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    """:func:`read_json_array` with the ijson backend ``parser``, from record ``skip`` on."""
     read, array_ended = 0, False
     try:
-        events = _json_events(handle)
+        events = _json_events(handle, parser)
         start = next(events, (None, None))[0]
         if start not in _OPENS:
             yield name, Failure(None, name, "parse", "not_an_array", "JSON file holds no array of records",
                                 excerpt(_head(handle)))
             return
         if start == "start_map" and not _to_first_array(events):
-            yield name, next(ijson.items(ijson.parse(_json_events(handle)), ""))
+            yield name, next(ijson.items(ijson.parse(_json_events(handle, parser)), ""))
             return
         for index, row in enumerate(_array_items(events)):
             ref = f"{name}[{index}]"
             read += 1
+            if index < skip:
+                continue
             if isinstance(row, dict):
                 yield ref, row
             elif row is _TOO_DEEP:
@@ -681,6 +705,8 @@ def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str
         array_ended = True
         deque(events, maxlen=0)  # the rest of the document, so that a break after the records is reported too
     except (UnicodeDecodeError, ijson.JSONError) as error:
+        if parser is ijson and "integer overflow" in str(error):
+            raise _WideInteger(read) from error
         if not read and _blank(handle):
             return  # an empty export holds no record, as an empty CSV or JSON Lines file holds none
         where = f"after {read} records" if read else "before any record"

@@ -196,6 +196,17 @@ def test_a_deep_record_in_a_json_array_fails_alone_and_a_break_names_the_record_
     assert f"after 1 records, at record {big}[1]: neither it nor any record after it could be read" in failure.error
 
 
+def test_an_integer_wider_than_64_bits_in_a_json_array_loses_no_record(tmp_path: Path) -> None:
+    """ijson's C parser refuses an integer over 64 bits ("integer overflow"), and a 20-digit id ended the file at its
+    record; the file is read again from that record with ijson's Python parser."""
+    export = tmp_path / "reviews.json"
+    export.write_text('[{"id": 1, "text": "one"}, {"id": 12345678901234567890, "text": "two"}, '
+                      '{"id": 3, "text": "three", "likes": -98765432109876543210}]', encoding="utf-8")
+    records = records_of(export)
+    assert [r["text"] for r in records] == ["one", "two", "three"]
+    assert [r["source_id"] for r in records] == ["1", "12345678901234567890", "3"]
+
+
 def test_truncated_mime_keeps_what_was_there() -> None:
     raw = (SAMPLES / "email" / "spam-00001").read_bytes()
     boundary_cut = raw[: raw.rindex(b"</")]
