@@ -452,11 +452,23 @@ def distinct_names(names: Sequence[str]) -> list[str]:
 
 
 def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    """One record per line. A file whose first line is a lone ``{`` or ``[`` is pretty-printed JSON, which no
+    JSON line is: objects one after another (``jq '.[]'``) or an array, read as such (:func:`read_json_sequence`,
+    :func:`read_json_array`; line by line they were a dead letter per line, 12 for 3 records). Lines may end in a
+    bare CR (classic Mac OS exports), as CSV rows may: the file was one ``invalid_json`` line."""
     encoding = text_encoding(handle)
     if encoding == "utf-8-sig":
         handle.read(len(codecs.BOM_UTF8))
-    lines: Iterable[bytes | str] = handle if encoding.startswith("utf-8") else \
-        io.TextIOWrapper(handle, encoding, errors="surrogatepass")  # an illegal code unit fails its line alone
+    start = handle.tell()
+    head = handle.read(1 << 16)
+    handle.seek(start)
+    opening = _LINE_END.split(head.lstrip(), maxsplit=1)[0].strip()
+    if encoding.startswith("utf-8") and opening in (b"{", b"["):
+        yield from (read_json_sequence if opening == b"{" else read_json_array)(handle, name)
+        return
+    lines: Iterable[bytes | str] = io.TextIOWrapper(handle, encoding, errors="surrogatepass") \
+        if not encoding.startswith("utf-8") else _cr_lines(handle) if b"\r" in head and b"\n" not in head \
+        else handle  # an illegal UTF-16 code unit fails its line alone; TextIOWrapper splits at a CR too
     for number, raw in enumerate(lines, start=1):
         ref = f"{name}:{number}"
         if not raw.strip():
@@ -485,6 +497,19 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
                                excerpt(raw))
             continue
         yield ref, row
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _cr_lines(handle: BinaryIO, chunk_bytes: int = 1 << 16) -> Iterator[bytes]:
+    """The lines of a file whose lines end in a bare CR, a chunk in memory at a time."""
+    rest = b""
+    while chunk := handle.read(chunk_bytes):
+        *lines, rest = (rest + chunk).split(b"\r")
+        yield from lines
+    if rest:
+        yield rest
 
 
 class _Utf8Reader:
@@ -595,19 +620,20 @@ class _NonFiniteReader:
             yield event, value
 
 
-def _json_events(handle: BinaryIO, parser: Any = ijson) -> Iterator[tuple[str, Any]]:
-    """ijson's events of ``handle``'s document, a bare NaN or infinity among them as its float; ``parser`` an ijson
-    backend, its fastest by default."""
+def _json_events(handle: BinaryIO, parser: Any = ijson, sequence: bool = False) -> Iterator[tuple[str, Any]]:
+    """ijson's events of ``handle``'s document (of its documents one after another, with ``sequence``), a bare NaN
+    or infinity among them as its float; ``parser`` an ijson backend, its fastest by default."""
     reader = _NonFiniteReader(_json_bytes(handle))
-    return reader.restore(parser.basic_parse(reader, use_float=True))
+    return reader.restore(parser.basic_parse(reader, use_float=True, multiple_values=sequence))
 
 
 class _WideInteger(Exception):
     """ijson's C parser met an integer wider than 64 bits after ``read`` records (its "integer overflow")."""
 
-    def __init__(self, read: int) -> None:
+    def __init__(self, read: int, sequence: bool) -> None:
         super().__init__(read)
         self.read = read
+        self.sequence = sequence
 
 
 _OPENS = ("start_map", "start_array")
@@ -668,27 +694,48 @@ def read_json_array(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str
     ijson's C parser holds integers of 64 bits (a 20-digit id broke the file, and every record from it on was
     lost); from the record that holds a wider one, the file is read again with ijson's Python parser, slower, which
     holds any integer Python reads.
+
+    Objects one after another (``jq '.[]'`` writes them so, pretty-printed) are each a record
+    (:func:`read_json_sequence`) when the first holds no array.
     """
+    yield from _records_of_json(handle, name, sequence=False)
+
+
+def read_json_sequence(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    """The records of JSON documents one after another, each a record: objects pretty-printed over many lines, as
+    ``jq '.[]'`` writes them, which read as JSON Lines were a dead letter per line (12 for 3 records)."""
+    yield from _records_of_json(handle, name, sequence=True)
+
+
+def _records_of_json(handle: BinaryIO, name: str, sequence: bool) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
     try:
-        yield from _array_records(handle, name, ijson)
+        yield from _array_records(handle, name, ijson, sequence=sequence)
     except _WideInteger as wide:
-        yield from _array_records(handle, name, ijson.get_backend("python"), skip=wide.read)
+        yield from _array_records(handle, name, ijson.get_backend("python"), skip=wide.read, sequence=wide.sequence)
 
 
-def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0
+def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0, sequence: bool = False
                    ) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
-    """:func:`read_json_array` with the ijson backend ``parser``, from record ``skip`` on."""
+    """:func:`read_json_array` (:func:`read_json_sequence` with ``sequence``) with the ijson backend ``parser``,
+    from record ``skip`` on."""
     read, array_ended = 0, False
     try:
-        events = _json_events(handle, parser)
-        start = next(events, (None, None))[0]
-        if start not in _OPENS:
-            yield name, Failure(None, name, "parse", "not_an_array", "JSON file holds no array of records",
-                                excerpt(_head(handle)))
-            return
-        if start == "start_map" and not _to_first_array(events):
-            yield name, next(ijson.items(ijson.parse(_json_events(handle, parser)), ""))
-            return
+        events = _json_events(handle, parser, sequence)
+        if not sequence:
+            start = next(events, (None, None))[0]
+            if start not in _OPENS:
+                yield name, Failure(None, name, "parse", "not_an_array", "JSON file holds no array of records",
+                                    excerpt(_head(handle)))
+                return
+            if start == "start_map":
+                if _another_document_follows(_past_first_document(_json_events(handle, parser, sequence=True))):
+                    yield from _array_records(handle, name, parser, skip, sequence=True)
+                    return
+                events = _json_events(handle, parser)  # afresh: the look ahead read the handle on
+                next(events)
+                if not _to_first_array(events):
+                    yield name, next(ijson.items(ijson.parse(_json_events(handle, parser)), ""))
+                    return
         for index, row in enumerate(_array_items(events)):
             ref = f"{name}[{index}]"
             read += 1
@@ -706,7 +753,7 @@ def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0
         deque(events, maxlen=0)  # the rest of the document, so that a break after the records is reported too
     except (UnicodeDecodeError, ijson.JSONError) as error:
         if parser is ijson and "integer overflow" in str(error):
-            raise _WideInteger(read) from error
+            raise _WideInteger(read, sequence) from error
         if not read and _blank(handle):
             return  # an empty export holds no record, as an empty CSV or JSON Lines file holds none
         where = f"after {read} records" if read else "before any record"
@@ -715,6 +762,27 @@ def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0
                      "parser cannot resume past a break")
         yield name, Failure(None, name, "read", "invalid_json", f"file is not a JSON document ({where}): {error}",
                             excerpt(_head(handle)))
+
+
+def _past_first_document(events: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """``events`` read to the end of their first document, none of it built (a wrapper object holds the whole file):
+    whether another follows (:func:`_another_document_follows`) tells objects one after another from one object
+    holding the records' array."""
+    depth = 0
+    for event, _ in events:
+        depth += (event in _OPENS) - (event in _CLOSES)
+        if depth == 0:
+            break
+    return events
+
+
+def _another_document_follows(events: Iterator[tuple[str, Any]]) -> bool:
+    """Whether another JSON document follows the one whose events (of a sequence) were read to its end; bytes that
+    are none (a wrapper object's trailing garbage) are reported as the document is read."""
+    try:
+        return next(events, None) is not None
+    except ijson.JSONError:
+        return False
 
 
 def _blank(handle: BinaryIO) -> bool:

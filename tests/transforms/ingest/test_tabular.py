@@ -588,3 +588,26 @@ def test_an_illegal_code_unit_in_a_utf16_table_fails_only_its_row(tmp_path: Path
     assert (good["text"], third["text"]) == ("good row", "third row")
     assert (bad.input_ref, bad.error_type) == (f"{path}:3" if name.endswith(".csv") else f"{path}:2", "invalid_utf8")
     assert "not valid UTF-16" in bad.error
+
+
+def test_pretty_printed_objects_one_after_another_are_each_a_record() -> None:
+    """``jq '.[]'`` writes each record pretty-printed, one after another. Saved as JSON Lines, every line was an
+    invalid_json dead letter (12 for 3 records); saved as JSON, the first record's ``tags`` list was read as the
+    records, and the rest of the file was one dead letter."""
+    records = [{"id": f"p{index}", "text": f"Review {index}: sturdy, arrived on time", "tags": ["home", "garden"]}
+               for index in range(3)]
+    export = "\n".join(json.dumps(record, indent=2) for record in records).encode()
+    for read, name in ((read_jsonl, "export.jsonl"), (read_json_array, "export.json")):
+        rows = list(read(io.BytesIO(export), name))
+        assert [ref for ref, _ in rows] == [f"{name}[{index}]" for index in range(3)]
+        assert [row for _, row in rows] == records
+    array = json.dumps(records, indent=2).encode()  # a pretty-printed array in a .jsonl file
+    assert [row for _, row in read_jsonl(io.BytesIO(array), "array.jsonl")] == records
+    wrapper = json.dumps({"meta": {"count": 3}, "data": records}, indent=2).encode()  # still the array's records
+    assert [row for _, row in read_json_array(io.BytesIO(wrapper), "wrapped.json")] == records
+
+
+def test_json_lines_ending_in_a_bare_cr_are_split_there() -> None:
+    """Classic Mac OS line ends: the file was one invalid_json line."""
+    lines = b"\r".join(json.dumps({"id": index, "text": f"line {index}"}).encode() for index in range(4)) + b"\r"
+    assert [row["text"] for _, row in read_jsonl(io.BytesIO(lines), "mac.jsonl")] == [f"line {i}" for i in range(4)]
