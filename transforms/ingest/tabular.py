@@ -2,8 +2,8 @@
 
 Columns are found by name (``ColumnMap`` auto-detection) unless mapped explicitly. Text is
 UTF-8 unless a byte-order mark says UTF-16 or UTF-32 (Excel's and PowerShell's exports); a UTF-8
-BOM is dropped. CSV bytes are decoded with ``surrogateescape`` (UTF-16 and UTF-32 with ``surrogatepass``) and JSON
-lines one at a time, so one bad row becomes one dead-letter record instead of failing the whole file.
+BOM is dropped. CSV bytes are decoded with ``surrogateescape`` (UTF-16 and UTF-32 with :data:`MARK_UNDECODABLE`)
+and JSON lines one at a time, so one bad row becomes one dead-letter record instead of failing the whole file.
 """
 
 from __future__ import annotations
@@ -339,9 +339,23 @@ def _author_text(value: Any, notes: list[str]) -> str | None:
 
 
 def _has_surrogates(text: str) -> bool:
-    """Undecodable bytes kept by ``surrogateescape``, or a UTF-16 or UTF-32 file's lone surrogates kept by
-    ``surrogatepass``; a regex, because cells can be megabytes long."""
+    """Undecodable bytes kept by ``surrogateescape`` or marked by :data:`MARK_UNDECODABLE`; a regex, because cells
+    can be megabytes long."""
     return _SURROGATE.search(text) is not None
+
+
+def _mark_undecodable(error: UnicodeError) -> tuple[str, int]:
+    """Bytes of a UTF-16 or UTF-32 file that decode to no character (a lone surrogate an exporter cut a character
+    to, a file cut in the middle of one) as a lone surrogate, so that the row holding them fails alone
+    (:func:`_has_surrogates`): strict decoding ended the file there, and a file one byte short lost every row."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return "\udcff", error.end
+
+
+MARK_UNDECODABLE = "undertone.mark_undecodable"
+"""The codec error handler :func:`_mark_undecodable`, registered under this name."""
+codecs.register_error(MARK_UNDECODABLE, _mark_undecodable)
 
 
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
@@ -369,8 +383,7 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     the header names the delimiter and is skipped: read as the header, it made every row a dead letter."""
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     encoding = text_encoding(handle)
-    # one illegal code unit in a UTF-16 file (an exporter that cut a character in half) ended the file at that row
-    errors = "surrogateescape" if encoding.startswith("utf-8") else "surrogatepass"
+    errors = "surrogateescape" if encoding.startswith("utf-8") else MARK_UNDECODABLE
     text = io.TextIOWrapper(handle, encoding=encoding, errors=errors, newline="")
     hint = _SEPARATOR_HINT.fullmatch(text.readline())
     start = text.tell() if hint else 0
@@ -466,7 +479,7 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
     if encoding.startswith("utf-8") and opening in (b"{", b"["):
         yield from (read_json_sequence if opening == b"{" else read_json_array)(handle, name)
         return
-    lines: Iterable[bytes | str] = io.TextIOWrapper(handle, encoding, errors="surrogatepass") \
+    lines: Iterable[bytes | str] = io.TextIOWrapper(handle, encoding, errors=MARK_UNDECODABLE) \
         if not encoding.startswith("utf-8") else _cr_lines(handle) if b"\r" in head and b"\n" not in head \
         else handle  # an illegal UTF-16 code unit fails its line alone; TextIOWrapper splits at a CR too
     for number, raw in enumerate(lines, start=1):

@@ -590,6 +590,20 @@ def test_an_illegal_code_unit_in_a_utf16_table_fails_only_its_row(tmp_path: Path
     assert "not valid UTF-16" in bad.error
 
 
+@pytest.mark.parametrize("name", ["reviews.csv", "posts.jsonl"])
+def test_a_utf16_table_one_byte_short_keeps_its_whole_rows(tmp_path: Path, name: str) -> None:
+    """A UTF-16 file cut in the middle of a character (an upload stopped one byte short) raised "truncated data" at
+    its end: a small file lost every row. The row the cut falls in fails alone."""
+    rows = ["id,text\n1,good row\n2,second row\n", "3,cut row\n"]
+    if name.endswith(".jsonl"):
+        rows = ['{"id": 1, "text": "good row"}\n{"id": 2, "text": "second row"}\n', '{"id": 3, "text": "cut row"}']
+    path = tmp_path / name
+    path.write_bytes((codecs.BOM_UTF16_LE + "".join(rows).encode("utf-16-le"))[:-1])
+    first, second, cut = read_path(str(path))
+    assert (first["text"], second["text"]) == ("good row", "second row")
+    assert cut.error_type == "invalid_utf8" and "not valid UTF-16" in cut.error
+
+
 def test_pretty_printed_objects_one_after_another_are_each_a_record() -> None:
     """``jq '.[]'`` writes each record pretty-printed, one after another. Saved as JSON Lines, every line was an
     invalid_json dead letter (12 for 3 records); saved as JSON, the first record's ``tags`` list was read as the
