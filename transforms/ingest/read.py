@@ -699,7 +699,12 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
         if keys not in resolved:
             resolved[keys] = columns.resolve(keys, source), columns.unmatched(keys)
         mapping, unmatched = resolved[keys]
-        record = row_to_document(row, mapping, source, ref)
+        try:
+            record = row_to_document(row, mapping, source, ref)
+        except Exception as error:  # noqa: BLE001 - a row a converter fails on must not end its file, as it did
+            record = Failure(source, ref, "parse", "unreadable_value",
+                             f"row could not be read: {type(error).__name__}: {error}",
+                             excerpt(json.dumps(row, default=str, ensure_ascii=False)))
         if isinstance(record, Failure):
             if record.error_type == "no_text_column" and columns.text is not None:
                 record = replace(record, error=f"--text-column {columns.text!r} is not a column of this table "

@@ -210,16 +210,21 @@ def parse_rating(value: Any) -> float | None:
     if isinstance(value, bool):
         raise ValueError(f"a boolean is not a rating: {value}")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of over 308 digits: it ended its file
+            raise ValueError(f"not a rating: an integer of {len(str(abs(value)))} digits") from None
+        if not math.isfinite(number):
             raise ValueError(f"not a rating: {value}")
-        return float(value)
+        return number
     text = str(value).strip()
     if text and set(text) <= {"★", "☆"}:
         return float(text.count("★"))
     match = _RATING.fullmatch(text)
-    if match is None:
+    number = float(match.group(1).replace(",", ".")) if match else math.nan
+    if not math.isfinite(number):  # no number, or digits past a float's range ("4" * 400 read as infinity)
         raise ValueError(f"not a rating: {text!r}")
-    return float(match.group(1).replace(",", "."))
+    return number
 
 
 _NO_DATE = datetime(1, 1, 1)

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -205,6 +206,42 @@ def test_an_integer_wider_than_64_bits_in_a_json_array_loses_no_record(tmp_path:
     records = records_of(export)
     assert [r["text"] for r in records] == ["one", "two", "three"]
     assert [r["source_id"] for r in records] == ["1", "12345678901234567890", "3"]
+
+
+def test_a_rating_past_a_floats_range_is_a_note_and_the_file_goes_on(tmp_path: Path) -> None:
+    """A JSON line's 400-digit rating raised OverflowError converting to float, which ended the file there: the
+    records after it were never read, under a reconciled manifest."""
+    lines = tmp_path / "reviews.jsonl"
+    lines.write_text('{"id": 1, "text": "fine one", "rating": 4}\n'
+                     f'{{"id": 2, "text": "huge rating", "rating": 1{"0" * 400}}}\n'
+                     f'{{"id": 3, "text": "long text rating", "rating": "{"4" * 400}"}}\n'
+                     '{"id": 4, "text": "fourth", "rating": 5}\n', encoding="utf-8")
+    records = records_of(lines)
+    assert [(r["text"], r["rating"]) for r in records] == [
+        ("fine one", 4.0), ("huge rating", None), ("long text rating", None), ("fourth", 5.0)]
+    assert [r["ingest_notes"] for r in records[1:3]] == [["non-numeric rating: 10000000000000000000"],
+                                                          ["non-numeric rating: 44444444444444444444"]]
+
+
+def test_a_row_the_converter_fails_on_is_its_own_dead_letter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """Whatever a row's conversion to a document raises, the row is a dead letter and the file goes on."""
+    from transforms.ingest import read
+
+    convert = read.row_to_document
+
+    def failing_on_the_second(row: dict, *args: object) -> object:
+        if row.get("id") == "2":
+            raise KeyError("a converter bug")
+        return convert(row, *args)
+
+    monkeypatch.setattr(read, "row_to_document", failing_on_the_second)
+    table = tmp_path / "reviews.csv"
+    table.write_text("id,text\n1,first review\n2,second review\n3,third review\n", encoding="utf-8")
+    first, failure, third = records_of(table)
+    assert (first["text"], third["text"]) == ("first review", "third review")
+    assert (failure.error_type, failure.input_ref) == ("unreadable_value", f"{table}:3")
+    assert "KeyError" in failure.error and "second review" in failure.raw_excerpt
 
 
 def test_truncated_mime_keeps_what_was_there() -> None:
