@@ -484,9 +484,11 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
     if encoding.startswith("utf-8") and opening in (b"{", b"["):
         yield from (read_json_sequence if opening == b"{" else read_json_array)(handle, name)
         return
-    lines: Iterable[bytes | str] = io.TextIOWrapper(handle, encoding, errors=MARK_UNDECODABLE) \
-        if not encoding.startswith("utf-8") else _cr_lines(handle) if b"\r" in head and b"\n" not in head \
-        else handle  # an illegal UTF-16 code unit fails its line alone; TextIOWrapper splits at a CR too
+    lines: Iterable[bytes | str] = handle
+    if not encoding.startswith("utf-8"):  # an illegal UTF-16 code unit fails its line alone; a CR splits a line too
+        lines = io.TextIOWrapper(handle, encoding, errors=MARK_UNDECODABLE)
+    elif b"\r" in head and b"\n" not in head:
+        lines = _cr_lines(handle)
     for number, raw in enumerate(lines, start=1):
         ref = f"{name}:{number}"
         if not raw.strip():
