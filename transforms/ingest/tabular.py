@@ -152,13 +152,19 @@ _COMPACT_DATE = re.compile(r"[0-9]{8}")
 
 def _compact_date(value: Any) -> datetime | None:
     """A ``YYYYMMDD`` day (``20261120``), as text or an integer date key; None for anything else, and for eight
-    digits that are no day (``86400000``), which stay epoch seconds. Read as seconds, a day like this was a time
-    in 1970-73, a span no review or post export holds."""
+    digits that are no day and no year of 1900-2099 (``86400000``), which stay epoch seconds. Read as seconds, a
+    day like this was a time in 1970-73, a span no review or post export holds.
+
+    Eight digits that start as such a year but are no day (``20261399``) raise ``ValueError``: they are a date key
+    gone wrong, and read as seconds they gave a time in August 1970 with no note."""
     if not isinstance(value, int | str) or isinstance(value, bool) or not _COMPACT_DATE.fullmatch(str(value).strip()):
         return None
+    digits = str(value).strip()
     try:
-        return datetime.strptime(str(value).strip(), "%Y%m%d")
+        return datetime.strptime(digits, "%Y%m%d")
     except ValueError:
+        if digits.startswith(("19", "20")):
+            raise ValueError(f"{digits} is no day of the year {digits[:4]}") from None
         return None
 
 

@@ -391,12 +391,21 @@ def test_epoch_microseconds_and_nanoseconds_in_an_export_give_the_time(tmp_path:
     assert beyond["ingest_notes"] == ["unparseable posted_at: 17320000001234567890123"]
 
 
+@pytest.mark.parametrize("written", ["20261399", 20260230, "19991300"])
+def test_eight_digits_that_start_as_a_year_but_are_no_day_are_refused(written: object) -> None:
+    """``20261399`` (a date key with month 13) was read as epoch seconds: a time in August 1970, with no note."""
+    with pytest.raises(ValueError, match="is no day of the year"):
+        parse_timestamp(written)
+
+
 def test_a_compact_date_column_in_a_csv_gives_the_day(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
-    path.write_text("review_id,review_date,rating,text\nr1,20261120,2,Zipper broke on day one\n", encoding="utf-8")
-    (document,) = read_path(str(path))
+    path.write_text("review_id,review_date,rating,text\nr1,20261120,2,Zipper broke on day one\n"
+                    "r2,20261320,1,Strap snapped\n", encoding="utf-8")
+    document, wrong_day = read_path(str(path))
     assert document["created_at"].isoformat() == "2026-11-20T00:00:00+00:00"
     assert document["ingest_notes"] == []
+    assert wrong_day["created_at"] is None and wrong_day["ingest_notes"] == ["unparseable review_date: 20261320"]
 
 
 @pytest.mark.parametrize("line_break", ["\r\n", "\n"])
