@@ -986,6 +986,9 @@ def _quote_follows(lines: list[str], index: int) -> bool:
 _PREFIXED_OFFSET = re.compile(r"\b(?:GMT|UTC)\s*([+-]\d{4})\b", re.IGNORECASE)
 _COLON_OFFSET = re.compile(r"([+-]\d{2}):(\d{2})(?=\s*(?:\(.*\))?\s*$)")
 _TWELVE_HOUR = re.compile(r"\d\s*[AP]\.?M\b\.?", re.IGNORECASE)
+_ZERO_LED_YEAR = re.compile(r"(?<![\w:+\-.])0\d{2,3}(?![\w:.])")
+"""A year written with a leading zero (``0001``, ``000``): the only such number in a date, as a zone is signed and
+a time has colons. The email package reads it as a two-digit year (0001 as 2001)."""
 
 
 def parse_date(value: str | None, notes: list[str]) -> datetime | None:
@@ -993,10 +996,14 @@ def parse_date(value: str | None, notes: list[str]) -> datetime | None:
 
     Mailers also write ``+01:00`` and ``GMT-0500`` (the email package read both as no zone, so as UTC) and
     ``9:15 PM`` (read as 09:15): offsets are rewritten as RFC 5322 writes them, and a 12-hour time goes to
-    dateutil, which reads the PM."""
+    dateutil, which reads the PM. A year before 1000 (``0001``, a mailer's unset clock) is unparseable: it was
+    read as 2001."""
     if not value:
         return None
     value = _COLON_OFFSET.sub(r"\1\2", _PREFIXED_OFFSET.sub(r"\1", value.strip()))
+    if _ZERO_LED_YEAR.search(value):
+        notes.append("date unparseable")
+        return None
     try:
         if _TWELVE_HOUR.search(value):
             from dateutil import parser as date_parser

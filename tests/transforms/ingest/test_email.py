@@ -685,6 +685,15 @@ def test_dates_as_mailers_write_them(written: str, expected: str) -> None:
                      ["date without timezone: taken as UTC"])
 
 
+@pytest.mark.parametrize("written", ["Mon, 01 Jan 0001 00:00:00 +0000", "01 Jan 0000 10:00 -0000",
+                                     "Sat, 1 Jan 001 10:00 GMT", "Monday, January 1, 0001 9:15 PM"])
+def test_a_year_written_with_a_leading_zero_is_unparseable(written: str) -> None:
+    """A mailer's unset clock (year 0001 or 0000) was read as a two-digit year: a message sent in 2001 or 2000."""
+    notes: list[str] = []
+    assert parse_date(written, notes) is None and notes == ["date unparseable"]
+    assert parse_date("Mon, 01 Jan 01 00:00:00 +0000", notes).year == 2001  # a two-digit year, as RFC 5322 reads it
+
+
 def test_headers_parsed_once_read_every_email_as_the_standard_policy_does(monkeypatch: pytest.MonkeyPatch) -> None:
     """The reusing header factory is only faster: every bundled sample email, MIME-broken and mis-encoded ones
     included, becomes the same document as with ``policy.default``, also when read a second time from its cache."""
