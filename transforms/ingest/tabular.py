@@ -829,10 +829,13 @@ def read_parquet(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, A
     """The rows a batch at a time, so memory holds one batch whatever the file's size. A batch holding a time or
     date Python cannot hold (beyond the year 9999: a ``timestamp("s")`` of 10**13, a ``date32`` of 2**31 - 1) is
     converted a row at a time instead (:func:`_parquet_row`): one such value made the whole file one
-    ``corrupt_file`` record, whatever column it was in."""
+    ``corrupt_file`` record, whatever column it was in. Repeated column names are numbered as a CSV header's are
+    (:func:`distinct_names`): a row's dict kept the last of two ``text`` columns, where a CSV's text is its first."""
     parquet = pq.ParquetFile(handle)
+    names = distinct_names(parquet.schema_arrow.names)
     index = 0
     for batch in parquet.iter_batches(batch_size=4096):
+        batch = batch.rename_columns(names)
         try:
             rows: Iterable[dict[str, Any] | None] = batch.to_pylist()
         except (OverflowError, ValueError):

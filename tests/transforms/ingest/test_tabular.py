@@ -222,6 +222,17 @@ def test_a_repeated_header_name_keeps_the_first_column_as_the_text() -> None:
     assert to_document(row, ColumnMap().resolve(list(row)), "review", ref)["text"] == "the review itself"
 
 
+def test_a_parquet_files_repeated_column_names_are_numbered_as_a_csv_headers_are() -> None:
+    """A row's dict kept the last of two ``text`` columns (an internal note), where a CSV's text is its first."""
+    table = pa.table([["r1"], ["the review itself"], [4], ["internal note"]], names=["id", "text", "rating", "text"])
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    buffer.seek(0)
+    ((ref, row),) = read_parquet(buffer, "r.parquet")
+    assert row == {"id": "r1", "text": "the review itself", "rating": 4, "text.1": "internal note"}
+    assert to_document(row, ColumnMap().resolve(list(row)), "review", ref)["text"] == "the review itself"
+
+
 def test_a_repeat_numbered_as_a_name_the_header_holds_takes_the_next_number() -> None:
     """A file once saved by pandas holds ``text.1``; another ``text`` column added later was numbered ``text.1``
     too, and the csv module kept one of the two cells. pandas skips the taken name and calls it ``text.2``."""
