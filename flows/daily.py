@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
 from flows.run import finish_dead_runs, label_documents, publish_run_artifact, withdraw_date_marker
 from transforms.ingest.read import expand_inputs, is_under, one_path_per_file
-from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, check_logical_date
+from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, check_logical_date, runner_options
 from transforms.sinks import is_url, mark_date_complete
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,11 @@ class RunOptions:
     of different CPU types must give identical labels from day to day."""
     beam_args: tuple[str, ...] = ()
     """Extra Beam pipeline options appended to the option set (e.g. ``--job_endpoint=...``)."""
+
+    def __post_init__(self) -> None:
+        """A typo'd runner fails the flow at once: the job found it only after the date's completion record was
+        withdrawn, and a backfill retried every day for it."""
+        runner_options(self.runner)
 
     def pipeline_config(self, inputs: DateInputs, output: str, logical_date: str) -> PipelineConfig:
         """The run of a whole date: ``inputs`` are all of its folders, so the run replaces every source of it."""

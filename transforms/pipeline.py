@@ -156,6 +156,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         check_logical_date(self.logical_date)
         check_output_root(self.output)
+        runner_options(self.runner)  # a typo'd runner fails here, before the flow withdraws or writes anything
         if self.source not in ("auto", *SOURCES):
             raise ValueError(f"source must be auto or one of {SOURCES}, got {self.source!r}")
         if self.precision not in PRECISIONS:

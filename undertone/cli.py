@@ -27,7 +27,7 @@ import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefec
 from models.bundle import PRECISIONS, read_bundle_spec
 from transforms.ingest.read import SOURCE_CHOICES
 from transforms.ingest.tabular import ColumnMap
-from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date, labeling_tasks
+from transforms.pipeline import DEFAULT_MODEL_DIR, check_logical_date, labeling_tasks, runner_options
 from transforms.sinks import check_output_root
 from undertone.guard import guard_temporary_server, signal_own_servers
 
@@ -486,6 +486,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.command == "finetune":
         check_finetune_args(args)
     if args.command in LABELING_COMMANDS:
+        try:
+            runner_options(args.runner)
+        except ValueError as error:  # else a failed flow run, after daily had withdrawn the date's record
+            build_parser().error(f"--runner: {error}")
         try:
             spec = read_bundle_spec(Path(args.model))
         except (OSError, ValueError) as error:  # UnsafeModelError is a ValueError

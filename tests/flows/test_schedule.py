@@ -199,6 +199,21 @@ def test_backfill_json_still_lists_every_day_when_a_day_fails(prefect_harness, t
     assert "no <source>/2026-11-21/" in summary["days"][1]["error"]
 
 
+def test_a_runner_without_an_option_set_fails_the_flows_before_the_date_is_withdrawn(prefect_harness,
+                                                                                   tmp_path: Path) -> None:
+    """A daily run with a typo'd runner withdrew the date's completion record before its job found the typo, and a
+    backfill retried every day for it."""
+    mark_date_complete(tmp_path, "2026-11-19", {"run_id": "earlier"})
+    state = daily_flow(str(BY_DATE), str(tmp_path), date="2026-11-19", runner="dataflw", return_state=True)
+    assert state.is_failed() and "unknown runner 'dataflw'" in state.message
+    assert read_date_marker(tmp_path, "2026-11-19")["run_id"] == "earlier"
+    state = backfill_flow(str(BY_DATE), str(tmp_path), "2026-11-18", "2026-11-20", runner="dataflw", retries=2,
+                          retry_delay_s=0, return_state=True)
+    assert state.is_failed() and "unknown runner 'dataflw'" in state.message
+    assert process_day_runs(state.state_details.flow_run_id) == []
+    assert read_date_marker(tmp_path, "2026-11-19")["run_id"] == "earlier"
+
+
 def test_daily_cli_fails_loudly_without_inputs(prefect_harness, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["daily", "--input-root", str(BY_DATE), "--date", "2026-11-21", "--output", str(tmp_path)])

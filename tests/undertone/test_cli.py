@@ -145,6 +145,21 @@ def test_a_task_the_model_does_not_have_is_a_usage_error(capsys: pytest.CaptureF
 
 
 @pytest.mark.parametrize("command", [["run", "inbox/"], ["daily", "--input-root", "inbox/"],
+                                     ["backfill", "--input-root", "inbox/", "--start", "2026-11-18", "--end",
+                                      "2026-11-20"]])
+def test_a_runner_without_an_option_set_is_a_usage_error(capsys: pytest.CaptureFixture[str],
+                                                         command: list[str]) -> None:
+    """``--runner dataflw`` failed the flow run after Prefect started; ``daily`` had withdrawn the date's completion
+    record by then, and a backfill retried every day for it."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([*command, "--output", "out", "--runner", "dataflw"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--runner: unknown runner 'dataflw'; option sets: dataflow, flink, local, multiprocess, portable" in err
+    assert parse_args([*command, "--output", "out", "--runner", "multiprocess"]).runner == "multiprocess"
+
+
+@pytest.mark.parametrize("command", [["run", "inbox/"], ["daily", "--input-root", "inbox/"],
                                      ["report", "--html", "report.html"]])
 def test_an_object_store_output_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
