@@ -181,9 +181,11 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
     readers = {  # labels stay as written: a 0/1 column must not come back as 0.0/1.0 because one cell is empty
         ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig"),
         ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig"),
-        ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False, encoding="utf-8-sig"),
-        ".json": lambda p: pd.read_json(p, dtype=False, encoding="utf-8-sig"),
-        ".parquet": pd.read_parquet,
+        # typed formats: nullable dtypes keep an integer column with a null (JSON's null, Parquet's) integers
+        ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False, encoding="utf-8-sig",
+                                         dtype_backend="numpy_nullable"),
+        ".json": lambda p: pd.read_json(p, dtype=False, encoding="utf-8-sig", dtype_backend="numpy_nullable"),
+        ".parquet": lambda p: pd.read_parquet(p, dtype_backend="numpy_nullable"),
     }
     if suffix not in readers:
         raise ValueError(f"{path}: unsupported evaluation file type {path.suffix!r}")
@@ -210,7 +212,8 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
         _note(notes, note)
     if text is None or label is None or text not in frame or label not in frame:
         raise ValueError(f"{path}: need a text and a label column, found {list(frame.columns)}")
-    examples = [Example(normalise_text(t), str(lab).strip()) for t, lab in zip(frame[text], frame[label], strict=True)
+    labels = frame[label].astype(object).where(frame[label].notna(), None)  # pandas' NA has no truth value
+    examples = [Example(normalise_text(t), str(lab).strip()) for t, lab in zip(frame[text], labels, strict=True)
                 if isinstance(t, str) and t.strip() and _present(lab)]
     if len(examples) < len(frame):  # the report's n must not silently differ from the file's row count
         _note(notes, f"{path}: skipped {len(frame) - len(examples)} of {len(frame)} rows without a text or a label")

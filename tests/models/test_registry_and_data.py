@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from prefect.artifacts import Artifact
 
@@ -146,6 +148,22 @@ def test_read_labeled_takes_a_suffix_in_any_case(tmp_path: Path, name: str) -> N
     else:
         frame.to_parquet(data)
     assert [(e.text, e.label) for e in read_labeled(data)] == [("lovely", "positive"), ("awful", "negative")]
+
+
+@pytest.mark.parametrize("name", ["gold.jsonl", "gold.json", "gold.parquet"])
+def test_read_labeled_keeps_integer_labels_of_a_typed_file_with_a_missing_label(tmp_path: Path, name: str) -> None:
+    """A 0/1 label column with one null came back as 0.0/1.0 from JSON and Parquet (CSV kept 0/1), so
+    ``--label-map 0=negative,1=positive`` was refused and a few-shot task got labels ``1.0`` and ``0.0``."""
+    table = pa.table({"text": ["lovely", "awful", "no label here"], "label": pa.array([1, 0, None], pa.int64())})
+    data = tmp_path / name
+    if name.endswith(".parquet"):
+        pq.write_table(table, data)
+    else:
+        rows = [json.dumps(row) for row in table.to_pylist()]
+        data.write_text("\n".join(rows) if name.endswith(".jsonl") else f"[{', '.join(rows)}]", encoding="utf-8")
+    notes: list[str] = []
+    assert [(e.text, e.label) for e in read_labeled(data, notes=notes)] == [("lovely", "1"), ("awful", "0")]
+    assert notes == [f"{data}: skipped 1 of 3 rows without a text or a label"]
 
 
 def test_read_labeled_takes_a_label_as_written_without_the_spaces_around_it(tmp_path: Path) -> None:
