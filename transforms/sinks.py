@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import shutil
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +53,8 @@ DATES_DIR = "_dates"
 COMMITS_DIR = "_commits"
 """``_commits/<date>/<source>.json``: the run that last committed the source's partitions of the date, written before
 its swap. A partition that a later run removed (its source had no record that day) holds no file to say so."""
+COMMIT_LOCK = ".lock"
+"""``_commits/<date>/.lock``: held while a run commits into the date or a dead run's commit is rolled forward."""
 OWNER_FILE = "_owner.json"
 COMMIT_JOURNAL = "_commit.json"
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -420,22 +423,35 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
         dead_counts[dead_letter_source(path.name)] += pq.ParquetFile(path).metadata.num_rows
     target = dead_letter_partition(output, date)
     replaced = tuple(dead_letter_prefix(source) for source in owned)
-    if target.exists():
-        for kept in target.glob("*.parquet"):
-            if not kept.name.startswith(replaced):
-                staged_dead.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(kept, staged_dead / kept.name)
     swaps.append((staged_dead, target, None))
-    journal = {"run_id": run_id, "date": date, "owned": sorted(owned), "output": str(Path(output)), "steps": [
-        {"staged": str(staged), "target": str(target), "trash": str(_trash(Path(output), staging, target)),
-         "files": sorted(_file_names(staged)) if staged.exists() else None,
-         "source": source} for staged, target, source in swaps]}
-    _write_json(staging / COMMIT_JOURNAL, journal)
-    for source in owned:
-        _record_commit(output, date, source, run_id)
-    _apply_journal(journal)
+    with _commit_lock(output, date):  # the other sources' dead letters kept must be the ones the swap replaces
+        if target.exists():
+            for kept in target.glob("*.parquet"):
+                if not kept.name.startswith(replaced):
+                    staged_dead.mkdir(parents=True, exist_ok=True)
+                    _link_or_copy(kept, staged_dead / kept.name)
+        journal = {"run_id": run_id, "date": date, "owned": sorted(owned), "output": str(Path(output)), "steps": [
+            {"staged": str(staged), "target": str(target), "trash": str(_trash(Path(output), staging, target)),
+             "files": sorted(_file_names(staged)) if staged.exists() else None,
+             "source": source} for staged, target, source in swaps]}
+        _write_json(staging / COMMIT_JOURNAL, journal)
+        for source in owned:
+            _record_commit(output, date, source, run_id)
+        _apply_journal(journal)
     shutil.rmtree(staging, ignore_errors=True)
     return {"labeled": labeled_counts, "dead_letter": dict(dead_counts)}
+
+
+@contextlib.contextmanager
+def _commit_lock(output: str | Path, date: str) -> Iterator[None]:
+    """Hold the date's commit lock (``COMMIT_LOCK``): one commit or roll-forward into a date at a time. Each builds
+    the dead-letter partition every source shares from the files it finds there, so two runs of other sources
+    committing at once (two ad-hoc runs, emails and posts) dropped the dead letters of whichever swapped first."""
+    folder = Path(output) / COMMITS_DIR / date
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / COMMIT_LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, also by a killed process
+        yield
 
 
 def _apply_journal(journal: dict[str, Any], output: Path | None = None) -> None:
@@ -613,7 +629,8 @@ def recover_staging(output: str | Path, stale_after_s: float = STALE_AFTER_S) ->
         journal_file = staging / COMMIT_JOURNAL
         if journal_file.is_file():
             journal = _rebased(json.loads(journal_file.read_text(encoding="utf-8")), Path(output))
-            _apply_journal(journal, output=Path(output))
+            with _commit_lock(output, journal["date"]):
+                _apply_journal(journal, output=Path(output))
             if not manifest_path(output, journal["run_id"]).exists():  # there: it only failed to remove staging
                 write_manifest(output, journal["run_id"], _recovered_manifest(output, journal))
             clear_date_marker(output, journal["date"])  # a run outside the flows withdrew none

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -406,6 +407,36 @@ def test_a_late_roll_forward_merges_the_dead_letters_every_source_shares(
     dead = pq.read_table(dead_letter_partition(tmp_path, DATE))
     assert sorted(zip(dead["doc_id"].to_pylist(), dead["run_id"].to_pylist(), strict=True)) == [
         ("bad-email", NEW), ("bad-review-2", later)]
+
+
+def test_two_runs_of_one_date_committing_at_once_keep_each_others_dead_letters(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ad-hoc runs of one date, one over emails and one over posts, finishing together: each built the shared
+    dead-letter partition from the files it found there, and whichever swapped last dropped the other's dead letters.
+    The email run is held just after its commit journal while the social run commits."""
+    emails, posts = "20261121T010000Z-aaaaaaaa", "20261121T010000Z-bbbbbbbb"
+    write_part(dead_letter_partition(staging_root(tmp_path, emails), DATE), emails, ["bad-email"], prefix="email-")
+    write_part(dead_letter_partition(staging_root(tmp_path, posts), DATE), posts, ["bad-post"], prefix="social-")
+    journaled, posts_committed = threading.Event(), threading.Event()
+    write_json = sinks._write_json
+
+    def held_after_journal(path: Path, payload: dict) -> Path:
+        written = write_json(path, payload)
+        if path.name == sinks.COMMIT_JOURNAL and payload["run_id"] == emails:
+            journaled.set()
+            posts_committed.wait(timeout=2)  # the posts' commit waits for this one to end, or ends first
+        return written
+
+    monkeypatch.setattr(sinks, "_write_json", held_after_journal)
+    email_commit = threading.Thread(target=commit_run, args=(tmp_path, emails, DATE, ["email"]))
+    email_commit.start()
+    assert journaled.wait(timeout=10)
+    commit_run(tmp_path, posts, DATE, ["social"])
+    posts_committed.set()
+    email_commit.join()
+    dead = pq.read_table(dead_letter_partition(tmp_path, DATE))
+    assert sorted(zip(dead["doc_id"].to_pylist(), dead["run_id"].to_pylist(), strict=True)) == [
+        ("bad-email", emails), ("bad-post", posts)]
 
 
 def test_date_markers(tmp_path: Path) -> None:
