@@ -658,10 +658,16 @@ def run_command(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from flows.report import report_flow
 
+        if not os.path.isdir(args.output):  # a typo far more often than a deployment that has labeled nothing yet
+            build_parser().error(f"--output: no output root at {args.output}: point it at the folder `undertone run` "
+                                 "wrote")
         guard_temporary_server()
-        figures = report_flow(output=args.output, html=args.html, start=args.start, end=args.end,
-                              registry=args.registry)
-        print(json.dumps(figures, indent=2))
+        state = report_flow(output=args.output, html=args.html, start=args.start, end=args.end,
+                            registry=args.registry, return_state=True)
+        if not state.is_completed():  # Prefect has logged the traceback; one line says why it stopped
+            print(f"report failed: {state.result(raise_on_failure=False)}", file=sys.stderr)
+            return 1
+        print(json.dumps(state.result(), indent=2))
         return 0
     return 2
 

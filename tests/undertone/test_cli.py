@@ -224,6 +224,27 @@ def test_a_report_whose_start_is_after_its_end_is_a_usage_error(tmp_path: Path,
     assert not (tmp_path / "report.html").exists()
 
 
+def test_a_report_of_a_missing_output_root_is_a_usage_error(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo'd ``--output`` started Prefect, failed its flow run and left the command with an uncaught traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--output", str(tmp_path / "ouput"), "--html", str(tmp_path / "report.html")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"--output: no output root at {tmp_path / 'ouput'}: point it at the folder `undertone run` wrote" in err
+    assert "Traceback" not in err and not (tmp_path / "report.html").exists()
+
+
+def test_a_report_that_fails_at_run_time_exits_1_with_the_reason(prefect_harness, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A page that cannot be written (``--html`` names a folder) ended the command with an uncaught traceback."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "report.html").mkdir()
+    code = main(["report", "--output", str(tmp_path / "out"), "--html", str(tmp_path / "report.html")])
+    err = capsys.readouterr().err
+    assert code == 1 and "report failed: [Errno 21] Is a directory" in err
+
+
 def test_a_backfill_whose_start_is_after_its_end_is_a_usage_error(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """``backfill --start 2026-11-20 --end 2026-11-18`` started Prefect and failed its flow run (exit 1, a
