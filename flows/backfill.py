@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
+from pydantic import Field
 
 from flows.artifacts import artifact_key, backfill_markdown
 from flows.daily import NoInputs, RunOptions, daily_flow
@@ -105,9 +106,9 @@ def backfill_flow(
     start: str,
     end: str,
     force: bool = False,
-    max_concurrency: int = 2,
-    retries: int = 2,
-    retry_delay_s: float = 30.0,
+    max_concurrency: Annotated[int, Field(ge=1)] = 2,
+    retries: Annotated[int, Field(ge=0)] = 2,
+    retry_delay_s: Annotated[float, Field(ge=0)] = 30.0,
     runner: str = "local",
     model_dir: str = str(DEFAULT_MODEL_DIR),
     tasks: list[str] | None = None,
@@ -120,7 +121,8 @@ def backfill_flow(
     At most ``max_concurrency`` days run at once; a failed day is retried ``retries`` times with
     exponential backoff starting at ``retry_delay_s``, unless it has no input (:func:`worth_retrying`).
     Returns ``{"days": [...], "complete": [...], "skipped": [...], "failed": []}``; raises
-    :class:`BackfillFailed` naming the failed days.
+    :class:`BackfillFailed` naming the failed days. A negative count or delay fails the run before any day (it
+    was taken as the nearest allowed value without a word); a deployment's form shows the minimums.
 
     Example:
         undertone backfill --input-root samples/by_date --start 2026-11-18 --end 2026-11-20 --output out
@@ -135,7 +137,7 @@ def backfill_flow(
     for day, note in labeled_otherwise(done, model_dir, tasks).items():
         log.warning("backfill skips %s, %s; --force relabels it", day, note)
         rows[day]["note"] = note
-    with ThreadPoolTaskRunner(max_workers=max(1, max_concurrency)) as pool:
+    with ThreadPoolTaskRunner(max_workers=max_concurrency) as pool:
         futures = {day: pool.submit(day_task, {"logical_date": day, "input_root": input_root, "output": output,
                                                "options": options})
                    for day in days if day not in done}

@@ -14,6 +14,7 @@ import os
 import reprlib
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import date
 from pathlib import Path
@@ -48,6 +49,21 @@ def _logical_date(value: str) -> str:
         return check_logical_date(_iso_date(value))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _at_least(minimum: int, number: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type for a count or a delay: below ``minimum`` is a usage error, where the backfill took
+    ``--retries -1`` as 0 and ``--max-concurrency 0`` as 1 without a word."""
+    def parse(value: str) -> int | float:
+        try:
+            parsed = number(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        if not parsed >= minimum:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return parsed
+
+    return parse
 
 
 def _comma_list(value: str) -> list[str]:
@@ -359,9 +375,10 @@ def add_schedule_commands(commands: argparse._SubParsersAction) -> None:
     backfill.add_argument("--start", type=_logical_date, required=True, help="first date (included)")
     backfill.add_argument("--end", type=_logical_date, required=True, help="last date (included)")
     backfill.add_argument("--force", action="store_true", help="redo dates that are already complete")
-    backfill.add_argument("--max-concurrency", type=int, default=2, metavar="N", help="days processed at once")
-    backfill.add_argument("--retries", type=int, default=2, metavar="N", help="retries of a failed day")
-    backfill.add_argument("--retry-delay", type=float, default=30.0, metavar="SECONDS",
+    backfill.add_argument("--max-concurrency", type=_at_least(1, int), default=2, metavar="N",
+                          help="days processed at once")
+    backfill.add_argument("--retries", type=_at_least(0, int), default=2, metavar="N", help="retries of a failed day")
+    backfill.add_argument("--retry-delay", type=_at_least(0, float), default=30.0, metavar="SECONDS",
                           help="first retry delay; doubles with each retry")
     for command in (daily, backfill):
         command.add_argument("--input-root", required=True, metavar="DIR",

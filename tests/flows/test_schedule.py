@@ -214,6 +214,18 @@ def test_a_runner_without_an_option_set_fails_the_flows_before_the_date_is_withd
     assert read_date_marker(tmp_path, "2026-11-19")["run_id"] == "earlier"
 
 
+def test_a_backfill_deployments_negative_count_fails_before_any_day(prefect_harness, tmp_path: Path) -> None:
+    """A deployment run with ``max_concurrency: 0`` or ``retries: -1`` ran as 1 and 0 without a word; the
+    parameter schema a deployment's form shows now carries the minimums."""
+    state = backfill_flow(str(BY_DATE), str(tmp_path), "2026-11-18", "2026-11-20", max_concurrency=0, retries=-1,
+                          return_state=True)
+    assert state.is_failed() and "greater than or equal to 1" in state.message
+    assert "greater than or equal to 0" in state.message and read_date_marker(tmp_path, "2026-11-18") is None
+    schema = backfill_flow.parameters.properties
+    assert (schema["max_concurrency"]["minimum"], schema["retries"]["minimum"], schema["retry_delay_s"]["minimum"]
+            ) == (1, 0, 0)
+
+
 def test_daily_cli_fails_loudly_without_inputs(prefect_harness, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["daily", "--input-root", str(BY_DATE), "--date", "2026-11-21", "--output", str(tmp_path)])

@@ -257,6 +257,24 @@ def test_a_backfill_whose_start_is_after_its_end_is_a_usage_error(tmp_path: Path
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--retries", "-1", "must be at least 0, got -1"),
+    ("--max-concurrency", "0", "must be at least 1, got 0"),
+    ("--retry-delay", "-3", "must be at least 0, got -3"),
+    ("--retry-delay", "nan", "must be at least 0, got nan"),
+    ("--retries", "two", "expected a number, got 'two'"),
+])
+def test_a_backfills_negative_count_or_delay_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               flag: str, value: str, message: str) -> None:
+    """``--retries -1`` ran with no retry and ``--max-concurrency 0`` with one day at a time, without a word."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["backfill", "--input-root", str(tmp_path), "--output", str(tmp_path / "out"),
+              "--start", "2026-11-18", "--end", "2026-11-20", flag, value])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {flag}: {message}" in err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("inputs", "message"), [
     (["no-such-*.eml"], "input 'TMP/no-such-*.eml' matches no file"),
     (["missing.csv"], "input 'TMP/missing.csv' matches no file"),
