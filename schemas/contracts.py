@@ -8,6 +8,7 @@ a minor bump. ``python -m schemas`` prints the field tables in ``schemas/README.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
@@ -103,12 +104,21 @@ def labeled_schema(tasks: dict[str, Sequence[str]]) -> pa.Schema:
     return _schema("labeled", LABELED_VERSION, fields)
 
 
+TASK_NAME = re.compile(r"[a-z][a-z0-9_]*")
+"""A task's name, and so its columns' (``<task>``, ``<task>_score``): a SQL name without quotes. ``my task`` or
+``Topic`` beside ``topic`` made columns a dashboard's SQL must quote, or that DuckDB, blind to case, takes for one."""
+
+
 def check_task_names(tasks: Iterable[str]) -> None:
     """Refuse tasks whose columns clash with the labeled output's own (``language``, the ``date`` partition) or
     with another task's (``sentiment_score``, ``team``): a second column of one name made the partition
-    unreadable, and a task named like a partition column lost its labels to the path's value."""
+    unreadable, and a task named like a partition column lost its labels to the path's value. A name must be
+    :data:`TASK_NAME`'s."""
     owners = {name: "a column of every labeled table" for name in (*labeled_schema({}).names, *LABELED_PARTITION_KEYS)}
     for task in dict.fromkeys(tasks):
+        if not TASK_NAME.fullmatch(task):
+            raise ValueError(f"task name {task!r} is not lower-case letters, digits and underscores starting with a "
+                             "letter; name the task otherwise")
         for column in task_columns(task):
             if column.name in owners:
                 raise ValueError(f"task {task!r} would write a column {column.name!r}, which is already "

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 import undertone  # noqa: F401 - sets offline and Prefect defaults before Prefect is imported
 from models.bundle import PRECISIONS, read_bundle_spec
@@ -242,8 +242,17 @@ def run_model_command(args: argparse.Namespace) -> int:
     return 0
 
 
-ZERO_SHOT_TASKS = TypeAdapter(dict[str, Annotated[dict[str, str], Field(min_length=2)]], config=ConfigDict(strict=True))
-"""A config's ``zero_shot:`` block: task → {label: one-line description}, two labels at least."""
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text
+
+
+_TEXT = Annotated[str, AfterValidator(_not_blank)]
+ZERO_SHOT_TASKS = TypeAdapter(dict[str, Annotated[dict[_TEXT, _TEXT], Field(min_length=2)]],
+                              config=ConfigDict(strict=True))
+"""A config's ``zero_shot:`` block: task → {label: one-line description}, two labels at least. A blank label
+(``"": ...``) wrote empty labels to the output, and a blank description matched nothing in particular."""
 
 
 def config_defaults(path: str) -> dict[str, Any]:
@@ -289,7 +298,7 @@ def config_defaults(path: str) -> dict[str, Any]:
             defaults["zero_shot"] = ZERO_SHOT_TASKS.validate_python(zero_shot)
         except ValidationError as error:
             first = error.errors()[0]
-            where = "".join(f"[{part!r}]" for part in first["loc"])
+            where = "".join(f"[{part!r}]" for part in first["loc"] if part != "[key]")  # pydantic's mark of a key
             raise ValueError(f"zero_shot{where}: {first['msg']} (expected task: {{label: description, ...}}, "
                              "two labels at least)") from None
     return defaults

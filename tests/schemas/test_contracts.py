@@ -37,6 +37,14 @@ def test_readme_lists_the_current_fields() -> None:
         assert describe(schema) in readme, "run `python -m schemas` and paste its output into schemas/README.md"
 
 
+@pytest.mark.parametrize("task", ["my task", "Topic", "2nd_topic", "topic-v2", ""])
+def test_task_names_that_sql_must_quote_are_refused(task: str) -> None:
+    """``my task`` wrote columns ``my task`` and ``my task_score``, which a dashboard's SQL must quote, and ``Topic``
+    beside ``topic`` two columns DuckDB (blind to case) reads as one."""
+    with pytest.raises(ValueError, match=f"task name {task!r} is not lower-case letters"):
+        check_task_names(["sentiment", task])
+
+
 @pytest.mark.parametrize(("tasks", "column"), [
     (["sentiment", "language"], "language"),  # a document field: two `language` columns, unreadable
     (["date"], "date"),  # the partition column: the task's labels were lost to the path's value

@@ -43,6 +43,18 @@ def test_a_config_whose_tasks_leave_out_its_zero_shot_task_is_a_usage_error(
     assert "zero_shot defines topic, which its tasks (sentiment, spam, intent) leave out" in capsys.readouterr().err
 
 
+def test_a_zero_shot_task_named_with_a_space_is_a_usage_error(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``my topic:`` wrote columns named ``my topic`` and ``my topic_score``, which SQL must quote."""
+    config = tmp_path / "inbox.yaml"
+    config.write_text(BANK_INBOX.read_text(encoding="utf-8").replace("intent, topic]", "intent, my topic]")
+                      .replace("\n  topic:\n", "\n  my topic:\n"), encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["run", "--config", str(config), "inbox/", "--output", "out"])
+    assert exit_info.value.code == 2
+    assert "task name 'my topic' is not lower-case letters" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("sorce: email\n", "unknown run settings ['sorce']; a config sets date, source, runner"),
     ("output: out\n", "unknown run settings ['output']"),
@@ -70,6 +82,10 @@ def test_a_broken_config_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys
                                                                       "least 2 items"),
     ("zero_shot:\n  urgency:\n    urgent: today\n    routine:\n", "zero_shot['urgency']['routine']: Input should "
                                                                    "be a valid string"),
+    ("zero_shot:\n  urgency:\n    '': today\n    routine: later\n", "zero_shot['urgency']['']: Value error, must "
+                                                                     "not be blank"),
+    ("zero_shot:\n  urgency:\n    urgent: ' '\n    routine: later\n", "zero_shot['urgency']['urgent']: Value "
+                                                                      "error, must not be blank"),
     ("date: 1900-01-01\n", "date: logical date 1900-01-01 is before 1970-01-01"),
     ("date: 9999-12-31\n", "date: logical date 9999-12-31 is after tomorrow"),
     ("date: 2026-11-20 10:00:00\n", "date: expected a date as YYYY-MM-DD, got '2026-11-20T10:00:00'"),
