@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -697,9 +698,11 @@ def _discard_remote_of(staging: Path) -> None:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> Path:
-    """Write JSON atomically: a synced temporary file renamed over ``path``."""
+    """Write JSON atomically: a synced temporary file renamed over ``path``. The temporary file is the thread's:
+    named by the process alone, two backfill days rolling the same dead run forward at once wrote one file, and
+    the second rename failed its day."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.tmp")
     with temporary.open("w", encoding="utf-8") as handle:
         handle.write(json.dumps(payload, indent=2, default=str) + "\n")
         handle.flush()

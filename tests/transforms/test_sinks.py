@@ -627,3 +627,34 @@ def test_files_staged_in_an_object_store_are_fetched_into_the_runs_staging_folde
     assert {path.relative_to(local).as_posix(): path.read_bytes() for path in local.rglob("*") if path.is_file()
             } == {name: content for name, content in staged.items() if name.endswith(".parquet")}
     assert objects() == [f"fakestore://bucket/tmp/staging/{NEW}-other/labeled/x.parquet"]
+
+
+def test_two_threads_writing_one_json_file_at_once_both_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Backfill days run as threads of one process, and each rolls a dead run forward: with one temporary name per
+    process, both threads wrote the same temporary file and the second rename found it gone."""
+    both_written = threading.Barrier(2, timeout=10)
+    fsync = os.fsync
+
+    def held_fsync(descriptor: int) -> None:
+        fsync(descriptor)
+        both_written.wait()  # each thread has written its temporary file before either renames it
+
+    monkeypatch.setattr(sinks.os, "fsync", held_fsync)
+    target = tmp_path / "_runs" / "run-1.json"
+    errors: list[OSError] = []
+
+    def write(n: int) -> None:
+        try:
+            sinks._write_json(target, {"run_id": "run-1", "writer": n})
+        except OSError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert json.loads(target.read_text(encoding="utf-8"))["writer"] in (0, 1)
+    assert [path.name for path in target.parent.iterdir()] == ["run-1.json"]
