@@ -10,10 +10,9 @@ Contract: :data:`schemas.aggregates.AGGREGATES_SCHEMA`.
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 
 from schemas.aggregates import AGGREGATES_PARTITION_KEYS, AGGREGATES_SCHEMA
 from schemas.contracts import file_schema
-from transforms.sinks import UNKNOWN_SOURCE, dead_letter_partition
+from transforms.sinks import UNKNOWN_SOURCE, dead_letter_partition, file_lock
 
 AGGREGATES_DIR = "aggregates"
 AGGREGATES_FILE = "aggregates.parquet"
@@ -153,17 +152,9 @@ def compute_aggregates(labeled: pd.DataFrame, dead: pd.DataFrame, computed_at: d
     return table.replace_schema_metadata(schema.metadata)  # the contract's, without pandas' description of a frame
 
 
-@contextmanager
-def _date_lock(output: str | Path, date: str) -> Iterator[None]:
+def _date_lock(output: str | Path, date: str) -> AbstractContextManager[None]:
     """Serialise recomputations of one date, so the last writer has read every committed partition."""
-    folder = Path(output) / AGGREGATES_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f".date={date}.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(Path(output) / AGGREGATES_DIR / f".date={date}.lock")
 
 
 def write_aggregates(output: str | Path, date: str, table: pa.Table) -> Path:

@@ -443,15 +443,31 @@ def commit_run(output: str | Path, run_id: str, date: str, owned_sources: Iterab
     return {"labeled": labeled_counts, "dead_letter": dict(dead_counts)}
 
 
-@contextlib.contextmanager
-def _commit_lock(output: str | Path, date: str) -> Iterator[None]:
+def _commit_lock(output: str | Path, date: str) -> contextlib.AbstractContextManager[None]:
     """Hold the date's commit lock (``COMMIT_LOCK``): one commit or roll-forward into a date at a time. Each builds
     the dead-letter partition every source shares from the files it finds there, so two runs of other sources
     committing at once (two ad-hoc runs, emails and posts) dropped the dead letters of whichever swapped first."""
-    folder = Path(output) / COMMITS_DIR / date
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / COMMIT_LOCK).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, also by a killed process
+    return file_lock(Path(output) / COMMITS_DIR / date / COMMIT_LOCK)
+
+
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+"""What ``flock`` answers on a filesystem that keeps no locks (NFS without its lock daemon, some FUSE mounts)."""
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created with its folder), released when the file is closed, also
+    by a killed process. Where the filesystem keeps no locks, the work goes on unlocked with a warning: a run
+    alone, the usual case, needs none, and refusing would fail every commit there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:
+            if error.errno not in _NO_LOCKS:
+                raise
+            log.warning("%s: this filesystem keeps no locks (%s); going on unlocked, so runs that write the same "
+                        "date must not overlap", path, error.strerror)
         yield
 
 

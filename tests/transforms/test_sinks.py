@@ -439,6 +439,26 @@ def test_two_runs_of_one_date_committing_at_once_keep_each_others_dead_letters(
         ("bad-email", emails), ("bad-post", posts)]
 
 
+def test_a_commit_on_a_filesystem_without_locks_goes_on_unlocked_with_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """NFS without its lock daemon answers ``flock`` with ENOLCK: every commit there would have failed."""
+    def no_locks(handle: object, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(sinks.fcntl, "flock", no_locks)
+    write_part(dead_letter_partition(staging_root(tmp_path, NEW), DATE), NEW, ["bad-email"], prefix="email-")
+    commit_run(tmp_path, NEW, DATE, ["email"])
+    assert pq.read_table(dead_letter_partition(tmp_path, DATE))["doc_id"].to_pylist() == ["bad-email"]
+    assert "keeps no locks (No locks available); going on unlocked" in caplog.text
+
+    def broken(handle: object, operation: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(sinks.fcntl, "flock", broken)  # any other failure is the filesystem's, and is raised
+    with pytest.raises(OSError, match="Input/output error"), sinks.file_lock(tmp_path / ".lock"):
+        pass
+
+
 def test_date_markers(tmp_path: Path) -> None:
     assert read_date_marker(tmp_path, DATE) is None
     mark_date_complete(tmp_path, DATE, {"run_id": NEW})
