@@ -71,7 +71,27 @@ def _reply_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]
     signs off only without a space) and disclaimer patterns for :data:`REPLY_LANGUAGES`. They depend on the
     languages alone, so they are built once here: a parser per email also normalised its text, unused."""
     parser = ReplyThread(text="", languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
-    return parser.HEADER_REGEX, parser.SIGNATURE_REGEX, parser.DISCLAIMERS_REGEX
+    return parser.HEADER_REGEX, _signature_head(parser.SIGNATURE_REGEX), parser.DISCLAIMERS_REGEX
+
+
+_SIGNATURE_TAIL = r"(.|\s)*)"
+
+
+def _signature_head(signature: re.Pattern[str]) -> re.Pattern[str]:
+    r"""The parser's signature pattern without its tail ``(.|\s)*``, which takes the rest of the text into every match,
+    and with its blank runs (``\s*^``, ``\n{2,}``) taken whole from their start only: what follows them never starts
+    with a blank, so a match in one starts where it begins (the search's start excepted: :func:`without_signature`
+    searches on from a line's end, which :func:`_normalized` leaves without blanks). A body of many rejected
+    sign-off lines ("Thanks, but ...", ``> --``) was read to its end at each of them, and one with a long run of
+    blank lines was scanned to the run's end from each of its positions: quadratic, hours for a 200,000-character
+    body. The matches start where the parser's do, and :func:`without_signature` reads a match
+    as running on to the text's end, as the parser's did."""
+    pattern = signature.pattern
+    if not pattern.endswith(_SIGNATURE_TAIL):
+        return signature
+    pattern = pattern.removesuffix(_SIGNATURE_TAIL) + ")"
+    pattern = pattern.replace(r"\s*^", r"(?<!\s)\s*+^").replace(r"(\n{2,} ?", r"((?<!\n)\n{2,}+ ?")
+    return re.compile(pattern, signature.flags)
 
 
 _REPLY_HEADER, _REPLY_SIGNATURE, _REPLY_DISCLAIMERS = _reply_patterns()
@@ -897,12 +917,13 @@ _TRAILING_DIVIDERS = re.compile(rf"(?:\n{_RULE}[ \t]*)+\Z")
 """Divider lines that end a reply: Outlook on the web writes its line of underscores right below the reply, with no
 blank line between, so it stayed when the history below it was cut."""
 _APP_TAGLINE = re.compile(
-    r"\n+(?:Sent|Envoy\u00e9|Gesendet|Enviado|Inviato|Verzonden) (?:from|with|via|von|mit|de|depuis|avec|desde|con|da"
-    r"|vanaf|met) [^\n]{0,60}\b(?:iPhone|iPad|Android|Galaxy|Samsung|Outlook|Mail|Gmail|Yahoo|Proton|Tuta"
+    r"(?<!\n)\n+(?:Sent|Envoy\u00e9|Gesendet|Enviado|Inviato|Verzonden) (?:from|with|via|von|mit|de|depuis|avec|desde"
+    r"|con|da|vanaf|met) [^\n]{0,60}\b(?:iPhone|iPad|Android|Galaxy|Samsung|Outlook|Mail|Gmail|Yahoo|Proton|Tuta"
     r"|Superhuman|Spark|BlackBerry|Windows)\b[^\n]{0,40}\s*\Z")
 """The line a mail app ends a message with ("Sent with Proton Mail secure email.", "Sent from Yahoo Mail on
 Android", "Sent from Mail for Windows"): the reply parser knows only "Sent from my" and "Get Outlook for". It
-names an app or a device, so "Sent from the warehouse on Monday." stays."""
+names an app or a device, so "Sent from the warehouse on Monday." stays. A match starts where its line breaks do: tried
+from each of a long run of them, it read the run to its end every time (quadratic)."""
 _HEADER_FIELD = re.compile(r"^[>* ]*([^\W\d_]+) ?:[ *]*(.*)$", re.MULTILINE)
 _SENDER_FIELDS = frozenset({"from", "von", "de", "da", "van"})
 _TIME_FIELDS = frozenset({"sent", "date", "gesendet", "datum", "envoyé", "enviado", "fecha", "inviato", "data",
@@ -935,14 +956,18 @@ def without_signature(text: str, signature: re.Pattern[str]) -> str:
     after a quoted sign-off (``> Thanks,``, ``> --``): that is the quoted writer's, and the answers below it stay."""
     position = 0
     while match := signature.search(text, position):
-        block = match.group()
-        first_line = block.lstrip().split("\n", 1)[0]
+        opening = _LEADING_BLANKS.match(text, match.start()).end()  # the match runs on to the text's end
+        line_end = text.find("\n", opening)
+        first_line = text[opening:line_end if line_end >= 0 else len(text)]
         if len(first_line.split()) <= SIGN_OFF_WORDS and not _QUOTED_LINE.match(first_line):
             return text[: match.start()]
-        position = text.find("\n", match.start() + len(block) - len(block.lstrip()))
+        position = text.find("\n", opening)
         if position < 0:
             break
     return text
+
+
+_LEADING_BLANKS = re.compile(r"\s*")
 
 
 def drop_quoted_lines(text: str) -> str:

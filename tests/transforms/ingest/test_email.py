@@ -7,6 +7,7 @@ import io
 import random
 import re
 import struct
+import time
 import zlib
 from email import policy
 from pathlib import Path
@@ -445,6 +446,35 @@ def test_a_sentence_or_a_list_is_not_taken_for_a_signature(body: str) -> None:
 def test_sign_offs_and_quoted_history_are_still_stripped(closing: str) -> None:
     text = "Great, it works now." + closing + "\n\nOn Tue, 10 Nov 2026 at 09:15, Support <s@acme.com> wrote:\n> fixed"
     assert strip_reply(text) == "Great, it works now."
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Hi,\n" + "\n" * 20_000 + "The app crashes.", "Hi,\n" + "\n" * 20_000 + "The app crashes."),
+    ("Hi,\n" + "\n" * 20_000 + "The app crashes.\nSent from my desk", "Hi,\n" + "\n" * 20_000 + "The app crashes."),
+    ("Crashes.\n" + "> --\n> Thanks,\n" * 10_000 + "Still broken.",
+     "Crashes.\n" + "> --\n> Thanks,\n" * 10_000 + "Still broken."),
+    ("Crashes.\n" + "Thanks, but it did not help at all.\n" * 5_000,
+     ("Crashes.\n" + "Thanks, but it did not help at all.\n" * 5_000).strip()),
+])
+def test_reply_stripping_takes_linear_time_on_blank_runs_and_rejected_sign_offs(body: str, expected: str) -> None:
+    """The signature pattern read the rest of the body at every quoted or long sign-off line, and it and the app
+    tagline pattern scanned a run of blank lines to its end from each of its positions: bodies like these took
+    from 30 seconds to hours, in a worker that then held up the run."""
+    started = time.perf_counter()
+    assert strip_reply(body) == expected
+    assert time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Great.\n\n\n\n--\nJohn Doe", "Great."),
+    ("Great.\n\n\n\n" + "_" * 40 + "\nList footer", "Great.\n\nList footer"),
+    ("Great.\n\n\nSent with Proton Mail secure email.", "Great."),
+    ("Hi\n\n\n\nSent from my iPhone\n\n\nOn Mon, 1 Jan 2020 a@b.c wrote:\n> x", "Hi"),
+    ("Great.\n> Thanks,\n> Bob\nMy answer.\n\n\nBest regards,\nAnna", "Great.\n> Thanks,\n> Bob\nMy answer."),
+    ("Thanks, but no.\n--\nJohn", "Thanks, but no."),
+])
+def test_signatures_after_blank_runs_are_still_stripped(text: str, expected: str) -> None:
+    assert strip_reply(text) == expected
 
 
 def test_reply_stripping_builds_no_reply_parser_per_email(monkeypatch: pytest.MonkeyPatch) -> None:
