@@ -14,6 +14,7 @@ import os
 import reprlib
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import fields
 from datetime import date
@@ -594,7 +595,14 @@ def leave_stopped(code: int) -> NoReturn:
     aborted ("terminate called without an active exception"). What the exit hooks would have done that matters
     is done here: the temporary server is told to stop, the ingest workers are killed and their pool's named
     semaphores unlinked (the multiprocessing finalizers an exit runs first; the joins that follow them are what can
-    hang). Log lines still buffered for Prefect's API are sent only to a server of its own (``send_buffered_logs``)."""
+    hang). Log lines still buffered for Prefect's API are sent only to a server of its own (``send_buffered_logs``).
+
+    The cleanup is best effort and has :data:`LEAVE_DEADLINE_S` to finish: a SIGTERM that landed while the main
+    thread held Python's import lock (a late import at the end of a run) left a finalizer joining a thread that
+    waited for that lock, and the command hung for good after its run had committed."""
+    deadline = threading.Timer(LEAVE_DEADLINE_S, os._exit, args=(code,))
+    deadline.daemon = True
+    deadline.start()
     print(f"undertone: stopped by {signal.Signals(code - 128).name}", file=sys.stderr)
     send_buffered_logs()
     signal_own_servers()
@@ -609,6 +617,9 @@ def leave_stopped(code: int) -> NoReturn:
 
 LOG_SEND_S = 3.0
 """How long a stopped command waits for Prefect's client to send the log lines it still holds."""
+LEAVE_DEADLINE_S = 15.0
+"""How long a stopped command's cleanup may take before it leaves anyway (the log lines' :data:`LOG_SEND_S`
+included)."""
 
 
 def send_buffered_logs() -> None:

@@ -529,6 +529,28 @@ def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle
     assert not (out / "labeled").exists()
 
 
+STOPPED_HOLDING_THE_IMPORT_LOCK = """
+import _imp, multiprocessing.util, threading
+from undertone import cli
+
+cli.LEAVE_DEADLINE_S = 2.0
+_imp.acquire_lock()  # as the main thread holds it inside importlib when a signal lands there
+importer = threading.Thread(target=__import__, args=("colorsys",))  # a late import in another thread: it waits
+importer.start()
+multiprocessing.util.Finalize(importer, importer.join, exitpriority=10)  # a pool's finalizer joins its threads
+cli.leave_stopped(143)
+"""
+
+
+def test_a_stopped_command_leaves_even_when_its_cleanup_waits_for_good() -> None:
+    """A SIGTERM that landed while the main thread held the import lock (a late import, after the run had committed)
+    left multiprocessing's exit finalizers joining a thread that waited for that lock: the command never ended
+    (seen once in ``make test``: the SIGTERM test's run hung for 8 minutes, its output committed)."""
+    stopped = subprocess.run([sys.executable, "-c", STOPPED_HOLDING_THE_IMPORT_LOCK], cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+    assert stopped.returncode == 143 and "undertone: stopped by SIGTERM" in stopped.stderr
+
+
 STOPPED_IN_THE_MODEL_STAGE = """
 import sys, threading, time
 from pathlib import Path
