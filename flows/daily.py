@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.report import aggregate_partition, daily_report_path, publish_report_artifact, render_report, report_start
 from flows.run import finish_dead_runs, label_documents, publish_run_artifact, withdraw_date_marker
-from transforms.ingest.read import expand_inputs, is_under, one_path_per_file
+from transforms.ingest.read import expand_inputs, is_output, one_path_per_file
 from transforms.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, check_logical_date, runner_options
 from transforms.sinks import is_url, mark_date_complete
 
@@ -85,9 +85,9 @@ def resolve_date(value: str | None) -> str:
 @task(name="find-date-inputs", cache_policy=NO_CACHE)
 def find_date_inputs(input_root: str, logical_date: str, output: str | None = None) -> DateInputs:
     """The folders holding ``logical_date``'s files, with those files: ``<source>/<date>/`` and any
-    ``.../date=<date>/``, never one inside ``output`` (an output under the input root has ``date=`` partitions of
-    its own, which a re-run of the date would otherwise take for input). Under an object-store root (``gs://``,
-    which has no folders) the same two layouts as glob patterns of the date's files."""
+    ``.../date=<date>/``, never one that a run wrote in ``output`` (an output under the input root has ``date=``
+    partitions of its own, which a re-run of the date would otherwise take for input; :func:`is_output`). Under an
+    object-store root (``gs://``, which has no folders) the same two layouts as glob patterns of the date's files."""
     if is_url(input_root):
         return remote_date_inputs(input_root, logical_date, output)
     root = Path(input_root)
@@ -96,7 +96,7 @@ def find_date_inputs(input_root: str, logical_date: str, output: str | None = No
     folders = {*root.glob(f"*/{logical_date}"), *root.glob(f"**/date={logical_date}")}
     found = sorted(str(path) for path in folders
                    if path.is_dir() and not any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
-                   and not (output and is_under(str(path), output)))
+                   and not (output and is_output(str(path), output)))
     if not found:
         raise NoInputs(f"no <source>/{logical_date}/ or date={logical_date}/ folder under {input_root}")
     inputs = DateInputs.listed({folder: _files_of(folder, output) for folder in found})

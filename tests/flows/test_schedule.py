@@ -334,6 +334,19 @@ def test_the_output_inside_the_input_root_is_not_taken_for_the_dates_input(tmp_p
     assert any("/out/" in folder for folder in find_date_inputs.fn(str(root), "2026-11-19").folders)
 
 
+def test_an_output_root_that_is_the_input_root_hides_only_what_runs_wrote(tmp_path: Path) -> None:
+    """A lake whose raw exports and labeled output share one root (``gs://lake/``): every date folder lay under the
+    output root, so every day failed with no inputs."""
+    root = tmp_path / "lake"
+    shutil.copytree(BY_DATE, root)
+    first = find_date_inputs.fn(str(root), "2026-11-19")
+    for partition in ("labeled/source=email/date=2026-11-19", "dead_letter/date=2026-11-19",
+                      "aggregates/date=2026-11-19", "_staging/run-1/labeled/source=email/date=2026-11-19"):
+        (root / partition).mkdir(parents=True)
+        (root / partition / "part-0.parquet").write_bytes(b"PAR1")
+    assert find_date_inputs.fn(str(root), "2026-11-19", str(root)) == first
+
+
 def test_a_daily_run_lists_each_date_folder_once(prefect_harness, tiny_bundle: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The flow walked the date's folders to keep those holding a file, then the job walked them again to list

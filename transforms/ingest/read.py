@@ -52,14 +52,14 @@ def expand_inputs(inputs: Sequence[str], output: str | None = None) -> list[str]
     """Files, folders (walked recursively, Maildir included) and globs to a sorted list of files.
 
     Hidden files and ``_``-prefixed files (``_SUCCESS``, manifests, uploads in progress) are skipped, and so is
-    everything under ``output``, the run's output root: written inside an input folder, a run's own Parquet would
-    be read back as reviews by the next run. A file named by its path is read whatever its name (``[`` and ``*`` in
-    it are not a pattern). An input that yields no file to read raises, so a typo or an empty export in a schedule
-    fails loudly instead of writing nothing.
+    what a run writes under ``output``, the run's output root (:func:`is_output`): written inside an input folder,
+    a run's own Parquet would be read back as reviews by the next run. A file named by its path is read whatever
+    its name (``[`` and ``*`` in it are not a pattern). An input that yields no file to read raises, so a typo or
+    an empty export in a schedule fails loudly instead of writing nothing.
     """
     found: set[str] = set()
     for item in inputs:
-        files = {file for file in _input_files(item) if output is None or not is_under(file, output)}
+        files = {file for file in _input_files(item) if output is None or not is_output(file, output)}
         if not files:
             kind = "folder" if os.path.isdir(item) else "pattern"
             raise FileNotFoundError(f"input {kind} {item!r} holds no file to read (hidden files, _-prefixed files "
@@ -171,6 +171,25 @@ def _glob_parts_match(names: list[str], parts: list[str]) -> bool:
 def _matched_file_is_input(path: str) -> bool:
     """A file a glob matched, unless hidden, ``_``-prefixed or in a Maildir's ``tmp/`` (as a folder walk skips)."""
     return not PurePosixPath(path).name.startswith((".", "_")) and not _in_maildir_tmp(path)
+
+
+OUTPUT_FOLDERS = ("labeled", "dead_letter", "aggregates")
+"""The folders a run writes below its output root, besides ``_``-prefixed ones (staging, commits, manifests,
+reports)."""
+
+
+def is_output(path: str, output: str) -> bool:
+    """Whether ``path`` lies in what a run writes below ``output`` (:data:`OUTPUT_FOLDERS` and ``_``-prefixed
+    folders). The rest of an output root is the user's: an output root above the inputs (``--output .``, or the
+    daily flow's output root equal to its input root) skipped every input there."""
+    if not is_under(path, output):
+        return False
+    if "://" in path or "://" in output:
+        relative = path[len(output.rstrip("/")) + 1:]
+    else:
+        relative = os.path.relpath(os.path.realpath(path), os.path.realpath(output)).replace(os.sep, "/")
+    top = relative.split("/", 1)[0]
+    return top in OUTPUT_FOLDERS or top.startswith("_")
 
 
 def is_under(path: str, root: str) -> bool:

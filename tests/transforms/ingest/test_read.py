@@ -12,6 +12,7 @@ import json
 import lzma
 import os
 import random
+import shutil
 import signal
 import sys
 import tarfile
@@ -31,11 +32,14 @@ import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 
 from tests.conftest import SAMPLES
+from tests.sample_output import SAMPLE_DATE, sample_output
+from transforms.aggregates import aggregate_date
 from transforms.ingest.email import hash_address
 from transforms.ingest.read import (
     BINARY_TABLE_MIN_BYTES,
     COMPRESSED_SUFFIXES,
     DECOMPRESSORS,
+    OUTPUT_FOLDERS,
     detect_format,
     expand_inputs,
     is_compressed,
@@ -77,11 +81,38 @@ def test_an_input_with_no_file_to_read_fails_loudly(tmp_path: Path, layout: str)
     if layout == "glob of hidden files":
         item = str(folder / ".*.part")
     if layout == "only the output":
-        (folder / "out").mkdir()
-        (folder / "out" / "part.parquet").write_bytes(b"PAR1")
+        (folder / "out" / "labeled").mkdir(parents=True)
+        (folder / "out" / "labeled" / "part.parquet").write_bytes(b"PAR1")
         output = str(folder / "out")
     with pytest.raises(FileNotFoundError, match="holds no file to read"):
         expand_inputs([str(SAMPLES / "social"), item], output=output)
+
+
+def test_an_output_root_above_the_inputs_hides_only_what_runs_write_there(tmp_path: Path) -> None:
+    """``undertone run exports --output .`` skipped every input, all of them being under the output root."""
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "reviews.csv").write_text("id,text\n1,fine\n", encoding="utf-8")
+    (tmp_path / "notes.csv").write_text("id,text\n2,also fine\n", encoding="utf-8")
+    for written in ("labeled/source=reviews/date=2026-11-20", "dead_letter/date=2026-11-20",
+                    "aggregates/date=2026-11-20", "_staging/run-1/labeled/source=reviews/date=2026-11-20"):
+        (tmp_path / written).mkdir(parents=True)
+        (tmp_path / written / "part-0.parquet").write_bytes(b"PAR1")
+    reviews = str(tmp_path / "exports" / "reviews.csv")
+    assert expand_inputs([str(tmp_path / "exports")], output=str(tmp_path)) == [reviews]
+    assert expand_inputs([str(tmp_path)], output=str(tmp_path)) == [reviews, str(tmp_path / "notes.csv")]
+
+
+def test_nothing_a_run_writes_below_its_output_root_is_read_as_input(
+        tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path, tmp_path: Path) -> None:
+    """Whatever folder a run (labeled, dead letters, manifests, commits) and its aggregates write below the output
+    root, the next run's listing skips it (:data:`OUTPUT_FOLDERS`), while a user's file there is read."""
+    written, _ = sample_output(tmp_path_factory, tiny_encoder)
+    output = tmp_path / "out"
+    shutil.copytree(written, output)
+    aggregate_date(output, SAMPLE_DATE)
+    (output / "notes.csv").write_text("id,text\n1,fine\n", encoding="utf-8")
+    assert {path.relative_to(output).parts[0] for path in output.rglob("*.parquet")} == set(OUTPUT_FOLDERS)
+    assert expand_inputs([str(output)], output=str(output)) == [str(output / "notes.csv")]
 
 
 @pytest.mark.parametrize(("name", "head", "expected"), [
