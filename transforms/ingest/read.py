@@ -589,7 +589,7 @@ def read_path(
             for record in records:
                 told = told or (record.source if isinstance(record, Failure) else record["source"])
                 if hash_addresses and kind != "email" and not isinstance(record, Failure):
-                    record["author"] = pseudonymised_author(record["author"])
+                    record["author"] = pseudonymised_author(record["author"], record["ingest_notes"])
                 if last:
                     count += 1
                     yield last.pop()
@@ -659,11 +659,17 @@ def _cut_by_break(kind: str, record: Document | Failure, broken: BrokenStreamErr
 _ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 
 
-def pseudonymised_author(author: str | None) -> str | None:
+def pseudonymised_author(author: str | None, notes: list[str]) -> str | None:
     """A table's author that is an email address (``jane@example.com``, ``Jane <jane@example.com>``), hashed as
-    a mail's sender is, so the same person has one id across sources; a handle or a name stays."""
+    a mail's sender is, so the same person has one id across sources; a handle or a name stays. One whose comments
+    nest too deeply to parse is left empty, with a note: its address cannot be told apart, and the error ended the
+    file, losing the rows after it."""
     if author and "@" in author:
-        address = email.utils.parseaddr(author)[1]
+        try:
+            address = email.utils.parseaddr(author)[1]
+        except RecursionError:  # the parser reads each ``(`` of a comment a level deeper in Python's stack
+            notes.append("author nested too deeply to read as an address: left empty")
+            return None
         if _ADDRESS.fullmatch(address):
             return hash_address(address)
     return author

@@ -322,6 +322,20 @@ def test_an_author_that_is_an_email_address_is_hashed_in_tables_too(tmp_path: Pa
     assert kept == ["jane.doe@example.com", "Jane <JANE.DOE@example.com>", "janed"]
 
 
+def test_an_author_nested_too_deeply_to_parse_loses_only_its_address(tmp_path: Path) -> None:
+    """An author cell of thousands of nested comments (``((((...a@b.com``) overflowed the address parser's
+    recursion, and the error ended the file: every row, the good ones after it included, became one
+    ``corrupt_file`` dead letter."""
+    reviews = tmp_path / "reviews.csv"
+    nested = "(" * 3000 + "jane@example.com"
+    reviews.write_text(f'id,text,reviewer\nr1,Arrived broken,"{nested}"\nr2,Fine,bob@example.com\n',
+                       encoding="utf-8")
+    first, second = read_path(str(reviews))
+    assert (first["text"], first["author"]) == ("Arrived broken", None)
+    assert "author nested too deeply to read as an address: left empty" in first["ingest_notes"]
+    assert (second["text"], second["author"]) == ("Fine", hash_address("bob@example.com"))
+
+
 def test_a_folder_that_cannot_be_listed_is_a_dead_letter_not_a_silent_drop(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A sub-folder the run may not list (``chmod 000``, another user's upload) was skipped without a word by the
