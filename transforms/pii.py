@@ -186,7 +186,8 @@ def _valid_phones(text: str, region: str) -> list[phonenumbers.PhoneNumberMatch]
 
 def _redact_phones(text: str, found: Found) -> str:
     """Numbers read as North American or with ``+CC``, and those dialled with ``00CC``; where two readings
-    overlap, the one that starts first (the ``00`` one) is kept."""
+    overlap, the one that starts first (the ``00`` one) is kept. The text is put together once from the pieces
+    between the numbers: replaced one at a time, each number copied the whole text (quadratic in their number)."""
     dialled_with_00 = _valid_phones(text, _ZERO_ZERO_REGION) if _ZERO_ZERO.search(text) else []
     candidates = [*_valid_phones(text, PHONE_REGION),
                   *(match for match in dialled_with_00 if match.raw_string.lstrip("(").startswith("00"))]
@@ -194,12 +195,14 @@ def _redact_phones(text: str, found: Found) -> str:
     for match in sorted(candidates, key=lambda match: (match.start, -match.end)):
         if not readings or match.start >= readings[-1].end:
             readings.append(match)
-    for match in reversed(readings):
+    pieces, copied = [], 0
+    for match in readings:
         if _LABELED_NUMBER.search(text[max(0, match.start - 40):match.start]):
             continue
         found.add(phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164))
-        text = text[: match.start] + PLACEHOLDERS["phone"] + text[match.end:]
-    return text
+        pieces += [text[copied:match.start], PLACEHOLDERS["phone"]]
+        copied = match.end
+    return "".join(pieces) + text[copied:]
 
 
 _REDACTORS: dict[str, Callable[[str, Found], str]] = {

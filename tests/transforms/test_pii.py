@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
+import phonenumbers
 import pytest
 
+from transforms import pii
 from transforms.clean import clean_document
 from transforms.ingest.email import parse_email
 from transforms.pii import iban_valid, luhn_valid, redact_dead_letter, redact_document, redact_fields, redact_text
@@ -110,6 +113,25 @@ def test_prose_numbers_are_left_alone(text: str) -> None:
 ])
 def test_phones_near_labels_are_still_redacted(text: str, expected: str) -> None:
     assert redacted(text) == (expected, {"phone": 1})
+
+
+def test_phone_redaction_takes_linear_time_in_the_number_of_phones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each phone number was replaced in a new copy of the whole text: eight times the numbers took 33 times as
+    long (2.3 s for 40,000). The matcher is stubbed with the numbers' places, so the replacing alone is timed."""
+    number = phonenumbers.parse("+1 415 555 2671")
+
+    def seconds(count: int) -> float:
+        text = "call 415 555 2671, " * count
+        places = [phonenumbers.PhoneNumberMatch(19 * index + 5, "415 555 2671", number) for index in range(count)]
+        monkeypatch.setattr(pii, "_valid_phones", lambda _, region: places if region == pii.PHONE_REGION else [])
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert pii._redact_phones(text, set()) == "call [PHONE], " * count
+            timings.append(time.perf_counter() - started)
+        return min(timings)
+
+    assert seconds(40_000) < 16 * seconds(5_000)
 
 
 def test_checksums() -> None:
