@@ -1205,9 +1205,16 @@ def thread_of(message_id: str | None, in_reply_to: str | None, references: list[
     return in_reply_to or message_id
 
 
-def addresses(values: list[str | None], hash_addresses: bool) -> list[str]:
-    """Every distinct address in some address headers, in order; pseudonymised unless told otherwise."""
-    found = [address for _, address in email.utils.getaddresses([v for v in values if v]) if "@" in address]
+def addresses(values: dict[str, str | None], hash_addresses: bool, notes: list[str]) -> list[str]:
+    """Every distinct address in some address headers (name → value), in order; pseudonymised unless told
+    otherwise. A header whose comments nest too deeply to parse gives none, with a note: its RecursionError made
+    the whole message a dead letter, blamed on its MIME parts."""
+    found: list[str] = []
+    for name, value in values.items():
+        try:
+            found += [address for _, address in email.utils.getaddresses([value]) if "@" in address] if value else []
+        except RecursionError:  # the parser reads each ``(`` of a comment a level deeper in Python's stack
+            notes.append(f"header {name} nested too deeply to read its addresses: left out")
     unique = list(dict.fromkeys(address.strip() for address in found))
     return [hash_address(a) for a in unique] if hash_addresses else unique
 
@@ -1219,9 +1226,9 @@ def parse_email(raw: bytes, input_ref: str, hash_addresses: bool = True) -> Docu
     the whole mbox in one ``corrupt_file`` record, and every message after it was lost."""
     try:
         return _parse_email(raw, input_ref, hash_addresses)
-    except RecursionError:  # the email package parses each MIME level a level deeper in Python's stack
-        return Failure("email", input_ref, "parse", "unparseable_email", "MIME parts nested too deeply to parse",
-                       excerpt(raw))
+    except RecursionError:  # the email package parses each MIME level, and each comment, a level deeper
+        return Failure("email", input_ref, "parse", "unparseable_email", "MIME parts or a MIME header's comments "
+                       "nested too deeply to parse", excerpt(raw))
     except Exception as error:  # noqa: BLE001 - one bad message must not lose the messages after it
         return Failure("email", input_ref, "parse", "unparseable_email",
                        f"message could not be parsed: {type(error).__name__}: {error}", excerpt(raw))
@@ -1240,8 +1247,8 @@ def _parse_email(raw: bytes, input_ref: str, hash_addresses: bool) -> Document |
     except Exception as error:  # noqa: BLE001 - a repair that fails leaves the message as the parser read it
         notes.append(f"MIME structure broken ({type(error).__name__})")
     body = without_pgp_armor(body_text(message, notes), notes)
-    sender = addresses([header(message, "from", notes)], hash_addresses)
-    recipients = addresses([header(message, name, notes) for name in ("to", "cc")], hash_addresses)
+    sender = addresses({"from": header(message, "from", notes)}, hash_addresses, notes)
+    recipients = addresses({name: header(message, name, notes) for name in ("to", "cc")}, hash_addresses, notes)
     declared_id = header(message, "message-id", notes)
     message_id = first_message_id(declared_id) or (declared_id or "").strip() or None
     parent = first_message_id(header(message, "in-reply-to", notes))

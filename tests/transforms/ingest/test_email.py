@@ -1260,8 +1260,27 @@ def test_mime_nested_too_deeply_is_a_dead_letter_of_its_own(tmp_path: Path) -> N
     assert [record["subject"] for record in records if not isinstance(record, Failure)] == ["order 1", "order 3"]
     for failure in (records[1], *read_path(str(single))):
         assert isinstance(failure, Failure) and failure.stage == "parse"
-        assert failure.error_type == "unparseable_email" and failure.error == "MIME parts nested too deeply to parse"
+        assert failure.error_type == "unparseable_email"
+        assert failure.error == "MIME parts or a MIME header's comments nested too deeply to parse"
         assert 'Content-Type: multipart/mixed; boundary="b0"' in failure.raw_excerpt
+
+
+@pytest.mark.parametrize("name", ["To", "Cc"])
+def test_an_address_header_nested_too_deeply_loses_only_its_addresses(name: str) -> None:
+    """A To or Cc of 3,000 nested comments overflowed the address parser's recursion, and the whole message became
+    a dead letter blamed on its MIME parts; it is labeled, without that header's addresses."""
+    document = parse_email(complaint(1, f"{name}: {'(' * 3000}b@example.com\nCc: c@example.com\n"
+                                     if name == "To" else f"{name}: {'(' * 3000}b@example.com\n").encode(), "x.eml")
+    assert not isinstance(document, Failure) and document["text"] == "order 1\n\nMy parcel 1 never arrived."
+    assert f"header {name.lower()} nested too deeply to read its addresses: left out" in document["ingest_notes"]
+    assert document["author"] == hash_address("a@example.com")
+    assert document["recipients"] == ([hash_address("c@example.com")] if name == "To" else [])
+
+
+def test_a_sender_nested_too_deeply_leaves_the_author_empty() -> None:
+    document = parse_email(f"From: {'(' * 3000}a@example.com\nSubject: refund\n\nWhere is it?\n".encode(), "x.eml")
+    assert not isinstance(document, Failure) and document["author"] is None
+    assert "header from nested too deeply to read its addresses: left out" in document["ingest_notes"]
 
 
 def test_any_other_error_in_one_message_is_its_own_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
