@@ -19,6 +19,7 @@ import email.utils
 import functools
 import hashlib
 import re
+from bisect import bisect_right
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import errors, policy
@@ -857,6 +858,10 @@ def without_pgp_armor(body: str, notes: list[str]) -> str:
     if "-----BEGIN PGP " not in body:
         return body
     lines = body.split("\n")
+    ends: dict[str, list[int]] = {}  # each END line's places, listed once: searched on from each BEGIN, unterminated
+    for at, line in enumerate(lines):  # blocks read the rest of the body each (6,000 of them: a second)
+        if line.startswith("-----END PGP "):
+            ends.setdefault(line.rstrip(), []).append(at)
     kept: list[str] = []
     signed = False
     index = 0
@@ -871,8 +876,9 @@ def without_pgp_armor(body: str, notes: list[str]) -> str:
             signed = True
             continue
         if begin:
-            end = f"-----END PGP {begin.group(1)}-----"
-            close = next((at for at in range(index + 1, len(lines)) if lines[at].rstrip() == end), None)
+            closes = ends.get(f"-----END PGP {begin.group(1)}-----", [])
+            after = bisect_right(closes, index)
+            close = closes[after] if after < len(closes) else None
             if close is not None:
                 _note_once(notes, _ARMOR_NOTES[begin.group(1)])
                 index, signed = close + 1, False
