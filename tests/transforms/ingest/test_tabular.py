@@ -176,6 +176,16 @@ def test_a_date_that_would_be_a_guess_is_left_empty_with_a_note(written: object)
     assert document["ingest_notes"] == [f"unparseable created_at: {written}"]
 
 
+def test_a_time_cell_too_long_to_be_a_time_is_not_read() -> None:
+    """A stray quote runs a CSV cell on over many lines; in the time column the date parser took 8 s for 2,000,000
+    characters. Past ``TIME_TEXT_CHARS`` a cell is unparseable unread."""
+    row = {"text": "fine", "created_at": "1 " * 1_500_000}
+    started = time.perf_counter()
+    document = to_document(row, ColumnMap().resolve(list(row)), "review", "r.csv:2")
+    assert time.perf_counter() - started < 2
+    assert document["created_at"] is None and document["ingest_notes"] == ["unparseable created_at: " + "1 " * 20]
+
+
 @pytest.mark.parametrize(("written", "expected"), [
     ("4.0 out of 5 stars", 4.0), ("4/5", 4.0), ("4,5", 4.5), ("★★★★☆", 4.0), ("1 star", 1.0), (3, 3.0), ("", None)])
 def test_ratings_as_review_exports_write_them(written: object, expected: float | None) -> None:
