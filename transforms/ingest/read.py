@@ -706,6 +706,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
     source = forced
     pending: list[Failure] = []
     resolved: dict[tuple[str, ...], tuple[ColumnMap, list[str]]] = {}
+    last_keys: tuple[str, ...] | None = None
     for ref, read in TABLE_READERS[kind](handle, path):
         row = read if isinstance(read, Failure) else activity_post(read, ref)
         if isinstance(row, Failure):
@@ -717,13 +718,14 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             pending.clear()
             continue
         if source is None:
-            source = guess_source(row.keys(), name) or "review"
+            source = guess_source(getattr(row, "header", None) or row.keys(), name) or "review"
         yield from (replace(failure, source=source) for failure in pending)
         pending.clear()
-        keys = tuple(row)
-        if keys not in resolved:
-            resolved[keys] = columns.resolve(keys, source), columns.unmatched(keys)
-        mapping, unmatched = resolved[keys]
+        keys = getattr(row, "header", None) or tuple(row)  # a CSV row's columns include those its line lacks
+        if keys is not last_keys:  # a CSV's rows share one header: hashing 20,000 names a row took seconds
+            if keys not in resolved:
+                resolved[keys] = columns.resolve(keys, source), columns.unmatched(keys)
+            last_keys, (mapping, unmatched) = keys, resolved[keys]
         try:
             record = row_to_document(row, mapping, source, ref)
         except Exception as error:  # noqa: BLE001 - a row a converter fails on must not end its file, as it did
