@@ -182,11 +182,10 @@ def is_output(path: str, output: str) -> bool:
     """Whether ``path`` lies in what a run writes below ``output`` (:data:`OUTPUT_FOLDERS` and ``_``-prefixed
     folders). The rest of an output root is the user's: an output root above the inputs (``--output .``, or the
     daily flow's output root equal to its input root) skipped every input there."""
-    if not is_under(path, output):
-        return False
     if "://" in path or "://" in output:
-        relative = path[len(output.rstrip("/")) + 1:]
-    else:
+        root = output.rstrip("/") + "/"
+        relative = path[len(root):] if path.startswith(root) else ".."
+    else:  # as is_under reads it, each path resolved once
         relative = os.path.relpath(os.path.realpath(path), os.path.realpath(output)).replace(os.sep, "/")
     top = relative.split("/", 1)[0]
     return top in OUTPUT_FOLDERS or top.startswith("_")
