@@ -670,6 +670,10 @@ def run_command(argv: list[str] | None = None) -> int:
         warm_up_workers(args.runner, args.model, args.beam_arg, tasks=args.tasks, device=args.device,
                         precision=args.precision, zero_shot=getattr(args, "zero_shot", None))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # anyio imports its asyncio backend lazily, from whichever thread asks first; two of Prefect's event-loop threads
+    # asking at once deadlocked on the import locks, and a run that had finished its flow hung for good (seen twice in
+    # the SIGTERM test). Imported here, in the main thread, before Prefect starts them.
+    import anyio._backends._asyncio  # noqa: F401
     if args.command == "run":
         from flows.run import run_flow
 
