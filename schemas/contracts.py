@@ -37,7 +37,8 @@ DOCUMENT_FIELDS: tuple[pa.Field, ...] = (
     _field("source", pa.string(), "email | review | social.", False),
     _field("source_id", pa.string(),
            "The record's own id: its id column, else the email Message-ID, else a hash of its place (file name "
-           "with line, row or message offset) and text, so two id-less rows with the same text stay two documents.",
+           "with line, row or message offset) and text, so two id-less rows with the same text stay two documents. A "
+           "whole-number float id is written as the integer (123, not pandas' 123.0); NaN or infinity is no id.",
            False),
     _field("input_ref", pa.string(), "Where the record was read: file path with line, row or message index.", False),
     _field("created_at", TIMESTAMP, "When the author wrote it (email Date, created_at column), in UTC."),

@@ -316,12 +316,11 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
     except (TypeError, ValueError):
         notes.append(f"non-numeric rating: {str(rating)[:20]}")
         rating = None
-    source_id = row.get(columns.id) if columns.id else None
     return new_document(
         source,
         input_ref,
         text,
-        source_id=_cell_text(source_id),
+        source_id=_id_text(row.get(columns.id), notes) if columns.id else None,
         created_at=created_at,
         author=_author_text(row.get(columns.author), notes) if columns.author else None,
         rating=rating,
@@ -333,12 +332,26 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
 
 def _cell_text(value: Any) -> str | None:
     """A cell (an id, author, product or title) as text; a nested one (``{"a": 1}``) as compact JSON, which other
-    tools can read back, not Python's ``repr``."""
-    if value is None or value == "":
+    tools can read back, not Python's ``repr``. NaN is a gap, not the text "nan": pandas writes a missing value
+    as NaN, and so does Python's ``json.dumps`` of such a record."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return str(value)
+
+
+def _id_text(value: Any, notes: list[str]) -> str | None:
+    """The record's own id as text. NaN (a gap) and infinity (``1e400``, a number past a float's range) are no id:
+    as "nan" and "inf" every such record of a source shared one ``doc_id``; without one a record's id comes from
+    its place and text. A float that holds a whole number is written as one: pandas turns an integer id column
+    with a gap into floats, and ``123.0`` would not be the ``123`` of the same record read from elsewhere."""
+    if isinstance(value, float) and math.isinf(value):
+        notes.append(f"id past a number's range ({value}): left out")
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return _cell_text(value)
 
 
 AUTHOR_KEYS = ("screen_name", "username", "acct", "handle", "name")

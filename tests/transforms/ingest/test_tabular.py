@@ -228,6 +228,34 @@ def test_a_nested_id_is_kept_as_json_text() -> None:
     assert document["source_id"] == '{"n":7,"shop":"eu"}'
 
 
+def test_an_integer_id_column_with_gaps_as_pandas_writes_it_gives_integer_ids_and_distinct_doc_ids(
+        tmp_path: Path) -> None:
+    """pandas holds an integer column with a gap as floats, and Python's ``json.dumps`` writes the gaps as NaN: the
+    ids were "1.0" and "nan", every id-less record of the file one ``doc_id`` (reused_ids in the manifest), and a
+    missing product the text "nan"."""
+    frame = pd.DataFrame({"id": [1, None, 3, None], "text": ["great phone", "awful battery", "ok", "fine"],
+                          "product": ["p1", None, "p3", "p4"]})
+    assert frame["id"].dtype == "float64"
+    lines = tmp_path / "reviews.jsonl"
+    lines.write_text("".join(json.dumps(record) + "\n" for record in frame.to_dict("records")))
+    assert "NaN" in lines.read_text()
+    frame.to_parquet(tmp_path / "reviews.parquet")
+    for path in (lines, tmp_path / "reviews.parquet"):
+        documents = list(read_path(str(path)))
+        assert [document["source_id"] for document in documents[::2]] == ["1", "3"]
+        assert len({document["doc_id"] for document in documents}) == 4
+        assert [document["product"] for document in documents] == ["p1", None, "p3", "p4"]
+
+
+def test_an_id_past_a_numbers_range_is_left_out_with_a_note() -> None:
+    """``1e400`` reads as infinity: as the id "inf" it gave every such record one ``doc_id``."""
+    rows = [json.loads(f'{{"id": {number}, "text": "fine"}}') for number in ("1e400", "2e400")]
+    documents = [to_document(row, ColumnMap().resolve(list(row)), "review", f"r.jsonl:{n}")
+                 for n, row in enumerate(rows, start=1)]
+    assert documents[0]["doc_id"] != documents[1]["doc_id"]
+    assert documents[0]["ingest_notes"] == ["id past a number's range (inf): left out"]
+
+
 def test_a_repeated_header_name_keeps_the_first_column_as_the_text() -> None:
     """The csv module kept the last of two ``text`` columns; pandas numbers the repeat ``text.1``."""
     rows = list(read_csv(io.BytesIO(b"id,text,rating,text\n1,the review itself,4,internal note\n"), "r.csv"))
