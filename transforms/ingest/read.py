@@ -735,7 +735,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             if record.error_type == "no_text_column" and columns.text is not None:
                 record = replace(record, error=f"--text-column {columns.text!r} is not a column of this table "
                                                f"({', '.join(sorted(keys)[:12])})")
-        elif unmatched:
-            record["ingest_notes"] = [*record["ingest_notes"], *unmatched]
+        elif unmatched or getattr(row, "notes", ()):
+            record["ingest_notes"] = [*record["ingest_notes"], *getattr(row, "notes", ()), *unmatched]
         yield record
     yield from (replace(failure, source=by_name) for failure in pending)

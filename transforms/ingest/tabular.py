@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from dateutil import parser as date_parser
 from dateutil.parser import UnknownTimezoneWarning
 
+from transforms.ingest.email import detect_charset
 from transforms.records import Document, Failure, excerpt, new_document
 
 TEXT_COLUMNS = ("text", "review_text", "review", "body", "content", "full_text", "tweet", "post", "message",
@@ -402,6 +403,45 @@ def text_encoding(handle: BinaryIO) -> str:
     return next((encoding for bom, encoding in _BOMS if start.startswith(bom)), "utf-8")
 
 
+ENCODING_SAMPLE_BYTES = 1 << 20
+"""Bytes of a CSV without a byte-order mark read to tell UTF-8 from a legacy code page."""
+WINDOWS_CODE_PAGES = frozenset({"cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257",
+                                "cp1258", "cp874"})
+"""The code pages a CSV may be read in when detection names one: the single-byte ones Windows, and so Excel's plain
+"CSV", writes. On a table's few short lines detection is not sure of the rest: three lines of Shift JIS read as
+Korean (cp949), one of KOI8-R Russian as Shift JIS. Their rows stay ``invalid_utf8`` dead letters."""
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def csv_encoding(handle: BinaryIO) -> tuple[str, str | None]:
+    """The encoding to read a CSV in, with a note for its rows where that is a guess; the handle is rewound.
+
+    Excel's "CSV" (not "CSV UTF-8") and many Windows tools write the system's code page without a mark
+    (Windows-1252 in western Europe and the Americas, 1251 for Cyrillic, Shift JIS, GBK): read as UTF-8, every row
+    with an accent or a curly quote was an ``invalid_utf8`` dead letter. Such a file's sample has more undecodable
+    bytes than UTF-8 sequences, and its code page is detected as a mail part's is (:func:`detect_charset`), among
+    :data:`WINDOWS_CODE_PAGES`. A file that is mostly valid UTF-8 where it is not ASCII (a damaged UTF-8 file) stays
+    UTF-8, each bad row its own dead letter, as does one whose first ``ENCODING_SAMPLE_BYTES`` are all ASCII.
+    """
+    encoding = text_encoding(handle)
+    if encoding != "utf-8":
+        return encoding, None
+    sample = handle.read(ENCODING_SAMPLE_BYTES)
+    handle.seek(0)
+    if sample.isascii():
+        return encoding, None
+    decoded = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(sample)  # not final: a cut sequence
+    undecodable = len(_UNDECODABLE.findall(decoded))
+    if undecodable == 0 or len(_NON_ASCII.findall(decoded)) - undecodable > undecodable:
+        return encoding, None
+    charset = detect_charset(sample)
+    name = codecs.lookup(charset).name if charset else None
+    if name not in WINDOWS_CODE_PAGES:
+        return encoding, None
+    return name, f"decoded as {name}: the file is not UTF-8 and has no byte-order mark"
+
+
 CSV_FIELD_LIMIT = 256 << 20
 """Characters one CSV cell may hold. The csv module's default (131,072) stopped the file at a long
 review; an over-long text is refused later, as one ``text_too_large`` record, and the file read on."""
@@ -506,6 +546,8 @@ class CsvRow(dict[str, Any]):
 
     header: tuple[str, ...] = ()
     columns: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
+    """What its document notes for the whole file (the code page it was decoded in)."""
 
     def __missing__(self, key: str) -> None:
         if key in self.columns:
@@ -522,6 +564,7 @@ class _CsvRowReader(csv.DictReader):
 
     header: tuple[str, ...] = ()
     columns: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
 
     def name_columns(self, names: list[str]) -> None:
         self.fieldnames = names
@@ -535,7 +578,7 @@ class _CsvRowReader(csv.DictReader):
         while cells == []:
             cells = next(self.reader)
         row = CsvRow(zip(self.header, cells, strict=False))  # a short row holds only its cells
-        row.header, row.columns = self.header, self.columns
+        row.header, row.columns, row.notes = self.header, self.columns, self.notes
         if len(cells) > len(self.header):
             row[self.restkey] = cells[len(self.header):]
         return row
@@ -545,7 +588,7 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     """(input_ref, row) pairs; the dialect is sniffed, the first line is the header. An Excel ``sep=`` line before
     the header names the delimiter and is skipped: read as the header, it made every row a dead letter."""
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
-    encoding = text_encoding(handle)
+    encoding, guessed = csv_encoding(handle)
     errors = "surrogateescape" if encoding.startswith("utf-8") else MARK_UNDECODABLE
     text = io.TextIOWrapper(handle, encoding=encoding, errors=errors, newline="")
     hint = _SEPARATOR_HINT.fullmatch(text.readline())
@@ -566,6 +609,7 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     reader = _CsvRowReader(source, dialect=dialect, **({"delimiter": delimiters} if hint else {}))
     if reader.fieldnames:
         reader.name_columns(distinct_names(reader.fieldnames))
+    reader.notes = (guessed,) if guessed else ()
     hint_lines = 1 if hint else 0  # the reader counts lines from the header; refs name the file's lines
     line = 1 + hint_lines
     try:

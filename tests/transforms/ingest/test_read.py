@@ -413,12 +413,12 @@ def test_rows_without_ids_get_distinct_stable_doc_ids(tmp_path: Path) -> None:
 def test_bad_rows_before_the_first_good_one_take_the_tables_source(tmp_path: Path) -> None:
     """The source is told by the first good row's columns; bad rows before it used to land under unknown."""
     posts = tmp_path / "export.csv"
-    posts.write_bytes(b"tweet,retweets\ncaf\xe9 first row,1\nfine,2\n")
+    posts.write_bytes("tweet,retweets\ncaf\udce9 first row,1\nfine — déjà vu,2\n".encode("utf-8", "surrogateescape"))
     broken = tmp_path / "tweets-today.jsonl"
     broken.write_bytes(b'{"tweet": "cut\n[1]\n')
     outcomes = [(r.source, r.error_type) if isinstance(r, Failure) else (r["source"], r["text"])
                 for path in (posts, broken) for r in read_path(str(path))]
-    assert outcomes == [("social", "invalid_utf8"), ("social", "fine"),
+    assert outcomes == [("social", "invalid_utf8"), ("social", "fine — déjà vu"),
                         ("social", "invalid_json"), ("social", "not_an_object")]
 
 

@@ -140,10 +140,10 @@ def test_invalid_utf8_fails_only_its_own_row(tmp_path: Path) -> None:
     jsonl = tmp_path / "posts.jsonl"
     jsonl.write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n{"text": "also fine"}\n')
     csv = tmp_path / "reviews.csv"
-    csv.write_bytes(b"review_text,stars\nfine,5\ncaf\xe9,1\nalso fine,4\n")
-    for path in (jsonl, csv):
+    csv.write_bytes("review_text,stars\nfine,5\ncaf\udce9,1\nalso fine — déjà vu,4\n".encode(errors="surrogateescape"))
+    for path, last in ((jsonl, "also fine"), (csv, "also fine — déjà vu")):  # the CSV otherwise UTF-8: no code page
         outcomes = [r.error_type if isinstance(r, Failure) else r["text"] for r in records_of(path)]
-        assert outcomes == ["fine", "invalid_utf8", "also fine"]
+        assert outcomes == ["fine", "invalid_utf8", last]
 
 
 def test_a_20_mb_text_is_refused_by_size_not_by_a_crash(tmp_path: Path) -> None:
@@ -328,20 +328,24 @@ def test_pipeline_labeled_plus_dead_letter_equals_input(tiny_bundle: Path, posts
 
 def test_names_and_text_that_beam_cannot_encode_do_not_stop_the_run(tiny_bundle: Path, tmp_path: Path) -> None:
     """Beam's coders and Parquet accept only valid UTF-8: a non-UTF-8 file name, a JSON escape of half an
-    emoji and a CSV byte in another charset once failed the whole job."""
+    emoji and a CSV byte in another charset once failed the whole job. A Windows-1252 CSV is read in it; a byte that
+    is not UTF-8 in an otherwise UTF-8 one is its row's dead letter."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / b"caf\xe9-tweets.jsonl".decode("utf-8", "surrogateescape")).write_bytes(
         b'{"id": "1", "text": "cut at the limit \\ud83d"}\n{"id": "2", "text": "fine"}\n')
-    (inputs / "reviews.csv").write_bytes(b"id,review_text\n1,fine\n2,caf\xe9 in latin-1\n")
+    (inputs / "reviews.csv").write_bytes("id,review_text\n1,fine — déjà vu\n2,caf\udce9 in latin-1\n".encode(
+        errors="surrogateescape"))
+    (inputs / "reviews-cp1252.csv").write_bytes(b"id,review_text\n3,caf\xe9 cr\xe8me\n")
     (inputs / "reviews-excel.csv").write_bytes("id,review_text\n1,exported by Excel\n".encode("utf-16"))
     output = tmp_path / "out"
     manifest = run_pipeline(PipelineConfig(inputs=(str(inputs),), output=str(output), logical_date="2026-11-20",
                                            model_dir=str(tiny_bundle)))
     labeled = pd.read_parquet(output / "labeled")
     dead = pd.read_parquet(output / "dead_letter")
-    assert manifest["reconciled"] is True and manifest["totals"]["input"] == 5
-    assert sorted(labeled["text"]) == ["cut at the limit \ufffd", "exported by Excel", "fine", "fine"]
+    assert manifest["reconciled"] is True and manifest["totals"]["input"] == 6
+    assert sorted(labeled["text"]) == ["café crème", "cut at the limit \ufffd", "exported by Excel", "fine",
+                                       "fine — déjà vu"]
     assert list(dead["error_type"]) == ["invalid_utf8"] and dead["raw_excerpt"][0].endswith('caf\\xe9 in latin-1"}')
     assert any(ref.startswith(f"{inputs}/caf\\xe9-tweets.jsonl:") for ref in labeled["input_ref"])
 

@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from transforms.clean import clean_document
+from transforms.ingest import tabular
 from transforms.ingest.read import read_path
 from transforms.ingest.tabular import (
     ColumnMap,
@@ -83,13 +84,53 @@ def test_a_mapped_column_the_table_lacks_is_said_not_silently_dropped(tmp_path: 
 
 
 def test_invalid_utf8_in_csv_fails_only_that_row() -> None:
-    data = b"id,text\n1,fine row\n2,caf\xe9 broken\n3,also fine\n"
+    """A damaged UTF-8 file (its other accents valid UTF-8) is no code page to guess: the bad row is a dead letter."""
+    data = "id,text\n1,fine café row\n2,caf\udce9 broken\n3,naïve also fine\n".encode("utf-8", "surrogateescape")
     rows = list(read_csv(io.BytesIO(data), "f.csv"))
     documents = [row if isinstance(row, Failure) else to_document(row, ColumnMap().resolve(list(row)), "review", ref)
                  for ref, row in rows]
     assert [d.error_type if isinstance(d, Failure) else d["text"] for d in documents] == [
-        "fine row", "invalid_utf8", "also fine"]
+        "fine café row", "invalid_utf8", "naïve also fine"]
     assert documents[1].raw_excerpt == '{"id": "2", "text": "caf\\xe9 broken"}'  # the byte shown, not a surrogate
+
+
+@pytest.mark.parametrize(("code_page", "texts"), [
+    ("cp1252", ["Café crème, naïve – great", "“Smart quotes” and 5 €"]),
+    ("cp1251", ["Отличный товар, рекомендую", "Доставка заняла неделю"]),
+    ("cp1250", ["Zażółć gęślą jaźń, dobry produkt", "Dostawa trwała tydzień"]),
+])
+def test_a_csv_in_a_windows_code_page_is_read_in_it_with_a_note(tmp_path: Path, code_page: str,
+                                                                 texts: list[str]) -> None:
+    """Excel's plain "CSV" writes the system's code page with no byte-order mark: read as UTF-8, every row with an
+    accent, a curly quote or a non-Latin letter was an ``invalid_utf8`` dead letter."""
+    path = tmp_path / "reviews.csv"
+    path.write_bytes("review_id,review_text,rating\n1,plain ascii row,4\n".encode(code_page)
+                     + "".join(f'{n},"{text}",5\n' for n, text in enumerate(texts, start=2)).encode(code_page))
+    documents = list(read_path(str(path)))
+    assert [document["text"] for document in documents] == ["plain ascii row", *texts]
+    assert {tuple(document["ingest_notes"]) for document in documents} == {
+        (f"decoded as {code_page}: the file is not UTF-8 and has no byte-order mark",)}
+
+
+@pytest.mark.parametrize(("code_page", "text"), [("shift_jis", "とても良い商品です"), ("koi8_r", "Отличный товар")])
+def test_a_short_table_in_a_code_page_detection_is_not_sure_of_stays_dead_letters(tmp_path: Path, code_page: str,
+                                                                                   text: str) -> None:
+    """Detected, these read as Korean and as Shift JIS: dead letters that say so beat labeled garbage."""
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(f"id,text\n1,plain row\n2,{text}\n".encode(code_page))
+    document, failure = read_path(str(path))
+    assert (document["text"], document["ingest_notes"], failure.error_type) == ("plain row", [], "invalid_utf8")
+
+
+def test_a_byte_the_code_page_leaves_undefined_past_the_sample_fails_only_its_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tabular, "ENCODING_SAMPLE_BYTES", 24)
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b"id,text\n1,caf\xe9 cr\xe8me\n2,bad \x81 byte\n3,tr\xe8s bon \x96 merci\n")
+    first, failure, last = read_path(str(path))
+    assert (first["text"], last["text"]) == ("café crème", "très bon – merci")
+    assert (failure.input_ref, failure.error_type, failure.error) == (f"{path}:3", "invalid_utf8",
+                                                                     "row is not valid CP1252")
 
 
 def test_a_quote_never_closed_is_a_dead_letter_not_the_rest_of_the_file_as_one_review(tmp_path: Path) -> None:
