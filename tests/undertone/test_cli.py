@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -130,7 +132,7 @@ def test_config_values_are_what_the_same_flags_give(tmp_path: Path) -> None:
     from_config = parse_args(["run", "--config", str(config), "inbox/", "--output", "out"])
     from_flags = parse_args(["run", "inbox/", "--output", "out", "--date", "2026-11-20",
                              "--beam-arg=--direct_num_workers=2", "--tasks", "sentiment,spam", "--keep-addresses",
-                             "--text-column", "body"])
+                    "--text-column", "body"])
     assert vars(from_config) == {**vars(from_flags), "config": str(config)}
     assert (from_config.date, from_config.beam_arg) == ("2026-11-20", ["--direct_num_workers=2"])
     overridden = parse_args(["run", "--config", str(config), "inbox/", "--output", "out", "--date", "2026-11-19",
@@ -162,7 +164,7 @@ def test_a_task_the_model_does_not_have_is_a_usage_error(capsys: pytest.CaptureF
 
 @pytest.mark.parametrize("command", [["run", "inbox/"], ["daily", "--input-root", "inbox/"],
                                      ["backfill", "--input-root", "inbox/", "--start", "2026-11-18", "--end",
-                                      "2026-11-20"]])
+                             "2026-11-20"]])
 def test_a_runner_without_an_option_set_is_a_usage_error(capsys: pytest.CaptureFixture[str],
                                                          command: list[str]) -> None:
     """``--runner dataflw`` failed the flow run after Prefect started; ``daily`` had withdrawn the date's completion
@@ -217,7 +219,7 @@ def test_an_impossible_date_names_the_expected_form(capsys: pytest.CaptureFixtur
 
 @pytest.mark.parametrize("command", [["run", "inbox/", "--date"], ["daily", "--input-root", "inbox/", "--date"],
                                      ["backfill", "--input-root", "inbox/", "--start", "2026-11-18", "--end"],
-                                     ["report", "--html", "report.html", "--start", "2026-11-18", "--end"],
+                            ["report", "--html", "report.html", "--start", "2026-11-18", "--end"],
                                      ["report", "--html", "report.html", "--start"]])
 def test_a_far_off_date_is_a_usage_error(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
     """``--date 9999-12-31`` wrote a far-future partition that dashboards then showed; a report's typo'd year
@@ -298,7 +300,7 @@ def test_a_backfills_negative_count_or_delay_is_a_usage_error(tmp_path: Path, ca
 ])
 def test_an_input_that_yields_no_file_is_a_usage_error(tiny_bundle: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str], inputs: list[str],
-                                                       message: str) -> None:
+                                              message: str) -> None:
     """A typo'd glob failed the run with Prefect's traceback and exit 1; the README calls it a usage error."""
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit) as exit_info:
@@ -328,7 +330,7 @@ def test_the_command_starts_without_beams_bigquery_notice_and_keeps_other_warnin
 ])
 def test_a_bad_evaluation_input_is_a_usage_error_in_one_line(tiny_bundle: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str], content: str,
-                                                            task: str, message: str) -> None:
+                                                   task: str, message: str) -> None:
     """These failed the flow: Prefect's traceback, then ``evaluate failed: ...`` (an empty file's without its name)."""
     data = tmp_path / "gold.csv"
     data.write_text(content, encoding="utf-8")
@@ -371,7 +373,7 @@ def test_an_evaluation_that_fails_at_run_time_exits_1_with_the_reason(
 ])
 def test_bad_fewshot_examples_are_a_usage_error_in_one_line(tiny_bundle: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str], content: str,
-                                                            message: str) -> None:
+                                                   message: str) -> None:
     examples = tmp_path / "examples.csv"
     examples.write_text(content, encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
@@ -504,6 +506,23 @@ def prefect_servers(pid: int) -> list[psutil.Process]:
     return servers
 
 
+@contextlib.contextmanager
+def running(command: list[str], **options: Any) -> Iterator[subprocess.Popen[str]]:
+    """``subprocess.Popen`` for a test that stops the command itself. ``Popen``'s own exit waits for the child with
+    no timeout, so an assertion that failed while the command ran on (a hung command, one that finished before the
+    test could stop it) hung the whole suite instead of failing one test; the command and what it started (its
+    Prefect server) are killed first."""
+    with subprocess.Popen(command, **options) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                with contextlib.suppress(psutil.Error):
+                    for descendant in psutil.Process(process.pid).children(recursive=True):
+                        descendant.kill()
+                process.kill()
+
+
 def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle: Path, tmp_path: Path) -> None:
     """`kill`, `timeout` or a stopped container sends SIGTERM. Its default action ended the command
     at once: Prefect's temporary API server, which only an exit hook stops, lived on (one uvicorn per cancelled run)
@@ -512,8 +531,8 @@ def test_sigterm_unwinds_the_run_and_stops_prefects_temporary_server(tiny_bundle
     out = tmp_path / "out"
     command = [sys.executable, "-m", "undertone", "run", str(tweets.parent), "--output", str(out),
                "--model", str(tiny_bundle), "--date", "2026-11-20"]
-    with subprocess.Popen(command, cwd=REPO, env=own_temporary_server(tmp_path),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as run:
+    with running(command, cwd=REPO, env=own_temporary_server(tmp_path),
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as run:
         deadline = time.monotonic() + 240
         while not any((out / "_staging").glob("*/*")):  # the job has claimed its staging folder: it is running
             assert run.poll() is None, run.stderr.read() if run.stderr else ""
@@ -581,9 +600,9 @@ def test_a_signal_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_
     out, labeling = tmp_path / "out", tmp_path / "labeling"
     command = [sys.executable, "-c", STOPPED_IN_THE_MODEL_STAGE, str(labeling), "run", str(tweets.parent),
                "--output", str(out), "--model", str(tiny_bundle), "--date", "2026-11-20"]
-    with subprocess.Popen(command, cwd=REPO, env=own_temporary_server(tmp_path),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as run:  # its own process group, as a terminal's job has
+    with running(command, cwd=REPO, env=own_temporary_server(tmp_path),
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                 start_new_session=True) as run:  # its own process group, as a terminal's job has
         deadline = time.monotonic() + 240
         while not labeling.exists():
             assert run.poll() is None, run.stderr.read() if run.stderr else ""
@@ -594,11 +613,7 @@ def test_a_signal_in_the_model_stage_stops_the_command_and_nothing_waits_on_its_
             os.killpg(run.pid, stop)
         else:
             run.send_signal(stop)
-        try:
-            status = run.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            raise
+        status = run.wait(timeout=30)
         stderr = run.stderr.read() if run.stderr else ""
     assert status == 128 + stop
     assert f"stopped by {stop.name}" in stderr and "run failed" not in stderr
@@ -656,8 +671,8 @@ def test_a_stopped_run_sends_its_last_log_lines_to_the_prefect_server_it_reports
     command = [sys.executable, "-c", STOPPED_IN_THE_MODEL_STAGE, str(labeling), "run", str(tweets.parent),
                "--output", str(out), "--model", str(tiny_bundle), "--date", "2026-11-20"]
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect")}
-    with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True) as run:
+    with running(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                 text=True) as run:
         deadline = time.monotonic() + 240
         while not labeling.exists():
             assert run.poll() is None, run.stderr.read() if run.stderr else ""
@@ -679,8 +694,8 @@ def test_sigkill_leaves_no_prefect_server_behind(tiny_bundle: Path, tmp_path: Pa
     tweets = write_tweets(tmp_path / "in", 5_000)
     command = [sys.executable, "-m", "undertone", "run", str(tweets.parent), "--output", str(tmp_path / "out"),
                "--model", str(tiny_bundle), "--date", "2026-11-20"]
-    with subprocess.Popen(command, cwd=REPO, env=own_temporary_server(tmp_path),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as run:
+    with running(command, cwd=REPO, env=own_temporary_server(tmp_path),
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as run:
         deadline = time.monotonic() + 240
         servers: list[psutil.Process] = []
         while not servers:
