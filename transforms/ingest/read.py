@@ -27,7 +27,15 @@ from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
 from transforms.ingest.email import hash_address, is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
-from transforms.ingest.tabular import TABLE_READERS, ColumnMap, activity_post, guess_source, row_to_document
+from transforms.ingest.tabular import (
+    TABLE_READERS,
+    X_ARCHIVE_DATA,
+    X_ARCHIVE_TWEETS,
+    ColumnMap,
+    activity_post,
+    guess_source,
+    row_to_document,
+)
 from transforms.records import EXCERPT_CHARS, Document, Failure, excerpt
 
 SOURCE_CHOICES = ("auto", "email", "review", "social")
@@ -243,8 +251,8 @@ def _in_maildir_tmp(path: str) -> bool:
 
 
 def detect_format(path: str, head: bytes) -> str | None:
-    """email | csv | jsonl | json | parquet from the extension, else from the first bytes; a ``.json`` file of
-    JSON Lines is jsonl (:func:`_json_lines`)."""
+    """email | csv | jsonl | json | parquet | x_archive from the extension, else from the first bytes; a ``.json``
+    file of JSON Lines is jsonl (:func:`_json_lines`)."""
     if is_maildir_message(path):
         return "email"
     by_extension = FORMAT_EXTENSIONS.get(_suffix(path))
@@ -254,6 +262,9 @@ def detect_format(path: str, head: bytes) -> str | None:
         return by_extension
     if head.startswith(b"PAR1"):
         return "parquet"
+    archive = X_ARCHIVE_DATA.match(head)
+    if archive and archive.group(1).decode() in X_ARCHIVE_TWEETS:
+        return "x_archive"
     stripped = head.lstrip()
     if stripped.startswith(b"["):
         return "json"
@@ -552,6 +563,10 @@ def unsupported_format(path: str, head: bytes) -> tuple[str | None, str] | None:
         return None, f"{archive or 'a tar archive'}, which is not read: unpack it"
     if head.startswith(b"%PDF-"):
         return None, "a PDF document, which is not read"
+    archive = X_ARCHIVE_DATA.match(head)
+    if archive:
+        return None, (f"X archive data of {archive.group(1).decode()!r}, which is not read: of an X (Twitter) "
+                      "archive only the tweets (tweets.js, tweets-part1.js, ...) are")
     return None
 
 

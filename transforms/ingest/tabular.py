@@ -34,7 +34,7 @@ from transforms.records import Document, Failure, excerpt, new_document
 
 TEXT_COLUMNS = ("text", "review_text", "review", "body", "content", "full_text", "tweet", "post", "message",
                 "comment")
-ID_COLUMNS = ("id", "review_id", "tweet_id", "post_id", "message_id", "uuid")
+ID_COLUMNS = ("id", "review_id", "tweet_id", "post_id", "message_id", "uuid", "id_str")
 CREATED_COLUMNS = ("created_at", "created_utc", "date", "timestamp", "time", "published_at", "review_date",
                    "posted_at", "unix_review_time", "at")
 """Time columns, most telling first. Reddit's ``created_utc`` and Amazon's ``unixReviewTime`` are epoch seconds;
@@ -1060,4 +1060,38 @@ def _parquet_row(batch: pa.RecordBatch, at: int, ref: str) -> dict[str, Any] | F
     return row
 
 
-TABLE_READERS = {"csv": read_csv, "jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet}
+X_ARCHIVE_DATA = re.compile(rb"(?:\xef\xbb\xbf)?\s*window\.YTD\.(\w+)\.part[0-9]+\s*=\s*")
+"""The start of a data file of X's (Twitter's) account archive: a JavaScript assignment of a JSON array,
+``window.YTD.tweets.part0 = [...]``, the group after ``YTD.`` naming what it holds."""
+X_ARCHIVE_TWEETS = ("tweets", "tweet")
+"""The archive's data that is the account's posts: ``tweets.js`` (``tweet.js`` in archives before 2022)."""
+
+
+class _From:
+    """A file read as if it began at ``start``: reads, seeks and tells relative to it."""
+
+    def __init__(self, handle: BinaryIO, start: int) -> None:
+        self.handle, self.start = handle, start
+        handle.seek(start)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.handle.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.handle.seek(self.start + offset if whence == io.SEEK_SET else offset, whence) - self.start
+
+    def tell(self) -> int:
+        return self.handle.tell() - self.start
+
+
+def read_x_archive(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    """The tweets of X's account archive (``data/tweets.js``; ``tweets-part1.js`` and on past 50 MB): the JSON
+    array after its ``window.YTD.tweets.part0 =``, each record's tweet unwrapped from ``{"tweet": {...}}`` (its
+    ``full_text``, ``id``, ``created_at``). The whole file was one ``unknown_format`` dead letter."""
+    prefix = X_ARCHIVE_DATA.match(handle.read(4096))
+    for ref, row in read_json_array(_From(handle, prefix.end() if prefix else 0), name):
+        yield ref, row["tweet"] if isinstance(row, dict) and isinstance(row.get("tweet"), dict) else row
+
+
+TABLE_READERS = {"csv": read_csv, "jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet,
+                 "x_archive": read_x_archive}

@@ -625,6 +625,46 @@ def test_published_is_a_time_only_in_an_activitystreams_object() -> None:
     assert ColumnMap().resolve(["content", "published", "attributedTo"]).created_at == "published"
 
 
+def x_archive_tweet(tweet_id: str, text: str, created_at: str, **more: object) -> dict[str, object]:
+    """A tweet as X's account archive writes it: every number a string, the client app as HTML in ``source``."""
+    return {"tweet": {"edit_info": {"initial": {"editTweetIds": [tweet_id], "editsRemaining": "5"}},
+                      "retweeted": False, "source": '<a href="https://mobile.twitter.com">Twitter Web App</a>',
+                      "entities": {"hashtags": [], "user_mentions": [], "urls": []},
+                      "display_text_range": ["0", str(len(text))], "favorite_count": "3", "id_str": tweet_id,
+                      "truncated": False, "retweet_count": "0", "id": tweet_id, "created_at": created_at,
+                      "favorited": False, "full_text": text, "lang": "en", **more}}
+
+
+@pytest.mark.parametrize(("file_name", "variable"), [("tweets.js", "tweets.part0"), ("tweets-part1.js", "tweets.part1"),
+                                                     ("tweet.js", "tweet.part0")])
+def test_an_x_archives_tweets_are_read_from_its_javascript_and_its_other_data_is_said_not_read(
+        tmp_path: Path, file_name: str, variable: str) -> None:
+    """An X (Twitter) account archive holds each kind of data as a JavaScript assignment of a JSON array,
+    pretty-printed (``tweet.js`` before 2022): the tweets file was one ``unknown_format`` dead letter."""
+    tweets = [x_archive_tweet("1590012345678901234", "@AcmeSupport my order still hasn't shipped &amp; nobody answers",
+                              "Tue Nov 08 11:00:00 +0000 2022", in_reply_to_screen_name="AcmeSupport"),
+              x_archive_tweet("1600000000000000001", "Loving the new update, great work!",
+                              "Sun Dec 04 09:30:00 +0000 2022")]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / file_name).write_text(f"window.YTD.{variable} = {json.dumps(tweets, indent=2, separators=(',', ' : '))}",
+                                  encoding="utf-8")
+    (data / "like.js").write_text('window.YTD.like.part0 = [ {\n  "like" : {\n    "tweetId" : "1",\n'
+                                  '    "fullText" : "someone else\'s post"\n  }\n} ]', encoding="utf-8")
+    documents = list(read_path(str(data / file_name)))
+    assert [(d["source"], d["source_id"], d["text"], d["created_at"]) for d in documents] == [
+        ("social", "1590012345678901234", "@AcmeSupport my order still hasn't shipped &amp; nobody answers",
+         datetime(2022, 11, 8, 11, tzinfo=UTC)),
+        ("social", "1600000000000000001", "Loving the new update, great work!",
+         datetime(2022, 12, 4, 9, 30, tzinfo=UTC))]
+    assert [d["input_ref"] for d in documents] == [f"{data / file_name}[0]", f"{data / file_name}[1]"]
+    assert clean_document(documents[0], 1000)["text"] == "@user my order still hasn't shipped & nobody answers"
+    (likes,) = read_path(str(data / "like.js"))
+    assert likes.error_type == "unknown_format"
+    assert likes.error == ("X archive data of 'like', which is not read: of an X (Twitter) archive only the tweets "
+                           "(tweets.js, tweets-part1.js, ...) are")
+
+
 @pytest.mark.parametrize("context", ["https://www.w3.org/ns/activitystreams",
                                      ["https://www.w3.org/ns/activitystreams", {"ostatus": "http://ostatus.org#"}]])
 def test_a_mastodon_archive_reads_each_post_and_dead_letters_each_boost(tmp_path: Path, context: object) -> None:
