@@ -42,7 +42,7 @@ SOURCE_CHOICES = ("auto", "email", "review", "social")
 FORMAT_EXTENSIONS = {
     ".eml": "email", ".msg": "email", ".mbox": "email", ".mbx": "email",
     ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
-    ".parquet": "parquet", ".pq": "parquet",
+    ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx", ".xlsm": "xlsx",
 }
 MAILBOX_SUFFIXES = (".mbox", ".mbx")
 """Files of many messages; any other email file is one message (an empty one is a broken message)."""
@@ -251,8 +251,8 @@ def _in_maildir_tmp(path: str) -> bool:
 
 
 def detect_format(path: str, head: bytes) -> str | None:
-    """email | csv | jsonl | json | parquet | x_archive from the extension, else from the first bytes; a ``.json``
-    file of JSON Lines is jsonl (:func:`_json_lines`)."""
+    """email | csv | jsonl | json | parquet | xlsx | x_archive from the extension, else from the first bytes; a
+    ``.json`` file of JSON Lines is jsonl (:func:`_json_lines`)."""
     if is_maildir_message(path):
         return "email"
     by_extension = FORMAT_EXTENSIONS.get(_suffix(path))
@@ -555,8 +555,8 @@ def unsupported_format(path: str, head: bytes) -> tuple[str | None, str] | None:
                              "export the mailbox to mbox")
         return None, "a legacy Microsoft Office file (OLE compound file), which is not read: save tables as CSV"
     if head.startswith(_ZIP):
-        if suffix in (".xlsx", ".xlsm", ".ods"):
-            return None, "a spreadsheet workbook, which is not read: save each sheet as CSV"
+        if suffix == ".ods":
+            return None, "an OpenDocument spreadsheet, which is not read: save it as .xlsx, or each sheet as CSV"
         return None, "a zip archive, which is not read: unpack it (single files may be .gz, .bz2, .xz or .zst)"
     archive = next((name for magic, name in _ARCHIVES.items() if head.startswith(magic)), None)
     if archive or head[257:262] == b"ustar":

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 
 import ijson
+import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dateutil import parser as date_parser
@@ -1060,6 +1061,41 @@ def _parquet_row(batch: pa.RecordBatch, at: int, ref: str) -> dict[str, Any] | F
     return row
 
 
+def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    """The rows of every worksheet of an Excel workbook (``.xlsx``, ``.xlsm``), each sheet a table whose first
+    non-empty row is its header, streamed a row at a time (openpyxl's read-only mode); ``input_ref`` names the sheet
+    and the row as Excel numbers it (``reviews.xlsx#Reviews!12``). Cells hold what Excel last computed (a formula's
+    result, not its text); a date cell is Excel's local time, read as UTC like any naive time. Review exports
+    (app stores' consoles, survey tools, a shop's back office) come as workbooks: the file was one
+    ``unknown_format`` dead letter asking for CSV. A row with cells right of the header's last name is a
+    ``csv_extra_cells`` dead letter, as a CSV's is."""
+    workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+    try:
+        for sheet in workbook.worksheets:
+            sheet.reset_dimensions()  # the size a file states may be wrong (tools write none, or a stale one)
+            header: tuple[str, ...] = ()
+            columns: frozenset[str] = frozenset()
+            for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+                if all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in cells):
+                    continue
+                if not header:
+                    header = tuple(distinct_names(["" if cell is None else str(cell).strip() for cell in cells]))
+                    columns = frozenset(header)
+                    continue
+                ref = f"{name}#{sheet.title}!{number}"
+                extra = [cell for cell in cells[len(header):] if cell is not None]
+                if extra:
+                    yield ref, Failure(None, ref, "parse", "csv_extra_cells",
+                                       f"row has {len(extra)} more cells than the header",
+                                       excerpt(json.dumps(cells, default=str, ensure_ascii=False)))
+                    continue
+                row = CsvRow((column, cell) for column, cell in zip(header, cells, strict=False) if cell is not None)
+                row.header, row.columns = header, columns
+                yield ref, row
+    finally:
+        workbook.close()
+
+
 X_ARCHIVE_DATA = re.compile(rb"(?:\xef\xbb\xbf)?\s*window\.YTD\.(\w+)\.part[0-9]+\s*=\s*")
 """The start of a data file of X's (Twitter's) account archive: a JavaScript assignment of a JSON array,
 ``window.YTD.tweets.part0 = [...]``, the group after ``YTD.`` naming what it holds."""
@@ -1094,4 +1130,4 @@ def read_x_archive(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str,
 
 
 TABLE_READERS = {"csv": read_csv, "jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet,
-                 "x_archive": read_x_archive}
+                 "xlsx": read_xlsx, "x_archive": read_x_archive}

@@ -238,7 +238,7 @@ def test_an_outlook_msg_an_archive_or_a_pdf_says_what_it_is_and_what_to_do(tmp_p
     cases = {
         "Re_ refund.msg": (ole, "email", "an Outlook .msg message"),
         "old.xls": (ole, None, "a legacy Microsoft Office file"),
-        "reviews.xlsx": (zipped.getvalue(), None, "a spreadsheet workbook"),
+        "reviews.ods": (zipped.getvalue(), None, "an OpenDocument spreadsheet"),
         "export.zip": (zipped.getvalue(), None, "a zip archive, which is not read: unpack it"),
         "export.tar.gz": (tarred.getvalue(), None, "a tar archive, which is not read"),
         "export.7z": (b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(64), None, "a 7z archive"),

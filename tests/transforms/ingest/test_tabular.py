@@ -10,9 +10,11 @@ import json
 import random
 import time
 import tracemalloc
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -623,6 +625,62 @@ def test_published_is_a_time_only_in_an_activitystreams_object() -> None:
     """``published`` is ActivityStreams' time, and elsewhere a publish flag whose 1 would be a second of 1970."""
     assert ColumnMap().resolve(["text", "published"]).created_at is None
     assert ColumnMap().resolve(["content", "published", "attributedTo"]).created_at == "published"
+
+
+def review_workbook(path: Path) -> Path:
+    """An export as a shop's back office writes it: a sheet of reviews with date cells, a blank row, a review
+    without text and one with a note typed right of the table, then a sheet of posts and a summary sheet."""
+    workbook = openpyxl.Workbook()
+    reviews = workbook.active
+    reviews.title = "Reviews"
+    for row in (["Review ID", "Product", "Rating", "Review Text", "Review Date"],
+                [1001, "Kettle", 5, "Boils fast and quiet.", datetime(2026, 11, 20, 9, 15)],
+                [],
+                [1002, "Kettle", 1, "Lid broke on day one.", datetime(2026, 11, 21)],
+                [1003, "Toaster", 3, None, None],
+                [1004, "Toaster", 4, "Even browning", None, "ask about refund"]):
+        reviews.append(row)
+    posts = workbook.create_sheet("Mentions")
+    posts.append(["tweet_id", "tweet", "retweets"])
+    posts.append(["1600000000000000001", "@shop where is my order?", 2])
+    workbook.create_sheet("Summary").append(["Product", "Reviews"])
+    workbook["Summary"].append(["Kettle", 2])
+    workbook.save(path)
+    return path
+
+
+def test_a_workbooks_sheets_are_each_a_table_read_a_row_at_a_time(tmp_path: Path) -> None:
+    """Review exports come as .xlsx: the file was one ``unknown_format`` dead letter asking for CSV."""
+    path = review_workbook(tmp_path / "export.xlsx")
+    records = list(read_path(str(path)))
+    documents = [record for record in records if not isinstance(record, Failure)]
+    assert [(d["source"], d["source_id"], d["text"], d["rating"], d["product"], d["created_at"], d["input_ref"])
+            for d in documents] == [
+        ("review", "1001", "Boils fast and quiet.", 5.0, "Kettle", datetime(2026, 11, 20, 9, 15, tzinfo=UTC),
+         f"{path}#Reviews!2"),
+        ("review", "1002", "Lid broke on day one.", 1.0, "Kettle", datetime(2026, 11, 21, tzinfo=UTC),
+         f"{path}#Reviews!4"),
+        ("review", "1600000000000000001", "@shop where is my order?", None, None, None, f"{path}#Mentions!2")]
+    failures = [(f.input_ref, f.error_type) for f in records if isinstance(f, Failure)]
+    assert failures == [(f"{path}#Reviews!5", "no_text"), (f"{path}#Reviews!6", "csv_extra_cells"),
+                        (f"{path}#Summary!2", "no_text_column")]
+
+
+def test_a_workbook_that_states_a_stale_size_is_read_whole(tmp_path: Path) -> None:
+    """A sheet states its size (``<dimension ref="A1:F6"/>``), stale or missing where other tools wrote the file;
+    openpyxl's read-only mode cut every row to that size without a word, here to two columns and two rows."""
+    path = review_workbook(tmp_path / "export.xlsx")
+    stale = tmp_path / "stale.xlsx"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(stale, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                assert b'<dimension ref="A1:F6"/>' in data
+                data = data.replace(b'<dimension ref="A1:F6"/>', b'<dimension ref="A1:B2"/>')
+            target.writestr(item, data)
+    assert [record.get("text") if isinstance(record, dict) else record.error_type
+            for record in read_path(str(stale))] == [record.get("text") if isinstance(record, dict) else
+                                                     record.error_type for record in read_path(str(path))]
 
 
 def x_archive_tweet(tweet_id: str, text: str, created_at: str, **more: object) -> dict[str, object]:
