@@ -1068,8 +1068,15 @@ def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any]
     result, not its text); a date cell is Excel's local time, read as UTC like any naive time. Review exports
     (app stores' consoles, survey tools, a shop's back office) come as workbooks: the file was one
     ``unknown_format`` dead letter asking for CSV. A row with cells right of the header's last name is a
-    ``csv_extra_cells`` dead letter, as a CSV's is."""
-    workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+    ``csv_extra_cells`` dead letter, as a CSV's is. A sheet the workbook lists without naming its part, which
+    openpyxl leaves out with only a warning, is a ``corrupt_file`` dead letter."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+    for warning in caught:
+        if str(warning.message).startswith("File contains an invalid specification"):
+            yield name, Failure(None, name, "read", "corrupt_file", "a sheet the workbook lists names no part of the "
+                                "file and is left out: its rows, if any, are not read")
     try:
         for sheet in workbook.worksheets:
             sheet.reset_dimensions()  # the size a file states may be wrong (tools write none, or a stale one)

@@ -683,6 +683,25 @@ def test_a_workbook_that_states_a_stale_size_is_read_whole(tmp_path: Path) -> No
                                                      record.error_type for record in read_path(str(path))]
 
 
+def test_a_sheet_openpyxl_leaves_out_with_a_warning_is_a_dead_letter(tmp_path: Path) -> None:
+    """A sheet listed without the relationship that names its part (older .xlsm files have such entries) was
+    dropped with only a warning: its rows vanished without a record."""
+    path = review_workbook(tmp_path / "export.xlsx")
+    damaged = tmp_path / "damaged.xlsx"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(damaged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/workbook.xml":
+                assert data.count(b' r:id="rId2"') == 1
+                data = data.replace(b' r:id="rId2"', b"")
+            target.writestr(item, data)
+    records = list(read_path(str(damaged)))
+    failure = next(record for record in records if isinstance(record, Failure))
+    assert (failure.error_type, failure.input_ref) == ("corrupt_file", str(damaged))
+    assert not any(isinstance(r, dict) and "Mentions" in r["input_ref"] for r in records)
+    assert [r["text"] for r in records if isinstance(r, dict)] == ["Boils fast and quiet.", "Lid broke on day one."]
+
+
 def x_archive_tweet(tweet_id: str, text: str, created_at: str, **more: object) -> dict[str, object]:
     """A tweet as X's account archive writes it: every number a string, the client app as HTML in ``source``."""
     return {"tweet": {"edit_info": {"initial": {"editTweetIds": [tweet_id], "editsRemaining": "5"}},
