@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dateutil import parser as date_parser
 from dateutil.parser import UnknownTimezoneWarning
+from openpyxl.utils.escape import unescape
 
 from transforms.ingest.email import detect_charset
 from transforms.records import Document, Failure, excerpt, new_document
@@ -1082,7 +1083,10 @@ def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any]
             sheet.reset_dimensions()  # the size a file states may be wrong (tools write none, or a stale one)
             header: tuple[str, ...] = ()
             columns: frozenset[str] = frozenset()
-            for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+            for number, row_cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+                # Excel writes a character XML cannot hold as an escape (a pasted CRLF as "_x000D_\n"), which
+                # openpyxl leaves in the text.
+                cells = [unescape(cell) if isinstance(cell, str) else cell for cell in row_cells]
                 if all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in cells):
                     continue
                 if not header:

@@ -683,6 +683,26 @@ def test_a_workbook_that_states_a_stale_size_is_read_whole(tmp_path: Path) -> No
                                                      record.error_type for record in read_path(str(path))]
 
 
+def test_a_carriage_return_excel_wrote_as_an_escape_is_one_again(tmp_path: Path) -> None:
+    """Excel writes a character XML cannot hold as ``_xHHHH_``: a review pasted with Windows line breaks read as
+    ``Arrived late._x000D_`` and a line break, which openpyxl leaves as it is."""
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["review_text"])
+    workbook.active.append(["Arrived late.\r\nBox was crushed."])
+    plain = tmp_path / "plain.xlsx"
+    workbook.save(plain)
+    as_excel = tmp_path / "export.xlsx"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(as_excel, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                assert b"&#13;" in data
+                data = data.replace(b"&#13;", b"_x000D_")
+            target.writestr(item, data)
+    (document,) = read_path(str(as_excel))
+    assert document["text"] == "Arrived late.\r\nBox was crushed."
+
+
 def test_a_sheet_openpyxl_leaves_out_with_a_warning_is_a_dead_letter(tmp_path: Path) -> None:
     """A sheet listed without the relationship that names its part (older .xlsm files have such entries) was
     dropped with only a warning: its rows vanished without a record."""
