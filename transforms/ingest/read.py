@@ -565,7 +565,7 @@ def unsupported_format(path: str, head: bytes) -> tuple[str | None, str] | None:
         return None, "a PDF document, which is not read"
     archive = X_ARCHIVE_DATA.match(head)
     if archive:
-        return None, (f"X archive data of {archive.group(1).decode()!r}, which is not read: of an X (Twitter) "
+        return "social", (f"X archive data of {archive.group(1).decode()!r}, which is not read: of an X (Twitter) "
                       "archive only the tweets (tweets.js, tweets-part1.js, ...) are")
     return None
 

@@ -757,7 +757,7 @@ def test_an_x_archives_tweets_are_read_from_its_javascript_and_its_other_data_is
     assert [d["input_ref"] for d in documents] == [f"{data / file_name}[0]", f"{data / file_name}[1]"]
     assert clean_document(documents[0], 1000)["text"] == "@user my order still hasn't shipped & nobody answers"
     (likes,) = read_path(str(data / "like.js"))
-    assert likes.error_type == "unknown_format"
+    assert (likes.error_type, likes.source) == ("unknown_format", "social")
     assert likes.error == ("X archive data of 'like', which is not read: of an X (Twitter) archive only the tweets "
                            "(tweets.js, tweets-part1.js, ...) are")
 
