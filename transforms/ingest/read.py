@@ -542,6 +542,8 @@ def binary_table(kind: str, head: bytes) -> bool:
 _OLE_COMPOUND = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = (b"PK\x03\x04", b"PK\x05\x06")
 _ARCHIVES = {b"7z\xbc\xaf\x27\x1c": "a 7z archive", b"Rar!\x1a\x07": "a RAR archive"}
+_OUTLOOK_DATA_FILE = b"!BDN"
+"""The start of an Outlook data file (``.pst``, ``.ost``): a mailbox in Microsoft's own format."""
 
 
 def unsupported_format(path: str, head: bytes) -> tuple[str | None, str] | None:
@@ -554,6 +556,9 @@ def unsupported_format(path: str, head: bytes) -> tuple[str | None, str] | None:
             return "email", ("an Outlook .msg message (OLE compound file), which is not read: save it as .eml, or "
                              "export the mailbox to mbox")
         return None, "a legacy Microsoft Office file (OLE compound file), which is not read: save tables as CSV"
+    if head.startswith(_OUTLOOK_DATA_FILE):
+        return "email", ("an Outlook data file (.pst/.ost), which is not read: export its folders to mbox (Outlook "
+                         "cannot; readpst from libpst can) or save its messages as .eml")
     if head.startswith(_ZIP):
         if suffix == ".ods":
             return None, "an OpenDocument spreadsheet, which is not read: save it as .xlsx, or each sheet as CSV"
