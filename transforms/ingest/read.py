@@ -258,6 +258,8 @@ def detect_format(path: str, head: bytes) -> str | None:
     by_extension = FORMAT_EXTENSIONS.get(_suffix(path))
     if by_extension == "json" and _json_lines(head):
         return "jsonl"
+    if by_extension == "xlsx" and head.startswith(_OLE_COMPOUND):  # encrypted: see unsupported_format
+        return None
     if by_extension:
         return by_extension
     if head.startswith(b"PAR1"):
@@ -555,6 +557,8 @@ def unsupported_format(path: str, head: bytes) -> tuple[str | None, str] | None:
         if suffix == ".msg":
             return "email", ("an Outlook .msg message (OLE compound file), which is not read: save it as .eml, or "
                              "export the mailbox to mbox")
+        if suffix in (".xlsx", ".xlsm"):  # Office keeps a password-protected workbook encrypted in such a file
+            return None, "a password-protected workbook, which is not read: save it without a password, or as CSV"
         return None, "a legacy Microsoft Office file (OLE compound file), which is not read: save tables as CSV"
     if head.startswith(_OUTLOOK_DATA_FILE):
         return "email", ("an Outlook data file (.pst/.ost), which is not read: export its folders to mbox (Outlook "

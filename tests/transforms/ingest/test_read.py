@@ -239,6 +239,7 @@ def test_an_outlook_msg_an_archive_or_a_pdf_says_what_it_is_and_what_to_do(tmp_p
         "Re_ refund.msg": (ole, "email", "an Outlook .msg message"),
         "archive.pst": (b"!BDN" + bytes(508), "email", "an Outlook data file (.pst/.ost)"),
         "old.xls": (ole, None, "a legacy Microsoft Office file"),
+        "locked.xlsx": (ole, None, "a password-protected workbook"),
         "reviews.ods": (zipped.getvalue(), None, "an OpenDocument spreadsheet"),
         "export.zip": (zipped.getvalue(), None, "a zip archive, which is not read: unpack it"),
         "export.tar.gz": (tarred.getvalue(), None, "a tar archive, which is not read"),
