@@ -148,8 +148,9 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
 
     Understands SemEval TSV (``id<TAB>label<TAB>text``), SST-2 TSV (``sentence<TAB>label`` with 0/1),
     a folder whose subfolders are labels holding raw emails (SpamAssassin layout), and CSV, TSV,
-    JSONL, JSON or Parquet tables with a text column and a label column (names auto-detected); suffixes match in any
-    case and a UTF-8 byte-order mark is dropped. A file that is not UTF-8 or does not parse raises ``ValueError``
+    JSONL, JSON, Parquet or Excel (its first sheet) tables with a text column and a label column (names
+    auto-detected); suffixes match in any case, a UTF-8 byte-order mark is dropped, and a CSV in a Windows code page
+    is read in it as a run reads it. A file that is not UTF-8 or does not parse raises ``ValueError``
     naming it (the parsers' own errors do not). Labels lose the spaces around them. Which column was taken when
     several could hold the labels, and how many rows or files were skipped (no text or label, not an email), go to
     ``notes`` when given (a report shows them), else to the log.
@@ -178,9 +179,13 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
                          f"({failures[0]})")
         return examples
     suffix = path.suffix.lower()  # data.CSV from a Windows share is a CSV
+    encoding = _text_encoding(path, notes) if suffix in (".csv", ".tsv") else "utf-8-sig"
     readers = {  # labels stay as written: a 0/1 column must not come back as 0.0/1.0 because one cell is empty
-        ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig"),
-        ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig"),
+        ".csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, encoding=encoding),
+        ".tsv": lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, encoding=encoding),
+        # the first sheet, read by openpyxl; cells as text, as a CSV's are
+        ".xlsx": lambda p: pd.read_excel(p, dtype=str, keep_default_na=False),
+        ".xlsm": lambda p: pd.read_excel(p, dtype=str, keep_default_na=False),
         # typed formats: nullable dtypes keep an integer column with a null (JSON's null, Parquet's) integers
         ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False, encoding="utf-8-sig",
                                          dtype_backend="numpy_nullable"),
@@ -191,7 +196,7 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
         raise ValueError(f"{path}: unsupported evaluation file type {path.suffix!r}")
     try:  # the parsers' errors (a row with extra fields, a cut JSON line) do not say which file they read
         if suffix == ".tsv":
-            with path.open(encoding="utf-8-sig") as handle:
+            with path.open(encoding=encoding) as handle:
                 header = handle.readline().rstrip("\r\n").split("\t")
             if header == ["sentence", "label"]:
                 return read_sst2(path)
@@ -218,6 +223,18 @@ def read_labeled(path: Path, text_column: str | None = None, label_column: str |
     if len(examples) < len(frame):  # the report's n must not silently differ from the file's row count
         _note(notes, f"{path}: skipped {len(frame) - len(examples)} of {len(frame)} rows without a text or a label")
     return examples
+
+
+def _text_encoding(path: Path, notes: list[str] | None) -> str:
+    """A CSV's or TSV's encoding as a run reads it (:func:`transforms.ingest.tabular.csv_encoding`): a byte-order
+    mark's, else UTF-8, else the Windows code page Excel's plain "CSV" wrote, with a note."""
+    from transforms.ingest.tabular import csv_encoding
+
+    with path.open("rb") as handle:
+        encoding, guessed = csv_encoding(handle)
+    if guessed:
+        _note(notes, f"{path}: {guessed}")
+    return "utf-8-sig" if encoding == "utf-8" else encoding
 
 
 def _present(label: object) -> bool:

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -108,14 +109,17 @@ def test_read_labeled_names_an_empty_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "content", "message"), [
-    ("latin1.csv", "text,label\ncaf\xe9 au lait was cold,negative\n".encode("latin-1"), "not UTF-8 text"),
+    ("damaged.csv", "text,label\nnaïve café,positive\ncaf\udce9 au lait was cold,negative\n".encode(
+        errors="surrogateescape"), "not UTF-8 text"),
     ("extra.csv", b"text,label\nlovely,positive\nawful, truly awful,negative\n", "Expected 2 fields in line 3, saw 3"),
     ("broken.jsonl", b'{"text": "lovely", "label": "positive"}\n{"text": "awful", \n', "Expected object or value"),
-    ("latin1.tsv", "sentence\tlabel\ncaf\xe9 au lait was cold\t0\n".encode("latin-1"), "not UTF-8 text"),
+    ("damaged.tsv", "sentence\tlabel\nnaïve café\t1\ncaf\udce9 au lait was cold\t0\n".encode(
+        errors="surrogateescape"), "not UTF-8 text"),
 ])
 def test_read_labeled_names_the_file_it_could_not_read(tmp_path: Path, name: str, content: bytes,
                                                        message: str) -> None:
-    """A Latin-1 export, a CSV row with an unquoted comma or a cut JSONL line: the error did not say which file."""
+    """A damaged UTF-8 export, a CSV row with an unquoted comma or a cut JSONL line: the error did not say which
+    file."""
     data = tmp_path / name
     data.write_bytes(content)
     with pytest.raises(ValueError, match=re.escape(f"{data}: ")) as error:
@@ -134,6 +138,30 @@ def test_read_labeled_reads_a_file_that_starts_with_a_utf8_bom(tmp_path: Path, n
     data = tmp_path / name
     data.write_text(content, encoding="utf-8-sig")
     assert [(e.text, e.label) for e in read_labeled(data)] == [("lovely", "positive"), ("awful", "negative")]
+
+
+def test_read_labeled_reads_a_csv_excel_saved_in_its_windows_code_page_with_a_note(tmp_path: Path) -> None:
+    """Annotators label in Excel; its plain "CSV" is Windows-1252: the file was refused as not UTF-8."""
+    data = tmp_path / "gold.csv"
+    data.write_bytes("text,label\ncafé au lait was cold,negative\n“Perfect” crème brûlée,positive\n".encode("cp1252"))
+    notes: list[str] = []
+    assert [(e.text, e.label) for e in read_labeled(data, notes=notes)] == [
+        ("café au lait was cold", "negative"), ("“Perfect” crème brûlée", "positive")]
+    assert notes == [f"{data}: decoded as cp1252: the file is not UTF-8 and has no byte-order mark"]
+
+
+def test_read_labeled_reads_the_first_sheet_of_a_workbook_as_text(tmp_path: Path) -> None:
+    """Labeled sets are kept in spreadsheets; a 0/1 label column stays 0/1, as a CSV's does."""
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["Text", "Label"])
+    for row in (["lovely", 1], ["awful", 0], ["no label yet", None]):
+        workbook.active.append(row)
+    workbook.create_sheet("Notes").append(["text", "label"])
+    data = tmp_path / "gold.xlsx"
+    workbook.save(data)
+    notes: list[str] = []
+    assert [(e.text, e.label) for e in read_labeled(data, notes=notes)] == [("lovely", "1"), ("awful", "0")]
+    assert notes == [f"{data}: skipped 1 of 3 rows without a text or a label"]
 
 
 @pytest.mark.parametrize("name", ["gold.CSV", "gold.Jsonl", "gold.PARQUET"])
