@@ -40,7 +40,7 @@ from transforms.records import EXCERPT_CHARS, Document, Failure, excerpt
 
 SOURCE_CHOICES = ("auto", "email", "review", "social")
 FORMAT_EXTENSIONS = {
-    ".eml": "email", ".msg": "email", ".mbox": "email", ".mbx": "email",
+    ".eml": "email", ".emlx": "email", ".msg": "email", ".mbox": "email", ".mbx": "email",
     ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
     ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx", ".xlsm": "xlsx",
 }
@@ -704,8 +704,21 @@ def _read_emails(handle, path: str, hash_addresses: bool, head: bytes) -> Iterat
             yield parse_email(raw, ref, hash_addresses)
     elif not head.strip() and _suffix(path) in MAILBOX_SUFFIXES:
         return  # an empty mailbox holds no message, as an empty table holds no row
+    elif _suffix(path) == ".emlx":
+        yield parse_email(emlx_message(handle.read()), path, hash_addresses)
     else:
         yield parse_email(handle.read(), path, hash_addresses)
+
+
+_EMLX_LENGTH = re.compile(rb"[ \t]*([0-9]{1,12})[ \t]*\r?\n")
+
+
+def emlx_message(raw: bytes) -> bytes:
+    """The message of an Apple Mail ``.emlx`` file: a first line giving its length in bytes, the message, then a
+    property list of its flags (read as the message's last lines, the XML became its text). A file without that
+    first line is taken whole."""
+    length = _EMLX_LENGTH.match(raw)
+    return raw[length.end():length.end() + int(length.group(1))] if length else raw
 
 
 def _suffix(path: str) -> str:

@@ -222,6 +222,23 @@ def test_a_glob_without_a_folder_and_a_glob_of_folders_find_their_files(tmp_path
         expand_inputs(["*.tsv"])
 
 
+def test_an_apple_mail_emlx_is_read_as_its_message_without_its_length_line_and_flags(tmp_path: Path) -> None:
+    """Apple Mail keeps each message as ``.emlx``: a first line with the message's length, the message, then an XML
+    property list of its flags. It was an unrecognised file."""
+    envelope, message = (SAMPLES / "email" / "ham-00002").read_bytes().split(b"\n", 1)
+    assert envelope.startswith(b"From ")  # an mbox's line, which Apple Mail does not keep
+    eml = write(tmp_path / "ham.eml", message)
+    flags = (b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" '
+             b'"http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n<plist version="1.0">\n<dict>\n\t<key>flags'
+             b"</key>\n\t<integer>8590195713</integer>\n</dict>\n</plist>\n")
+    emlx = write(tmp_path / "12345.emlx", b"%d        \n" % len(message) + message + flags)
+    (document,) = read_path(str(emlx))
+    (expected,) = read_path(str(eml))
+    for field in ("source", "source_id", "subject", "author", "created_at", "text", "full_text", "ingest_notes"):
+        assert document[field] == expected[field], field
+    assert "plist" not in document["full_text"]
+
+
 def test_an_outlook_msg_an_archive_or_a_pdf_says_what_it_is_and_what_to_do(tmp_path: Path) -> None:
     """They were all "not a recognised email, CSV, JSON(L) or Parquet file", and an Outlook .msg, which is an
     email, counted under no source."""
