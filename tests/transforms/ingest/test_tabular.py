@@ -666,18 +666,24 @@ def test_a_workbooks_sheets_are_each_a_table_read_a_row_at_a_time(tmp_path: Path
                         (f"{path}#Summary!2", "no_text_column")]
 
 
+def with_part_edited(workbook: Path, copy: Path, part: str, old: bytes, new: bytes) -> Path:
+    """``copy``: ``workbook`` with ``old`` in its zip member ``part`` replaced by ``new``, as another tool wrote it."""
+    with zipfile.ZipFile(workbook) as source, zipfile.ZipFile(copy, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == part:
+                assert old in data
+                data = data.replace(old, new)
+            target.writestr(item, data)
+    return copy
+
+
 def test_a_workbook_that_states_a_stale_size_is_read_whole(tmp_path: Path) -> None:
     """A sheet states its size (``<dimension ref="A1:F6"/>``), stale or missing where other tools wrote the file;
     openpyxl's read-only mode cut every row to that size without a word, here to two columns and two rows."""
     path = review_workbook(tmp_path / "export.xlsx")
-    stale = tmp_path / "stale.xlsx"
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(stale, "w") as target:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename == "xl/worksheets/sheet1.xml":
-                assert b'<dimension ref="A1:F6"/>' in data
-                data = data.replace(b'<dimension ref="A1:F6"/>', b'<dimension ref="A1:B2"/>')
-            target.writestr(item, data)
+    stale = with_part_edited(path, tmp_path / "stale.xlsx", "xl/worksheets/sheet1.xml", b'<dimension ref="A1:F6"/>',
+                             b'<dimension ref="A1:B2"/>')
     assert [record.get("text") if isinstance(record, dict) else record.error_type
             for record in read_path(str(stale))] == [record.get("text") if isinstance(record, dict) else
                                                      record.error_type for record in read_path(str(path))]
@@ -691,14 +697,7 @@ def test_a_carriage_return_excel_wrote_as_an_escape_is_one_again(tmp_path: Path)
     workbook.active.append(["Arrived late.\r\nBox was crushed."])
     plain = tmp_path / "plain.xlsx"
     workbook.save(plain)
-    as_excel = tmp_path / "export.xlsx"
-    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(as_excel, "w") as target:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename == "xl/worksheets/sheet1.xml":
-                assert b"&#13;" in data
-                data = data.replace(b"&#13;", b"_x000D_")
-            target.writestr(item, data)
+    as_excel = with_part_edited(plain, tmp_path / "export.xlsx", "xl/worksheets/sheet1.xml", b"&#13;", b"_x000D_")
     (document,) = read_path(str(as_excel))
     assert document["text"] == "Arrived late.\r\nBox was crushed."
 
@@ -707,14 +706,7 @@ def test_a_sheet_openpyxl_leaves_out_with_a_warning_is_a_dead_letter(tmp_path: P
     """A sheet listed without the relationship that names its part (older .xlsm files have such entries) was
     dropped with only a warning: its rows vanished without a record."""
     path = review_workbook(tmp_path / "export.xlsx")
-    damaged = tmp_path / "damaged.xlsx"
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(damaged, "w") as target:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename == "xl/workbook.xml":
-                assert data.count(b' r:id="rId2"') == 1
-                data = data.replace(b' r:id="rId2"', b"")
-            target.writestr(item, data)
+    damaged = with_part_edited(path, tmp_path / "damaged.xlsx", "xl/workbook.xml", b' r:id="rId2"', b"")
     records = list(read_path(str(damaged)))
     failure = next(record for record in records if isinstance(record, Failure))
     assert (failure.error_type, failure.input_ref) == ("corrupt_file", str(damaged))
