@@ -34,6 +34,7 @@ from transforms.ingest.tabular import (
     ColumnMap,
     activity_post,
     guess_source,
+    meta_export_post,
     row_to_document,
 )
 from transforms.records import EXCERPT_CHARS, Document, Failure, excerpt
@@ -745,6 +746,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
     last_keys: tuple[str, ...] | None = None
     for ref, read in TABLE_READERS[kind](handle, path):
         row = read if isinstance(read, Failure) else activity_post(read, ref)
+        row = row if isinstance(row, Failure) else meta_export_post(row)
         if isinstance(row, Failure):
             if source is None and len(pending) < PENDING_FAILURES:
                 pending.append(row)
@@ -753,8 +755,9 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             yield from (replace(failure, source=source) for failure in (*pending, row))
             pending.clear()
             continue
-        if source is None:
-            source = guess_source(getattr(row, "header", None) or row.keys(), name) or "review"
+        if source is None:  # a post taken out of a social network's export (row is not read) is social
+            source = "social" if row is not read else guess_source(getattr(row, "header", None) or row.keys(),
+                                                                     name) or "review"
         yield from (replace(failure, source=source) for failure in pending)
         pending.clear()
         keys = getattr(row, "header", None) or tuple(row)  # a CSV row's columns include those its line lacks

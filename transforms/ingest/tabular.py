@@ -297,6 +297,33 @@ def activity_post(row: dict[str, Any], ref: str) -> dict[str, Any] | Failure:
     return row
 
 
+META_RECORD_KEYS = frozenset({"timestamp", "data", "title", "attachments", "tags"})
+"""The keys of a record of Meta's "Download your information" JSON (Facebook posts and comments)."""
+
+
+def meta_export_post(row: dict[str, Any]) -> dict[str, Any]:
+    """The post or comment a record of Meta's "Download your information" JSON holds, as the row to read; any
+    other row as it is.
+
+    Facebook's ``your_posts_1.json`` and ``comments.json`` (its ``comments_v2`` array) wrap what was written in a
+    ``data`` list: ``{"timestamp": ..., "data": [{"post": "..."}], "title": "Jo updated her status."}`` and
+    ``{"timestamp": ..., "data": [{"comment": {"comment": "...", "author": "Jo", ...}}], "title": ...}``. Every
+    record was a ``no_text_column`` dead letter. The generated ``title`` is left out (it is no subject), and a post
+    with no words (a photo alone) is a ``no_text`` dead letter. Texts come as Facebook writes them, UTF-8 bytes read
+    as Latin-1 (``CafÃ©``), which the clean stage repairs as any mojibake.
+    """
+    data = row.get("data")
+    if not (isinstance(data, list) and data and row.keys() <= META_RECORD_KEYS
+            and all(isinstance(item, dict) for item in data)):
+        return row
+    post: dict[str, Any] = {"timestamp": row.get("timestamp")}
+    for item in data:
+        post.update(item["comment"] if isinstance(item.get("comment"), dict) else item)
+    if "comment" not in post:
+        post.setdefault("post", None)
+    return post
+
+
 def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, input_ref: str) -> Document | Failure:
     """One table row to a document; a missing or non-text text cell, or a bad value, is a failure."""
     raw = json.dumps(row, default=str, ensure_ascii=False)

@@ -28,6 +28,7 @@ from transforms.ingest.tabular import (
     ColumnMap,
     LinearSniffer,
     guess_source,
+    meta_export_post,
     parse_timestamp,
     read_csv,
     read_json_array,
@@ -752,6 +753,35 @@ def test_an_x_archives_tweets_are_read_from_its_javascript_and_its_other_data_is
     assert (likes.error_type, likes.source) == ("unknown_format", "social")
     assert likes.error == ("X archive data of 'like', which is not read: of an X (Twitter) archive only the tweets "
                            "(tweets.js, tweets-part1.js, ...) are")
+
+
+def test_facebook_posts_and_comments_of_a_meta_export_are_read_as_social_posts(tmp_path: Path) -> None:
+    """Meta's "Download your information" wraps each post's words in a ``data`` list (and each comment in one
+    more object), and writes UTF-8 bytes as Latin-1 escapes: every record was a ``no_text_column`` dead letter."""
+    posts = tmp_path / "your_posts_1.json"
+    posts.write_text(json.dumps([
+        {"timestamp": 1672531200, "title": "Jo Doe updated her status.",
+         "data": [{"post": "Caf\u00c3\u00a9 with friends \u00f0\u009f\u008e\u0089", "update_timestamp": 1672531200}]},
+        {"timestamp": 1672000000, "title": "Jo Doe added a new photo.", "data": [{"update_timestamp": 1672000000}],
+         "attachments": [{"data": [{"media": {"uri": "posts/media/photo.jpg"}}]}]}], indent=2), encoding="utf-8")
+    comments = tmp_path / "comments.json"
+    comments.write_text(json.dumps({"comments_v2": [
+        {"timestamp": 1672600000, "title": "Jo Doe commented on Acme's post.",
+         "data": [{"comment": {"timestamp": 1672600000, "comment": "Still no refund, terrible service",
+                               "author": "Jo Doe"}}]}]}, indent=2), encoding="utf-8")
+    post, photo = read_path(str(posts))
+    (comment,) = read_path(str(comments))
+    assert (post["source"], post["created_at"], post["subject"]) == ("social", datetime(2023, 1, 1, tzinfo=UTC), None)
+    assert clean_document(post, 1000)["text"] == "Café with friends 🎉"
+    assert (photo.source, photo.error_type) == ("social", "no_text")
+    assert (comment["source"], comment["text"], comment["author"]) == ("social", "Still no refund, terrible service",
+                                                                        "Jo Doe")
+    assert comment["created_at"] == datetime(2023, 1, 1, 19, 6, 40, tzinfo=UTC)
+
+
+def test_a_record_with_a_data_list_among_other_fields_is_no_meta_export() -> None:
+    row = {"id": "r1", "text": "fine", "data": [{"post": "not the text"}]}
+    assert meta_export_post(row) is row
 
 
 @pytest.mark.parametrize("context", ["https://www.w3.org/ns/activitystreams",
