@@ -308,10 +308,16 @@ def meta_export_post(row: dict[str, Any]) -> dict[str, Any]:
     Facebook's ``your_posts_1.json`` and ``comments.json`` (its ``comments_v2`` array) wrap what was written in a
     ``data`` list: ``{"timestamp": ..., "data": [{"post": "..."}], "title": "Jo updated her status."}`` and
     ``{"timestamp": ..., "data": [{"comment": {"comment": "...", "author": "Jo", ...}}], "title": ...}``. Every
-    record was a ``no_text_column`` dead letter. The generated ``title`` is left out (it is no subject), and a post
-    with no words (a photo alone) is a ``no_text`` dead letter. Texts come as Facebook writes them, UTF-8 bytes read
+    record was a ``no_text_column`` dead letter. Instagram's (``post_comments_1.json``) label each field instead,
+    ``{"string_map_data": {"Comment": {"value": "..."}, "Time": {"timestamp": ...}}}``: read as those fields. The
+    generated ``title`` is left out (it is no subject), and a post with no words (a photo alone) is a ``no_text``
+    dead letter. Texts come as Facebook writes them, UTF-8 bytes read
     as Latin-1 (``CafÃ©``), which the clean stage repairs as any mojibake.
     """
+    labeled = row.get("string_map_data")
+    if row.keys() <= {"string_map_data", "media_map_data", "title"} and isinstance(labeled, dict):
+        return {name: field.get("value", field.get("timestamp")) if isinstance(field, dict) else field
+                for name, field in labeled.items()}
     data = row.get("data")
     if not (isinstance(data, list) and data and row.keys() <= META_RECORD_KEYS
             and all(isinstance(item, dict) for item in data)):

@@ -779,6 +779,20 @@ def test_facebook_posts_and_comments_of_a_meta_export_are_read_as_social_posts(t
     assert comment["created_at"] == datetime(2023, 1, 1, 19, 6, 40, tzinfo=UTC)
 
 
+def test_instagram_comments_of_a_meta_export_are_read_as_social_posts(tmp_path: Path) -> None:
+    """Instagram's export labels each field (``string_map_data``): its comments were ``no_text_column`` dead letters."""
+    comments = tmp_path / "post_comments_1.json"
+    comments.write_text(json.dumps([
+        {"string_map_data": {"Comment": {"value": "Love this colour \u00f0\u009f\u0098\u008d"},
+                             "Media Owner": {"value": "acme_store"}, "Time": {"timestamp": 1672531200}}},
+        {"string_map_data": {"Comment": {"value": "When is it back in stock?"}, "Time": {"timestamp": 1672600000}}}],
+        indent=2), encoding="utf-8")
+    documents = [clean_document(document, 1000) for document in read_path(str(comments))]
+    assert [(d["source"], d["text"], d["created_at"]) for d in documents] == [
+        ("social", "Love this colour 😍", datetime(2023, 1, 1, tzinfo=UTC)),
+        ("social", "When is it back in stock?", datetime(2023, 1, 1, 19, 6, 40, tzinfo=UTC))]
+
+
 def test_a_record_with_a_data_list_among_other_fields_is_no_meta_export() -> None:
     row = {"id": "r1", "text": "fine", "data": [{"post": "not the text"}]}
     assert meta_export_post(row) is row
