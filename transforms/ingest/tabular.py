@@ -647,6 +647,14 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     reader.notes = (guessed,) if guessed else ()
     hint_lines = 1 if hint else 0  # the reader counts lines from the header; refs name the file's lines
     line = 1 + hint_lines
+    if source.ended and any("\n" in column or "\r" in column for column in reader.header):
+        # A quote in the header that never closes: the whole file was read as one header cell, and no row was left
+        # to be read or dead-lettered.
+        ref = f"{name}:{line}"
+        yield ref, Failure(None, ref, "parse", "unclosed_quote", "a quoted cell of the header never closes: every "
+                           "line of the file was read into the header, so no row could be read",
+                           excerpt(json.dumps(reader.header, ensure_ascii=False)))
+        return
     try:
         for row in reader:
             line = reader.line_num + hint_lines

@@ -148,6 +148,20 @@ def test_a_quote_never_closed_is_a_dead_letter_not_the_rest_of_the_file_as_one_r
     assert failure.source == "review" and "r3,4,Handle stays cool" in failure.raw_excerpt
 
 
+def test_a_quote_in_the_header_never_closed_is_a_dead_letter_not_an_empty_file(tmp_path: Path) -> None:
+    """The whole file was read into the header's quoted cell, and the file gave no record at all: its rows were
+    lost without a word (found by fuzzing)."""
+    path = tmp_path / "reviews.csv"
+    path.write_text('"review_id,rating,text\nr1,5,Kettle boils fast\nr2,1,Lid broke on day one\n', encoding="utf-8")
+    (failure,) = read_path(str(path))
+    assert (failure.input_ref, failure.stage, failure.error_type) == (f"{path}:1", "parse", "unclosed_quote")
+    assert "r2,1,Lid broke on day one" in failure.raw_excerpt
+    multi_line_name = tmp_path / "posts.csv"
+    multi_line_name.write_text('"note\n(internal)",text\nx,fine\n', encoding="utf-8")  # a name over two lines
+    (document,) = read_path(str(multi_line_name))
+    assert document["text"] == "fine"
+
+
 def test_parquet_rows_and_timestamps(tmp_path) -> None:
     table = pa.table({"id": ["a", "b"], "content": ["good", "bad"], "timestamp": [1_700_000_000, 1_700_000_000_000]})
     pq.write_table(table, tmp_path / "t.parquet")
