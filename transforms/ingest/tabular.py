@@ -647,14 +647,15 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     reader.notes = (guessed,) if guessed else ()
     hint_lines = 1 if hint else 0  # the reader counts lines from the header; refs name the file's lines
     line = 1 + hint_lines
-    if source.ended and any("\n" in column or "\r" in column for column in reader.header):
-        # A quote in the header that never closes: the whole file was read as one header cell, and no row was left
-        # to be read or dead-lettered.
-        ref = f"{name}:{line}"
-        yield ref, Failure(None, ref, "parse", "unclosed_quote", "a quoted cell of the header never closes: every "
-                           "line of the file was read into the header, so no row could be read",
+    delimiter = reader.reader.dialect.delimiter
+    if any(("\n" in column or "\r" in column) and (source.ended or delimiter in column) for column in reader.header):
+        # A quote in the header that closes only lines later, or never: those lines, rows of the file, were read as
+        # one header cell; the rows after them, if any, are read as usual.
+        ref, swallowed = f"{name}:{line}", reader.line_num - 1
+        lines = "the next line was" if swallowed == 1 else f"the next {swallowed:,} lines were"
+        yield ref, Failure(None, ref, "parse", "unclosed_quote", "a quoted cell of the header does not close on its "
+                           f"line: {lines} read into the header, not as rows",
                            excerpt(json.dumps(reader.header, ensure_ascii=False)))
-        return
     try:
         for row in reader:
             line = reader.line_num + hint_lines

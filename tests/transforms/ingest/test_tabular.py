@@ -155,7 +155,13 @@ def test_a_quote_in_the_header_never_closed_is_a_dead_letter_not_an_empty_file(t
     path.write_text('"review_id,rating,text\nr1,5,Kettle boils fast\nr2,1,Lid broke on day one\n', encoding="utf-8")
     (failure,) = read_path(str(path))
     assert (failure.input_ref, failure.stage, failure.error_type) == (f"{path}:1", "parse", "unclosed_quote")
+    assert failure.error.endswith("the next 2 lines were read into the header, not as rows")
     assert "r2,1,Lid broke on day one" in failure.raw_excerpt
+    closed_later = tmp_path / "later.csv"  # the quote closes on the second line: the rows after it are read
+    closed_later.write_text('"id,text\n1,Kettle boils fast",text\n2,Lid broke on day one\n', encoding="utf-8")
+    failure, document = read_path(str(closed_later))
+    assert (failure.error_type, document["text"]) == ("unclosed_quote", "Lid broke on day one")
+    assert failure.error.endswith("the next line was read into the header, not as rows")
     multi_line_name = tmp_path / "posts.csv"
     multi_line_name.write_text('"note\n(internal)",text\nx,fine\n', encoding="utf-8")  # a name over two lines
     (document,) = read_path(str(multi_line_name))
