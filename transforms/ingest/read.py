@@ -765,6 +765,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             if keys not in resolved:
                 resolved[keys] = columns.resolve(keys, source), columns.unmatched(keys)
             last_keys, (mapping, unmatched) = keys, resolved[keys]
+        row_notes = getattr(row, "notes", ())  # what a CSV's rows note for the whole file
         try:
             record = row_to_document(row, mapping, source, ref)
         except Exception as error:  # noqa: BLE001 - a row a converter fails on must not end its file, as it did
@@ -775,7 +776,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             if record.error_type == "no_text_column" and columns.text is not None:
                 record = replace(record, error=f"--text-column {columns.text!r} is not a column of this table "
                                                f"({', '.join(sorted(keys)[:12])})")
-        elif unmatched or getattr(row, "notes", ()):
-            record["ingest_notes"] = [*record["ingest_notes"], *getattr(row, "notes", ()), *unmatched]
+        elif unmatched or row_notes:
+            record["ingest_notes"] = [*record["ingest_notes"], *row_notes, *unmatched]
         yield record
     yield from (replace(failure, source=by_name) for failure in pending)

@@ -311,8 +311,8 @@ def meta_export_post(row: dict[str, Any]) -> dict[str, Any]:
     record was a ``no_text_column`` dead letter. Instagram's (``post_comments_1.json``) label each field instead,
     ``{"string_map_data": {"Comment": {"value": "..."}, "Time": {"timestamp": ...}}}``: read as those fields. The
     generated ``title`` is left out (it is no subject), and a post with no words (a photo alone) is a ``no_text``
-    dead letter. Texts come as Facebook writes them, UTF-8 bytes read
-    as Latin-1 (``CafÃ©``), which the clean stage repairs as any mojibake.
+    dead letter. Texts come as Meta writes them, UTF-8 bytes read as Latin-1 (``CafÃ©``), which the clean stage
+    repairs as any mojibake.
     """
     labeled = row.get("string_map_data")
     if row.keys() <= {"string_map_data", "media_map_data", "title"} and isinstance(labeled, dict):
