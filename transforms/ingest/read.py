@@ -744,6 +744,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
     pending: list[Failure] = []
     resolved: dict[tuple[str, ...], tuple[ColumnMap, list[str]]] = {}
     last_keys: tuple[str, ...] | None = None
+    sheet: str | None = None
     for ref, read in TABLE_READERS[kind](handle, path):
         row = read if isinstance(read, Failure) else activity_post(read, ref)
         row = row if isinstance(row, Failure) else meta_export_post(row)
@@ -755,9 +756,13 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             yield from (replace(failure, source=source) for failure in (*pending, row))
             pending.clear()
             continue
-        if source is None:  # a post taken out of a social network's export (row is not read) is social
-            source = "social" if row is not read else guess_source(getattr(row, "header", None) or row.keys(),
-                                                                     name) or "review"
+        if source is None or (forced is None and getattr(row, "sheet", None) != sheet):
+            # a post taken out of a social network's export (row is not read) is social; a workbook's sheets are
+            # each told by their own columns, then the sheet's name, then the file's
+            sheet = getattr(row, "sheet", None)
+            source = "social" if row is not read else (
+                guess_source(getattr(row, "header", None) or row.keys(), sheet or name)
+                or (sheet and guess_source((), name)) or "review")
         yield from (replace(failure, source=source) for failure in pending)
         pending.clear()
         keys = getattr(row, "header", None) or tuple(row)  # a CSV row's columns include those its line lacks

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import math
 import re
@@ -29,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dateutil import parser as date_parser
 from dateutil.parser import UnknownTimezoneWarning
+from openpyxl.utils.datetime import from_excel
 from openpyxl.utils.escape import unescape
 
 from transforms.ingest.email import detect_charset
@@ -342,7 +344,7 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
         return Failure(source, input_ref, "parse", "no_text", f"text column {columns.text!r} is {kind}", excerpt(raw))
     notes: list[str] = []
     try:
-        created_at = parse_timestamp(row.get(columns.created_at)) if columns.created_at else None
+        created_at = _created_at(row, columns.created_at, notes) if columns.created_at else None
     except (ValueError, OverflowError, OSError):
         created_at = None
         notes.append(f"unparseable {columns.created_at}: {str(row.get(columns.created_at))[:40]}")
@@ -364,6 +366,17 @@ def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, inp
         subject=_cell_text(row.get(columns.title)) if columns.title else None,
         ingest_notes=notes,
     )
+
+
+def _created_at(row: Mapping[str, Any], column: str, notes: list[str]) -> datetime | None:
+    """The row's time; in a workbook (:attr:`CsvRow.day_epoch`) a number under :data:`EXCEL_LAST_DAY` is a day
+    number, read as Excel reads it, with a note saying so."""
+    value, day_epoch = row.get(column), getattr(row, "day_epoch", None)
+    if day_epoch is None or not isinstance(value, int | float) or isinstance(value, bool) or not (
+            0 < value < EXCEL_LAST_DAY):
+        return parse_timestamp(value)
+    notes.append(f"{column} {value} read as an Excel day number")
+    return from_excel(value, day_epoch).replace(tzinfo=UTC)
 
 
 def _cell_text(value: Any) -> str | None:
@@ -582,7 +595,11 @@ class CsvRow(dict[str, Any]):
     header: tuple[str, ...] = ()
     columns: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
-    """What its document notes for the whole file (the code page it was decoded in)."""
+    """What its document notes for the whole file (the code page it was decoded in, a sheet's title rows)."""
+    sheet: str | None = None
+    """The worksheet of a workbook's row: each sheet is a table of its own, reviews or posts."""
+    day_epoch: datetime | None = None
+    """A workbook's date system (Excel's day 0): a number in its time column counts days from it."""
 
     def __missing__(self, key: str) -> None:
         if key in self.columns:
@@ -1104,15 +1121,53 @@ def _parquet_row(batch: pa.RecordBatch, at: int, ref: str) -> dict[str, Any] | F
     return row
 
 
+PREAMBLE_ROWS = 10
+"""Rows a sheet may hold above its header (a report's title, the day it was exported, who exported it)."""
+
+
+def _filled(cells: Sequence[Any]) -> list[Any]:
+    return [cell for cell in cells if cell is not None and not (isinstance(cell, str) and not cell.strip())]
+
+
+def _names_a_text_column(cells: Sequence[Any]) -> bool:
+    names = [str(cell).strip() for cell in _filled(cells)]
+    return ColumnMap().resolve(names).text is not None
+
+
+def _header_at(rows: Sequence[tuple[int, list[Any]]]) -> int:
+    """Which of a sheet's first rows is its header: the first, unless it names no text column and a later one
+    does, with two or more cells, all text, and every row above it narrower (a title, an export date). Reports
+    exported from a shop's back office or a survey tool open with such rows; read as the header, the title made
+    every review a ``csv_extra_cells`` dead letter. A table whose text column has a name of its own
+    (``--text-column``) keeps its first row as the header: a data row is never taken for one."""
+    if not rows or _names_a_text_column(rows[0][1]):
+        return 0
+    widest_above = len(_filled(rows[0][1]))
+    for at, (_, cells) in enumerate(rows[1:], start=1):
+        filled = _filled(cells)
+        if (len(filled) > max(widest_above, 1) and all(isinstance(cell, str) for cell in filled)
+                and _names_a_text_column(cells)):
+            return at
+        widest_above = max(widest_above, len(filled))
+    return 0
+
+
+EXCEL_LAST_DAY = 2_958_466
+"""Excel's day number of 10000-01-01: a number below it in a workbook's time column is a day number (a date cell
+that lost its format, or a formula's result), which read as epoch seconds was a time in January 1970."""
+
+
 def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
-    """The rows of every worksheet of an Excel workbook (``.xlsx``, ``.xlsm``), each sheet a table whose first
-    non-empty row is its header, streamed a row at a time (openpyxl's read-only mode); ``input_ref`` names the sheet
-    and the row as Excel numbers it (``reviews.xlsx#Reviews!12``). Cells hold what Excel last computed (a formula's
-    result, not its text); a date cell is Excel's local time, read as UTC like any naive time. Review exports
-    (app stores' consoles, survey tools, a shop's back office) come as workbooks: the file was one
-    ``unknown_format`` dead letter asking for CSV. A row with cells right of the header's last name is a
-    ``csv_extra_cells`` dead letter, as a CSV's is. A sheet the workbook lists without naming its part, which
-    openpyxl leaves out with only a warning, is a ``corrupt_file`` dead letter."""
+    """The rows of every worksheet of an Excel workbook (``.xlsx``, ``.xlsm``), each sheet a table, streamed a row
+    at a time (openpyxl's read-only mode); ``input_ref`` names the sheet and the row as Excel numbers it
+    (``reviews.xlsx#Reviews!12``). A sheet's header is its first non-empty row, or the row under a title
+    (:func:`_header_at`), which each of its documents notes. Cells hold what Excel last computed (a formula's
+    result, not its text); a date cell is Excel's local time, read as UTC like any naive time, and a number in the
+    time column a day number of the workbook's date system (:data:`EXCEL_LAST_DAY`). Review exports (app stores'
+    consoles, survey tools, a shop's back office) come as workbooks: the file was one ``unknown_format`` dead
+    letter asking for CSV. A row with cells right of the header's last name is a ``csv_extra_cells`` dead letter,
+    as a CSV's is. A sheet the workbook lists without naming its part, which openpyxl leaves out with only a
+    warning, is a ``corrupt_file`` dead letter."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
@@ -1123,18 +1178,15 @@ def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any]
     try:
         for sheet in workbook.worksheets:
             sheet.reset_dimensions()  # the size a file states may be wrong (tools write none, or a stale one)
-            header: tuple[str, ...] = ()
-            columns: frozenset[str] = frozenset()
-            for number, row_cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-                # Excel writes a character XML cannot hold as an escape (a pasted CRLF as "_x000D_\n"), which
-                # openpyxl leaves in the text.
-                cells = [unescape(cell) if isinstance(cell, str) else cell for cell in row_cells]
-                if all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in cells):
-                    continue
-                if not header:
-                    header = tuple(distinct_names(["" if cell is None else str(cell).strip() for cell in cells]))
-                    columns = frozenset(header)
-                    continue
+            rows = _non_empty_rows(sheet)
+            first = list(itertools.islice(rows, PREAMBLE_ROWS + 1))
+            if not first:
+                continue
+            at = _header_at(first)
+            header = tuple(distinct_names(["" if cell is None else str(cell).strip() for cell in first[at][1]]))
+            columns = frozenset(header)
+            notes = (_title_note(sheet.title, first[:at]),) if at else ()
+            for number, cells in itertools.chain(first[at + 1:], rows):
                 ref = f"{name}#{sheet.title}!{number}"
                 extra = [cell for cell in cells[len(header):] if cell is not None]
                 if extra:
@@ -1143,10 +1195,26 @@ def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any]
                                        excerpt(json.dumps(cells, default=str, ensure_ascii=False)))
                     continue
                 row = CsvRow((column, cell) for column, cell in zip(header, cells, strict=False) if cell is not None)
-                row.header, row.columns = header, columns
+                row.header, row.columns, row.notes = header, columns, notes
+                row.sheet, row.day_epoch = sheet.title, workbook.epoch
                 yield ref, row
     finally:
         workbook.close()
+
+
+def _title_note(sheet: str, rows: Sequence[tuple[int, list[Any]]]) -> str:
+    title = " | ".join(str(cell) for _, cells in rows for cell in _filled(cells))
+    return f"sheet {sheet!r}: {len(rows)} row(s) above the header read as its title, not records: {excerpt(title, 80)}"
+
+
+def _non_empty_rows(sheet: Any) -> Iterator[tuple[int, list[Any]]]:
+    """(Excel's row number, cells) of a sheet's rows that hold something."""
+    for number, row_cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+        # Excel writes a character XML cannot hold as an escape (a pasted CRLF as "_x000D_\n"), which openpyxl
+        # leaves in the text.
+        cells = [unescape(cell) if isinstance(cell, str) else cell for cell in row_cells]
+        if _filled(cells):
+            yield number, cells
 
 
 X_ARCHIVE_DATA = re.compile(rb"(?:\xef\xbb\xbf)?\s*window\.YTD\.(\w+)\.part[0-9]+\s*=\s*")

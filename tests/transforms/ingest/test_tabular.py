@@ -681,10 +681,72 @@ def test_a_workbooks_sheets_are_each_a_table_read_a_row_at_a_time(tmp_path: Path
          f"{path}#Reviews!2"),
         ("review", "1002", "Lid broke on day one.", 1.0, "Kettle", datetime(2026, 11, 21, tzinfo=UTC),
          f"{path}#Reviews!4"),
-        ("review", "1600000000000000001", "@shop where is my order?", None, None, None, f"{path}#Mentions!2")]
+        ("social", "1600000000000000001", "@shop where is my order?", None, None, None, f"{path}#Mentions!2")]
     failures = [(f.input_ref, f.error_type) for f in records if isinstance(f, Failure)]
     assert failures == [(f"{path}#Reviews!5", "no_text"), (f"{path}#Reviews!6", "csv_extra_cells"),
                         (f"{path}#Summary!2", "no_text_column")]
+
+
+def test_a_workbooks_sheets_are_told_reviews_or_posts_each_by_its_own_columns_then_its_name(tmp_path: Path) -> None:
+    """A back office's export holds reviews and the posts that mention the shop side by side: the whole file took
+    the source of its first sheet, so the tweets were reviews, and a sheet named for posts with no telling column
+    too; its name now decides, then the file's."""
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Reviews"
+    workbook.active.append(["text", "rating"])
+    workbook.active.append(["Solid kettle.", 4])
+    for title, header in (("Mentions", ["tweet", "retweets"]), ("Social posts", ["text"]), ("Feedback", ["text"])):
+        workbook.create_sheet(title).append(header)
+        workbook[title].append([f"A row of {title}"])
+    workbook.save(tmp_path / "shop review export.xlsx")
+    assert [(d["input_ref"].split("#")[1], d["source"]) for d in read_path(str(tmp_path / "shop review export.xlsx"))
+            ] == [("Reviews!2", "review"), ("Mentions!2", "social"), ("Social posts!2", "social"),
+                  ("Feedback!2", "review")]
+
+
+def test_rows_above_a_sheets_header_are_its_title_and_day_numbers_in_its_time_column_are_dates(
+        tmp_path: Path) -> None:
+    """A report exported from a shop's back office opens with its title and the day it was made, above the table:
+    the title was read as the header, and every review became a ``csv_extra_cells`` dead letter. Its dates, written
+    by a formula or pasted without their format, are Excel day numbers: read as epoch seconds they were times on
+    1 January 1970."""
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "November"
+    sheet.append(["Customer reviews - November 2026"])
+    sheet.merge_cells("A1:D1")
+    sheet.append(["Exported on", datetime(2026, 11, 28)])
+    sheet.append([])
+    sheet.append(["Review Date", "Product", "Rating", "Review"])
+    sheet.append([46346.5, "Kettle", 5, "Boils fast and quiet."])
+    sheet.append([46347, "Toaster", 2, "Burns one side."])
+    sheet.append([1764000000, "Toaster", 4, "Fine."])
+    workbook.save(tmp_path / "report.xlsx")
+    records = list(read_path(str(tmp_path / "report.xlsx")))
+    assert [(d["input_ref"].split("#")[1], d["text"], d["product"], d["rating"], d["created_at"]) for d in records] == [
+        ("November!5", "Boils fast and quiet.", "Kettle", 5.0, datetime(2026, 11, 20, 12, tzinfo=UTC)),
+        ("November!6", "Burns one side.", "Toaster", 2.0, datetime(2026, 11, 21, tzinfo=UTC)),
+        ("November!7", "Fine.", "Toaster", 4.0, datetime(2025, 11, 24, 16, tzinfo=UTC))]
+    title = "sheet 'November': 2 row(s) above the header read as its title, not records: Customer reviews - Nov"
+    assert all(any(note.startswith(title) for note in d["ingest_notes"]) for d in records)
+    assert "Review Date 46346.5 read as an Excel day number" in records[0]["ingest_notes"]
+    assert not any("day number" in note for note in records[2]["ingest_notes"])
+
+    workbook.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904  # a Mac Excel workbook counts from 1904
+    workbook.save(tmp_path / "mac.xlsx")
+    assert next(read_path(str(tmp_path / "mac.xlsx")))["created_at"] == datetime(2030, 11, 21, 12, tzinfo=UTC)
+
+
+def test_a_row_above_a_header_is_a_title_only_when_it_is_narrower_than_a_header_of_names(tmp_path: Path) -> None:
+    """A table whose text column has a name of its own keeps its first row as the header, even where a row below
+    holds a cell that names a text column (a kind of feedback called ``Review``), and a title row must be narrower
+    than the header under it."""
+    workbook = openpyxl.Workbook()
+    for row in (["Feedback", "Kind"], ["Great kettle", "Review"], ["Late parcel", "Message"]):
+        workbook.active.append(row)
+    workbook.save(tmp_path / "feedback.xlsx")
+    records = list(read_path(str(tmp_path / "feedback.xlsx"), columns=ColumnMap(text="Feedback")))
+    assert [(d["text"], d["ingest_notes"]) for d in records] == [("Great kettle", []), ("Late parcel", [])]
 
 
 def with_part_edited(workbook: Path, copy: Path, part: str, old: bytes, new: bytes) -> Path:
