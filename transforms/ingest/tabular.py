@@ -650,19 +650,23 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     text.seek(start)
     delimiters = hint.group(1) if hint else ",;\t|"
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = LinearSniffer().sniff(sample, delimiters=delimiters)
+        dialect: type[csv.Dialect] | csv.Dialect = _sniff(sample, delimiters)
         # The sniffer says doublequote=False when its sample has no "" in a quoted cell; applied to the rest of the
         # file, that corrupted every later "" (RFC 4180's escaped quote), which is what a quote in a quoted cell
         # is unless the file has an escape character.
         dialect.doublequote = dialect.escapechar is None or dialect.doublequote
     except csv.Error:
         dialect = csv.excel
+    options = {"delimiter": delimiters} if hint else {}
+    title_lines, title = _csv_title(sample, dialect, options)
+    for _ in range(title_lines):
+        text.readline()
     source = _LineSource(text)
-    reader = _CsvRowReader(source, dialect=dialect, **({"delimiter": delimiters} if hint else {}))
+    reader = _CsvRowReader(source, dialect=dialect, **options)
     if reader.fieldnames:
         reader.name_columns(distinct_names(reader.fieldnames))
-    reader.notes = (guessed,) if guessed else ()
-    hint_lines = 1 if hint else 0  # the reader counts lines from the header; refs name the file's lines
+    reader.notes = tuple(note for note in (guessed, title) if note)
+    hint_lines = (1 if hint else 0) + title_lines  # the reader counts lines from the header; refs name the file's
     line = 1 + hint_lines
     delimiter = reader.reader.dialect.delimiter
     if any(("\n" in column or "\r" in column) and (source.ended or delimiter in column) for column in reader.header):
@@ -696,6 +700,41 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
             yield ref, row
     except csv.Error as error:
         yield f"{name}:{line + 1}", Failure(None, f"{name}:{line + 1}", "parse", "invalid_csv", str(error))
+
+
+def _sniff(sample: str, delimiters: str) -> type[csv.Dialect]:
+    """The sample's dialect; where no delimiter holds through it, that of the sample from its first line holding
+    one, if a line among the first :data:`PREAMBLE_ROWS` does: a report's title line with no delimiter in it
+    (``Customer reviews - November 2026``) made the sniffer give up, and a semicolon table was read as one comma
+    column."""
+    try:
+        return LinearSniffer().sniff(sample, delimiters=delimiters)
+    except csv.Error:
+        lines = sample.split("\n", PREAMBLE_ROWS)
+        table = next((at for at, line in enumerate(lines[:PREAMBLE_ROWS]) if any(d in line for d in delimiters)), 0)
+        if not table:
+            raise
+        return LinearSniffer().sniff("\n".join(lines[table:]), delimiters=delimiters)
+
+
+def _csv_title(sample: str, dialect: type[csv.Dialect] | csv.Dialect, options: Mapping[str, str]) -> tuple[int, str]:
+    """How many lines open the file above its header (:func:`_header_at`: a report's title and export date, which
+    Excel saves as ``Customer reviews - November 2026,,,``), and the note that says so; (0, "") for a file whose
+    first line is its header."""
+    rows: list[tuple[int, list[Any]]] = []
+    lines_before: list[int] = []
+    reader = csv.reader(io.StringIO(sample, newline=""), dialect, **options)
+    try:
+        while len(rows) <= PREAMBLE_ROWS:
+            before = reader.line_num
+            cells = next(reader)
+            if _filled(cells):
+                rows.append((reader.line_num, cells))
+                lines_before.append(before)
+    except (csv.Error, StopIteration):
+        pass
+    at = _header_at(rows)
+    return (lines_before[at], _title_note("the file", rows[:at])) if at else (0, "")
 
 
 class _LineSource:
@@ -1185,7 +1224,7 @@ def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any]
             at = _header_at(first)
             header = tuple(distinct_names(["" if cell is None else str(cell).strip() for cell in first[at][1]]))
             columns = frozenset(header)
-            notes = (_title_note(sheet.title, first[:at]),) if at else ()
+            notes = (_title_note(f"sheet {sheet.title!r}", first[:at]),) if at else ()
             for number, cells in itertools.chain(first[at + 1:], rows):
                 ref = f"{name}#{sheet.title}!{number}"
                 extra = [cell for cell in cells[len(header):] if cell is not None]
@@ -1202,9 +1241,9 @@ def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any]
         workbook.close()
 
 
-def _title_note(sheet: str, rows: Sequence[tuple[int, list[Any]]]) -> str:
+def _title_note(table: str, rows: Sequence[tuple[int, list[Any]]]) -> str:
     title = " | ".join(str(cell) for _, cells in rows for cell in _filled(cells))
-    return f"sheet {sheet!r}: {len(rows)} row(s) above the header read as its title, not records: {excerpt(title, 80)}"
+    return f"{table}: {len(rows)} row(s) above the header read as its title, not records: {excerpt(title, 80)}"
 
 
 def _non_empty_rows(sheet: Any) -> Iterator[tuple[int, list[Any]]]:

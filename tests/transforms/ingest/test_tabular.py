@@ -548,6 +548,28 @@ def test_a_separator_hint_is_honoured_where_sniffing_would_pick_another_delimite
     assert [record["text"] for record in read_path(str(path))] == ["ok, fine, whatever, sure", "no, never, again, ever"]
 
 
+@pytest.mark.parametrize(("lines", "title"), [
+    (["Customer reviews - November 2026,,,", "Exported on,28/11/2026,,", ",,,", "review_id,rating,product,review",
+      'r1,5,Kettle,"Great kettle, boils fast"', "r2,1,Kettle,Lid broke after a week"],
+     "the file: 2 row(s) above the header read as its title, not records: Customer reviews - November 2026 | "
+     "Exported on | 28/11/2026"),
+    (["Customer reviews - November 2026", "", "review_id;rating;product;review", "r1;5;Kettle;Great kettle, boils fast",
+      "r2;1;Kettle;Lid broke after a week"],
+     "the file: 1 row(s) above the header read as its title, not records: Customer reviews - November 2026")])
+def test_a_reports_title_lines_above_a_csv_header_are_noted_not_read_as_the_header(
+        tmp_path: Path, lines: list[str], title: str) -> None:
+    """A report saved as CSV keeps its title and export date above the table (Excel pads them with delimiters):
+    the title was read as the header, so every row was a dead letter; and a title line with no delimiter made
+    the sniffer give up, reading a semicolon table as one comma column. Line numbers stay those of the file."""
+    path = tmp_path / "report.csv"
+    path.write_bytes("\r\n".join([*lines, ""]).encode("utf-8"))
+    records = list(read_path(str(path)))
+    assert [(r["input_ref"].rsplit(":", 1)[1], r["source_id"], r["rating"], r["product"], r["text"], r["ingest_notes"])
+            for r in records] == [
+        (str(len(lines) - 1), "r1", 5.0, "Kettle", "Great kettle, boils fast", [title]),
+        (str(len(lines)), "r2", 1.0, "Kettle", "Lid broke after a week", [title])]
+
+
 def fields_of(record: dict) -> tuple:
     return (record["text"], record["source"], record["source_id"], record["created_at"] and
             record["created_at"].isoformat(), record["author"], record["rating"])
