@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 from transforms.ingest.email import hash_address, is_maildir_message, is_mbox, looks_binary, parse_email, split_mbox
 from transforms.ingest.tabular import (
     TABLE_READERS,
+    TITLED_TABLES,
     X_ARCHIVE_DATA,
     X_ARCHIVE_TWEETS,
     ColumnMap,
@@ -745,7 +746,9 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
     resolved: dict[tuple[str, ...], tuple[ColumnMap, list[str]]] = {}
     last_keys: tuple[str, ...] | None = None
     sheet: str | None = None
-    for ref, read in TABLE_READERS[kind](handle, path):
+    reader = TABLE_READERS[kind]
+    rows = reader(handle, path, text_column=columns.text) if kind in TITLED_TABLES else reader(handle, path)
+    for ref, read in rows:
         row = read if isinstance(read, Failure) else activity_post(read, ref)
         row = row if isinstance(row, Failure) else meta_export_post(row)
         if isinstance(row, Failure):

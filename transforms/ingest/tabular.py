@@ -80,6 +80,11 @@ def _name_key(name: str) -> str:
     return _SEPARATORS.sub("", name.lower())
 
 
+_KNOWN_NAMES = frozenset(_name_key(name) for names in (*CANDIDATES.values(), REVIEW_HINTS, SOCIAL_HINTS)
+                         for name in names)
+"""Column names auto-detection knows, as :func:`_name_key` matches them: no title of a report is one."""
+
+
 @dataclass(frozen=True)
 class ColumnMap:
     """Which input column feeds which document field; None means auto-detect from the names above."""
@@ -636,9 +641,11 @@ class _CsvRowReader(csv.DictReader):
         return row
 
 
-def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
-    """(input_ref, row) pairs; the dialect is sniffed, the first line is the header. An Excel ``sep=`` line before
-    the header names the delimiter and is skipped: read as the header, it made every row a dead letter."""
+def read_csv(handle: BinaryIO, name: str, text_column: str | None = None
+             ) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+    """(input_ref, row) pairs; the dialect is sniffed, the first line is the header, unless lines above it are a
+    title (:func:`_header_at`, told by ``text_column`` or auto-detection). An Excel ``sep=`` line before the header
+    names the delimiter and is skipped: read as the header, it made every row a dead letter."""
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     encoding, guessed = csv_encoding(handle)
     errors = "surrogateescape" if encoding.startswith("utf-8") else MARK_UNDECODABLE
@@ -649,16 +656,8 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
     sample = text.read(64 * 1024)
     text.seek(start)
     delimiters = hint.group(1) if hint else ",;\t|"
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = _sniff(sample, delimiters)
-        # The sniffer says doublequote=False when its sample has no "" in a quoted cell; applied to the rest of the
-        # file, that corrupted every later "" (RFC 4180's escaped quote), which is what a quote in a quoted cell
-        # is unless the file has an escape character.
-        dialect.doublequote = dialect.escapechar is None or dialect.doublequote
-    except csv.Error:
-        dialect = csv.excel
     options = {"delimiter": delimiters} if hint else {}
-    title_lines, title = _csv_title(sample, dialect, options)
+    dialect, title_lines, title = _csv_layout(sample, delimiters, options, text_column)
     for _ in range(title_lines):
         text.readline()
     source = _LineSource(text)
@@ -703,29 +702,51 @@ def read_csv(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] 
 
 
 def _sniff(sample: str, delimiters: str) -> type[csv.Dialect]:
-    """The sample's dialect; where no delimiter holds through it, that of the sample from its first line holding
-    one, if a line among the first :data:`PREAMBLE_ROWS` does: a report's title line with no delimiter in it
-    (``Customer reviews - November 2026``) made the sniffer give up, and a semicolon table was read as one comma
-    column."""
+    """The sample's dialect (``csv.Error`` where no delimiter holds through it). The sniffer says doublequote=False
+    when its sample has no "" in a quoted cell; applied to the rest of the file, that corrupted every later ""
+    (RFC 4180's escaped quote), which is what a quote in a quoted cell is unless the file has an escape character."""
+    dialect = LinearSniffer().sniff(sample, delimiters=delimiters)
+    dialect.doublequote = dialect.escapechar is None or dialect.doublequote
+    return dialect
+
+
+def _csv_layout(sample: str, delimiters: str, options: Mapping[str, str], text_column: str | None
+                ) -> tuple[type[csv.Dialect] | csv.Dialect, int, str]:
+    """The file's dialect, how many lines open it above its header (:func:`_header_at`: a report's title and
+    export date, which Excel saves as ``Customer reviews - November 2026,,,``), and the note that says what they
+    held. A title line with fewer delimiters than the table (none, where no tool padded it) can mislead the
+    sniffer, which then gave up and a semicolon table was read as one comma column: where the first line may be a
+    title and no header shows under it, the dialect is sniffed again from each of the next lines."""
     try:
-        return LinearSniffer().sniff(sample, delimiters=delimiters)
+        dialect: type[csv.Dialect] | csv.Dialect = _sniff(sample, delimiters)
     except csv.Error:
-        lines = sample.split("\n", PREAMBLE_ROWS)
-        table = next((at for at, line in enumerate(lines[:PREAMBLE_ROWS]) if any(d in line for d in delimiters)), 0)
-        if not table:
-            raise
-        return LinearSniffer().sniff("\n".join(lines[table:]), delimiters=delimiters)
+        dialect = csv.excel
+    rows, lines_before = _first_rows(sample, dialect, options)
+    at = _header_at(rows, text_column)
+    if not at and rows and _is_title(rows[0][1], text_column):
+        lines = io.StringIO(sample, newline="").readlines()
+        for skipped in range(1, min(PREAMBLE_ROWS, len(lines) - 1) + 1):
+            if not lines[skipped].strip():
+                continue
+            try:
+                table = _sniff("".join(lines[skipped:]), delimiters)
+            except csv.Error:
+                continue
+            rows, lines_before = _first_rows(sample, table, options)
+            if at := _header_at(rows, text_column):
+                dialect = table
+                break
+    return (dialect, lines_before[at], _title_note("the file", rows[:at])) if at else (dialect, 0, "")
 
 
-def _csv_title(sample: str, dialect: type[csv.Dialect] | csv.Dialect, options: Mapping[str, str]) -> tuple[int, str]:
-    """How many lines open the file above its header (:func:`_header_at`: a report's title and export date, which
-    Excel saves as ``Customer reviews - November 2026,,,``), and the note that says so; (0, "") for a file whose
-    first line is its header."""
+def _first_rows(sample: str, dialect: type[csv.Dialect] | csv.Dialect, options: Mapping[str, str]
+                ) -> tuple[list[tuple[int, list[Any]]], list[int]]:
+    """The sample's first rows that hold something (enough for :func:`_header_at`), and the lines before each."""
     rows: list[tuple[int, list[Any]]] = []
     lines_before: list[int] = []
     reader = csv.reader(io.StringIO(sample, newline=""), dialect, **options)
     try:
-        while len(rows) <= PREAMBLE_ROWS:
+        while len(rows) <= PREAMBLE_ROWS + 1:
             before = reader.line_num
             cells = next(reader)
             if _filled(cells):
@@ -733,8 +754,7 @@ def _csv_title(sample: str, dialect: type[csv.Dialect] | csv.Dialect, options: M
                 lines_before.append(before)
     except (csv.Error, StopIteration):
         pass
-    at = _header_at(rows)
-    return (lines_before[at], _title_note("the file", rows[:at])) if at else (0, "")
+    return rows, lines_before
 
 
 class _LineSource:
@@ -1168,25 +1188,36 @@ def _filled(cells: Sequence[Any]) -> list[Any]:
     return [cell for cell in cells if cell is not None and not (isinstance(cell, str) and not cell.strip())]
 
 
-def _names_a_text_column(cells: Sequence[Any]) -> bool:
+TITLE_CELLS = 3
+"""A title row holds at most this many cells (``Period``, ``1 Nov``, ``30 Nov``)."""
+
+
+def _names_a_text_column(cells: Sequence[Any], text_column: str | None) -> bool:
     names = [str(cell).strip() for cell in _filled(cells)]
-    return ColumnMap().resolve(names).text is not None
+    return text_column in names if text_column else ColumnMap().resolve(names).text is not None
 
 
-def _header_at(rows: Sequence[tuple[int, list[Any]]]) -> int:
-    """Which of a sheet's first rows is its header: the first, unless it names no text column and a later one
-    does, with two or more cells, all text, and every row above it narrower (a title, an export date). Reports
-    exported from a shop's back office or a survey tool open with such rows; read as the header, the title made
-    every review a ``csv_extra_cells`` dead letter. A table whose text column has a name of its own
-    (``--text-column``) keeps its first row as the header: a data row is never taken for one."""
-    if not rows or _names_a_text_column(rows[0][1]):
-        return 0
-    widest_above = len(_filled(rows[0][1]))
-    for at, (_, cells) in enumerate(rows[1:], start=1):
+def _is_title(cells: Sequence[Any], text_column: str | None) -> bool:
+    """A row that may be a title: a few cells, none a column name auto-detection knows or the text column's."""
+    filled = _filled(cells)
+    return len(filled) <= TITLE_CELLS and not any(
+        _name_key(str(cell).strip()) in _KNOWN_NAMES or str(cell).strip() == text_column for cell in filled)
+
+
+def _header_at(rows: Sequence[tuple[int, list[Any]]], text_column: str | None = None) -> int:
+    """Which of a table's first rows is its header: the first, unless the rows above a later one are titles
+    (:func:`_is_title`: a report's name, the day it was exported) and that one names the text column
+    (``text_column``, or one auto-detection finds) with two or more distinct names, more than any row above
+    holds, and is followed by a row. Reports exported from a shop's back office or a survey tool open with such
+    rows; read as the header, the title made every review a dead letter."""
+    widest_above = 0
+    for at, (_, cells) in enumerate(rows[:-1]):
         filled = _filled(cells)
-        if (len(filled) > max(widest_above, 1) and all(isinstance(cell, str) for cell in filled)
-                and _names_a_text_column(cells)):
+        if (at and len(filled) > max(widest_above, 1) and all(isinstance(cell, str) for cell in filled)
+                and len({cell.strip() for cell in filled}) == len(filled) and _names_a_text_column(cells, text_column)):
             return at
+        if not _is_title(cells, text_column):
+            return 0
         widest_above = max(widest_above, len(filled))
     return 0
 
@@ -1196,7 +1227,8 @@ EXCEL_LAST_DAY = 2_958_466
 that lost its format, or a formula's result), which read as epoch seconds was a time in January 1970."""
 
 
-def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
+def read_xlsx(handle: BinaryIO, name: str, text_column: str | None = None
+              ) -> Iterator[tuple[str, dict[str, Any] | Failure]]:
     """The rows of every worksheet of an Excel workbook (``.xlsx``, ``.xlsm``), each sheet a table, streamed a row
     at a time (openpyxl's read-only mode); ``input_ref`` names the sheet and the row as Excel numbers it
     (``reviews.xlsx#Reviews!12``). A sheet's header is its first non-empty row, or the row under a title
@@ -1218,10 +1250,10 @@ def read_xlsx(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any]
         for sheet in workbook.worksheets:
             sheet.reset_dimensions()  # the size a file states may be wrong (tools write none, or a stale one)
             rows = _non_empty_rows(sheet)
-            first = list(itertools.islice(rows, PREAMBLE_ROWS + 1))
+            first = list(itertools.islice(rows, PREAMBLE_ROWS + 2))
             if not first:
                 continue
-            at = _header_at(first)
+            at = _header_at(first, text_column)
             header = tuple(distinct_names(["" if cell is None else str(cell).strip() for cell in first[at][1]]))
             columns = frozenset(header)
             notes = (_title_note(f"sheet {sheet.title!r}", first[:at]),) if at else ()
@@ -1289,5 +1321,7 @@ def read_x_archive(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str,
         yield ref, row["tweet"] if isinstance(row, dict) and isinstance(row.get("tweet"), dict) else row
 
 
+TITLED_TABLES = frozenset({"csv", "xlsx"})
+"""Readers whose header may sit under a title, told by the run's ``--text-column`` (``text_column=``)."""
 TABLE_READERS = {"csv": read_csv, "jsonl": read_jsonl, "json": read_json_array, "parquet": read_parquet,
                  "xlsx": read_xlsx, "x_archive": read_x_archive}

@@ -570,6 +570,22 @@ def test_a_reports_title_lines_above_a_csv_header_are_noted_not_read_as_the_head
         (str(len(lines)), "r2", 1.0, "Kettle", "Lid broke after a week", [title])]
 
 
+def test_a_title_above_a_header_is_told_by_the_runs_text_column_too(tmp_path: Path) -> None:
+    """Where the text column has a name of its own (``--text-column Feedback``), that name tells the header. Where
+    nothing does (auto-detection finds no text column), or the first row is a column name auto-detection knows
+    (``date``), the first row stays the header, as before: each row under it a dead letter."""
+    path = tmp_path / "survey.csv"
+    path.write_text("Store survey Q4\nwhen,Feedback,NPS\n2026-11-02,Staff were lovely,9\n", encoding="utf-8")
+    (document,) = read_path(str(path), columns=ColumnMap(text="Feedback"))
+    assert (document["input_ref"].rsplit(":", 1)[1], document["text"], document["ingest_notes"]) == (
+        "3", "Staff were lovely",
+        ["the file: 1 row(s) above the header read as its title, not records: Store survey Q4"])
+    assert [record.error_type for record in read_path(str(path))] == ["csv_extra_cells"] * 2
+    path.write_text("date\nwhen,Feedback,NPS\n2026-11-02,Staff were lovely,9\n", encoding="utf-8")
+    assert [record.error_type for record in read_path(str(path), columns=ColumnMap(text="Feedback"))] == [
+        "csv_extra_cells"] * 2
+
+
 def fields_of(record: dict) -> tuple:
     return (record["text"], record["source"], record["source_id"], record["created_at"] and
             record["created_at"].isoformat(), record["author"], record["rating"])
