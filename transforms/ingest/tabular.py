@@ -457,7 +457,10 @@ def text_encoding(handle: BinaryIO) -> str:
 
 
 ENCODING_SAMPLE_BYTES = 1 << 20
-"""Bytes of a CSV without a byte-order mark read to tell UTF-8 from a legacy code page."""
+"""Bytes of a CSV without a byte-order mark read to tell UTF-8 from a legacy code page: the first of its pieces of
+this size that holds a byte outside ASCII."""
+ENCODING_SCAN_BYTES = 256 << 20
+"""How far into a CSV that piece is looked for: a file whose first 256 MiB are ASCII is read as UTF-8."""
 WINDOWS_CODE_PAGES = frozenset({"cp1250", "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257",
                                 "cp1258", "cp874"})
 """The code pages a CSV may be read in when detection names one: the single-byte ones Windows, and so Excel's plain
@@ -475,12 +478,18 @@ def csv_encoding(handle: BinaryIO) -> tuple[str, str | None]:
     with an accent or a curly quote was an ``invalid_utf8`` dead letter. Such a file's sample has more undecodable
     bytes than UTF-8 sequences, and its code page is detected as a mail part's is (:func:`detect_charset`), among
     :data:`WINDOWS_CODE_PAGES`. A file that is mostly valid UTF-8 where it is not ASCII (a damaged UTF-8 file) stays
-    UTF-8, each bad row its own dead letter, as does one whose first ``ENCODING_SAMPLE_BYTES`` are all ASCII.
+    UTF-8, each bad row its own dead letter. The sample is the first piece of the file that is not all ASCII: a
+    large export whose first accent came after its first MiB was read as UTF-8, and that row and every later one
+    with an accent were dead letters. The code page is detected from the sample's lines that are not ASCII, where
+    the language shows: among thousands of ASCII lines a Polish or Russian line was taken for Windows-1252.
     """
     encoding = text_encoding(handle)
     if encoding != "utf-8":
         return encoding, None
-    sample = handle.read(ENCODING_SAMPLE_BYTES)
+    sample, scanned = handle.read(ENCODING_SAMPLE_BYTES), 0
+    while sample.isascii() and len(sample) == ENCODING_SAMPLE_BYTES and scanned < ENCODING_SCAN_BYTES:
+        # a piece after an all-ASCII one starts at a character: no UTF-8 sequence begins with an ASCII byte
+        sample, scanned = handle.read(ENCODING_SAMPLE_BYTES), scanned + len(sample)
     handle.seek(0)
     if sample.isascii():
         return encoding, None
@@ -488,7 +497,7 @@ def csv_encoding(handle: BinaryIO) -> tuple[str, str | None]:
     undecodable = len(_UNDECODABLE.findall(decoded))
     if undecodable == 0 or len(_NON_ASCII.findall(decoded)) - undecodable > undecodable:
         return encoding, None
-    charset = detect_charset(sample)
+    charset = detect_charset(b"\n".join(line for line in sample.split(b"\n") if not line.isascii()))
     name = codecs.lookup(charset).name if charset else None
     if name not in WINDOWS_CODE_PAGES:
         return encoding, None

@@ -115,6 +115,27 @@ def test_a_csv_in_a_windows_code_page_is_read_in_it_with_a_note(tmp_path: Path, 
         (f"decoded as {code_page}: the file is not UTF-8 and has no byte-order mark",)}
 
 
+@pytest.mark.parametrize(("code_page", "texts"), [
+    ("cp1252", ["Café crème, naïve – great", "“Smart quotes” and 5 €"]),
+    ("cp1251", ["Отличный товар, рекомендую", "Доставка заняла неделю"]),
+    ("cp1250", ["Zażółć gęślą jaźń, dobry produkt", "Dostawa trwała tydzień"]),
+])
+def test_a_code_page_whose_first_letter_comes_late_among_ascii_rows_is_still_detected(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code_page: str, texts: list[str]) -> None:
+    """A large export whose first accent came after the sample (1 MiB; 4 KiB here) was read as UTF-8, and every
+    row with an accent was a dead letter; and among many ASCII lines a Polish or Russian line was detected as
+    Windows-1252."""
+    monkeypatch.setattr(tabular, "ENCODING_SAMPLE_BYTES", 4096)
+    plain = [f"order {n} arrived on time, works as described" for n in range(300)]
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b"review_id,review_text,rating\n"
+                     + "".join(f'{n},"{text}",5\n' for n, text in enumerate([*plain, *texts])).encode(code_page))
+    documents = list(read_path(str(path)))
+    assert [document["text"] for document in documents] == [*plain, *texts]
+    assert documents[-1]["ingest_notes"] == [
+        f"decoded as {code_page}: the file is not UTF-8 and has no byte-order mark"]
+
+
 @pytest.mark.parametrize(("code_page", "text"), [("shift_jis", "とても良い商品です"), ("koi8_r", "Отличный товар")])
 def test_a_short_table_in_a_code_page_detection_is_not_sure_of_stays_dead_letters(tmp_path: Path, code_page: str,
                                                                                    text: str) -> None:
