@@ -37,11 +37,13 @@ from transforms.ingest.email import detect_charset
 from transforms.records import Document, Failure, excerpt, new_document
 
 TEXT_COLUMNS = ("text", "review_text", "review", "body", "content", "full_text", "tweet", "post", "message",
-                "comment")
+                "comment", "selftext")
+"""Text columns, most telling first. ``selftext`` is a Reddit submission's body (its ``title`` is the subject)."""
 ID_COLUMNS = ("id", "review_id", "tweet_id", "post_id", "message_id", "uuid", "id_str")
-CREATED_COLUMNS = ("created_at", "created_utc", "date", "timestamp", "time", "published_at", "review_date",
-                   "posted_at", "unix_review_time", "at")
+CREATED_COLUMNS = ("created_at", "created_utc", "created_time", "review_submit_date_and_time", "date", "timestamp",
+                   "time", "published_at", "review_date", "posted_at", "unix_review_time", "at")
 """Time columns, most telling first. Reddit's ``created_utc`` and Amazon's ``unixReviewTime`` are epoch seconds;
+Facebook's Graph API writes ``created_time``, Play Console's review reports ``Review Submit Date and Time``;
 Amazon's ``reviewTime`` (``09 7, 2013``) is left out, its day and month either way round. The bare ``at`` is the
 Google Play scraper's: a time by name, as Rails' ``created_at`` is, and last, so that any other time column wins (a
 value that is no time is a note, not a date). The scraper writes the scraping machine's local time without a zone,
@@ -54,7 +56,8 @@ AUTHOR_COLUMNS = ("author", "user", "username", "screen_name", "reviewer", "revi
 the name is often "Amazon Customer", shared by thousands. ``attributedTo`` is ActivityStreams' author, ``by`` Hacker
 News' (its API's and BigQuery dataset's items), last, as the least telling name."""
 RATING_COLUMNS = ("rating", "stars", "star_rating", "score", "overall")
-PRODUCT_COLUMNS = ("product", "product_id", "product_title", "brand", "airline", "asin", "app", "business")
+PRODUCT_COLUMNS = ("product", "product_id", "product_title", "brand", "airline", "asin", "app", "business",
+                   "package_name")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 TITLE_COLUMNS = ("title", "summary", "review_title", "subject", "headline")
 CANDIDATES = {"text": TEXT_COLUMNS, "id": ID_COLUMNS, "created_at": CREATED_COLUMNS, "author": AUTHOR_COLUMNS,
@@ -71,13 +74,15 @@ SOCIAL_HINTS = frozenset({"tweet", "tweet_id", "post_id", "retweets", "retweet_c
                           "hashtags", "screen_name", "handle", "mentions", "reply_count", "followers", "airline",
                           "subreddit", "attributed_to"})
 _SEPARATORS = re.compile(r"[_\- ]")
+_UNIT = re.compile(r"\s*\([^()]*\)\s*\Z")
 
 
 def _name_key(name: str) -> str:
     """A column name as auto-detection matches it: lower case, without ``_``, ``-`` and spaces, so that Google
-    Play's ``reviewId``, a spreadsheet's ``Review ID`` and ``review-id`` are all ``review_id``. Dots stay: a
-    repeated name's ``text.1`` is not ``text1``."""
-    return _SEPARATORS.sub("", name.lower())
+    Play's ``reviewId``, a spreadsheet's ``Review ID`` and ``review-id`` are all ``review_id``, and without a unit
+    in brackets at its end: ``Date (UTC)`` is ``date``, ``Rating (1-5)`` is ``rating``. Dots stay: a repeated name's
+    ``text.1`` is not ``text1``."""
+    return _SEPARATORS.sub("", _UNIT.sub("", name).lower())
 
 
 _KNOWN_NAMES = frozenset(_name_key(name) for names in (*CANDIDATES.values(), REVIEW_HINTS, SOCIAL_HINTS)

@@ -626,6 +626,34 @@ def test_a_google_play_export_is_read_by_its_camel_case_names_and_its_at_time(tm
                                  "2023-05-01T10:00:00+00:00", "Jane Doe", 1.0)
 
 
+def test_a_play_console_review_report_is_read_with_its_submit_time_and_package(tmp_path: Path) -> None:
+    """Play Console's monthly review reports (UTF-16 with a byte-order mark; the header as Play writes it): the
+    submit time matched no time column, so every review went to the run's day instead of the day it was written."""
+    path = tmp_path / "reviews_com.acme.app_202611.csv"
+    path.write_bytes(codecs.BOM_UTF16_LE + (
+        "Package Name,App Version Code,App Version Name,Reviewer Language,Device,Review Submit Date and Time,"
+        "Review Submit Millis Since Epoch,Review Last Update Date and Time,Review Last Update Millis Since Epoch,"
+        "Star Rating,Review Title,Review Text,Developer Reply Date and Time,Developer Reply Millis Since Epoch,"
+        "Developer Reply Text,Review Link\n"
+        "com.acme.app,412,4.1.2,en,a52q,2026-11-20T09:15:00Z,1795684500000,2026-11-22T08:00:00Z,1795852800000,2,"
+        ",Logs me out every day,2026-11-21T10:00:00Z,1795773600000,Fixed in 4.1.3,"
+        "http://play.google.com/console/developers/1/app/2/user-feedback/review-details?reviewId=gp:AOqpTOE\n"
+    ).encode("utf-16-le"))
+    (review,) = read_path(str(path))
+    assert (review["text"], review["rating"], review["product"], review["created_at"], review["ingest_notes"]) == (
+        "Logs me out every day", 2.0, "com.acme.app", datetime(2026, 11, 20, 9, 15, tzinfo=UTC), [])
+
+
+@pytest.mark.parametrize(("columns", "field", "chosen"), [
+    (["id", "title", "selftext", "created_utc", "subreddit"], "text", "selftext"),  # a Reddit submission
+    (["id", "message", "created_time", "updated_time"], "created_at", "created_time"),  # Facebook's Graph API
+    (["Review", "Date (UTC)", "Rating (1-5)"], "created_at", "Date (UTC)"),
+    (["Review", "Date (UTC)", "Rating (1-5)"], "rating", "Rating (1-5)"),
+])
+def test_columns_named_as_common_exports_name_them_are_found(columns: list[str], field: str, chosen: str) -> None:
+    assert getattr(ColumnMap().resolve(columns), field) == chosen
+
+
 def test_an_amazon_export_takes_its_unix_time_its_reviewer_id_and_its_summary(tmp_path: Path) -> None:
     """Amazon's review dumps are JSON Lines named ``.json``, read as one document: a single ``invalid_json`` dead
     letter after the first line's ``helpful`` array was read as two records. Their time is ``unixReviewTime``
