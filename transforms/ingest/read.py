@@ -773,7 +773,7 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             if keys not in resolved:
                 resolved[keys] = columns.resolve(keys, source), columns.unmatched(keys)
             last_keys, (mapping, unmatched) = keys, resolved[keys]
-        row_notes = getattr(row, "notes", ())  # what a CSV's rows note for the whole file
+        row_notes = getattr(read, "notes", ())  # what a file's rows note for the whole file (before any unwrapping)
         try:
             record = row_to_document(row, mapping, source, ref)
         except Exception as error:  # noqa: BLE001 - a row a converter fails on must not end its file, as it did

@@ -489,24 +489,33 @@ def csv_encoding(handle: BinaryIO) -> tuple[str, str | None]:
     the language shows: among thousands of ASCII lines a Polish or Russian line was taken for Windows-1252.
     """
     encoding = text_encoding(handle)
-    if encoding != "utf-8":
-        return encoding, None
+    code_page = legacy_code_page(handle, ENCODING_SCAN_BYTES) if encoding == "utf-8" else None
+    return (code_page, code_page_note(code_page)) if code_page else (encoding, None)
+
+
+def legacy_code_page(handle: BinaryIO, scan_bytes: int) -> str | None:
+    """The Windows code page a file without a byte-order mark is written in, None for UTF-8 (:func:`csv_encoding`),
+    judged from its first :data:`ENCODING_SAMPLE_BYTES` that are not all ASCII within its first ``scan_bytes``;
+    the handle is rewound."""
+    handle.seek(0)
     sample, scanned = handle.read(ENCODING_SAMPLE_BYTES), 0
-    while sample.isascii() and len(sample) == ENCODING_SAMPLE_BYTES and scanned < ENCODING_SCAN_BYTES:
+    while sample.isascii() and len(sample) == ENCODING_SAMPLE_BYTES and scanned < scan_bytes:
         # a piece after an all-ASCII one starts at a character: no UTF-8 sequence begins with an ASCII byte
         sample, scanned = handle.read(ENCODING_SAMPLE_BYTES), scanned + len(sample)
     handle.seek(0)
     if sample.isascii():
-        return encoding, None
+        return None
     decoded = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(sample)  # not final: a cut sequence
     undecodable = len(_UNDECODABLE.findall(decoded))
     if undecodable == 0 or len(_NON_ASCII.findall(decoded)) - undecodable > undecodable:
-        return encoding, None
+        return None
     charset = detect_charset(b"\n".join(line for line in sample.split(b"\n") if not line.isascii()))
     name = codecs.lookup(charset).name if charset else None
-    if name not in WINDOWS_CODE_PAGES:
-        return encoding, None
-    return name, f"decoded as {name}: the file is not UTF-8 and has no byte-order mark"
+    return name if name in WINDOWS_CODE_PAGES else None
+
+
+def code_page_note(code_page: str) -> str:
+    return f"decoded as {code_page}: the file is not UTF-8 and has no byte-order mark"
 
 
 CSV_FIELD_LIMIT = 256 << 20
@@ -606,15 +615,20 @@ def _quoted_cells(data: str, opening: re.Pattern[str], closing: str, closings: _
         yield quote, delim, space
 
 
-class CsvRow(dict[str, Any]):
+class NotedRow(dict[str, Any]):
+    """A record with what its document notes for the whole file."""
+
+    notes: tuple[str, ...] = ()
+    """The code page the file was decoded in, a sheet's title rows."""
+
+
+class CsvRow(NotedRow):
     """A CSV row holding only the cells its line has; ``header`` names every column, and a column its line lacks
     reads as None, in ``row[column]``, ``row.get`` and ``in`` alike. ``csv.DictReader`` put a None into every short
     row for each missing column: 20,000 two-cell rows under a 20,000-column header (a 300 KB file) took minutes."""
 
     header: tuple[str, ...] = ()
     columns: frozenset[str] = frozenset()
-    notes: tuple[str, ...] = ()
-    """What its document notes for the whole file (the code page it was decoded in, a sheet's title rows)."""
     sheet: str | None = None
     """The worksheet of a workbook's row: each sheet is a table of its own, reviews or posts."""
     day_epoch: datetime | None = None
@@ -809,15 +823,19 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
     """One record per line. A file whose first line is a lone ``{`` or ``[`` is pretty-printed JSON, which no
     JSON line is: objects one after another (``jq '.[]'``) or an array, read as such (:func:`read_json_sequence`,
     :func:`read_json_array`; line by line they were a dead letter per line, 12 for 3 records). Lines may end in a
-    bare CR (classic Mac OS exports), as CSV rows may: the file was one ``invalid_json`` line."""
+    bare CR (classic Mac OS exports), as CSV rows may: the file was one ``invalid_json`` line. A file in a Windows
+    code page (Python on Windows writes one with ``open(path, "w")`` and ``ensure_ascii=False``) is read in it, with
+    a note, when its first MiB tells it (:func:`legacy_code_page`): every line with an accent was a dead letter."""
     encoding = text_encoding(handle)
+    code_page = legacy_code_page(handle, 0) if encoding == "utf-8" else None
+    encoding = code_page or encoding
     if encoding == "utf-8-sig":
         handle.read(len(codecs.BOM_UTF8))
     start = handle.tell()
     head = handle.read(1 << 16)
     handle.seek(start)
     opening = _LINE_END.split(head.lstrip(), maxsplit=1)[0].strip()
-    if encoding.startswith("utf-8") and opening in (b"{", b"["):
+    if (encoding.startswith("utf-8") or code_page) and opening in (b"{", b"["):
         yield from (read_json_sequence if opening == b"{" else read_json_array)(handle, name)
         return
     lines: Iterable[bytes | str] = handle
@@ -852,7 +870,16 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
             yield ref, Failure(None, ref, "parse", "not_an_object", f"JSON line is a {type(row).__name__}",
                                excerpt(raw))
             continue
-        yield ref, row
+        yield ref, _noted(row, code_page)
+
+
+def _noted(row: dict[str, Any], code_page: str | None) -> dict[str, Any]:
+    """``row``, noting the code page its file was decoded in, if any."""
+    if not code_page:
+        return row
+    noted = NotedRow(row)
+    noted.notes = (code_page_note(code_page),)
+    return noted
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -888,10 +915,12 @@ class _Utf8Reader:
 
 def _json_bytes(handle: BinaryIO) -> BinaryIO | _Utf8Reader:
     """``handle`` from its start as UTF-8 bytes, the encoding told as ``json.loads`` tells it (from the NUL
-    bytes of the first four, or a byte-order mark)."""
+    bytes of the first four, or a byte-order mark), or a Windows code page its first MiB tells
+    (:func:`legacy_code_page`)."""
     handle.seek(0)
     encoding = json.detect_encoding(handle.read(4))
     handle.seek(0)
+    encoding = (legacy_code_page(handle, 0) or encoding) if encoding == "utf-8" else encoding
     return handle if encoding == "utf-8" else _Utf8Reader(handle, encoding)
 
 
@@ -1075,6 +1104,7 @@ def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0, sequ
     """:func:`read_json_array` (:func:`read_json_sequence` with ``sequence``) with the ijson backend ``parser``,
     from record ``skip`` on."""
     read, array_ended = 0, False
+    code_page = legacy_code_page(handle, 0) if json.detect_encoding(_head(handle, 4)) == "utf-8" else None
     try:
         events = _json_events(handle, parser, sequence)
         if not sequence:
@@ -1098,7 +1128,7 @@ def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0, sequ
             if index < skip:
                 continue
             if isinstance(row, dict):
-                yield ref, row
+                yield ref, _noted(row, code_page)
             elif row is _TOO_DEEP:
                 yield ref, Failure(None, ref, "parse", "invalid_json",
                                    f"record nested more than {JSON_DEPTH_LIMIT} levels deep")

@@ -136,6 +136,28 @@ def test_a_code_page_whose_first_letter_comes_late_among_ascii_rows_is_still_det
         f"decoded as {code_page}: the file is not UTF-8 and has no byte-order mark"]
 
 
+@pytest.mark.parametrize("layout", ["lines", "array", "pretty_sequence"])
+@pytest.mark.parametrize(("code_page", "texts"), [
+    ("cp1252", ["Café crème, naïve – great", "“Smart quotes” and 5 €"]),
+    ("cp1251", ["Отличный товар, рекомендую", "Доставка заняла неделю"]),
+])
+def test_json_in_a_windows_code_page_is_read_in_it_with_a_note(tmp_path: Path, code_page: str, texts: list[str],
+                                                                layout: str) -> None:
+    """Python on Windows writes the code page with ``open(path, "w")``, and ``json.dump(..., ensure_ascii=False)``
+    puts the letters themselves in it: every JSON line with an accent was an ``invalid_utf8`` dead letter, and an
+    array broke at its first accent, every record from there on unread."""
+    records = [{"id": n, "text": text} for n, text in enumerate(["plain ascii row", *texts])]
+    written = {"lines": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+               "array": json.dumps(records, ensure_ascii=False, indent=2),
+               "pretty_sequence": "".join(json.dumps(r, ensure_ascii=False, indent=2) + "\n" for r in records)}
+    path = tmp_path / ("reviews.json" if layout == "array" else "reviews.jsonl")
+    path.write_bytes(written[layout].encode(code_page))
+    documents = list(read_path(str(path)))
+    assert [document["text"] for document in documents] == ["plain ascii row", *texts]
+    assert {tuple(document["ingest_notes"]) for document in documents} == {(
+        f"decoded as {code_page}: the file is not UTF-8 and has no byte-order mark",)}
+
+
 @pytest.mark.parametrize(("code_page", "text"), [("shift_jis", "とても良い商品です"), ("koi8_r", "Отличный товар")])
 def test_a_short_table_in_a_code_page_detection_is_not_sure_of_stays_dead_letters(tmp_path: Path, code_page: str,
                                                                                    text: str) -> None:
