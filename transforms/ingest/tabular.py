@@ -342,17 +342,33 @@ def meta_export_post(row: dict[str, Any]) -> dict[str, Any]:
     return post
 
 
+PLACEHOLDER_TEXTS = frozenset({"[deleted]", "[removed]"})
+"""What Reddit (and its dumps) keep as the text of a post or comment its author deleted or a moderator removed."""
+
+
 def row_to_document(row: Mapping[str, Any], columns: ColumnMap, source: str, input_ref: str) -> Document | Failure:
-    """One table row to a document; a missing or non-text text cell, or a bad value, is a failure."""
+    """One table row to a document; a missing or non-text text cell, or a bad value, is a failure. A row whose
+    text is empty, missing or Reddit's placeholder for a removed post is labeled by its title where it has one (a
+    review with only a headline, a Reddit link post), with a note: it was an ``empty_text`` dead letter, and a
+    removed post was labeled by the word "removed"."""
     raw = json.dumps(row, default=str, ensure_ascii=False)
     if columns.text is None:
         return Failure(source, input_ref, "parse", "no_text_column",
                        f"no text column among {sorted(row)[:12]}; map one with --text-column", excerpt(raw))
     text = row.get(columns.text)
-    if not isinstance(text, str):
+    notes: list[str] = []
+    body = text.strip() if isinstance(text, str) else None
+    if (text is None or body == "" or body in PLACEHOLDER_TEXTS) and (
+            title := _cell_text(row.get(columns.title)) if columns.title else None) and title.strip():
+        described = repr(body) if body else "missing" if text is None else "empty"
+        notes.append(f"text column {columns.text!r} is {described}: the title was classified")
+        text = title
+    elif not isinstance(text, str):
         kind = "missing" if text is None else type(text).__name__
         return Failure(source, input_ref, "parse", "no_text", f"text column {columns.text!r} is {kind}", excerpt(raw))
-    notes: list[str] = []
+    elif body in PLACEHOLDER_TEXTS:
+        return Failure(source, input_ref, "parse", "no_text", f"text column {columns.text!r} is {body!r}, Reddit's "
+                       "placeholder for a deleted or removed post: its text is gone", excerpt(raw))
     try:
         created_at = _created_at(row, columns.created_at, notes) if columns.created_at else None
     except (ValueError, OverflowError, OSError):
@@ -839,13 +855,16 @@ def read_jsonl(handle: BinaryIO, name: str) -> Iterator[tuple[str, dict[str, Any
         yield from (read_json_sequence if opening == b"{" else read_json_array)(handle, name)
         return
     lines: Iterable[bytes | str] = handle
+    cr_only = b"\r" in head and b"\n" not in head
     if not encoding.startswith("utf-8"):  # an illegal UTF-16 code unit fails its line alone; a CR splits a line too
-        lines = io.TextIOWrapper(handle, encoding, errors=MARK_UNDECODABLE)
-    elif b"\r" in head and b"\n" not in head:
+        # a code page's lines end as UTF-8 ones do: at a line feed, or a CR where the file has no line feed
+        lines = io.TextIOWrapper(handle, encoding, errors=MARK_UNDECODABLE,
+                                 newline="\n" if code_page and not cr_only else None)
+    elif cr_only:
         lines = _cr_lines(handle)
     for number, raw in enumerate(lines, start=1):
         ref = f"{name}:{number}"
-        if not raw.strip():
+        if not (raw.strip(ASCII_SPACE) if isinstance(raw, str) else raw.strip()):  # U+001C is no blank line
             continue
         if isinstance(raw, str) and _has_surrogates(raw):
             yield ref, Failure(None, ref, "read", "invalid_utf8", f"line is not valid {encoding.upper()}",
@@ -883,6 +902,8 @@ def _noted(row: dict[str, Any], code_page: str | None) -> dict[str, Any]:
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+ASCII_SPACE = " \t\n\r\x0b\x0c"
+"""What ``bytes.strip`` strips: a decoded line is blank as its bytes are (``str.strip`` strips U+001C-U+001F too)."""
 
 
 def _cr_lines(handle: BinaryIO, chunk_bytes: int = 1 << 16) -> Iterator[bytes]:

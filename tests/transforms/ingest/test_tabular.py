@@ -676,6 +676,38 @@ def test_columns_named_as_common_exports_name_them_are_found(columns: list[str],
     assert getattr(ColumnMap().resolve(columns), field) == chosen
 
 
+def test_a_post_or_review_without_text_is_labeled_by_its_title_and_a_deleted_one_is_a_dead_letter(
+        tmp_path: Path) -> None:
+    """A Reddit link post has an empty ``selftext`` and a removed one Reddit's ``[removed]``; an app-store review
+    may have only its headline. They were ``empty_text`` dead letters, or labeled by the word "removed"; a deleted
+    comment keeps nothing to label."""
+    submissions = tmp_path / "reddit_submissions.jsonl"
+    submissions.write_text("".join(json.dumps(row) + "\n" for row in (
+        {"id": "t3_a", "title": "Anyone else lose data after the 4.2 update?", "selftext": "", "subreddit": "acme"},
+        {"id": "t3_b", "title": "Support closed my ticket without an answer", "selftext": "[removed]",
+         "subreddit": "acme"},
+        {"id": "t3_c", "title": "Sync fixed", "selftext": "Works again since this morning.", "subreddit": "acme"},
+        {"id": "t1_d", "body": "[deleted]", "subreddit": "acme"})), encoding="utf-8")
+    records = [clean_document(r, 10_000) if isinstance(r, dict) else r for r in read_path(str(submissions))]
+    assert [(r["source_id"], r["text"], r["ingest_notes"]) for r in records[:3]] == [
+        ("t3_a", "Anyone else lose data after the 4.2 update?",
+         ["text column 'selftext' is empty: the title was classified"]),
+        ("t3_b", "Support closed my ticket without an answer",
+         ["text column 'selftext' is '[removed]': the title was classified"]),
+        ("t3_c", "Works again since this morning.", [])]
+    assert (records[3].error_type, records[3].error) == (
+        "no_text", "text column 'body' is '[deleted]', Reddit's placeholder for a deleted or removed post: its text "
+        "is gone")
+    workbook = openpyxl.Workbook()
+    for row in (["Rating", "Review Title", "Review"], [5, "Does what it says", None], [1, None, None]):
+        workbook.active.append(row)
+    workbook.save(tmp_path / "app-reviews.xlsx")
+    headline, nothing = read_path(str(tmp_path / "app-reviews.xlsx"))
+    assert (headline["text"], headline["ingest_notes"]) == (
+        "Does what it says", ["text column 'Review' is missing: the title was classified"])
+    assert nothing.error_type == "no_text"
+
+
 def test_an_amazon_export_takes_its_unix_time_its_reviewer_id_and_its_summary(tmp_path: Path) -> None:
     """Amazon's review dumps are JSON Lines named ``.json``, read as one document: a single ``invalid_json`` dead
     letter after the first line's ``helpful`` array was read as two records. Their time is ``unixReviewTime``
