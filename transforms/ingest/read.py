@@ -35,6 +35,7 @@ from transforms.ingest.tabular import (
     ColumnMap,
     activity_post,
     guess_source,
+    json_api_resource,
     meta_export_post,
     row_to_document,
 )
@@ -749,7 +750,8 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
     reader = TABLE_READERS[kind]
     rows = reader(handle, path, text_column=columns.text) if kind in TITLED_TABLES else reader(handle, path)
     for ref, read in rows:
-        row = read if isinstance(read, Failure) else activity_post(read, ref)
+        resource = read if isinstance(read, Failure) else json_api_resource(read)
+        row = resource if isinstance(resource, Failure) else activity_post(resource, ref)
         row = row if isinstance(row, Failure) else meta_export_post(row)
         if isinstance(row, Failure):
             if source is None and len(pending) < PENDING_FAILURES:
@@ -760,10 +762,10 @@ def _read_table(handle, path: str, kind: str, forced: str | None, columns: Colum
             pending.clear()
             continue
         if source is None or (forced is None and getattr(row, "sheet", None) != sheet):
-            # a post taken out of a social network's export (row is not read) is social; a workbook's sheets are
-            # each told by their own columns, then the sheet's name, then the file's
+            # a post taken out of a social network's export (row is not resource) is social; a workbook's sheets
+            # are each told by their own columns, then the sheet's name, then the file's
             sheet = getattr(row, "sheet", None)
-            source = "social" if row is not read else (
+            source = "social" if row is not resource else (
                 guess_source(getattr(row, "header", None) or row.keys(), sheet or name)
                 or (sheet and guess_source((), name)) or "review")
         yield from (replace(failure, source=source) for failure in pending)

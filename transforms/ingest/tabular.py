@@ -40,18 +40,19 @@ TEXT_COLUMNS = ("text", "review_text", "review", "body", "content", "full_text",
                 "comment", "selftext")
 """Text columns, most telling first. ``selftext`` is a Reddit submission's body (its ``title`` is the subject)."""
 ID_COLUMNS = ("id", "review_id", "tweet_id", "post_id", "message_id", "uuid", "id_str")
-CREATED_COLUMNS = ("created_at", "created_utc", "created_time", "review_submit_date_and_time", "date", "timestamp",
-                   "time", "published_at", "review_date", "posted_at", "unix_review_time", "at")
+CREATED_COLUMNS = ("created_at", "created_utc", "created_time", "created_date", "review_submit_date_and_time", "date",
+                   "timestamp", "time", "published_at", "review_date", "posted_at", "unix_review_time", "at")
 """Time columns, most telling first. Reddit's ``created_utc`` and Amazon's ``unixReviewTime`` are epoch seconds;
-Facebook's Graph API writes ``created_time``, Play Console's review reports ``Review Submit Date and Time``;
+Facebook's Graph API writes ``created_time``, App Store Connect ``createdDate``, Play Console's review reports
+``Review Submit Date and Time``;
 Amazon's ``reviewTime`` (``09 7, 2013``) is left out, its day and month either way round. The bare ``at`` is the
 Google Play scraper's: a time by name, as Rails' ``created_at`` is, and last, so that any other time column wins (a
 value that is no time is a note, not a date). The scraper writes the scraping machine's local time without a zone,
 read as UTC like every naive time. ``published`` is not here: ActivityStreams' time
 (:data:`ACTIVITY_CREATED_COLUMNS`), it is as often a review platform's yes/no publish flag, whose 0 or 1 would read
 as a second of 1970."""
-AUTHOR_COLUMNS = ("author", "user", "username", "screen_name", "reviewer", "reviewer_id", "reviewer_name", "handle",
-                  "attributed_to", "by")
+AUTHOR_COLUMNS = ("author", "user", "username", "screen_name", "reviewer", "reviewer_id", "reviewer_name",
+                  "reviewer_nickname", "handle", "attributed_to", "by")
 """Author columns. Amazon's ``reviewerID`` comes before its ``reviewerName``: the id is the reviewer's across reviews,
 the name is often "Amazon Customer", shared by thousands. ``attributedTo`` is ActivityStreams' author, ``by`` Hacker
 News' (its API's and BigQuery dataset's items), last, as the least telling name."""
@@ -307,6 +308,21 @@ def activity_post(row: dict[str, Any], ref: str) -> dict[str, Any] | Failure:
                        "the boosted post's address, not its text",
                        excerpt(json.dumps(row, default=str, ensure_ascii=False)))
     return row
+
+
+JSON_API_KEYS = frozenset({"type", "id", "attributes", "relationships", "links", "meta"})
+"""The members of a JSON:API resource object (jsonapi.org): what an API says of a record is in its ``attributes``."""
+
+
+def json_api_resource(row: dict[str, Any]) -> dict[str, Any]:
+    """A JSON:API resource object as its attributes and its id, as the row to read; any other row as it is. App
+    Store Connect's customer reviews (``{"data": [{"type": "customerReviews", "id": ..., "attributes": {"rating":
+    5, "title": ..., "body": ..., "reviewerNickname": ..., "createdDate": ...}}]}``), the official source of iOS
+    reviews, and every other JSON:API service's records were ``no_text_column`` dead letters."""
+    attributes = row.get("attributes")
+    if not (isinstance(attributes, dict) and isinstance(row.get("type"), str) and row.keys() <= JSON_API_KEYS):
+        return row
+    return {**attributes, "id": row["id"]} if "id" in row else dict(attributes)
 
 
 META_RECORD_KEYS = frozenset({"timestamp", "data", "title", "attachments", "tags"})

@@ -708,6 +708,31 @@ def test_a_post_or_review_without_text_is_labeled_by_its_title_and_a_deleted_one
     assert nothing.error_type == "no_text"
 
 
+def test_app_store_connects_customer_reviews_are_read_from_their_json_api_attributes(tmp_path: Path) -> None:
+    """App Store Connect's API, the official source of iOS reviews, answers in JSON:API: each review's fields sit
+    in ``attributes`` beside its ``type``, ``id``, ``relationships`` and ``links``, and every review was a
+    ``no_text_column`` dead letter. The page as Apple's documentation shows it, with a second review."""
+    review = {"type": "customerReviews", "id": "00000028-b08c-0014-729e-fbd500000000",
+              "attributes": {"rating": 5, "title": "Awesome!!!", "body": "It's a really fantastic app!",
+                             "reviewerNickname": "Anne Johnson", "createdDate": "2017-11-15T08:10:34-08:00",
+                             "territory": "USA"},
+              "relationships": {"response": {"links": {
+                  "self": "https://api.appstoreconnect.apple.com/v1/customerReviews/00000028/relationships/response",
+                  "related": "https://api.appstoreconnect.apple.com/v1/customerReviews/00000028/response"}}},
+              "links": {"self": "https://api.appstoreconnect.apple.com/v1/customerReviews/00000028"}}
+    second = {**review, "id": "00000029", "attributes": {**review["attributes"], "rating": 1, "title": "Crashes",
+                                                         "body": "Crashes on launch since 4.2."}}
+    path = tmp_path / "customerReviews.json"
+    path.write_text(json.dumps({"data": [review, second], "links": {"self": "https://api.appstoreconnect.apple.com"},
+                                "meta": {"paging": {"total": 2, "limit": 50}}}, indent=2), encoding="utf-8")
+    assert [(d["source"], d["source_id"], d["text"], d["subject"], d["rating"], d["author"], d["created_at"])
+            for d in read_path(str(path))] == [
+        ("review", "00000028-b08c-0014-729e-fbd500000000", "It's a really fantastic app!", "Awesome!!!", 5.0,
+         "Anne Johnson", datetime(2017, 11, 15, 16, 10, 34, tzinfo=UTC)),
+        ("review", "00000029", "Crashes on launch since 4.2.", "Crashes", 1.0, "Anne Johnson",
+         datetime(2017, 11, 15, 16, 10, 34, tzinfo=UTC))]
+
+
 def test_an_amazon_export_takes_its_unix_time_its_reviewer_id_and_its_summary(tmp_path: Path) -> None:
     """Amazon's review dumps are JSON Lines named ``.json``, read as one document: a single ``invalid_json`` dead
     letter after the first line's ``helpful`` array was read as two records. Their time is ``unixReviewTime``
