@@ -1262,7 +1262,7 @@ def _parquet_row(batch: pa.RecordBatch, at: int, ref: str) -> dict[str, Any] | F
 
 
 PREAMBLE_ROWS = 10
-"""Rows a sheet may hold above its header (a report's title, the day it was exported, who exported it)."""
+"""Rows a table (a CSV, a sheet) may hold above its header: a report's title, the day it was exported, who by."""
 
 
 def _filled(cells: Sequence[Any]) -> list[Any]:
