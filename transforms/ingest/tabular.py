@@ -950,14 +950,18 @@ class _Utf8Reader:
                 return text.encode("utf-8")
 
 
-def _json_bytes(handle: BinaryIO) -> BinaryIO | _Utf8Reader:
-    """``handle`` from its start as UTF-8 bytes, the encoding told as ``json.loads`` tells it (from the NUL
-    bytes of the first four, or a byte-order mark), or a Windows code page its first MiB tells
-    (:func:`legacy_code_page`)."""
+def _json_encoding(handle: BinaryIO) -> str:
+    """A JSON file's encoding, told as ``json.loads`` tells it (from the NUL bytes of the first four, or a
+    byte-order mark), or a Windows code page its first MiB tells (:func:`legacy_code_page`); the handle is rewound."""
     handle.seek(0)
     encoding = json.detect_encoding(handle.read(4))
     handle.seek(0)
-    encoding = (legacy_code_page(handle, 0) or encoding) if encoding == "utf-8" else encoding
+    return (legacy_code_page(handle, 0) or encoding) if encoding == "utf-8" else encoding
+
+
+def _json_bytes(handle: BinaryIO, encoding: str) -> BinaryIO | _Utf8Reader:
+    """``handle`` from its start as UTF-8 bytes, read in ``encoding`` (:func:`_json_encoding`)."""
+    handle.seek(0)
     return handle if encoding == "utf-8" else _Utf8Reader(handle, encoding)
 
 
@@ -1042,10 +1046,12 @@ class _NonFiniteReader:
             yield event, value
 
 
-def _json_events(handle: BinaryIO, parser: Any = ijson, sequence: bool = False) -> Iterator[tuple[str, Any]]:
-    """ijson's events of ``handle``'s document (of its documents one after another, with ``sequence``), a bare NaN
-    or infinity among them as its float; ``parser`` an ijson backend, its fastest by default."""
-    reader = _NonFiniteReader(_json_bytes(handle))
+def _json_events(handle: BinaryIO, encoding: str, parser: Any = ijson, sequence: bool = False
+                 ) -> Iterator[tuple[str, Any]]:
+    """ijson's events of ``handle``'s document (of its documents one after another, with ``sequence``) in
+    ``encoding``, a bare NaN or infinity among them as its float; ``parser`` an ijson backend, its fastest by
+    default."""
+    reader = _NonFiniteReader(_json_bytes(handle, encoding))
     return reader.restore(parser.basic_parse(reader, use_float=True, multiple_values=sequence))
 
 
@@ -1141,9 +1147,10 @@ def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0, sequ
     """:func:`read_json_array` (:func:`read_json_sequence` with ``sequence``) with the ijson backend ``parser``,
     from record ``skip`` on."""
     read, array_ended = 0, False
-    code_page = legacy_code_page(handle, 0) if json.detect_encoding(_head(handle, 4)) == "utf-8" else None
+    encoding = _json_encoding(handle)
+    code_page = encoding if encoding in WINDOWS_CODE_PAGES else None
     try:
-        events = _json_events(handle, parser, sequence)
+        events = _json_events(handle, encoding, parser, sequence)
         if not sequence:
             start = next(events, (None, None))[0]
             if start not in _OPENS:
@@ -1151,13 +1158,14 @@ def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0, sequ
                                     excerpt(_head(handle)))
                 return
             if start == "start_map":
-                if _another_document_follows(_past_first_document(_json_events(handle, parser, sequence=True))):
+                ahead = _json_events(handle, encoding, parser, sequence=True)
+                if _another_document_follows(_past_first_document(ahead)):
                     yield from _array_records(handle, name, parser, skip, sequence=True)
                     return
-                events = _json_events(handle, parser)  # afresh: the look ahead read the handle on
+                events = _json_events(handle, encoding, parser)  # afresh: the look ahead read the handle on
                 next(events)
                 if not _to_first_array(events):
-                    yield name, next(ijson.items(ijson.parse(_json_events(handle, parser)), ""))
+                    yield name, next(ijson.items(ijson.parse(_json_events(handle, encoding, parser)), ""))
                     return
         for index, row in enumerate(_array_items(events)):
             ref = f"{name}[{index}]"
@@ -1177,7 +1185,7 @@ def _array_records(handle: BinaryIO, name: str, parser: Any, skip: int = 0, sequ
     except (UnicodeDecodeError, ijson.JSONError) as error:
         if parser is ijson and "integer overflow" in str(error):
             raise _WideInteger(read, sequence) from error
-        if not read and _blank(handle):
+        if not read and _blank(handle, encoding):
             return  # an empty export holds no record, as an empty CSV or JSON Lines file holds none
         where = f"after {read} records" if read else "before any record"
         if not array_ended:  # ijson cannot resume past a break: the record it is in, and all after, are unread
@@ -1208,9 +1216,9 @@ def _another_document_follows(events: Iterator[tuple[str, Any]]) -> bool:
         return False
 
 
-def _blank(handle: BinaryIO) -> bool:
+def _blank(handle: BinaryIO, encoding: str) -> bool:
     """Whether ``handle``'s document is empty or JSON whitespace only (a byte-order mark aside)."""
-    reader = _json_bytes(handle)
+    reader = _json_bytes(handle, encoding)
     while chunk := reader.read(1 << 16):
         if chunk.strip(b" \t\r\n"):
             return False
